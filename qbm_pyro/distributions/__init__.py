@@ -1,0 +1,24 @@
+"""Everything in :mod:`pyro.distributions`, plus the Boltzmann machines and the relaxations of
+binary variables used by discrete VAEs.
+
+>>> import qbm_pyro.distributions as dist
+>>> dist.Normal, dist.Boltzmann  # doctest: +ELLIPSIS
+(<class '...Normal'>, <class '...Boltzmann'>)
+"""
+
+from pyro.distributions import *  # noqa: F403
+from pyro.distributions import __all__ as _pyro_all
+
+from qbm_pyro.distributions.boltzmann import RBM, BinaryVectorConstraint, Boltzmann
+from qbm_pyro.distributions.kl import kl_bernoulli_boltzmann
+from qbm_pyro.distributions.relaxed import OverlappingExponentials, SpikeAndExponential
+
+__all__ = list(_pyro_all) + [
+    "BinaryVectorConstraint",
+    "Boltzmann",
+    "OverlappingExponentials",
+    "RBM",
+    "SpikeAndExponential",
+    "kl_bernoulli_boltzmann",
+]
+__all__[:] = sorted(set(__all__))
