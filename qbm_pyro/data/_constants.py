@@ -1,0 +1,66 @@
+"""Names used by the data layer: modality kinds and the keys of a minibatch dict.
+
+Every string that names a modality kind or a minibatch entry lives here, in the
+:data:`REGISTRY_KEYS` singleton; code elsewhere never spells them out.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+__all__ = ["MODALITY_ALIASES", "REGISTRY_KEYS"]
+
+
+class _REGISTRY_KEYS_NT(NamedTuple):
+    """Modality kinds and minibatch keys.
+
+    A minibatch holds, for each registered modality of kind ``k``, the entries
+    ``x_key(k)`` (counts), ``mask_key(k)`` (which cells have the modality) and
+    ``library_key(k)`` (total counts per cell), plus ``BATCH_KEY`` and ``INDEX_KEY``.
+    """
+
+    RNA: str = "rna"
+    PROTEIN: str = "protein"
+    ATAC: str = "atac"
+    X_KEY: str = "x"
+    MASK_KEY: str = "mask"
+    LIBRARY_KEY: str = "library"
+    BATCH_KEY: str = "batch"
+    INDEX_KEY: str = "index"
+
+    @property
+    def KINDS(self) -> tuple[str, str, str]:  # noqa: N802 (reads like the other constants)
+        """All modality kinds, in canonical order."""
+        return (self.RNA, self.PROTEIN, self.ATAC)
+
+    @property
+    def COUNT_KINDS(self) -> tuple[str, str]:  # noqa: N802
+        """Kinds whose matrix must hold non-negative integer counts."""
+        return (self.RNA, self.PROTEIN)
+
+    def x_key(self, kind: str) -> str:
+        """Minibatch key of the counts of modality kind ``kind`` (``"x_rna"``)."""
+        return f"{self.X_KEY}_{kind}"
+
+    def mask_key(self, kind: str) -> str:
+        """Minibatch key of the has-modality mask of kind ``kind`` (``"mask_rna"``)."""
+        return f"{self.MASK_KEY}_{kind}"
+
+    def library_key(self, kind: str) -> str:
+        """Minibatch key of the per-cell total of kind ``kind`` (``"library_rna"``)."""
+        return f"{self.LIBRARY_KEY}_{kind}"
+
+
+REGISTRY_KEYS = _REGISTRY_KEYS_NT()
+
+#: Modality names recognised when kinds are inferred (lower-cased name -> kind).
+MODALITY_ALIASES: dict[str, str] = {
+    "rna": REGISTRY_KEYS.RNA,
+    "gex": REGISTRY_KEYS.RNA,
+    "prot": REGISTRY_KEYS.PROTEIN,
+    "protein": REGISTRY_KEYS.PROTEIN,
+    "adt": REGISTRY_KEYS.PROTEIN,
+    "atac": REGISTRY_KEYS.ATAC,
+    "peaks": REGISTRY_KEYS.ATAC,
+    "chromatin": REGISTRY_KEYS.ATAC,
+}

@@ -1,0 +1,520 @@
+"""Checks on the data handed to :func:`qbm_pyro.data.setup_data`.
+
+Each check is a small function that raises (or warns) with a message naming the modality, the
+layer or column, the problem and an offending value. None of them modifies its input. Matrices
+are scanned without loading them whole when they are backed by a file: backed CSR and dense
+(``h5py``) matrices are read in blocks of rows, backed CSC matrices in blocks of columns.
+In-memory sparse matrices are checked on their stored values directly.
+
+Supported matrices: :class:`numpy.ndarray`, :mod:`scipy.sparse` CSR/CSC (arrays or matrices),
+``h5py.Dataset`` and anndata's backed sparse datasets (``anndata.abc.CSRDataset`` /
+``anndata.abc.CSCDataset``).
+
+Decisions
+---------
+* Cells whose counts are all zero in a modality give a :class:`UserWarning` and are reported in
+  :attr:`MatrixSummary.empty_cells`; they are never dropped here.
+* Features that are zero in every cell give a :class:`UserWarning`.
+* A batch level that holds a single cell gives a :class:`UserWarning`, not an error: a
+  batch-conditioned decoder can still be fitted, and small real data sets have such levels.
+  A batch column with a single level is an error (it carries no batch information).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import anndata as ad
+import h5py
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from qbm_pyro.data._constants import REGISTRY_KEYS
+
+__all__ = [
+    "MatrixSummary",
+    "check_batch_column",
+    "check_matrix",
+    "check_modality_names",
+    "check_obs_names",
+    "find_count_layers",
+    "get_matrix",
+    "iter_blocks",
+]
+
+#: Rows (or columns, for backed CSC) read at a time from a backed matrix.
+CHUNK_SIZE = 1024
+#: Values within this distance of an integer count as integers.
+INTEGER_TOLERANCE = 1e-6
+
+
+class MatrixSummary(NamedTuple):
+    """What :func:`check_matrix` learnt about a matrix.
+
+    Attributes
+    ----------
+    empty_cells
+        Boolean array of shape ``(n_obs,)``: the cell has no nonzero value.
+    empty_features
+        Boolean array of shape ``(n_vars,)``: the feature has no nonzero value.
+    is_binary
+        Whether every value is 0 or 1.
+    """
+
+    empty_cells: np.ndarray
+    empty_features: np.ndarray
+    is_binary: bool
+
+
+_FEATURE_NOUN = {
+    REGISTRY_KEYS.RNA: "gene",
+    REGISTRY_KEYS.PROTEIN: "protein",
+    REGISTRY_KEYS.ATAC: "peak",
+}
+
+
+def _where(modality: str, layer: str | None) -> str:
+    return f"modality {modality!r} " + ("X" if layer is None else f"layer {layer!r}")
+
+
+def get_matrix(adata: ad.AnnData, layer: str | None, *, modality: str = "") -> Any:
+    """Return ``adata.X`` or ``adata.layers[layer]`` without copying it.
+
+    Parameters
+    ----------
+    adata
+        The modality.
+    layer
+        Layer name, or ``None`` for ``X``.
+    modality
+        Name of the modality, for the error message.
+
+    Returns
+    -------
+    Any
+        The matrix as stored: dense, sparse, or a backed dataset.
+
+    Raises
+    ------
+    KeyError
+        If ``layer`` is not a layer of ``adata`` (the message lists the layers there are).
+    ValueError
+        If ``layer`` is ``None`` and ``X`` is ``None``.
+    """
+    if layer is None:
+        if adata.X is None:
+            raise ValueError(f"modality {modality!r} has X = None; pass a layer that holds counts")
+        return adata.X
+    if layer not in adata.layers:
+        raise KeyError(
+            f"modality {modality!r} has no layer {layer!r}; available layers: "
+            f"{sorted(adata.layers.keys())}"
+        )
+    return adata.layers[layer]
+
+
+def iter_blocks(x: Any, chunk_size: int = CHUNK_SIZE) -> Iterator[tuple[int, int, Any]]:
+    """Yield ``(axis, offset, block)`` pieces that together cover ``x``.
+
+    In-memory matrices come back whole, as a single block with offset 0 and axis 0. Backed CSR
+    and ``h5py`` matrices come back as blocks of ``chunk_size`` rows (axis 0); backed CSC
+    matrices as blocks of ``chunk_size`` columns (axis 1). Blocks are numpy arrays or
+    :mod:`scipy.sparse` matrices.
+
+    Parameters
+    ----------
+    x
+        A matrix of shape ``(n_obs, n_vars)``.
+    chunk_size
+        Rows (or columns) per block for backed matrices.
+
+    Yields
+    ------
+    tuple
+        ``(axis, offset, block)``: the block covers rows (axis 0) or columns (axis 1)
+        ``offset`` to ``offset + block.shape[axis]``.
+    """
+    if isinstance(x, h5py.Dataset | ad.abc.CSRDataset):
+        for start in range(0, x.shape[0], chunk_size):
+            yield 0, start, x[start : start + chunk_size]
+    elif isinstance(x, ad.abc.CSCDataset):
+        for start in range(0, x.shape[1], chunk_size):
+            yield 1, start, x[:, start : start + chunk_size]
+    else:
+        yield 0, 0, x
+
+
+def _dtype_of(x: Any) -> np.dtype:
+    return np.dtype(x.dtype)
+
+
+def _check_dtype(x: Any, where: str) -> None:
+    dtype = _dtype_of(x)
+    if dtype.kind not in "biuf":
+        raise TypeError(
+            f"{where} has dtype {dtype!s}; a numeric matrix (integer, unsigned, float or bool) "
+            "is required"
+        )
+
+
+def _first_bad(block: Any, bad_values: np.ndarray, values: np.ndarray) -> tuple[int, int, float]:
+    """Row, column (within ``block``) and value of the first True entry of ``bad_values``."""
+    pos = int(np.flatnonzero(bad_values)[0])
+    if sp.issparse(block):
+        fmt = block.format
+        if fmt in ("csr", "csc"):
+            major = int(np.searchsorted(block.indptr, pos, side="right") - 1)
+            minor = int(block.indices[pos])
+            row, col = (major, minor) if fmt == "csr" else (minor, major)
+        else:
+            coo = block.tocoo()
+            row, col = int(coo.row[pos]), int(coo.col[pos])
+    else:
+        row, col = divmod(pos, block.shape[1])
+    return row, col, float(values[pos])
+
+
+def _stored_values(block: Any) -> np.ndarray:
+    """The explicitly stored values of ``block`` (all values if dense), flattened."""
+    if sp.issparse(block):
+        if block.format not in ("csr", "csc", "coo"):
+            block = block.tocsr()
+        return np.asarray(block.data)
+    return np.asarray(block).reshape(-1)
+
+
+def _nonzero_rows_cols(block: Any, nonzero: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column indices (within ``block``) of the stored values flagged in ``nonzero``."""
+    if sp.issparse(block):
+        if block.format in ("csr", "csc"):
+            major = np.repeat(np.arange(len(block.indptr) - 1), np.diff(block.indptr))[nonzero]
+            minor = np.asarray(block.indices)[nonzero]
+            return (major, minor) if block.format == "csr" else (minor, major)
+        coo = block.tocoo()
+        return coo.row[nonzero], coo.col[nonzero]
+    rows, cols = np.divmod(np.flatnonzero(nonzero), block.shape[1])
+    return rows, cols
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def check_matrix(
+    x: Any,
+    *,
+    modality: str,
+    kind: str,
+    layer: str | None = None,
+    obs_names: Sequence[str] | pd.Index | None = None,
+    var_names: Sequence[str] | pd.Index | None = None,
+    count_layers: Sequence[str] = (),
+    chunk_size: int = CHUNK_SIZE,
+    warn: bool = True,
+) -> MatrixSummary:
+    """Check one modality's matrix and summarise its empty cells and features.
+
+    Parameters
+    ----------
+    x
+        The matrix, shape ``(n_obs, n_vars)``: dense, sparse or backed.
+    modality
+        Modality name, used in messages.
+    kind
+        Modality kind: ``"rna"`` and ``"protein"`` need non-negative integer counts; ``"atac"``
+        accepts binary or count data (it is binarised by the loader).
+    layer
+        Layer that ``x`` came from (``None`` for ``X``), used in messages.
+    obs_names, var_names
+        Cell and feature names, used to name the offending entry in messages.
+    count_layers
+        Layers of the same modality that look like raw counts (see :func:`find_count_layers`);
+        named in the message when ``x`` is not integer.
+    chunk_size
+        Rows (columns for backed CSC) read at a time from backed matrices.
+    warn
+        Warn about all-zero cells and features.
+
+    Returns
+    -------
+    MatrixSummary
+        Which cells and features are all zero, and whether the matrix is binary.
+
+    Raises
+    ------
+    ValueError
+        On 0 cells or 0 features, NaN or infinite values, negative values, or (for ``rna`` and
+        ``protein``) non-integer values. The message names the first offending cell and feature
+        and its value.
+    TypeError
+        If the matrix is not numeric (object, string, complex, ...).
+    """
+    where = _where(modality, layer)
+    if kind not in REGISTRY_KEYS.KINDS:
+        raise ValueError(
+            f"unknown modality kind {kind!r} for {where}; use one of {REGISTRY_KEYS.KINDS}"
+        )
+    if len(x.shape) != 2:
+        raise ValueError(f"{where} must be 2-D, got shape {tuple(x.shape)}")
+    n_obs, n_vars = (int(s) for s in x.shape)
+    if n_obs == 0 or n_vars == 0:
+        raise ValueError(f"{where} is empty: {n_obs} cells x {n_vars} features")
+    _check_dtype(x, where)
+    needs_counts = kind in REGISTRY_KEYS.COUNT_KINDS
+    feature = _FEATURE_NOUN[kind]
+
+    def name(axis_names: Sequence[str] | pd.Index | None, i: int, what: str) -> str:
+        if axis_names is None:
+            return f"{what} {i}"
+        return f"{what} {str(axis_names[i])!r}"
+
+    def fail(problem: str, block: Any, bad: np.ndarray, values: np.ndarray, axis: int, off: int):
+        n_bad = int(bad.sum())
+        row, col, value = _first_bad(block, bad, values)
+        row, col = (row + off, col) if axis == 0 else (row, col + off)
+        example = (
+            f"{_fmt(value)} at {name(obs_names, row, 'cell')}, {name(var_names, col, feature)}"
+        )
+        more = "" if axis == 0 and off == 0 and block is x else " in the first block read"
+        msg = f"{where} has {problem} ({n_bad} value(s){more}, e.g. {example})"
+        if problem.startswith("non-integer"):
+            msg += "; counts are required"
+            if count_layers:
+                hint = count_layers[0]
+                msg += (
+                    f" — layer {hint!r} looks like raw counts: pass "
+                    f"layers={{{modality!r}: {hint!r}}}"
+                )
+        raise ValueError(msg)
+
+    nonzero_cells = np.zeros(n_obs, dtype=bool)
+    nonzero_features = np.zeros(n_vars, dtype=bool)
+    is_binary = True
+    for axis, off, block in iter_blocks(x, chunk_size):
+        values = _stored_values(block)
+        if values.dtype.kind == "f":
+            bad = ~np.isfinite(values)
+            if bad.any():
+                fail("NaN or infinite values", block, bad, values, axis, off)
+        if values.dtype.kind in "if":
+            bad = values < 0
+            if bad.any():
+                fail("negative values", block, bad, values, axis, off)
+        if needs_counts and values.dtype.kind == "f":
+            bad = np.abs(values - np.round(values)) > INTEGER_TOLERANCE
+            if bad.any():
+                fail("non-integer values", block, bad, values, axis, off)
+        nonzero = values != 0
+        if is_binary and values.dtype.kind != "b":
+            is_binary = bool(np.all((values == 0) | (values == 1)))
+        rows, cols = _nonzero_rows_cols(block, nonzero)
+        if axis == 0:
+            nonzero_cells[rows + off] = True
+            nonzero_features[cols] = True
+        else:
+            nonzero_cells[rows] = True
+            nonzero_features[cols + off] = True
+
+    empty_cells = ~nonzero_cells
+    empty_features = ~nonzero_features
+    if warn and empty_cells.any():
+        i = int(np.flatnonzero(empty_cells)[0])
+        warnings.warn(
+            f"{where}: {int(empty_cells.sum())} of {n_obs} cells have all-zero values "
+            f"(e.g. {name(obs_names, i, 'cell')}); they are kept. Use "
+            "DataRegistry.nonempty_cells() to select the others.",
+            UserWarning,
+            stacklevel=2,
+        )
+    if warn and empty_features.any():
+        i = int(np.flatnonzero(empty_features)[0])
+        warnings.warn(
+            f"{where}: {int(empty_features.sum())} of {n_vars} features are zero in every cell "
+            f"(e.g. {name(var_names, i, feature)})",
+            UserWarning,
+            stacklevel=2,
+        )
+    return MatrixSummary(
+        empty_cells=empty_cells, empty_features=empty_features, is_binary=is_binary
+    )
+
+
+def _looks_like_counts(x: Any, n_rows: int = 256) -> bool:
+    """Whether the first ``n_rows`` rows of ``x`` are finite non-negative integers."""
+    try:
+        dtype = _dtype_of(x)
+    except (AttributeError, TypeError):
+        return False
+    if dtype.kind not in "biuf" or len(x.shape) != 2 or x.shape[0] == 0:
+        return False
+    if isinstance(x, ad.abc.CSCDataset):
+        return False  # reading rows of a backed CSC matrix means reading all of it
+    head = x[: min(n_rows, x.shape[0])]
+    values = _stored_values(head)
+    if values.dtype.kind != "f":
+        return bool(np.all(values >= 0))
+    return bool(
+        np.all(np.isfinite(values))
+        and np.all(values >= 0)
+        and np.all(np.abs(values - np.round(values)) <= INTEGER_TOLERANCE)
+    )
+
+
+def find_count_layers(adata: ad.AnnData, *, exclude: str | None = None) -> list[str]:
+    """Layers of ``adata`` whose first rows look like raw counts.
+
+    Parameters
+    ----------
+    adata
+        The modality.
+    exclude
+        A layer to leave out (the one already being checked).
+
+    Returns
+    -------
+    list of str
+        Layer names, in the order stored; layers named ``"counts"`` or ``"raw"`` first.
+    """
+    names = [k for k in adata.layers.keys() if k != exclude]
+    names.sort(key=lambda k: (k not in ("counts", "raw"),))
+    return [k for k in names if _looks_like_counts(adata.layers[k])]
+
+
+def check_modality_names(available: Sequence[str], requested: Sequence[str]) -> None:
+    """Check that every requested modality exists.
+
+    Parameters
+    ----------
+    available
+        Modality names in the data.
+    requested
+        Modality names asked for.
+
+    Raises
+    ------
+    KeyError
+        Naming the unknown modalities and listing the available ones.
+    """
+    unknown = [m for m in requested if m not in available]
+    if unknown:
+        raise KeyError(
+            f"unknown modality name(s) {unknown}; available modalities: {list(available)}"
+        )
+
+
+def check_obs_names(
+    obs_names: pd.Index,
+    modalities: Mapping[str, pd.Index],
+) -> None:
+    """Check cell names: unique everywhere, and shared between modalities.
+
+    Parameters
+    ----------
+    obs_names
+        Cell names of the whole object (``mdata.obs_names``).
+    modalities
+        Cell names of each registered modality.
+
+    Raises
+    ------
+    ValueError
+        If names are duplicated, if a modality holds cells absent from ``obs_names`` (the
+        MuData is out of sync: run ``mdata.update()`` on your copy), or if two modalities share
+        no cell at all (their names do not match, e.g. ``_rna`` / ``_atac`` suffixes).
+    """
+    for label, names in [
+        ("the data", obs_names),
+        *((f"modality {m!r}", n) for m, n in modalities.items()),
+    ]:
+        if not names.is_unique:
+            dup = names[names.duplicated()]
+            raise ValueError(
+                f"{label} has {len(dup)} duplicated obs name(s) (e.g. {str(dup[0])!r}); "
+                "make them unique"
+            )
+    for mod, names in modalities.items():
+        missing = names.difference(obs_names)
+        if len(missing):
+            raise ValueError(
+                f"modality {mod!r} has {len(missing)} obs name(s) not in the MuData obs_names "
+                f"(e.g. {str(missing[0])!r}); the MuData is out of sync with its modalities — "
+                "call mdata.update() on it first"
+            )
+    mods = list(modalities)
+    for i, a in enumerate(mods):
+        for b in mods[i + 1 :]:
+            if len(modalities[a]) and len(modalities[b]):
+                if len(modalities[a].intersection(modalities[b])) == 0:
+                    raise ValueError(
+                        f"obs names do not match across modalities: {a!r} and {b!r} share no cell "
+                        f"(e.g. {str(modalities[a][0])!r} vs {str(modalities[b][0])!r})"
+                    )
+
+
+def check_batch_column(
+    values: pd.Series,
+    key: str,
+    *,
+    where: str = "mdata.obs",
+    warn: bool = True,
+) -> tuple[list[str], np.ndarray]:
+    """Check a batch column and encode it.
+
+    Parameters
+    ----------
+    values
+        The column, one entry per cell, indexed by cell name.
+    key
+        Column name, used in messages.
+    where
+        Where the column was read from, used in messages.
+    warn
+        Warn about levels that hold a single cell.
+
+    Returns
+    -------
+    categories : list of str
+        The levels as strings: the categorical order for a categorical column, else sorted.
+    codes : numpy.ndarray
+        Integer codes of shape ``(n_obs,)`` into ``categories``.
+
+    Raises
+    ------
+    ValueError
+        If the column has missing values (count and first cell given) or a single level.
+    """
+    missing = values.isna().to_numpy()
+    if missing.any():
+        raise ValueError(
+            f"batch column {key!r} in {where} has {int(missing.sum())} missing value(s) "
+            f"(e.g. cell {str(values.index[np.flatnonzero(missing)[0]])!r}); fill them in"
+        )
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        used = values.cat.remove_unused_categories()
+        categories = [str(c) for c in used.cat.categories]
+        strings = used.astype(str).to_numpy()
+    else:
+        strings = values.astype(str).to_numpy()
+        categories = sorted(set(strings))
+    if len(set(categories)) != len(categories):
+        raise ValueError(
+            f"batch column {key!r} in {where} has levels that are equal as strings: {categories}"
+        )
+    if len(categories) < 2:
+        raise ValueError(
+            f"batch column {key!r} in {where} has a single level {categories}; a batch key "
+            "needs at least 2 levels (pass batch_key=None for one batch)"
+        )
+    codes = pd.Categorical(strings, categories=categories).codes.astype(np.int64)
+    counts = np.bincount(codes, minlength=len(categories))
+    if warn and (counts == 1).any():
+        lonely = [categories[i] for i in np.flatnonzero(counts == 1)]
+        warnings.warn(
+            f"batch column {key!r} in {where}: level(s) {lonely} hold a single cell",
+            UserWarning,
+            stacklevel=2,
+        )
+    return categories, codes
