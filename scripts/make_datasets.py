@@ -156,9 +156,7 @@ def copy_unchanged(src: Path, dest: Path, name: str) -> None:
         data = ad.read_h5ad(path)
     else:
         data = md.read_h5mu(path)
-    data.uns["provenance"] = _provenance(
-        path, data.uns.get("provenance"), "none (content unchanged)"
-    )
+    data.uns["provenance"] = _provenance(path, data.uns.get("provenance"), "none (content unchanged)")
     if name.endswith(".h5ad"):
         data.write_h5ad(dest / name, compression="gzip")
     else:

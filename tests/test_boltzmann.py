@@ -102,9 +102,7 @@ def test_sampled_log_z_gradient_matches_exact():
     h.requires_grad_(True)
     J.requires_grad_(True)
     exact_grad = torch.autograd.grad(exact_log_partition(h, J), (h, J))
-    d = dist.Boltzmann(
-        h, J, sampler=GibbsSampler(seed=0), num_samples=20_000, exact_max_n=0, log_z=0.0
-    )
+    d = dist.Boltzmann(h, J, sampler=GibbsSampler(seed=0), num_samples=20_000, exact_max_n=0, log_z=0.0)
     sampled_grad = torch.autograd.grad(d.log_partition_surrogate, (h, J))
     flat = lambda g: torch.cat([g[0], torch.triu(g[1], 1).flatten()])  # noqa: E731
     cos = torch.nn.functional.cosine_similarity(flat(exact_grad), flat(sampled_grad), dim=0)
@@ -149,9 +147,7 @@ def test_maximum_likelihood_recovers_parameters_sampled_path():
     h0, J0 = random_machine(6, seed=5)
     data = ExactSampler(seed=0).sample(h0, J0, 20_000)
     sampler = GibbsSampler(num_sweeps=2, burn_in=50, seed=1)
-    h, J = fit(
-        data, 6, steps=400, lr=0.05, sampler=sampler, num_samples=2000, exact_max_n=0, log_z=0.0
-    )
+    h, J = fit(data, 6, steps=400, lr=0.05, sampler=sampler, num_samples=2000, exact_max_n=0, log_z=0.0)
     assert (h - h0).abs().max() < 0.25  # measured: 0.1
     assert (J - J0).abs().max() < 0.3  # measured: 0.15
 

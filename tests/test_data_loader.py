@@ -132,9 +132,7 @@ def test_missing_modality_masks(backed, tmp_path):
         for k, name in enumerate(names):
             if has_prot[k]:
                 row = list(prot.obs_names).index(name)
-                np.testing.assert_array_equal(
-                    batch["x_protein"][k].numpy(), prot.X[row].toarray()[0]
-                )
+                np.testing.assert_array_equal(batch["x_protein"][k].numpy(), prot.X[row].toarray()[0])
             if has_rna[k]:
                 row = list(rna.obs_names).index(name)
                 np.testing.assert_array_equal(batch["x_rna"][k].numpy(), rna.X[row].toarray()[0])

@@ -194,9 +194,7 @@ def test_obs_names_disjoint_and_duplicated():
     atac = mdata["atac"].copy()
     atac.obs_names = [f"{n}_atac" for n in atac.obs_names]
     bad = md.MuData({"rna": mdata["rna"].copy(), "atac": atac})
-    with pytest.raises(
-        ValueError, match=r"'rna' and 'atac' share no cell.*'cell0' vs 'cell0_atac'"
-    ):
+    with pytest.raises(ValueError, match=r"'rna' and 'atac' share no cell.*'cell0' vs 'cell0_atac'"):
         setup_data(bad)
     a = make_mdata()["rna"].copy()
     a.obs_names = ["dup"] * a.n_obs
@@ -312,9 +310,7 @@ def test_backed_chunks_locate_bad_value(tmp_path, fmt):
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(
-    x=arrays(
-        np.int64, st.tuples(st.integers(1, 6), st.integers(1, 6)), elements=st.integers(0, 50)
-    ),
+    x=arrays(np.int64, st.tuples(st.integers(1, 6), st.integers(1, 6)), elements=st.integers(0, 50)),
     fmt=st.sampled_from(FORMATS),
     data=st.data(),
 )

@@ -76,7 +76,5 @@ def test_datasets_register_and_load():
 
 
 def test_bundled_size_is_small():
-    total = sum(
-        p.stat().st_size for p in files(datasets).iterdir() if p.name.endswith(("h5ad", "h5mu"))
-    )
+    total = sum(p.stat().st_size for p in files(datasets).iterdir() if p.name.endswith(("h5ad", "h5mu")))
     assert total < 20e6

@@ -126,9 +126,7 @@ class MinibatchLoader:
             indices = indices.astype(np.int64)
             bad = (indices < 0) | (indices >= registry.n_obs)
             if bad.any():
-                raise ValueError(
-                    f"indices must lie in [0, {registry.n_obs}), got {int(indices[bad][0])}"
-                )
+                raise ValueError(f"indices must lie in [0, {registry.n_obs}), got {int(indices[bad][0])}")
         self.data = data
         self.registry = registry
         self.batch_size = int(batch_size)

@@ -215,13 +215,9 @@ class DataRegistry:
                 continue
             unknown = sorted(set(values.astype(str)) - set(self.batch_categories[key]))
             if unknown:
-                problems.append(
-                    f"batch column {key!r} has levels unknown to the registry: {unknown[:10]}"
-                )
+                problems.append(f"batch column {key!r} has levels unknown to the registry: {unknown[:10]}")
         if problems:
-            raise ValueError(
-                "data is not compatible with the registry:\n - " + "\n - ".join(problems)
-            )
+            raise ValueError("data is not compatible with the registry:\n - " + "\n - ".join(problems))
 
     def transfer(self, data: md.MuData | ad.AnnData) -> DataRegistry:
         """Register new data with this registration's modalities, layers and batch levels.
@@ -285,9 +281,7 @@ def _resolve_modalities(data: md.MuData | ad.AnnData, modalities: ModalitiesArg)
         if isinstance(modalities, str):
             kind = _infer_kind(modalities)
             if kind is None:
-                raise ValueError(
-                    f"unknown modality kind {modalities!r} for an AnnData; use {kinds_text}"
-                )
+                raise ValueError(f"unknown modality kind {modalities!r} for an AnnData; use {kinds_text}")
             return {kind: kind}
         if isinstance(modalities, Mapping) and len(modalities) == 1:
             ((name, kind),) = modalities.items()
@@ -403,9 +397,7 @@ def _batch_values(
                 have = mod_rows >= 0
                 col = data.mod[mod].obs[key].astype(object).to_numpy()[mod_rows[have]]
                 current = values.to_numpy()[have]
-                clash = (
-                    (~pd.isna(current)) & (~pd.isna(col)) & (current.astype(str) != col.astype(str))
-                )
+                clash = (~pd.isna(current)) & (~pd.isna(col)) & (current.astype(str) != col.astype(str))
                 if clash.any():
                     cell = data.obs_names[np.flatnonzero(have)[np.flatnonzero(clash)[0]]]
                     raise ValueError(
@@ -435,9 +427,7 @@ def _build(
     names = list(kinds)
     is_mudata = isinstance(data, md.MuData)
     if is_mudata and getattr(data, "axis", 0) != 0:
-        raise ValueError(
-            f"only MuData with shared cells (axis=0) are supported, got axis={data.axis}"
-        )
+        raise ValueError(f"only MuData with shared cells (axis=0) are supported, got axis={data.axis}")
     if data.n_obs == 0:
         raise ValueError("the data has 0 cells")
     obs_names = pd.Index(data.obs_names.copy())
@@ -463,9 +453,7 @@ def _build(
         kind, layer = kinds[name], layers[name]
         adata = _modality(data, name)
         x = get_matrix(adata, layer, modality=name)
-        count_layers = (
-            find_count_layers(adata, exclude=layer) if kind in REGISTRY_KEYS.COUNT_KINDS else []
-        )
+        count_layers = find_count_layers(adata, exclude=layer) if kind in REGISTRY_KEYS.COUNT_KINDS else []
         summary = check_matrix(
             x,
             modality=name,

@@ -43,8 +43,6 @@ def train_validation_split(
         raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction!r}")
     n_val = int(round(validation_fraction * n_obs))
     if n_val >= n_obs:
-        raise ValueError(
-            f"validation_fraction={validation_fraction} leaves no training cell out of {n_obs}"
-        )
+        raise ValueError(f"validation_fraction={validation_fraction} leaves no training cell out of {n_obs}")
     perm = np.random.default_rng(seed).permutation(n_obs)
     return np.sort(perm[n_val:]).astype(np.int64), np.sort(perm[:n_val]).astype(np.int64)

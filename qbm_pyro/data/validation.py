@@ -110,8 +110,7 @@ def get_matrix(adata: ad.AnnData, layer: str | None, *, modality: str = "") -> A
         return adata.X
     if layer not in adata.layers:
         raise KeyError(
-            f"modality {modality!r} has no layer {layer!r}; available layers: "
-            f"{sorted(adata.layers.keys())}"
+            f"modality {modality!r} has no layer {layer!r}; available layers: {sorted(adata.layers.keys())}"
         )
     return adata.layers[layer]
 
@@ -155,8 +154,7 @@ def _check_dtype(x: Any, where: str) -> None:
     dtype = _dtype_of(x)
     if dtype.kind not in "biuf":
         raise TypeError(
-            f"{where} has dtype {dtype!s}; a numeric matrix (integer, unsigned, float or bool) "
-            "is required"
+            f"{where} has dtype {dtype!s}; a numeric matrix (integer, unsigned, float or bool) is required"
         )
 
 
@@ -254,9 +252,7 @@ def check_matrix(
     """
     where = _where(modality, layer)
     if kind not in REGISTRY_KEYS.KINDS:
-        raise ValueError(
-            f"unknown modality kind {kind!r} for {where}; use one of {REGISTRY_KEYS.KINDS}"
-        )
+        raise ValueError(f"unknown modality kind {kind!r} for {where}; use one of {REGISTRY_KEYS.KINDS}")
     if len(x.shape) != 2:
         raise ValueError(f"{where} must be 2-D, got shape {tuple(x.shape)}")
     n_obs, n_vars = (int(s) for s in x.shape)
@@ -275,19 +271,14 @@ def check_matrix(
         n_bad = int(bad.sum())
         row, col, value = _first_bad(block, bad, values)
         row, col = (row + off, col) if axis == 0 else (row, col + off)
-        example = (
-            f"{_fmt(value)} at {name(obs_names, row, 'cell')}, {name(var_names, col, feature)}"
-        )
+        example = f"{_fmt(value)} at {name(obs_names, row, 'cell')}, {name(var_names, col, feature)}"
         more = "" if axis == 0 and off == 0 and block is x else " in the first block read"
         msg = f"{where} has {problem} ({n_bad} value(s){more}, e.g. {example})"
         if problem.startswith("non-integer"):
             msg += "; counts are required"
             if count_layers:
                 hint = count_layers[0]
-                msg += (
-                    f" — layer {hint!r} looks like raw counts: pass "
-                    f"layers={{{modality!r}: {hint!r}}}"
-                )
+                msg += f" — layer {hint!r} looks like raw counts: pass layers={{{modality!r}: {hint!r}}}"
         raise ValueError(msg)
 
     nonzero_cells = np.zeros(n_obs, dtype=bool)
@@ -337,9 +328,7 @@ def check_matrix(
             UserWarning,
             stacklevel=2,
         )
-    return MatrixSummary(
-        empty_cells=empty_cells, empty_features=empty_features, is_binary=is_binary
-    )
+    return MatrixSummary(empty_cells=empty_cells, empty_features=empty_features, is_binary=is_binary)
 
 
 def _looks_like_counts(x: Any, n_rows: int = 256) -> bool:
@@ -400,9 +389,7 @@ def check_modality_names(available: Sequence[str], requested: Sequence[str]) -> 
     """
     unknown = [m for m in requested if m not in available]
     if unknown:
-        raise KeyError(
-            f"unknown modality name(s) {unknown}; available modalities: {list(available)}"
-        )
+        raise KeyError(f"unknown modality name(s) {unknown}; available modalities: {list(available)}")
 
 
 def check_obs_names(
@@ -432,8 +419,7 @@ def check_obs_names(
         if not names.is_unique:
             dup = names[names.duplicated()]
             raise ValueError(
-                f"{label} has {len(dup)} duplicated obs name(s) (e.g. {str(dup[0])!r}); "
-                "make them unique"
+                f"{label} has {len(dup)} duplicated obs name(s) (e.g. {str(dup[0])!r}); make them unique"
             )
     for mod, names in modalities.items():
         missing = names.difference(obs_names)

@@ -95,7 +95,10 @@ class Boltzmann(TorchDistribution):
     machines using approximations to the likelihood gradient", ICML.
     """
 
-    arg_constraints = {"h": constraints.real_vector, "J": constraints.independent(constraints.real, 2)}
+    arg_constraints = {
+        "h": constraints.real_vector,
+        "J": constraints.independent(constraints.real, 2),
+    }
     has_enumerate_support = True
     has_rsample = False
 
@@ -323,4 +326,3 @@ class RBM(Boltzmann):
         new = self._get_checked_instance(RBM, _instance)
         new.n_visible = self.n_visible
         return super().expand(batch_shape, _instance=new)
-

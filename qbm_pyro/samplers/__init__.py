@@ -3,11 +3,34 @@
 - :class:`GibbsSampler`: persistent-chain Gibbs (sequential scan, or blocks for RBMs).
 - :class:`ParallelTemperingSampler`: replica exchange for rough landscapes.
 - :class:`ExactSampler`: exact draws by enumeration (small ``n``).
+- :class:`DimodSampler`: any dimod sampler (dwave-samplers SA by default, neal, hardware).
+- :class:`QPUSampler`: D-Wave hardware through the ``[qpu]`` extra, with β_eff calibration.
+- :class:`FallbackSampler`: a primary backend that gives way to Gibbs when it fails.
 """
 
 from qbm_pyro.samplers.base import Sampler
+from qbm_pyro.samplers.dimod import (
+    DimodSampler,
+    boltzmann_from_bqm,
+    bqm_from_boltzmann,
+    estimate_beta_eff,
+)
 from qbm_pyro.samplers.exact import ExactSampler
+from qbm_pyro.samplers.fallback import FallbackSampler, SamplerFallbackWarning
 from qbm_pyro.samplers.gibbs import GibbsSampler
+from qbm_pyro.samplers.qpu import QPUSampler
 from qbm_pyro.samplers.tempering import ParallelTemperingSampler
 
-__all__ = ["ExactSampler", "GibbsSampler", "ParallelTemperingSampler", "Sampler"]
+__all__ = [
+    "DimodSampler",
+    "ExactSampler",
+    "FallbackSampler",
+    "GibbsSampler",
+    "ParallelTemperingSampler",
+    "QPUSampler",
+    "Sampler",
+    "SamplerFallbackWarning",
+    "boltzmann_from_bqm",
+    "bqm_from_boltzmann",
+    "estimate_beta_eff",
+]

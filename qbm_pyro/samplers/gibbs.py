@@ -134,7 +134,9 @@ class GibbsSampler(Sampler):
         if num_sweeps < 1 or burn_in < 0:
             raise ValueError(f"need num_sweeps >= 1 and burn_in >= 0, got {num_sweeps}, {burn_in}")
         if isinstance(blocks, str) and blocks not in ("sequential", "auto"):
-            raise ValueError(f"blocks must be 'sequential', 'auto' or a list of index tensors, got {blocks!r}")
+            raise ValueError(
+                f"blocks must be 'sequential', 'auto' or a list of index tensors, got {blocks!r}"
+            )
         self.num_sweeps = int(num_sweeps)
         self.burn_in = int(burn_in)
         self.blocks = blocks

@@ -123,7 +123,11 @@ class ParallelTemperingSampler(Sampler):
         self.swap_acceptance = None
 
     def state_dict(self) -> dict:
-        return {"replicas": self.replicas, "generator": self.generator.get_state(), "parity": self._parity}
+        return {
+            "replicas": self.replicas,
+            "generator": self.generator.get_state(),
+            "parity": self._parity,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.replicas = state["replicas"]

@@ -1,0 +1,87 @@
+"""Nox sessions: ``tests``, ``demo``, ``bench``, ``docs``, ``lint``.
+
+Every session that installs the package installs ``torch==2.13.0`` first, so that pip resolves
+the package's ``torch`` requirement against the wheel already there instead of choosing one
+itself (on PyPI the default Linux torch wheel pulls in the CUDA libraries, several GB). On a
+CPU-only machine point pip at a CPU wheel before running nox, e.g. with
+``PIP_FIND_LINKS`` or ``PIP_EXTRA_INDEX_URL``; ``TORCH_SPEC`` overrides the requirement.
+"""
+
+from __future__ import annotations
+
+import os
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["lint", "tests"]
+
+PYTHON = "3.11"
+TORCH = os.environ.get("TORCH_SPEC", "torch==2.13.0")
+CHECK_TORCH = (
+    "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda); "
+    "assert torch.__version__.split('+')[0] == '2.13.0', torch.__version__"
+)
+# Packages of the `bench` extra left out of the bench session: scvi-tools and scib-metrics pull
+# in jax, lightning and more (large, slow to install); benchmarks/run.py needs neither.
+BENCH_SKIP = {"scvi-tools", "scib-metrics"}
+
+
+def install_package(session: nox.Session, *extras: str) -> None:
+    """torch first, then the package (editable) with ``extras``."""
+    session.install(TORCH)
+    session.run("python", "-W", "ignore", "-c", CHECK_TORCH)
+    suffix = f"[{','.join(extras)}]" if extras else ""
+    session.install("-e", f".{suffix}")
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """Run the test suite; arguments after ``--`` go to pytest."""
+    install_package(session, "test")
+    session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def demo(session: nox.Session) -> None:
+    """Run the end-to-end demo, writing its report to ``report/``."""
+    install_package(session)
+    session.run("python", "examples/demo.py", "--out", "report", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Run the sampler benchmarks into ``benchmarks/results/``."""
+    install_package(session)
+    session.install(*_bench_requirements())
+    session.run("python", "benchmarks/run.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def docs(session: nox.Session) -> None:
+    """Build the HTML docs with warnings as errors."""
+    install_package(session, "docs")
+    session.run("sphinx-build", "-W", "-b", "html", "docs", "docs/_build/html")
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check."""
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+def _bench_requirements() -> list[str]:
+    import tomllib
+
+    with open("pyproject.toml", "rb") as f:
+        extras = tomllib.load(f)["project"]["optional-dependencies"]
+    return [r for r in extras.get("bench", []) if _name(r) not in BENCH_SKIP]
+
+
+def _name(requirement: str) -> str:
+    for stop in "<>=!~[; ":
+        requirement = requirement.split(stop)[0]
+    return requirement.strip().lower()

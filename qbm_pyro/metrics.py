@@ -1,0 +1,78 @@
+"""Scores of a latent space against known labels (the evaluation protocol of DESIGN §5).
+
+Light, dependency-free versions used by the tests, the demo and the benchmarks; the benchmarks
+add scib-metrics' full suite when the ``[bench]`` extra is installed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import adjusted_rand_score, f1_score, normalized_mutual_info_score
+from sklearn.model_selection import StratifiedKFold
+from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
+
+__all__ = ["batch_mixing_entropy", "clustering_scores", "knn_accuracy"]
+
+
+def knn_accuracy(
+    latent: np.ndarray, labels, *, k: int = 15, n_folds: int = 5, seed: int = 0
+) -> dict[str, float]:
+    """Stratified ``n_folds``-fold cross-validated ``k``-NN classification of ``labels``.
+
+    Returns
+    -------
+    ``{"accuracy": mean accuracy, "macro_f1": mean macro-F1}`` over the folds.
+    """
+    labels = np.asarray(labels)
+    accuracy, f1 = [], []
+    for train, test in StratifiedKFold(n_folds, shuffle=True, random_state=seed).split(latent, labels):
+        clf = KNeighborsClassifier(n_neighbors=k).fit(latent[train], labels[train])
+        predicted = clf.predict(latent[test])
+        accuracy.append(np.mean(predicted == labels[test]))
+        f1.append(f1_score(labels[test], predicted, average="macro"))
+    return {"accuracy": float(np.mean(accuracy)), "macro_f1": float(np.mean(f1))}
+
+
+def batch_mixing_entropy(latent: np.ndarray, batches, *, k: int = 30) -> float:
+    """Mean entropy of the batch labels among each cell's ``k`` nearest neighbours, divided by
+    the entropy of the global batch frequencies (1: perfectly mixed, 0: fully separated).
+
+    An iLISI-like score without extra dependencies.
+    """
+    batches = np.asarray(batches)
+    levels, codes = np.unique(batches, return_inverse=True)
+    if len(levels) < 2:
+        raise ValueError("batch mixing needs at least two batches")
+    idx = NearestNeighbors(n_neighbors=k + 1).fit(latent).kneighbors(latent, return_distance=False)[:, 1:]
+    counts = np.stack([(codes[idx] == b).sum(1) for b in range(len(levels))], 1) / k
+    with np.errstate(divide="ignore", invalid="ignore"):
+        entropy = -np.nansum(np.where(counts > 0, counts * np.log(counts), 0.0), 1)
+    freq = np.bincount(codes) / len(codes)
+    return float(entropy.mean() / -(freq * np.log(freq)).sum())
+
+
+def clustering_scores(
+    latent: np.ndarray, labels, *, resolution: float = 1.0, k: int = 15, seed: int = 0
+) -> dict[str, float]:
+    """Leiden clusters on the ``k``-NN graph of ``latent`` (scanpy), scored by ARI and NMI."""
+    import anndata as ad
+    import scanpy as sc
+
+    adata = ad.AnnData(np.zeros((latent.shape[0], 1), dtype=np.float32))
+    adata.obsm["X_latent"] = np.asarray(latent, dtype=np.float32)
+    sc.pp.neighbors(adata, n_neighbors=k, use_rep="X_latent", random_state=seed)
+    sc.tl.leiden(
+        adata,
+        resolution=resolution,
+        random_state=seed,
+        flavor="igraph",
+        n_iterations=2,
+        directed=False,
+    )
+    clusters = adata.obs["leiden"].to_numpy()
+    labels = np.asarray(labels)
+    return {
+        "ari": float(adjusted_rand_score(labels, clusters)),
+        "nmi": float(normalized_mutual_info_score(labels, clusters)),
+        "n_clusters": int(len(set(clusters))),
+    }

@@ -1,0 +1,373 @@
+"""``QBMVAE``: the user-facing model (data setup, training, outputs, save/load).
+
+The maths lives in :mod:`qbm_pyro.module`; this class reads the data through the registry of
+:mod:`qbm_pyro.data`, builds the module from its summary statistics, trains it and returns
+arrays. Writing results into a MuData is the job of :func:`qbm_pyro.tl.qbm`.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Literal, NamedTuple
+
+import anndata as ad
+import mudata as md
+import numpy as np
+import torch
+
+from .data import REGISTRY_KEYS, MinibatchLoader, setup_data, train_validation_split
+from .module import MultiVAE
+from .module.nets import one_hot_batches
+from .samplers import Sampler
+from .training import Trainer, TrainingConfig, atomic_torch_save
+
+__all__ = ["QBMVAE", "SAVE_KEYS"]
+
+log = logging.getLogger(__name__)
+
+Representation = Literal["probs", "logits", "hard", "continuous", "joint"]
+
+
+class _SAVE_KEYS_NT(NamedTuple):
+    MODEL_FNAME: str = "model.pt"
+    CLASS_NAME: str = "class_name"
+    STATE_DICT: str = "state_dict"
+    SAMPLER_STATE: str = "sampler_state"
+    INIT_ARGS: str = "init_args"
+    SETUP_ARGS: str = "setup_args"
+    VAR_NAMES: str = "var_names"
+    ATTRIBUTES: str = "attributes"
+
+
+SAVE_KEYS = _SAVE_KEYS_NT()
+
+
+class QBMVAE:
+    """Multi-omics VAE with a Boltzmann-machine prior over a binary latent code.
+
+    Parameters
+    ----------
+    data
+        A MuData (RNA, protein and/or ATAC modalities) or an AnnData (one modality). Not
+        modified.
+    modalities
+        Which modalities to model and their kinds: ``None`` (inferred from the names ``rna``,
+        ``prot``/``protein``/``adt``, ``atac``/``peaks``), a list of names or ``{name: kind}``.
+    layers
+        Layer holding counts: one name for all count modalities or ``{name: layer}``.
+    batch_key
+        Categorical ``obs`` column(s) with batch labels, entered into encoders and decoders.
+    n_latent
+        Number of binary latent units.
+    n_continuous
+        Gaussian latent units beside the code (``0``: a purely binary latent).
+    prior
+        ``"boltzmann"`` (learned, fully coupled), ``"rbm"`` (bipartite) or ``"gaussian"`` (the
+        twin model with a standard normal prior on a continuous latent, for A/B comparison).
+    relaxation
+        ``"overlap"`` (overlapping exponentials, DVAE++) or ``"spike"`` (spike-and-exponential).
+    rna_likelihood
+        ``"nb"`` or ``"zinb"``.
+    sampler
+        Sampler of the prior's negative phase (default: persistent Gibbs chains). Any
+        :class:`~qbm_pyro.samplers.Sampler`, e.g. a :class:`~qbm_pyro.samplers.DimodSampler`.
+    seed
+        Seed of the network initialisation, the shuffling and the sampler.
+    **module_kwargs
+        ``n_hidden``, ``n_layers``, ``dropout``, ``smoothing``, ``num_prior_samples``.
+
+    Examples
+    --------
+    >>> import qbm_pyro
+    >>> from qbm_pyro import datasets
+    >>> mdata = datasets.pbmc_cite_2batch()
+    >>> model = qbm_pyro.QBMVAE(mdata, batch_key="batch", n_latent=16)
+    >>> _ = model.train(max_epochs=2, progress_bar=False)
+    >>> model.get_latent_representation().shape
+    (400, 32)
+    """
+
+    def __init__(
+        self,
+        data: md.MuData | ad.AnnData,
+        *,
+        modalities=None,
+        layers=None,
+        batch_key: str | list[str] | None = None,
+        n_latent: int = 64,
+        n_continuous: int = 16,
+        prior: Literal["boltzmann", "rbm", "gaussian"] = "boltzmann",
+        relaxation: Literal["overlap", "spike"] = "overlap",
+        rna_likelihood: Literal["nb", "zinb"] = "nb",
+        sampler: Sampler | None = None,
+        seed: int = 0,
+        **module_kwargs,
+    ):
+        self.registry = setup_data(data, modalities=modalities, layers=layers, batch_key=batch_key)
+        self.data = data
+        self.init_args = dict(
+            n_latent=n_latent,
+            n_continuous=n_continuous,
+            prior=prior,
+            relaxation=relaxation,
+            rna_likelihood=rna_likelihood,
+            seed=seed,
+            **module_kwargs,
+        )
+        torch.manual_seed(seed)
+        n_vars = {spec.kind: spec.n_vars for spec in self.registry.modalities.values()}
+        self.module = MultiVAE(n_vars, self.registry.n_batch, sampler=sampler, **self.init_args)
+        self.seed = seed
+        self.is_trained_ = False
+        self.history_: dict = {}
+
+    def __repr__(self) -> str:
+        kinds = ", ".join(f"{n} ({s.kind})" for n, s in self.registry.modalities.items())
+        return (
+            f"QBMVAE(prior={self.init_args['prior']!r}, n_latent={self.module.n_binary}, "
+            f"n_continuous={self.module.n_continuous}, modalities=[{kinds}], "
+            f"batch_keys={list(self.registry.batch_keys)}, trained={self.is_trained_})"
+        )
+
+    # ------------------------------------------------------------------ training
+
+    def train(
+        self,
+        max_epochs: int = 200,
+        *,
+        batch_size: int = 128,
+        lr: float = 1e-3,
+        kl_warmup_epochs: int | None = None,
+        validation_fraction: float = 0.1,
+        early_stopping: bool = True,
+        patience: int = 30,
+        progress_bar: bool = True,
+        checkpoint_path: str | None = None,
+        resume: bool = False,
+        **config,
+    ) -> dict:
+        """Fit by minibatch SVI (Adam) on the analytic-KL ELBO with KL warm-up.
+
+        Parameters
+        ----------
+        max_epochs
+            Passes over the training cells.
+        batch_size, lr
+            Minibatch size and Adam learning rate.
+        kl_warmup_epochs
+            The KL weight rises linearly from ``1/kl_warmup_epochs`` to 1 over these epochs
+            (default ``max_epochs // 4``).
+        validation_fraction
+            Held-out cells for the validation loss and early stopping (``0``: none).
+        early_stopping, patience
+            Stop after ``patience`` epochs (after warm-up) without a better validation loss;
+            the best state is restored at the end.
+        progress_bar
+            Show a progress bar with the losses.
+        checkpoint_path
+            Write the full training state there after every epoch (atomically).
+        resume
+            Continue from ``checkpoint_path`` if it exists; the result equals that of an
+            uninterrupted run with the same seed.
+
+        Returns
+        -------
+        The training history: ``epoch``, ``train_loss``, ``validation_loss`` (negative ELBO per
+        cell), ``kl_weight``, ``log_z``.
+        """
+        cfg = TrainingConfig(
+            max_epochs=max_epochs,
+            batch_size=batch_size,
+            lr=lr,
+            kl_warmup_epochs=kl_warmup_epochs,
+            validation_fraction=validation_fraction,
+            early_stopping=early_stopping,
+            patience=patience,
+            seed=self.seed,
+            progress_bar=progress_bar,
+            checkpoint_path=checkpoint_path,
+            **config,
+        )
+        cells = np.flatnonzero(self.registry.nonempty_cells())
+        train_pos, val_pos = train_validation_split(len(cells), validation_fraction, seed=self.seed)
+        trainer = Trainer(self.module, self.data, self.registry, cells[train_pos], cells[val_pos], cfg)
+        if resume:
+            if not checkpoint_path:
+                raise ValueError("resume=True needs checkpoint_path")
+            if Path(checkpoint_path).exists():
+                trainer.load_state(_load(checkpoint_path, what="checkpoint"))
+                log.info("resuming from %s at epoch %d", checkpoint_path, trainer.epoch)
+        self.history_ = trainer.run()
+        if getattr(self.module, "prior", None) is not None:
+            self.module.prior.refresh_log_z()
+        self.is_trained_ = True
+        return self.history_
+
+    # ------------------------------------------------------------------ outputs
+
+    def _batches(self, data, batch_size: int = 512):
+        data = self.data if data is None else data
+        registry = self.registry if data is self.data else self.registry.transfer(data)
+        return MinibatchLoader(data, registry, batch_size=batch_size, shuffle=False)
+
+    @torch.no_grad()
+    def _collect(self, fn, data, batch_size) -> np.ndarray:
+        self.module.eval()
+        parts = [fn(batch) for batch in self._batches(data, batch_size)]
+        return torch.cat(parts).numpy()
+
+    def get_latent_representation(
+        self, data=None, *, representation: Representation | None = None, batch_size: int = 512
+    ) -> np.ndarray:
+        """Per-cell latent.
+
+        Parameters
+        ----------
+        data
+            Data to encode (default: the training data); must have the registered features.
+        representation
+            ``"probs"`` (posterior Bernoulli means ``q``), ``"logits"``, ``"hard"`` (``q > 1/2``,
+            the binary code), ``"continuous"`` (posterior means of the Gaussian units) or
+            ``"joint"`` (``q`` then the Gaussian means). Default: ``"joint"`` when the model has
+            both parts, else the one it has (``"probs"`` or ``"continuous"``).
+
+        Returns
+        -------
+        Array of shape ``(n_obs, d)``.
+        """
+        m = self.module
+        if representation is None:
+            representation = (
+                "joint" if m.n_binary and m.n_continuous else ("probs" if m.n_binary else "continuous")
+            )
+        needs = {
+            "probs": m.n_binary,
+            "logits": m.n_binary,
+            "hard": m.n_binary,
+            "continuous": m.n_continuous,
+            "joint": m.n_binary and m.n_continuous,
+        }
+        if representation not in needs:
+            raise ValueError(f"representation must be one of {sorted(needs)}, got {representation!r}")
+        if not needs[representation]:
+            raise ValueError(f"representation {representation!r} is not available for this model ({self!r})")
+
+        def fn(batch):
+            post = m.encode(batch)
+            probs = torch.sigmoid(post["logits"])
+            return {
+                "probs": lambda: probs,
+                "logits": lambda: post["logits"],
+                "hard": lambda: (probs > 0.5).float(),
+                "continuous": lambda: post["loc"],
+                "joint": lambda: torch.cat([probs, post["loc"]], -1),
+            }[representation]()
+
+        return self._collect(fn, data, batch_size)
+
+    def get_energy(self, data=None, *, batch_size: int = 512) -> np.ndarray:
+        """Each cell's energy under the learned prior, ``E(q) = E_q[E(z)]`` (the "cell-state
+        potential"; lower is more probable). For ``prior="gaussian"``: ``½‖μ‖²``."""
+        m = self.module
+
+        def fn(batch):
+            post = m.encode(batch)
+            if m.n_binary:
+                return m.prior.energy(torch.sigmoid(post["logits"]))
+            return 0.5 * (post["loc"] ** 2).sum(-1)
+
+        return self._collect(fn, data, batch_size)
+
+    def get_normalized_expression(
+        self, data=None, *, library_size: float = 1.0, batch_size: int = 512
+    ) -> np.ndarray:
+        """Decoded RNA expression at the posterior mean, scaled to ``library_size`` per cell.
+
+        Returns
+        -------
+        Array ``(n_obs, n_genes)``; rows sum to ``library_size``.
+        """
+        if REGISTRY_KEYS.RNA not in self.module.n_vars:
+            raise ValueError("get_normalized_expression needs an RNA modality; this model has none")
+        m = self.module
+
+        def fn(batch):
+            latent = m.posterior_latent(batch)
+            cov = one_hot_batches(batch[REGISTRY_KEYS.BATCH_KEY], m.n_batch)
+            hidden = m.decoder(latent, cov)
+            return library_size * torch.softmax(m.decoder_heads["rna_scale"](hidden), -1)
+
+        return self._collect(fn, data, batch_size)
+
+    # ------------------------------------------------------------------ save / load
+
+    def save(self, dir_path: str | Path, *, overwrite: bool = False) -> None:
+        """Save to ``dir_path/model.pt`` (weights, sampler state, setup and init arguments,
+        feature names, history). Refuses an existing file unless ``overwrite=True``."""
+        dir_path = Path(dir_path)
+        path = dir_path / SAVE_KEYS.MODEL_FNAME
+        if path.exists() and not overwrite:
+            raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+        dir_path.mkdir(parents=True, exist_ok=True)
+        prior = getattr(self.module, "prior", None)
+        payload = {
+            SAVE_KEYS.CLASS_NAME: type(self).__name__,
+            SAVE_KEYS.STATE_DICT: self.module.state_dict(),
+            SAVE_KEYS.SAMPLER_STATE: prior.sampler.state_dict() if prior is not None else {},
+            SAVE_KEYS.INIT_ARGS: self.init_args,
+            SAVE_KEYS.SETUP_ARGS: self.registry.setup_args,
+            SAVE_KEYS.VAR_NAMES: {n: list(s.var_names) for n, s in self.registry.modalities.items()},
+            SAVE_KEYS.ATTRIBUTES: {"history_": self.history_, "is_trained_": self.is_trained_},
+        }
+        atomic_torch_save(payload, path)
+
+    @classmethod
+    def load(
+        cls, dir_path: str | Path, data: md.MuData | ad.AnnData, *, sampler: Sampler | None = None
+    ) -> QBMVAE:
+        """Load a model saved by :meth:`save` and attach it to ``data`` (same features).
+
+        Uses ``torch.load(weights_only=True)``: a tampered file cannot run code, and a damaged one
+        gives a clear error.
+        """
+        path = Path(dir_path) / SAVE_KEYS.MODEL_FNAME
+        payload = _load(path, what="model file")
+        if payload.get(SAVE_KEYS.CLASS_NAME) != cls.__name__:
+            raise ValueError(f"{path} holds a {payload.get(SAVE_KEYS.CLASS_NAME)!r}, not a {cls.__name__}")
+        model = cls(data, sampler=sampler, **payload[SAVE_KEYS.SETUP_ARGS], **payload[SAVE_KEYS.INIT_ARGS])
+        saved = payload[SAVE_KEYS.VAR_NAMES]
+        for name, spec in model.registry.modalities.items():
+            if list(spec.var_names) != saved.get(name):
+                raise ValueError(
+                    f"modality {name!r} of the data does not have the features the model was trained on "
+                    f"({spec.n_vars} vs {len(saved.get(name) or [])} features, or a different order)"
+                )
+        model.module.load_state_dict(payload[SAVE_KEYS.STATE_DICT])
+        prior = getattr(model.module, "prior", None)
+        if prior is not None and payload[SAVE_KEYS.SAMPLER_STATE] and sampler is None:
+            prior.sampler.load_state_dict(payload[SAVE_KEYS.SAMPLER_STATE])
+        for key, value in payload[SAVE_KEYS.ATTRIBUTES].items():
+            setattr(model, key, value)
+        return model
+
+
+def _load(path: str | Path, *, what: str) -> dict:
+    """``torch.load(weights_only=True)`` with errors that say what is wrong with the file."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no {what} at {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as err:
+        raise ValueError(
+            f"{path} is not a valid qbm_pyro {what} (truncated, corrupted or not written by "
+            f"qbm_pyro; unsafe content is refused): {err}"
+        ) from err
+    if not isinstance(payload, dict):
+        raise ValueError(
+            f"{path} is not a valid qbm_pyro {what}: expected a dict, got {type(payload).__name__}"
+        )
+    return payload

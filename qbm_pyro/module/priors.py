@@ -1,0 +1,125 @@
+"""Learned latent priors: a Boltzmann machine over the binary code, and the Gaussian twin.
+
+:class:`BoltzmannPrior` holds the learnable ``h`` and ``J`` (full couplings, or bipartite for an
+RBM), the sampler whose persistent chains estimate the negative phase of ``∇ log Z``, and a
+cached value of ``log Z`` for ``n`` above the enumeration limit (refreshed by AIS with
+:meth:`BoltzmannPrior.refresh_log_z`; the value only enters the reported loss, never the
+gradient).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..ais import ais_log_partition
+from ..distributions import RBM, Boltzmann
+from ..samplers import GibbsSampler, Sampler
+
+__all__ = ["BoltzmannPrior"]
+
+
+class BoltzmannPrior(nn.Module):
+    """Learnable Boltzmann-machine prior ``p(z) = exp(-E(z))/Z`` over ``n`` binary units.
+
+    Parameters
+    ----------
+    n_latent
+        Number of binary units.
+    structure
+        ``"full"`` (all pairs coupled) or ``"rbm"`` (two halves, coupled only across).
+    sampler
+        Sampler for the negative phase; default a persistent :class:`GibbsSampler` (block Gibbs
+        for the RBM).
+    num_samples
+        Persistent chains used per gradient step.
+    exact_max_n
+        Up to this ``n``, log Z and its gradient are computed exactly by enumeration.
+    coupling_bound
+        ``h`` and ``J`` are clamped to ``[-bound, bound]`` by :meth:`clamp_` (kept finite).
+    seed
+        Seed of the default sampler.
+    """
+
+    def __init__(
+        self,
+        n_latent: int,
+        *,
+        structure: str = "full",
+        sampler: Sampler | None = None,
+        num_samples: int = 256,
+        exact_max_n: int = 12,
+        coupling_bound: float = 10.0,
+        seed: int | None = 0,
+    ):
+        super().__init__()
+        if structure not in ("full", "rbm"):
+            raise ValueError(f"structure must be 'full' or 'rbm', got {structure!r}")
+        if structure == "rbm" and n_latent < 2:
+            raise ValueError("an RBM prior needs n_latent >= 2")
+        self.n_latent = n_latent
+        self.structure = structure
+        self.h = nn.Parameter(torch.zeros(n_latent))
+        if structure == "full":
+            self.J = nn.Parameter(torch.zeros(n_latent, n_latent))
+        else:
+            self.n_visible = n_latent // 2
+            self.W = nn.Parameter(torch.zeros(self.n_visible, n_latent - self.n_visible))
+        if sampler is None:
+            blocks = "sequential" if structure == "full" else "auto"
+            sampler = GibbsSampler(num_sweeps=5, burn_in=100, blocks=blocks, seed=seed)
+        self.sampler = sampler
+        self.num_samples = num_samples
+        self.exact_max_n = exact_max_n
+        self.coupling_bound = coupling_bound
+        self.register_buffer("log_z", torch.tensor(float("nan")))
+
+    def couplings(self) -> torch.Tensor:
+        """The strict-upper-triangular coupling matrix ``(n, n)``."""
+        if self.structure == "full":
+            return torch.triu(self.J, 1)
+        J = self.h.new_zeros(self.n_latent, self.n_latent)
+        J[: self.n_visible, self.n_visible :] = self.W
+        return J
+
+    def distribution(self) -> Boltzmann:
+        """The prior as a :class:`~qbm_pyro.distributions.Boltzmann` (unbatched).
+
+        Above ``exact_max_n`` its log Z value is the cached one (computed by AIS on first use;
+        refresh it with :meth:`refresh_log_z`)."""
+        if self.n_latent > self.exact_max_n and torch.isnan(self.log_z):
+            self.refresh_log_z()
+        options = dict(
+            sampler=self.sampler,
+            num_samples=self.num_samples,
+            exact_max_n=self.exact_max_n,
+            log_z=None if torch.isnan(self.log_z) else self.log_z,
+            validate_args=False,
+        )
+        if self.structure == "rbm":
+            return RBM(self.h[: self.n_visible], self.h[self.n_visible :], self.W, **options)
+        return Boltzmann(self.h, self.couplings(), **options)
+
+    def energy(self, z: torch.Tensor) -> torch.Tensor:
+        """Energy of binary or relaxed states ``(..., n)`` (``E(q) = E_q[E(z)]`` for probabilities)."""
+        return self.distribution().energy(z)
+
+    @torch.no_grad()
+    def refresh_log_z(self, **ais_options) -> float:
+        """Recompute the cached log Z (exact up to ``exact_max_n``, AIS above); returns it."""
+        h, J = self.h.detach(), self.couplings().detach()
+        if self.n_latent <= self.exact_max_n:
+            value = float(
+                Boltzmann(h, J, exact_max_n=self.exact_max_n, validate_args=False).log_partition_function
+            )
+        else:
+            options = {"n_chains": 128, "n_steps": 200, "seed": 0} | ais_options
+            value = ais_log_partition(h, J, **options).log_z
+        self.log_z.fill_(value)
+        return value
+
+    @torch.no_grad()
+    def clamp_(self) -> None:
+        """Keep the prior's parameters finite and bounded (call after each optimiser step)."""
+        for p in self.parameters():
+            p.nan_to_num_(0.0).clamp_(-self.coupling_bound, self.coupling_bound)

@@ -1,0 +1,249 @@
+"""The multi-omics VAE with a Boltzmann-machine prior: Pyro ``model`` and ``guide``.
+
+Latent per cell: ``n_latent`` binary units ``z`` (prior: learned Boltzmann machine) and,
+optionally, ``n_continuous`` Gaussian units ``c`` whose prior mean depends on the binary code,
+``p(c | z) = N(W z + b, I)`` — a mixture of ``2^n`` Gaussians weighted by the Boltzmann machine.
+``prior="gaussian"`` is the twin with the same encoders/decoders and a standard normal prior on
+a continuous latent only (``n_continuous`` units, or ``n_latent`` if ``n_continuous == 0``).
+
+Posterior: each observed modality has its own encoder; experts are multiplied (sum of Bernoulli
+logits; precision-weighted Gaussians with a standard normal expert), so a cell that lacks a
+modality still gets a latent. The binary code is relaxed (overlapping exponentials by default,
+spike-and-exponential selectable) so that gradients reach the encoder; the KL to the Boltzmann
+prior is analytic (``qbm_pyro.distributions.kl``).
+
+Likelihoods: :mod:`qbm_pyro.module.likelihoods`. This module sees only tensors and sizes.
+"""
+
+from __future__ import annotations
+
+import pyro
+import torch
+from pyro.nn import PyroModule
+from torch import nn
+
+from .. import distributions as dist
+from ..data import REGISTRY_KEYS
+from .likelihoods import NegativeBinomialMixture, atac_likelihood, rna_likelihood
+from .nets import MLP, one_hot_batches
+from .priors import BoltzmannPrior
+
+__all__ = ["MultiVAE"]
+
+K = REGISTRY_KEYS
+PRIORS = ("boltzmann", "rbm", "gaussian")
+RELAXATIONS = {"overlap": dist.OverlappingExponentials, "spike": dist.SpikeAndExponential}
+
+
+def _check_choice(name: str, value: str, allowed) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {sorted(allowed)}, got {value!r}")
+
+
+class MultiVAE(PyroModule):
+    """Pyro model/guide pair over minibatch dicts of :class:`qbm_pyro.data.MinibatchLoader`.
+
+    Parameters
+    ----------
+    n_vars
+        Features per modality kind, e.g. ``{"rna": 2000, "protein": 14}``.
+    n_batch
+        Levels of each batch covariate (``()`` for none).
+    n_latent
+        Binary latent units.
+    n_continuous
+        Gaussian latent units beside the binary code (0 for a purely binary latent).
+    prior
+        ``"boltzmann"`` (full couplings), ``"rbm"`` (bipartite) or ``"gaussian"``.
+    relaxation
+        ``"overlap"`` (overlapping exponentials) or ``"spike"`` (spike-and-exponential).
+    smoothing
+        Sharpness ``β`` of the relaxation.
+    rna_likelihood
+        ``"nb"`` or ``"zinb"``.
+    n_hidden, n_layers, dropout
+        Network sizes.
+    sampler, num_prior_samples, seed
+        Passed to :class:`~qbm_pyro.module.priors.BoltzmannPrior`.
+    """
+
+    def __init__(
+        self,
+        n_vars: dict[str, int],
+        n_batch: tuple[int, ...] = (),
+        *,
+        n_latent: int = 64,
+        n_continuous: int = 16,
+        prior: str = "boltzmann",
+        relaxation: str = "overlap",
+        smoothing: float = 5.0,
+        rna_likelihood: str = "nb",
+        n_hidden: int = 128,
+        n_layers: int = 1,
+        dropout: float = 0.1,
+        sampler=None,
+        num_prior_samples: int = 256,
+        seed: int | None = 0,
+    ):
+        super().__init__()
+        _check_choice("prior", prior, PRIORS)
+        _check_choice("relaxation", relaxation, RELAXATIONS)
+        _check_choice("rna_likelihood", rna_likelihood, ("nb", "zinb"))
+        unknown = set(n_vars) - set(K.KINDS)
+        if unknown or not n_vars:
+            raise ValueError(f"n_vars needs kinds among {K.KINDS}, got {sorted(n_vars)}")
+        self.n_vars = dict(n_vars)
+        self.n_batch = tuple(int(b) for b in n_batch)
+        self.prior_kind = prior
+        self.relaxation = relaxation
+        self.smoothing = float(smoothing)
+        self.rna_likelihood = rna_likelihood
+        self.n_binary = 0 if prior == "gaussian" else int(n_latent)
+        self.n_continuous = int(n_continuous) if (prior != "gaussian" or n_continuous > 0) else int(n_latent)
+        if self.n_binary + self.n_continuous == 0:
+            raise ValueError("the latent is empty: set n_latent or n_continuous > 0")
+        n_cov = sum(self.n_batch)
+        n_out = self.n_binary + 2 * self.n_continuous
+
+        self.encoders = nn.ModuleDict(
+            {k: MLP(n, n_hidden, n_layers, n_cov, dropout) for k, n in self.n_vars.items()}
+        )
+        self.encoder_heads = nn.ModuleDict({k: nn.Linear(n_hidden, n_out) for k in self.n_vars})
+        self.decoder = MLP(self.n_binary + self.n_continuous, n_hidden, n_layers, n_cov, dropout)
+        self.decoder_heads = nn.ModuleDict()
+        if K.RNA in self.n_vars:
+            g = self.n_vars[K.RNA]
+            self.decoder_heads["rna_scale"] = nn.Linear(n_hidden, g)
+            self.log_theta_rna = nn.Parameter(torch.zeros(g))
+            if rna_likelihood == "zinb":
+                self.decoder_heads["rna_gate"] = nn.Linear(n_hidden, g)
+        if K.PROTEIN in self.n_vars:
+            p = self.n_vars[K.PROTEIN]
+            n_bg = self.n_batch[0] if self.n_batch else 1
+            self.protein_background = nn.Parameter(torch.zeros(n_bg, p))
+            self.log_theta_protein = nn.Parameter(torch.full((p,), 2.0))
+            self.decoder_heads["protein_foreground"] = nn.Linear(n_hidden, p)
+            self.decoder_heads["protein_mixing"] = nn.Linear(n_hidden, p)
+        if K.ATAC in self.n_vars:
+            r = self.n_vars[K.ATAC]
+            self.decoder_heads["atac"] = nn.Linear(n_hidden, r)
+            self.atac_region_factor = nn.Parameter(torch.zeros(r))
+            self.atac_depth = nn.Linear(1, 1)  # cell factor from the observed accessibility depth
+
+        if self.n_binary:
+            structure = "rbm" if prior == "rbm" else "full"
+            self.prior = BoltzmannPrior(
+                self.n_binary,
+                structure=structure,
+                sampler=sampler,
+                num_samples=num_prior_samples,
+                seed=seed,
+            )
+            if self.n_continuous:
+                self.prior_loc = nn.Linear(self.n_binary, self.n_continuous)
+                nn.init.zeros_(self.prior_loc.weight)
+                nn.init.zeros_(self.prior_loc.bias)
+
+    # ------------------------------------------------------------------ encoder side
+
+    @staticmethod
+    def encoder_input(kind: str, x: torch.Tensor) -> torch.Tensor:
+        """What an encoder sees: ``log1p`` counts for RNA/protein, the binary matrix for ATAC."""
+        return x if kind == K.ATAC else torch.log1p(x)
+
+    def encode(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Posterior parameters combined over observed modalities (product of experts).
+
+        Returns a dict with ``logits`` ``(B, n_binary)``, ``loc`` and ``scale``
+        ``(B, n_continuous)``.
+        """
+        cov = one_hot_batches(batch[K.BATCH_KEY], self.n_batch)
+        B = batch[K.BATCH_KEY].shape[0]
+        logits = cov.new_zeros(B, self.n_binary)
+        precision = cov.new_ones(B, self.n_continuous)  # the standard normal expert
+        weighted_loc = cov.new_zeros(B, self.n_continuous)
+        out = {}
+        for kind in self.n_vars:
+            mask = batch[K.mask_key(kind)].to(cov.dtype).unsqueeze(-1)
+            hidden = self.encoders[kind](self.encoder_input(kind, batch[K.x_key(kind)]), cov)
+            head = self.encoder_heads[kind](hidden)
+            logits = logits + mask * head[:, : self.n_binary]
+            if self.n_continuous:
+                loc, log_var = head[:, self.n_binary :].chunk(2, -1)
+                expert_precision = torch.exp(-log_var.clamp(-10, 10))
+                precision = precision + mask * expert_precision
+                weighted_loc = weighted_loc + mask * expert_precision * loc
+        out["logits"] = logits
+        out["loc"] = weighted_loc / precision
+        out["scale"] = precision.rsqrt()
+        return out
+
+    def guide(self, batch: dict[str, torch.Tensor]) -> None:
+        pyro.module("qbm_vae", self)
+        posterior = self.encode(batch)
+        with pyro.plate("cells", batch[K.BATCH_KEY].shape[0]):
+            if self.n_binary:
+                relaxed = RELAXATIONS[self.relaxation](posterior["logits"], self.smoothing)
+                pyro.sample("z", relaxed.to_event(1))
+            if self.n_continuous:
+                pyro.sample("c", dist.Normal(posterior["loc"], posterior["scale"]).to_event(1))
+
+    # ------------------------------------------------------------------ generative side
+
+    def decode(self, latent: torch.Tensor, batch: dict[str, torch.Tensor]) -> dict:
+        """Likelihood distributions (elementwise, ``(B, n_vars)``) per modality kind."""
+        cov = one_hot_batches(batch[K.BATCH_KEY], self.n_batch)
+        hidden = self.decoder(latent, cov)
+        heads = self.decoder_heads
+        out = {}
+        if K.RNA in self.n_vars:
+            scale = torch.softmax(heads["rna_scale"](hidden), -1)
+            library = batch[K.library_key(K.RNA)].unsqueeze(-1)
+            gate = heads["rna_gate"](hidden) if "rna_gate" in heads else None
+            out[K.RNA] = rna_likelihood(library * scale, self.log_theta_rna.exp(), gate)
+        if K.PROTEIN in self.n_vars:
+            level = batch[K.BATCH_KEY][:, 0] if self.n_batch else torch.zeros_like(batch[K.INDEX_KEY])
+            background = self.protein_background[level].exp()
+            foreground = background * (1 + torch.nn.functional.softplus(heads["protein_foreground"](hidden)))
+            out[K.PROTEIN] = NegativeBinomialMixture(
+                background,
+                foreground,
+                self.log_theta_protein.exp(),
+                heads["protein_mixing"](hidden),
+            )
+        if K.ATAC in self.n_vars:
+            cell = self.atac_depth(torch.log1p(batch[K.library_key(K.ATAC)]).unsqueeze(-1))
+            out[K.ATAC] = atac_likelihood(heads["atac"](hidden), cell, self.atac_region_factor)
+        return out
+
+    def model(self, batch: dict[str, torch.Tensor]) -> None:
+        pyro.module("qbm_vae", self)
+        B = batch[K.BATCH_KEY].shape[0]
+        parts = []
+        with pyro.plate("cells", B):
+            if self.n_binary:
+                zeta = pyro.sample("z", self.prior.distribution())
+                parts.append(zeta)
+            if self.n_continuous:
+                if self.n_binary:
+                    loc = self.prior_loc(zeta)
+                else:
+                    loc = torch.zeros(B, self.n_continuous)
+                parts.append(pyro.sample("c", dist.Normal(loc, 1.0).to_event(1)))
+            likelihoods = self.decode(torch.cat(parts, -1), batch)
+            for kind, fn in likelihoods.items():
+                mask = batch[K.mask_key(kind)]
+                pyro.sample(f"x_{kind}", fn.to_event(1).mask(mask), obs=batch[K.x_key(kind)])
+
+    # ------------------------------------------------------------------ inference helpers
+
+    @torch.no_grad()
+    def posterior_latent(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Decoder input at the posterior mean: ``(q, loc)`` concatenated."""
+        posterior = self.encode(batch)
+        parts = []
+        if self.n_binary:
+            parts.append(torch.sigmoid(posterior["logits"]))
+        if self.n_continuous:
+            parts.append(posterior["loc"])
+        return torch.cat(parts, -1)
