@@ -208,6 +208,14 @@ class QBMVAE:
 
     # ------------------------------------------------------------------ outputs
 
+    @property
+    def default_representation(self) -> Representation:
+        """``"joint"`` when the latent has binary and Gaussian parts, else the part it has."""
+        m = self.module
+        if m.n_binary and m.n_continuous:
+            return "joint"
+        return "probs" if m.n_binary else "continuous"
+
     def _batches(self, data, batch_size: int = 512):
         data = self.data if data is None else data
         registry = self.registry if data is self.data else self.registry.transfer(data)
@@ -239,10 +247,7 @@ class QBMVAE:
         Array of shape ``(n_obs, d)``.
         """
         m = self.module
-        if representation is None:
-            representation = (
-                "joint" if m.n_binary and m.n_continuous else ("probs" if m.n_binary else "continuous")
-            )
+        representation = representation or self.default_representation
         needs = {
             "probs": m.n_binary,
             "logits": m.n_binary,

@@ -192,12 +192,10 @@ class Trainer:
                     prior.clamp_()
                 total += float(loss)
             train_loss = total / len(self.train_indices)
-            if (
-                prior is not None
-                and prior.n_latent > prior.exact_max_n
-                and (epoch + 1) % cfg.log_z_every == 0
-            ):
-                prior.refresh_log_z()
+            if prior is not None:
+                exact = prior.n_latent <= prior.exact_max_n  # cheap: refresh every epoch
+                if exact or (epoch + 1) % cfg.log_z_every == 0:
+                    prior.refresh_log_z()
             validation_loss = self.evaluate(self.validation_indices)
             self._check_finite(train_loss, epoch)
             self.epoch = epoch + 1

@@ -13,6 +13,8 @@ from importlib.resources import as_file, files
 import anndata as ad
 import mudata as md
 
+from qbm_pyro.datasets._simulate import simulated_trimodal
+
 __all__ = [
     "a549_scicar",
     "mixology_5batch",
@@ -20,6 +22,7 @@ __all__ = [
     "pbmc_cite_1k",
     "pbmc_cite_2batch",
     "pbmc_rna_atac_100",
+    "simulated_trimodal",
 ]
 
 
