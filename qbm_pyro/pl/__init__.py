@@ -1,5 +1,6 @@
-"""Plots (scanpy style): the data object first, keyword-only options, an Axes returned."""
+"""Plots (scanpy style): the data object (or model) first, keyword-only options, an Axes returned."""
 
+from qbm_pyro.pl._model import couplings, energy, training_curve
 from qbm_pyro.pl._trajectory import pseudotime_energy, state_graph, trajectory
 
-__all__ = ["pseudotime_energy", "state_graph", "trajectory"]
+__all__ = ["couplings", "energy", "pseudotime_energy", "state_graph", "training_curve", "trajectory"]
