@@ -1,33 +1,143 @@
-"""Placeholder demo: draw samples with the dimod backend and report TV to the exact distribution.
+"""The main job: fit the QBM-VAE on bundled real data and write a report with figures.
 
-To be replaced by the end-to-end demo.
+    python examples/demo.py --out report [--epochs 100] [--seed 0]
+
+Data: the CellBench mixology set (5 batches of lung-adenocarcinoma cell-line mixtures, singlets
+only: 1,021 cells × 2,000 genes, raw counts). It fits the Boltzmann-prior model and its Gaussian
+twin with the same seed, compares them with PCA on log-normalised counts, and writes
+``report.md`` (scores, figures), ``metrics.json``, the model and the annotated ``.h5ad``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import time
+import warnings
 from pathlib import Path
 
-import torch
+import matplotlib
 
-from qbm_pyro.samplers.dimod import DimodSampler
-from qbm_pyro.samplers.exact import exact_log_probs, state_index
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import scanpy as sc  # noqa: E402
+
+import qbm_pyro  # noqa: E402
+from qbm_pyro.metrics import batch_mixing_entropy, clustering_scores, knn_accuracy  # noqa: E402
+
+LABEL, BATCH = "cell_line", "batch"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", type=Path, default=Path("report"))
-    args = parser.parse_args()
-    generator = torch.Generator().manual_seed(0)
-    h, J = torch.randn(8, generator=generator), 0.5 * torch.randn(8, 8, generator=generator)
-    samples = DimodSampler(num_sweeps=50, seed=0).sample(h, J, 20_000)
-    probs = exact_log_probs(h.double(), J.double()).exp()
-    counts = torch.bincount(state_index(samples), minlength=probs.shape[0]).double()
-    tv = 0.5 * (counts / samples.shape[0] - probs).abs().sum().item()
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "demo.json").write_text(json.dumps({"tv_sa_vs_exact_n8": tv}, indent=2) + "\n")
-    print(f"TV(simulated annealing ending at beta=1, exact) at n=8, 20,000 samples: {tv:.4f}")
+def scores(latent: np.ndarray, adata) -> dict:
+    labels = adata.obs[LABEL].astype(str).to_numpy()
+    out = knn_accuracy(latent, labels)
+    out |= clustering_scores(latent, labels)
+    out["batch_mixing"] = batch_mixing_entropy(latent, adata.obs[BATCH].astype(str).to_numpy())
+    return {k: round(float(v), 4) for k, v in out.items()}
+
+
+def umap_figure(adata, rep: str, path: Path, title: str) -> None:
+    view = adata.copy()
+    sc.pp.neighbors(view, use_rep=rep, random_state=0)
+    sc.tl.umap(view, random_state=0)
+    fig, axes = plt.subplots(1, 3 if "qbm_energy" in view.obs else 2, figsize=(15, 4.2))
+    sc.pl.umap(view, color=LABEL, ax=axes[0], show=False, title=f"{title}: {LABEL}")
+    sc.pl.umap(view, color=BATCH, ax=axes[1], show=False, title=f"{title}: {BATCH}")
+    if "qbm_energy" in view.obs:
+        sc.pl.umap(view, color="qbm_energy", ax=axes[2], show=False, title=f"{title}: prior energy", cmap="viridis")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="report", help="output folder")
+    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+
+    adata = qbm_pyro.datasets.mixology_5batch()
+    adata = adata[adata.obs["demuxlet_cls"] == "SNG"].copy()
+    print(f"data: {adata.n_obs} cells x {adata.n_vars} genes, {adata.obs[BATCH].nunique()} batches")
+
+    results, seconds = {}, {}
+    model = qbm_pyro.QBMVAE(adata, batch_key=BATCH, prior="boltzmann", seed=args.seed)
+    print(model)
+    tic = time.perf_counter()
+    model.train(max_epochs=args.epochs)
+    qbm_pyro.tl.qbm(adata, model)
+    seconds["qbm"] = time.perf_counter() - tic
+    results["QBM-VAE (Boltzmann prior)"] = scores(adata.obsm["X_qbm"], adata)
+
+    twin = qbm_pyro.QBMVAE(adata, batch_key=BATCH, prior="gaussian", seed=args.seed)
+    tic = time.perf_counter()
+    twin.train(max_epochs=args.epochs)
+    qbm_pyro.tl.qbm(adata, twin, key_added="gauss")
+    seconds["gaussian"] = time.perf_counter() - tic
+    results["Gaussian twin"] = scores(adata.obsm["X_gauss"], adata)
+
+    pca = adata.copy()
+    sc.pp.normalize_total(pca, target_sum=1e4)
+    sc.pp.log1p(pca)
+    sc.pp.pca(pca, n_comps=30, random_state=0)
+    adata.obsm["X_pca"] = pca.obsm["X_pca"]
+    results["PCA (30 PCs, log-normalised)"] = scores(adata.obsm["X_pca"], adata)
+
+    umap_figure(adata, "X_qbm", out / "umap_qbm.png", "QBM-VAE")
+    umap_figure(adata, "X_gauss", out / "umap_gaussian.png", "Gaussian twin")
+    umap_figure(adata, "X_pca", out / "umap_pca.png", "PCA")
+    qbm_pyro.pl.training_curve(model.history_, save=out / "training_curve.png")
+    qbm_pyro.pl.energy(adata, LABEL, save=out / "energy_per_cell_line.png")
+    qbm_pyro.pl.couplings(model, save=out / "couplings.png")
+    plt.close("all")
+    model.save(out / "model", overwrite=True)
+    adata.write_h5ad(out / "mixology_qbm.h5ad")
+
+    elapsed = time.perf_counter() - start
+    (out / "metrics.json").write_text(
+        json.dumps({"scores": results, "fit_seconds": seconds, "total_seconds": elapsed, "seed": args.seed, "epochs": args.epochs}, indent=1)
+    )
+    header = "| latent | 15-NN accuracy | macro-F1 | Leiden ARI | Leiden NMI | batch mixing (1 = mixed) |\n|---|---|---|---|---|---|\n"
+    rows = "".join(
+        f"| {name} | {r['accuracy']:.3f} | {r['macro_f1']:.3f} | {r['ari']:.3f} | {r['nmi']:.3f} | {r['batch_mixing']:.3f} |\n"
+        for name, r in results.items()
+    )
+    (out / "report.md").write_text(
+        f"""# qbm_pyro demo report
+
+Data: CellBench mixology, {adata.n_obs} singlet cells x {adata.n_vars} genes, 5 batches
+(CEL-seq2 and Drop-seq), labels = cell line (`{LABEL}`). Seed {args.seed}, up to {args.epochs} epochs,
+one run (see `benchmarks/` for several seeds).
+
+{header}{rows}
+Fit time: QBM-VAE {seconds['qbm']:.0f} s, Gaussian twin {seconds['gaussian']:.0f} s; whole demo {elapsed:.0f} s.
+
+## Latent spaces (UMAP)
+![QBM-VAE](umap_qbm.png)
+![Gaussian twin](umap_gaussian.png)
+![PCA](umap_pca.png)
+
+## Training curve (QBM-VAE)
+![training](training_curve.png)
+
+## Prior energy per cell line
+Each cell's energy E(q) under the learned Boltzmann prior (lower = more probable code).
+![energy](energy_per_cell_line.png)
+
+## Learned couplings
+![couplings](couplings.png)
+"""
+    )
+    print(f"\n{header}{rows}\nreport written to {out / 'report.md'} ({elapsed:.0f} s)")
 
 
 if __name__ == "__main__":

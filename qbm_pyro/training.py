@@ -146,10 +146,15 @@ class Trainer:
     def _check_finite(self, loss: float, epoch: int) -> None:
         if math.isfinite(loss):
             return
-        self.checkpoint()
+        if self.best_state is not None:
+            self.module.load_state_dict(self.best_state)
         raise NumericalError(
             f"the loss became {loss} in epoch {epoch}; the last good state is kept"
-            + (f" in {self.config.checkpoint_path}" if self.config.checkpoint_path else "")
+            + (
+                f" in {self.config.checkpoint_path} (end of epoch {self.epoch - 1})"
+                if self.config.checkpoint_path and self.epoch > 0
+                else ""
+            )
             + ". Likely causes: a learning rate too high (lr="
             f"{self.config.lr}; try 10x lower) or unnormalised inputs (counts are expected)."
         )
@@ -167,7 +172,54 @@ class Trainer:
         self.module.train()
         return total / len(indices)
 
+    def step(self, batch: dict) -> float:
+        """One optimiser step on a minibatch; returns the summed loss of its cells."""
+        self.optimizer.zero_grad()
+        loss = self.elbo.differentiable_loss(self.module.model, self.module.guide, batch)
+        self._check_finite(float(loss), self.epoch)
+        (loss / batch["index"].shape[0]).backward()
+        self.optimizer.step()
+        prior = getattr(self.module, "prior", None)
+        if prior is not None:
+            prior.clamp_()
+        return float(loss)
+
+    def train_epoch(self, epoch: int) -> float:
+        """One pass over the training cells, seeded by ``(seed, epoch)``; mean loss per cell."""
+        seed = self.config.seed * 100_003 + epoch
+        torch.manual_seed(seed)
+        self.module.train()
+        self.elbo.kl_weight = self._kl_weight(epoch)
+        total = sum(self.step(batch) for batch in self._loader(self.train_indices, True, seed))
+        return total / len(self.train_indices)
+
+    def end_epoch(self, epoch: int, train_loss: float) -> bool:
+        """Refresh log Z, validate, record history, checkpoint; returns whether to stop."""
+        prior = getattr(self.module, "prior", None)
+        if prior is not None:
+            exact = prior.n_latent <= prior.exact_max_n  # cheap: refresh every epoch
+            if exact or (epoch + 1) % self.config.log_z_every == 0:
+                prior.refresh_log_z()
+        validation_loss = self.evaluate(self.validation_indices)
+        self.epoch = epoch + 1
+        kl = self._kl_weight(epoch)
+        record = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "validation_loss": validation_loss,
+            "kl_weight": kl,
+            "log_z": float(prior.log_z) if prior is not None else math.nan,
+        }
+        for key, value in record.items():
+            self.history[key].append(value)
+        stop = self._stop(validation_loss, kl)
+        self.checkpoint()
+        if stop:
+            log.info("early stopping after epoch %d (best validation loss %.2f)", epoch, self.best_loss)
+        return stop
+
     def run(self) -> dict:
+        """Train from ``self.epoch`` to ``max_epochs`` (or early stop); restores the best state."""
         cfg = self.config
         bar = tqdm(
             range(self.epoch, cfg.max_epochs),
@@ -176,50 +228,16 @@ class Trainer:
             initial=self.epoch,
             total=cfg.max_epochs,
         )
-        prior = getattr(self.module, "prior", None)
         for epoch in bar:
-            torch.manual_seed(cfg.seed * 100_003 + epoch)
-            self.module.train()
-            self.elbo.kl_weight = kl = self._kl_weight(epoch)
-            total = 0.0
-            for batch in self._loader(self.train_indices, True, cfg.seed * 100_003 + epoch):
-                self.optimizer.zero_grad()
-                loss = self.elbo.differentiable_loss(self.module.model, self.module.guide, batch)
-                self._check_finite(float(loss), epoch)
-                (loss / batch["index"].shape[0]).backward()
-                self.optimizer.step()
-                if prior is not None:
-                    prior.clamp_()
-                total += float(loss)
-            train_loss = total / len(self.train_indices)
-            if prior is not None:
-                exact = prior.n_latent <= prior.exact_max_n  # cheap: refresh every epoch
-                if exact or (epoch + 1) % cfg.log_z_every == 0:
-                    prior.refresh_log_z()
-            validation_loss = self.evaluate(self.validation_indices)
-            self._check_finite(train_loss, epoch)
-            self.epoch = epoch + 1
-            for key, value in zip(
-                ("epoch", "train_loss", "validation_loss", "kl_weight", "log_z"),
-                (
-                    epoch,
-                    train_loss,
-                    validation_loss,
-                    kl,
-                    float(prior.log_z) if prior is not None else math.nan,
-                ),
-            ):
-                self.history[key].append(value)
-            bar.set_postfix(loss=f"{train_loss:.1f}", val=f"{validation_loss:.1f}", kl_w=f"{kl:.2f}")
-            if self._stop(validation_loss, kl):
-                log.info(
-                    "early stopping after epoch %d (best validation loss %.2f)",
-                    epoch,
-                    self.best_loss,
-                )
-                self.checkpoint()
+            train_loss = self.train_epoch(epoch)
+            stop = self.end_epoch(epoch, train_loss)
+            bar.set_postfix(
+                loss=f"{train_loss:.1f}",
+                val=f"{self.history['validation_loss'][-1]:.1f}",
+                kl_w=f"{self.history['kl_weight'][-1]:.2f}",
+            )
+            if stop:
                 break
-            self.checkpoint()
         if self.best_state is not None:
             self.module.load_state_dict(self.best_state)
         return self.history
