@@ -81,12 +81,30 @@ def gibbs_sweep_(
     """
     uniform = torch.rand(z.shape, generator=generator, dtype=z.dtype)
     if blocks is None:
-        blocks = [slice(i, i + 1) for i in range(z.shape[-1])]
+        beta_t = torch.as_tensor(beta, dtype=z.dtype).reshape(-1, *([1] * (z.dim() - 1)))
+        if not torch.is_tensor(beta):
+            beta_t = beta_t.reshape(1)
+        _sequential_sweep(z, field, Jt, beta_t, uniform)
+        return
     for block in blocks:
         new = (uniform[..., block] < torch.sigmoid(beta * field[..., block])).to(z.dtype)
         delta = new - z[..., block]
         z[..., block] = new
         field.add_(delta @ Jt[block])
+
+
+@torch.jit.script
+def _sequential_sweep(
+    z: torch.Tensor, field: torch.Tensor, Jt: torch.Tensor, beta: torch.Tensor, uniform: torch.Tensor
+) -> None:
+    """Sequential scan ``i = 0 … n-1`` (TorchScript: about twice as fast as the Python loop).
+
+    ``beta`` has shape ``(1,)`` or ``(R, 1, 1)`` (one β per replica of ``z`` ``(R, C, n)``)."""
+    for i in range(z.shape[-1]):
+        new = (uniform[..., i] < torch.sigmoid(beta[..., 0] * field[..., i])).to(z.dtype)
+        delta = new - z[..., i]
+        z[..., i] = new
+        field.add_(delta.unsqueeze(-1) * Jt[i])
 
 
 ################################################################################
