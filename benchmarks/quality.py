@@ -33,7 +33,12 @@ METHODS = {
     "binary": dict(prior="boltzmann", n_latent=64, n_continuous=0),
     "gaussian": dict(prior="gaussian", n_continuous=16),
     "rbm": dict(prior="rbm", n_latent=64, n_continuous=16),
+    "bernoulli": dict(prior="bernoulli", n_latent=64, n_continuous=16),
 }
+
+
+#: Where fitted latents are kept for the trajectory evaluation (not committed).
+LATENT_DIR: Path | None = Path("benchmarks/results/latents")
 
 
 def load(name: str):
@@ -89,6 +94,15 @@ def run(dataset: str, method: str, seed: int, epochs: int) -> dict:
                 rep_latent = model.get_latent_representation(representation=rep)
                 extra[rep] = score(rep_latent, data, label_key, batch_key, seed)
     seconds = time.perf_counter() - start
+    if LATENT_DIR is not None and method != "pca":
+        LATENT_DIR.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(
+            LATENT_DIR / f"{dataset}_{method}_{seed}.npz",
+            latent=latent,
+            energy=model.get_energy(),
+            n_binary=model.module.n_binary,
+            obs_names=np.asarray(data.obs_names),
+        )
     return {"dataset": dataset, "method": method, "seed": seed, "seconds": seconds, **score(latent, data, label_key, batch_key, seed), **extra}
 
 

@@ -8,8 +8,7 @@ arrays. Writing results into a MuData is the job of :func:`qbm_pyro.tl.qbm`.
 from __future__ import annotations
 
 import logging
-import pickle
-import zipfile
+import warnings
 from pathlib import Path
 from typing import Literal, NamedTuple
 
@@ -21,8 +20,8 @@ import torch
 from .data import REGISTRY_KEYS, MinibatchLoader, setup_data, train_validation_split
 from .module import MultiVAE
 from .module.nets import one_hot_batches
-from .samplers import Sampler
-from .training import Trainer, TrainingConfig, atomic_torch_save
+from .samplers import ExactSampler, FallbackSampler, GibbsSampler, ParallelTemperingSampler, Sampler
+from .training import Trainer, TrainingConfig, atomic_torch_save, load_torch_file
 
 __all__ = ["QBMVAE", "SAVE_KEYS"]
 
@@ -65,8 +64,10 @@ class QBMVAE:
     n_continuous
         Gaussian latent units beside the code (``0``: a purely binary latent).
     prior
-        ``"boltzmann"`` (learned, fully coupled), ``"rbm"`` (bipartite) or ``"gaussian"`` (the
-        twin model with a standard normal prior on a continuous latent, for A/B comparison).
+        ``"boltzmann"`` (learned, fully coupled), ``"rbm"`` (bipartite), ``"bernoulli"`` (a fixed
+        factorial Bernoulli(1/2) prior on the code: the ablation of the learned prior) or
+        ``"gaussian"`` (the twin model with a standard normal prior on a continuous latent, for
+        A/B comparison).
     relaxation
         ``"overlap"`` (overlapping exponentials, DVAE++) or ``"spike"`` (spike-and-exponential).
     rna_likelihood
@@ -74,6 +75,14 @@ class QBMVAE:
     sampler
         Sampler of the prior's negative phase (default: persistent Gibbs chains). Any
         :class:`~qbm_pyro.samplers.Sampler`, e.g. a :class:`~qbm_pyro.samplers.DimodSampler`.
+    sampler_fallback
+        Wrap a ``sampler`` that is not one of the torch samplers (Gibbs, parallel tempering,
+        exact) nor already a :class:`~qbm_pyro.samplers.FallbackSampler` in
+        ``FallbackSampler(sampler, GibbsSampler(...))``: when it raises or returns samples of the
+        wrong shape or values, training warns (``SamplerFallbackWarning``) and goes on with Gibbs
+        samples for that step. No time limit is set; for one, pass your own
+        ``FallbackSampler(sampler, timeout=...)``. ``False`` uses ``sampler`` as given (its
+        errors then stop training).
     seed
         Seed of the network initialisation, the shuffling and the sampler.
     **module_kwargs
@@ -99,14 +108,16 @@ class QBMVAE:
         batch_key: str | list[str] | None = None,
         n_latent: int = 64,
         n_continuous: int = 16,
-        prior: Literal["boltzmann", "rbm", "gaussian"] = "boltzmann",
+        prior: Literal["boltzmann", "rbm", "bernoulli", "gaussian"] = "boltzmann",
         relaxation: Literal["overlap", "spike"] = "overlap",
         rna_likelihood: Literal["nb", "zinb"] = "nb",
         sampler: Sampler | None = None,
+        sampler_fallback: bool = True,
         seed: int = 0,
         **module_kwargs,
     ):
         self.registry = setup_data(data, modalities=modalities, layers=layers, batch_key=batch_key)
+        sampler = _prepare_sampler(sampler, sampler_fallback, prior=prior, seed=seed)
         self.data = data
         self.init_args = dict(
             n_latent=n_latent,
@@ -145,8 +156,9 @@ class QBMVAE:
         early_stopping: bool = True,
         patience: int = 30,
         progress_bar: bool = True,
-        checkpoint_path: str | None = None,
+        checkpoint_path: str | Path | None = None,
         resume: bool = False,
+        skip_empty_cells: bool = True,
         **config,
     ) -> dict:
         """Fit by minibatch SVI (Adam) on the analytic-KL ELBO with KL warm-up.
@@ -168,15 +180,35 @@ class QBMVAE:
         progress_bar
             Show a progress bar with the losses.
         checkpoint_path
-            Write the full training state there after every epoch (atomically).
+            Write the full training state there after every epoch (atomically: a crash or
+            ``SIGKILL`` leaves the previous epoch's checkpoint intact).
         resume
-            Continue from ``checkpoint_path`` if it exists; the result equals that of an
-            uninterrupted run with the same seed.
+            Continue from ``checkpoint_path`` if it exists (else start from scratch). With the
+            same seed and settings the result is bit-identical to that of an uninterrupted run
+            (on CPU, same torch thread count; a sampler whose randomness is not seeded, e.g.
+            hardware, breaks this). A checkpoint of another model or data is refused; other
+            training settings (``lr``...) are used with a warning.
+        skip_empty_cells
+            Leave cells that are all-zero in a modality they have (see
+            :meth:`~qbm_pyro.data.DataRegistry.nonempty_cells`; setup warns about them) out of
+            training and validation. They are never dropped from the data: every output
+            (``get_latent_representation``...) still has one row per cell.
+        **config
+            More :class:`~qbm_pyro.training.TrainingConfig` fields: ``weight_decay``,
+            ``log_z_every``.
 
         Returns
         -------
         The training history: ``epoch``, ``train_loss``, ``validation_loss`` (negative ELBO per
         cell), ``kl_weight``, ``log_z``.
+
+        Raises
+        ------
+        NumericalError
+            The loss or a gradient became NaN/inf. The model is put back at the end of the last
+            complete epoch, which is also what ``checkpoint_path`` holds.
+        ValueError
+            Bad settings, no cell to train on, or a checkpoint that does not fit this model.
         """
         cfg = TrainingConfig(
             max_epochs=max_epochs,
@@ -191,20 +223,65 @@ class QBMVAE:
             checkpoint_path=checkpoint_path,
             **config,
         )
-        cells = np.flatnonzero(self.registry.nonempty_cells())
+        if resume and not checkpoint_path:
+            raise ValueError("resume=True needs checkpoint_path")
+        if checkpoint_path:
+            cfg.checkpoint_path = str(checkpoint_path)
+            Path(checkpoint_path).parent.mkdir(parents=True, exist_ok=True)
+        keep = self.registry.nonempty_cells() if skip_empty_cells else np.ones(self.registry.n_obs, bool)
+        cells = np.flatnonzero(keep)
+        if len(cells) < 2:
+            raise ValueError(
+                f"{len(cells)} of {self.registry.n_obs} cells can be trained on: the others are "
+                "all-zero in a modality they have (pass skip_empty_cells=False to use them anyway)"
+            )
         train_pos, val_pos = train_validation_split(len(cells), validation_fraction, seed=self.seed)
-        trainer = Trainer(self.module, self.data, self.registry, cells[train_pos], cells[val_pos], cfg)
-        if resume:
-            if not checkpoint_path:
-                raise ValueError("resume=True needs checkpoint_path")
-            if Path(checkpoint_path).exists():
-                trainer.load_state(_load(checkpoint_path, what="checkpoint"))
-                log.info("resuming from %s at epoch %d", checkpoint_path, trainer.epoch)
+        meta = self._checkpoint_meta()
+        trainer = Trainer(
+            self.module, self.data, self.registry, cells[train_pos], cells[val_pos], cfg, meta=meta
+        )
+        if resume and Path(checkpoint_path).exists():
+            state = _load(checkpoint_path, what="checkpoint")
+            self._check_checkpoint(state, cfg, checkpoint_path)
+            trainer.load_state(state)
+            log.info("resuming from %s at epoch %d", checkpoint_path, trainer.epoch)
         self.history_ = trainer.run()
         if getattr(self.module, "prior", None) is not None:
             self.module.prior.refresh_log_z()
         self.is_trained_ = True
         return self.history_
+
+    def _checkpoint_meta(self) -> dict:
+        return {
+            SAVE_KEYS.CLASS_NAME: type(self).__name__,
+            SAVE_KEYS.INIT_ARGS: self.init_args,
+            SAVE_KEYS.SETUP_ARGS: self.registry.setup_args,
+            "n_obs": self.registry.n_obs,
+            SAVE_KEYS.VAR_NAMES: {n: list(s.var_names) for n, s in self.registry.modalities.items()},
+        }
+
+    def _check_checkpoint(self, state: dict, cfg: TrainingConfig, path) -> None:
+        """Refuse a checkpoint of another model or data; warn about changed settings."""
+        saved = state.get("meta")
+        if not isinstance(saved, dict):
+            raise ValueError(f"{path} is not a qbm_pyro training checkpoint (no model description)")
+        mine = self._checkpoint_meta()
+        differ = [k for k in mine if saved.get(k) != mine[k]]
+        if differ:
+            detail = "; ".join(f"{k}: checkpoint {saved.get(k)!r}, this model {mine[k]!r}" for k in differ)
+            if len(detail) > 600:
+                detail = detail[:600] + "..."
+            raise ValueError(f"{path} was written by another model or for other data ({detail})")
+        now = cfg.record()
+        then = state.get("config") or {}
+        changed = {k: (then.get(k), v) for k, v in now.items() if then.get(k) != v}
+        if changed:
+            warnings.warn(
+                f"resuming {path} with other training settings {changed} (checkpoint, now); the "
+                "result will differ from an uninterrupted run",
+                UserWarning,
+                stacklevel=3,
+            )
 
     # ------------------------------------------------------------------ outputs
 
@@ -331,7 +408,12 @@ class QBMVAE:
 
     @classmethod
     def load(
-        cls, dir_path: str | Path, data: md.MuData | ad.AnnData, *, sampler: Sampler | None = None
+        cls,
+        dir_path: str | Path,
+        data: md.MuData | ad.AnnData,
+        *,
+        sampler: Sampler | None = None,
+        sampler_fallback: bool = True,
     ) -> QBMVAE:
         """Load a model saved by :meth:`save` and attach it to ``data`` (same features).
 
@@ -342,7 +424,13 @@ class QBMVAE:
         payload = _load(path, what="model file")
         if payload.get(SAVE_KEYS.CLASS_NAME) != cls.__name__:
             raise ValueError(f"{path} holds a {payload.get(SAVE_KEYS.CLASS_NAME)!r}, not a {cls.__name__}")
-        model = cls(data, sampler=sampler, **payload[SAVE_KEYS.SETUP_ARGS], **payload[SAVE_KEYS.INIT_ARGS])
+        model = cls(
+            data,
+            sampler=sampler,
+            sampler_fallback=sampler_fallback,
+            **payload[SAVE_KEYS.SETUP_ARGS],
+            **payload[SAVE_KEYS.INIT_ARGS],
+        )
         saved = payload[SAVE_KEYS.VAR_NAMES]
         for name, spec in model.registry.modalities.items():
             if list(spec.var_names) != saved.get(name):
@@ -361,18 +449,24 @@ class QBMVAE:
 
 def _load(path: str | Path, *, what: str) -> dict:
     """``torch.load(weights_only=True)`` with errors that say what is wrong with the file."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no {what} at {path}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as err:
-        raise ValueError(
-            f"{path} is not a valid qbm_pyro {what} (truncated, corrupted or not written by "
-            f"qbm_pyro; unsafe content is refused): {err}"
-        ) from err
-    if not isinstance(payload, dict):
-        raise ValueError(
-            f"{path} is not a valid qbm_pyro {what}: expected a dict, got {type(payload).__name__}"
+    return load_torch_file(path, what=what)
+
+
+_TORCH_SAMPLERS = (ExactSampler, FallbackSampler, GibbsSampler, ParallelTemperingSampler)
+
+
+def _prepare_sampler(sampler, fallback: bool, *, prior: str, seed: int) -> Sampler | None:
+    """Check a user's sampler and, unless it is a torch sampler, give it a Gibbs fallback."""
+    if sampler is None:
+        return None
+    if not isinstance(sampler, Sampler):
+        hint = (
+            " (a dimod sampler: wrap it as qbm_pyro.samplers.DimodSampler(sampler))"
+            if callable(getattr(sampler, "sample", None))
+            else ""
         )
-    return payload
+        raise TypeError(f"sampler must be a qbm_pyro.samplers.Sampler, got {type(sampler).__name__}{hint}")
+    if not fallback or isinstance(sampler, _TORCH_SAMPLERS):
+        return sampler
+    blocks = "auto" if prior == "rbm" else "sequential"
+    return FallbackSampler(sampler, GibbsSampler(num_sweeps=5, burn_in=100, blocks=blocks, seed=seed))

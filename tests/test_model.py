@@ -63,9 +63,10 @@ def test_cells_missing_a_modality_get_a_latent():
     [
         dict(prior="rbm", n_latent=10, n_continuous=0),
         dict(prior="gaussian", n_latent=6, n_continuous=0),
+        dict(prior="bernoulli", n_latent=16, n_continuous=4),
         dict(prior="boltzmann", n_latent=24, n_continuous=4, relaxation="spike", rna_likelihood="zinb"),
     ],
-    ids=["rbm", "gaussian", "sampled-logZ-spike-zinb"],
+    ids=["rbm", "gaussian", "bernoulli-ablation", "sampled-logZ-spike-zinb"],
 )
 def test_prior_and_likelihood_options(options):
     data = datasets.pbmc_cite_2batch()
@@ -75,6 +76,8 @@ def test_prior_and_likelihood_options(options):
     assert latent.shape[1] == expected
     if options["prior"] != "gaussian":
         assert np.isfinite(model.history_["log_z"]).all()
+    if options["prior"] == "bernoulli":  # the ablation's prior stays fixed at h = J = 0
+        assert model.module.prior.h.abs().sum() == 0 and model.module.prior.J.abs().sum() == 0
 
 
 def test_invalid_options_are_refused():

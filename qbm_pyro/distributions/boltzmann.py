@@ -230,6 +230,8 @@ class Boltzmann(TorchDistribution):
         docstring, with ``num_samples`` samples from the sampler (detached)."""
         if self.is_exact:
             return self.log_partition_function
+        if not (torch.is_grad_enabled() and (self.h.requires_grad or self.J.requires_grad)):
+            return self.log_partition_function  # no gradient wanted: skip the sampler
 
         def negative_phase(h, J):
             z = self._sampler().sample(h, J, self.num_samples)

@@ -9,6 +9,8 @@ gradient).
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -37,6 +39,8 @@ class BoltzmannPrior(nn.Module):
         Up to this ``n``, log Z and its gradient are computed exactly by enumeration.
     coupling_bound
         ``h`` and ``J`` are clamped to ``[-bound, bound]`` by :meth:`clamp_` (kept finite).
+    learnable
+        ``False`` freezes ``h = J = 0``: the factorial Bernoulli(1/2) prior (for ablations).
     seed
         Seed of the default sampler.
     """
@@ -50,6 +54,7 @@ class BoltzmannPrior(nn.Module):
         num_samples: int = 256,
         exact_max_n: int = 12,
         coupling_bound: float = 10.0,
+        learnable: bool = True,
         seed: int | None = 0,
     ):
         super().__init__()
@@ -73,6 +78,11 @@ class BoltzmannPrior(nn.Module):
         self.exact_max_n = exact_max_n
         self.coupling_bound = coupling_bound
         self.register_buffer("log_z", torch.tensor(float("nan")))
+        self.learnable = learnable
+        if not learnable:  # the fixed factorial Bernoulli(1/2) prior of the ablation
+            for p in self.parameters():
+                p.requires_grad_(False)
+            self.log_z.fill_(n_latent * math.log(2.0))
 
     def couplings(self) -> torch.Tensor:
         """The strict-upper-triangular coupling matrix ``(n, n)``."""
@@ -108,6 +118,8 @@ class BoltzmannPrior(nn.Module):
     def refresh_log_z(self, **ais_options) -> float:
         """Recompute the cached log Z (exact up to ``exact_max_n``, AIS above); returns it."""
         h, J = self.h.detach(), self.couplings().detach()
+        if not self.learnable:
+            return float(self.log_z)
         if self.n_latent <= self.exact_max_n:
             value = float(
                 Boltzmann(h, J, exact_max_n=self.exact_max_n, validate_args=False).log_partition_function

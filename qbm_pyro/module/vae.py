@@ -31,7 +31,7 @@ from .priors import BoltzmannPrior
 __all__ = ["MultiVAE"]
 
 K = REGISTRY_KEYS
-PRIORS = ("boltzmann", "rbm", "gaussian")
+PRIORS = ("boltzmann", "rbm", "bernoulli", "gaussian")
 RELAXATIONS = {"overlap": dist.OverlappingExponentials, "spike": dist.SpikeAndExponential}
 
 
@@ -54,7 +54,8 @@ class MultiVAE(PyroModule):
     n_continuous
         Gaussian latent units beside the binary code (0 for a purely binary latent).
     prior
-        ``"boltzmann"`` (full couplings), ``"rbm"`` (bipartite) or ``"gaussian"``.
+        ``"boltzmann"`` (full couplings), ``"rbm"`` (bipartite), ``"bernoulli"`` (fixed factorial
+        Bernoulli(1/2), the ablation of the learned prior) or ``"gaussian"``.
     relaxation
         ``"overlap"`` (overlapping exponentials) or ``"spike"`` (spike-and-exponential).
     smoothing
@@ -135,6 +136,7 @@ class MultiVAE(PyroModule):
             self.prior = BoltzmannPrior(
                 self.n_binary,
                 structure=structure,
+                learnable=prior != "bernoulli",
                 sampler=sampler,
                 num_samples=num_prior_samples,
                 seed=seed,
