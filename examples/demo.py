@@ -46,14 +46,18 @@ def umap_figure(adata, rep: str, path: Path, title: str) -> None:
     sc.pl.umap(view, color=LABEL, ax=axes[0], show=False, title=f"{title}: {LABEL}")
     sc.pl.umap(view, color=BATCH, ax=axes[1], show=False, title=f"{title}: {BATCH}")
     if "qbm_energy" in view.obs:
-        sc.pl.umap(view, color="qbm_energy", ax=axes[2], show=False, title=f"{title}: prior energy", cmap="viridis")
+        sc.pl.umap(
+            view, color="qbm_energy", ax=axes[2], show=False, title=f"{title}: prior energy", cmap="viridis"
+        )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", default="report", help="output folder")
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
@@ -104,12 +108,24 @@ def main(argv=None) -> None:
 
     elapsed = time.perf_counter() - start
     (out / "metrics.json").write_text(
-        json.dumps({"scores": results, "fit_seconds": seconds, "total_seconds": elapsed, "seed": args.seed, "epochs": args.epochs}, indent=1)
+        json.dumps(
+            {
+                "scores": results,
+                "fit_seconds": seconds,
+                "total_seconds": elapsed,
+                "seed": args.seed,
+                "epochs": args.epochs,
+            },
+            indent=1,
+        )
     )
-    header = "| latent | 15-NN accuracy | macro-F1 | Leiden ARI | Leiden NMI | batch mixing (1 = mixed) |\n|---|---|---|---|---|---|\n"
+    columns = ("accuracy", "macro_f1", "ari", "nmi", "batch_mixing")
+    header = (
+        "| latent | 15-NN accuracy | macro-F1 | Leiden ARI | Leiden NMI | batch mixing (1 = mixed) |\n"
+        "|---|---|---|---|---|---|\n"
+    )
     rows = "".join(
-        f"| {name} | {r['accuracy']:.3f} | {r['macro_f1']:.3f} | {r['ari']:.3f} | {r['nmi']:.3f} | {r['batch_mixing']:.3f} |\n"
-        for name, r in results.items()
+        f"| {name} | " + " | ".join(f"{r[c]:.3f}" for c in columns) + " |\n" for name, r in results.items()
     )
     (out / "report.md").write_text(
         f"""# qbm_pyro demo report
@@ -119,7 +135,8 @@ Data: CellBench mixology, {adata.n_obs} singlet cells x {adata.n_vars} genes, 5 
 one run (see `benchmarks/` for several seeds).
 
 {header}{rows}
-Fit time: QBM-VAE {seconds['qbm']:.0f} s, Gaussian twin {seconds['gaussian']:.0f} s; whole demo {elapsed:.0f} s.
+Fit time: QBM-VAE {seconds["qbm"]:.0f} s, Gaussian twin {seconds["gaussian"]:.0f} s;
+whole demo {elapsed:.0f} s.
 
 ## Latent spaces (UMAP)
 ![QBM-VAE](umap_qbm.png)

@@ -210,6 +210,9 @@ class Boltzmann(TorchDistribution):
         AIS estimate (a value without gradient; its standard error is ``log_partition_stderr``).
         """
         if self.is_exact:
+            if self._unbatched is not None:  # expanded (e.g. by a plate): compute once
+                base = self._unbatched
+                return exact_log_partition(base.h, base.J).expand(self.batch_shape)
             return exact_log_partition(self.h, self.J)
         if self._log_z is not None:
             return torch.as_tensor(self._log_z, dtype=self.h.dtype).expand(self.batch_shape)

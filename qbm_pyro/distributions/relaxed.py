@@ -68,7 +68,7 @@ class SpikeAndExponential(_RelaxedBinary):
         1 + \frac{1}{β} \log\left(\frac{ρ - 1 + q}{q}(1 - e^{-β}) + e^{-β}\right) & ρ > 1 - q
         \end{cases}
 
-    ``log_prob`` is the density with respect to ``δ_0 + `` Lebesgue measure.
+    ``log_prob`` is the density with respect to :math:`δ_0` + Lebesgue measure.
 
     Parameters
     ----------

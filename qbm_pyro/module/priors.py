@@ -31,8 +31,8 @@ class BoltzmannPrior(nn.Module):
     structure
         ``"full"`` (all pairs coupled) or ``"rbm"`` (two halves, coupled only across).
     sampler
-        Sampler for the negative phase; default a persistent :class:`GibbsSampler` (block Gibbs
-        for the RBM).
+        Sampler for the negative phase; default a persistent
+        :class:`~qbm_pyro.samplers.GibbsSampler` (block Gibbs for the RBM).
     num_samples
         Persistent chains used per gradient step.
     exact_max_n

@@ -36,7 +36,7 @@ def make_generator(seed: int | None) -> torch.Generator:
 
 
 def check_sampler_inputs(h: torch.Tensor, J: torch.Tensor, num_samples: int, beta: float) -> int:
-    """Validate the arguments of :meth:`Sampler.sample`; returns ``n``."""
+    """Validate the arguments of :meth:`~qbm_pyro.samplers.Sampler.sample`; returns ``n``."""
     if h.dim() != 1:
         raise ValueError(f"h must have shape (n,), got {tuple(h.shape)}")
     n = h.shape[0]
@@ -54,7 +54,7 @@ def check_sampler_inputs(h: torch.Tensor, J: torch.Tensor, num_samples: int, bet
 class Sampler(abc.ABC):
     """Base class of the samplers: ``sample(h, J, num_samples, beta=1.0) -> (num_samples, n)``.
 
-    Subclasses implement :meth:`_sample`; :meth:`sample` validates and detaches the inputs and
+    Subclasses implement ``_sample``; :meth:`sample` validates and detaches the inputs and
     returns a tensor of zeros and ones with ``h``'s dtype and device.
     """
 

@@ -19,7 +19,7 @@ inverse temperature β is reached depends on ``mode``:
 ``"scaled"``
     For samplers without a β parameter (hardware), which sample at an effective
     :math:`β_{eff}` of the programmed energy: the BQM is multiplied by :math:`β / β_{eff}`.
-    :func:`estimate_beta_eff` measures :math:`β_{eff}` from samples.
+    :func:`~qbm_pyro.samplers.estimate_beta_eff` measures :math:`β_{eff}` from samples.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 A QPU does not anneal to a chosen β: it returns samples that are roughly Boltzmann at an
 unknown effective inverse temperature :math:`β_{eff}` of the energy it was programmed with.
 :class:`QPUSampler` measures :math:`β_{eff}` on a probe call (maximum pseudo-likelihood,
-:func:`qbm_pyro.samplers.dimod.estimate_beta_eff`) and then programs
+:func:`~qbm_pyro.samplers.estimate_beta_eff`) and then programs
 :math:`(β / β_{eff})\\,E`, so that the samples follow :math:`p_β`.
 
 The hardware client (``dwave-system``) is imported only when the default sampler is built, on

@@ -51,11 +51,11 @@ def qbm(
     modalities, layers, batch_key, n_latent, n_continuous, prior, seed
         As for :class:`~qbm_pyro.QBMVAE` (ignored when ``model`` is given).
     max_epochs, progress_bar, **train_kwargs
-        As for :meth:`QBMVAE.train`.
+        As for :meth:`~qbm_pyro.QBMVAE.train`.
     representation
-        As for :meth:`QBMVAE.get_latent_representation`.
+        As for :meth:`~qbm_pyro.QBMVAE.get_latent_representation`.
     model_dir
-        Save the fitted model there (``QBMVAE.save``).
+        Save the fitted model there (:meth:`~qbm_pyro.QBMVAE.save`).
     key_added
         Name of the outputs.
     copy

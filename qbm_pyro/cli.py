@@ -1,0 +1,509 @@
+"""Command-line interface: ``qbm-pyro fit | trajectory | info``.
+
+``qbm-pyro fit IN.h5mu -o OUT.h5mu`` fits a :class:`~qbm_pyro.QBMVAE` and writes the latent
+(:func:`qbm_pyro.tl.qbm`), ``qbm-pyro trajectory IN -o OUT --root-key time --root-value 0h``
+adds a diffusion pseudotime (:func:`qbm_pyro.tl.trajectory`) and ``qbm-pyro info IN`` describes
+a file: its modalities, which of them the model can use, count layers, candidate batch columns
+and the qbm outputs it already holds.
+
+Inputs are never modified: outputs are written to a temporary file in the output's folder and
+renamed over ``OUT`` (:func:`os.replace`), so an interrupted run leaves no half-written file.
+Errors in what the user passed exit with status 2 and one line on stderr, failures during a run
+with status 1; ``--debug`` shows the traceback instead.
+
+Examples
+--------
+.. code-block:: bash
+
+    qbm-pyro info data.h5mu
+    qbm-pyro fit data.h5mu -o fitted.h5mu --batch-key batch --epochs 200
+    qbm-pyro trajectory fitted.h5mu -o traj.h5mu --root-key time --root-value 0h
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main"]
+
+log = logging.getLogger("qbm_pyro.cli")
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+SUFFIXES = (".h5mu", ".h5ad")
+SAMPLERS = ("gibbs", "tempering", "sa")
+PRIORS = ("boltzmann", "rbm", "gaussian")
+#: obs columns with these words in their names are listed first as batch keys by ``info``.
+BATCH_HINTS = ("batch", "sample", "donor", "library", "lane", "protocol", "run", "plate", "patient")
+
+
+class UsageError(Exception):
+    """Bad input from the user (exit status 2)."""
+
+
+################################################################################
+# Entry point.
+################################################################################
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``) and return the exit status.
+
+    Parameters
+    ----------
+    argv
+        Arguments without the program name, e.g. ``["info", "data.h5mu"]``.
+
+    Returns
+    -------
+    int
+        ``0`` on success, ``2`` for bad usage or bad input, ``1`` for a failure during the run.
+    """
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # argparse has printed its message
+        return int(exit_.code or 0)
+    _configure_logging(args.quiet)
+    try:
+        with warnings.catch_warnings():
+            if args.quiet:
+                warnings.simplefilter("ignore")
+            return args.run(args)
+    except UsageError as error:
+        if args.debug:
+            raise
+        print(f"qbm-pyro {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"qbm-pyro {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # a failure: one line, no traceback
+        if args.debug:
+            raise
+        print(f"qbm-pyro {args.command}: failed: {type(error).__name__}: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress bar, logging or warnings")
+    common.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser = argparse.ArgumentParser(
+        prog="qbm-pyro",
+        description="Boltzmann-machine priors for single-cell multi-omics (MuData / AnnData).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    fit = sub.add_parser(
+        "fit", parents=[common], help="fit a QBM-VAE and write X_qbm", description=_fit.__doc__
+    )
+    fit.add_argument("input", type=Path, metavar="IN", help="input .h5mu or .h5ad")
+    _add_output(fit)
+    fit.add_argument(
+        "--modalities",
+        nargs="+",
+        metavar="NAME[:KIND]",
+        help="modalities to model, e.g. 'rna prot' or 'rna:rna adt:protein' (default: inferred from names)",
+    )
+    fit.add_argument("--layer", help="layer holding the counts (default: X)")
+    fit.add_argument("--batch-key", nargs="+", metavar="KEY", help="obs column(s) with batch labels")
+    fit.add_argument("--n-latent", type=_positive_int, default=64, help="binary latent units (default 64)")
+    fit.add_argument(
+        "--n-continuous", type=_non_negative_int, default=16, help="Gaussian latent units (default 16)"
+    )
+    fit.add_argument("--prior", choices=PRIORS, default="boltzmann", help="latent prior (default boltzmann)")
+    fit.add_argument(
+        "--sampler",
+        choices=SAMPLERS,
+        default="gibbs",
+        help="negative-phase sampler: persistent Gibbs, parallel tempering or simulated annealing (dimod)",
+    )
+    fit.add_argument("--epochs", type=_positive_int, default=200, help="maximum epochs (default 200)")
+    fit.add_argument(
+        "--batch-size", type=_positive_int, default=128, help="cells per minibatch (default 128)"
+    )
+    fit.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (default 0)")
+    fit.add_argument("--model-dir", type=Path, help="where to save the model (default: OUT stem + '_model/')")
+    fit.add_argument("--checkpoint", type=Path, help="write the training state there after every epoch")
+    fit.add_argument("--resume", action="store_true", help="continue from --checkpoint if it exists")
+    fit.add_argument("--key-added", default="qbm", help="name of the outputs (default qbm)")
+    fit.set_defaults(run=_fit)
+
+    traj = sub.add_parser(
+        "trajectory",
+        parents=[common],
+        help="diffusion pseudotime on X_qbm",
+        description=_trajectory.__doc__,
+    )
+    traj.add_argument("input", type=Path, metavar="IN", help="input .h5mu or .h5ad with obsm['X_qbm']")
+    _add_output(traj)
+    root = traj.add_mutually_exclusive_group(required=True)
+    root.add_argument("--root", help="root cell name, or auto_energy / auto_diffusion")
+    root.add_argument("--root-key", help="obs column defining the root group (with --root-value)")
+    traj.add_argument("--root-value", help="value of --root-key of the root group")
+    traj.add_argument("--use-rep", default="X_qbm", help="obsm key of the latent (default X_qbm)")
+    traj.add_argument("--metric", choices=("hellinger", "hamming", "euclidean"), default="hellinger")
+    traj.add_argument("--n-neighbors", type=_positive_int, default=15)
+    traj.add_argument("--n-dcs", type=_positive_int, default=10)
+    traj.add_argument("--groups-key", help="obs column of given states (default: Leiden clusters)")
+    traj.add_argument("--resolution", type=float, default=1.0, help="Leiden resolution")
+    traj.add_argument("--key-added", default="qbm", help="prefix of the outputs (default qbm)")
+    traj.add_argument("--seed", type=_non_negative_int, default=0)
+    traj.set_defaults(run=_trajectory)
+
+    info = sub.add_parser("info", parents=[common], help="describe a file", description=_info.__doc__)
+    info.add_argument("input", type=Path, metavar="IN", help="input .h5mu or .h5ad")
+    info.set_defaults(run=_info)
+    return parser
+
+
+def _add_output(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUT", help="output file")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace OUT (and the saved model) if present"
+    )
+
+
+def _positive_int(text: str) -> int:
+    value = _non_negative_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be non-negative, got {text!r}")
+    return value
+
+
+def _configure_logging(quiet: bool) -> None:
+    logger = logging.getLogger("qbm_pyro")
+    if not any(getattr(h, "_qbm_cli", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler._qbm_cli = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+
+
+################################################################################
+# Commands.
+################################################################################
+
+
+def _fit(args: argparse.Namespace) -> int:
+    """Fit a QBM-VAE on IN and write OUT with obsm['X_qbm'], obs['qbm_energy'] and uns['qbm']."""
+    from qbm_pyro.model import QBMVAE
+    from qbm_pyro.tl import qbm
+
+    _check_paths(args.input, args.output, args.overwrite)
+    model_dir = args.model_dir or args.output.with_name(args.output.stem + "_model")
+    if (model_dir / "model.pt").exists() and not args.overwrite:
+        raise UsageError(f"{model_dir / 'model.pt'} exists; pass --overwrite or choose --model-dir")
+    if args.resume and args.checkpoint is None:
+        raise UsageError("--resume needs --checkpoint PATH")
+    data = _read(args.input)
+    try:
+        model = QBMVAE(
+            data,
+            modalities=_modalities(args.modalities),
+            layers=args.layer,
+            batch_key=_one_or_many(args.batch_key),
+            n_latent=args.n_latent,
+            n_continuous=args.n_continuous,
+            prior=args.prior,
+            sampler=_sampler(args.sampler, args.seed),
+            seed=args.seed,
+        )
+    except (ValueError, KeyError, TypeError) as error:
+        raise UsageError(_message(error)) from error
+    log.info("%r", model)
+    model.train(
+        max_epochs=args.epochs,
+        batch_size=args.batch_size,
+        progress_bar=not args.quiet,
+        checkpoint_path=None if args.checkpoint is None else str(args.checkpoint),
+        resume=args.resume,
+    )
+    qbm(data, model, key_added=args.key_added, progress_bar=False)
+    _write(data, args.output)
+    model.save(model_dir, overwrite=args.overwrite)
+    log.info("wrote %s and %s", args.output, model_dir)
+    return EXIT_OK
+
+
+def _trajectory(args: argparse.Namespace) -> int:
+    """Infer a diffusion pseudotime and branches on obsm['X_qbm'] of IN (from 'qbm-pyro fit'); write OUT."""
+    from qbm_pyro.tl import trajectory
+
+    _check_paths(args.input, args.output, args.overwrite)
+    if args.root_key is not None and args.root_value is None:
+        raise UsageError("--root-key needs --root-value")
+    if args.root_value is not None and args.root_key is None:
+        raise UsageError("--root-value needs --root-key")
+    data = _read(args.input)
+    if args.use_rep not in data.obsm:
+        raise UsageError(
+            f"{args.input} has no obsm[{args.use_rep!r}]; run `qbm-pyro fit` on it first "
+            f"(obsm keys present: {sorted(data.obsm.keys()) or 'none'})"
+        )
+    root: Any = args.root
+    root_value = None
+    if args.root_key is not None:
+        root_value = _obs_value(data, args.root_key, args.root_value)
+    elif root not in ("auto_energy", "auto_diffusion") and root not in data.obs_names:
+        raise UsageError(
+            f"--root {root!r} is not a cell name of {args.input}, nor auto_energy/auto_diffusion"
+        )
+    if args.groups_key is not None and args.groups_key not in data.obs:
+        raise UsageError(f"--groups-key {args.groups_key!r} is not an obs column of {args.input}")
+    try:
+        trajectory(
+            data,
+            root,
+            use_rep=args.use_rep,
+            metric=args.metric,
+            n_neighbors=args.n_neighbors,
+            n_dcs=args.n_dcs,
+            root_key=args.root_key,
+            root_value=root_value,
+            groups_key=args.groups_key,
+            resolution=args.resolution,
+            key_added=args.key_added,
+            seed=args.seed,
+        )
+    except (ValueError, KeyError) as error:
+        raise UsageError(_message(error)) from error
+    _write(data, args.output)
+    log.info("wrote %s", args.output)
+    return EXIT_OK
+
+
+def _info(args: argparse.Namespace) -> int:
+    """Describe IN: modalities, shapes, usable kinds, count layers, batch-like obs columns, qbm outputs."""
+    _check_input(args.input)
+    data = _read(args.input)
+    print("\n".join(describe(data, name=str(args.input))))
+    return EXIT_OK
+
+
+################################################################################
+# Describing a data object (``info``).
+################################################################################
+
+
+def describe(data, *, name: str = "data") -> list[str]:
+    """Lines of text describing ``data`` for ``qbm-pyro info``.
+
+    Parameters
+    ----------
+    data
+        A :class:`mudata.MuData` or :class:`anndata.AnnData`.
+    name
+        How to call it in the first line.
+
+    Returns
+    -------
+    list of str
+        One line per item, without trailing newlines.
+    """
+    import mudata as md
+
+    from qbm_pyro.data import MODALITY_ALIASES
+    from qbm_pyro.data.validation import find_count_layers
+
+    is_mudata = isinstance(data, md.MuData)
+    kind = "MuData" if is_mudata else "AnnData"
+    lines = [f"{name}: {kind}, {data.n_obs} cells x {data.n_vars} features"]
+    modalities = dict(data.mod) if is_mudata else {"(X)": data}
+    lines.append("modalities:")
+    for mod_name, adata in modalities.items():
+        inferred = MODALITY_ALIASES.get(mod_name.lower()) if is_mudata else "rna (AnnData default)"
+        usable = (
+            f"usable as {inferred!r}"
+            if inferred
+            else "kind not inferred from its name; pass --modalities NAME:KIND (rna, protein, atac)"
+        )
+        counts = "count-like" if _looks_like_counts(adata.X) else "not count-like"
+        count_layers = find_count_layers(adata)
+        layers = ", ".join(f"{k}{' (counts)' if k in count_layers else ''}" for k in adata.layers.keys())
+        lines.append(f"  {mod_name}: {adata.n_obs} x {adata.n_vars}; {usable}; X {counts}")
+        if adata.layers.keys():
+            lines.append(f"    layers: {layers}")
+        if not _looks_like_counts(adata.X) and count_layers:
+            lines.append(f"    hint: use --layer {count_layers[0]} (X is not raw counts)")
+    obs = data.obs
+    if is_mudata:  # leave out the copies MuData pulls from modalities ("rna:batch")
+        obs = obs[[c for c in obs.columns if c.partition(":")[0] not in data.mod]]
+    batch_like = _batch_like_columns(obs)
+    lines.append("obs columns that look like batch keys:" + ("" if batch_like else " none"))
+    lines += [f"  {col}: {n} levels" for col, n in batch_like]
+    lines += _qbm_outputs(data)
+    return lines
+
+
+def _looks_like_counts(x, n_rows: int = 256) -> bool:
+    """Whether the first ``n_rows`` rows of ``x`` are finite non-negative integers."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    if x is None or len(x.shape) != 2 or x.shape[0] == 0:
+        return False
+    head = x[: min(n_rows, x.shape[0])]
+    values = head.data if sp.issparse(head) else np.asarray(head)
+    if values.dtype.kind not in "biuf":
+        return False
+    values = values.astype(np.float64, copy=False)
+    return bool(np.isfinite(values).all() and (values >= 0).all() and (values == np.round(values)).all())
+
+
+def _batch_like_columns(obs) -> list[tuple[str, int]]:
+    import pandas as pd
+
+    found = []
+    for col in obs.columns:
+        series = obs[col]
+        if not (
+            isinstance(series.dtype, pd.CategoricalDtype)
+            or pd.api.types.is_object_dtype(series)
+            or pd.api.types.is_string_dtype(series)
+        ):
+            continue
+        n_levels = series.nunique(dropna=True)
+        if 2 <= n_levels <= max(2, min(200, len(obs) // 5)):
+            found.append((col, n_levels))
+    found.sort(key=lambda item: not any(h in item[0].lower() for h in BATCH_HINTS))
+    return found
+
+
+def _qbm_outputs(data) -> list[str]:
+    lines = []
+    for key, value in data.uns.items():
+        if isinstance(value, dict) and "params" in value and f"X_{key}" in data.obsm:
+            shape = data.obsm[f"X_{key}"].shape
+            params = value["params"]
+            lines.append(
+                f"  {key}: obsm['X_{key}'] {shape[0]} x {shape[1]} "
+                f"(prior={params.get('prior')}, n_binary={params.get('n_binary')}, "
+                f"n_continuous={params.get('n_continuous')})"
+            )
+        if key.endswith("_trajectory") and f"{key[: -len('_trajectory')]}_pseudotime" in data.obs:
+            lines.append(f"  {key}: obs['{key[: -len('_trajectory')]}_pseudotime'] and states")
+    return ["existing qbm outputs:" + ("" if lines else " none")] + lines
+
+
+################################################################################
+# Files and arguments.
+################################################################################
+
+
+def _check_input(path: Path) -> None:
+    if path.suffix not in SUFFIXES:
+        raise UsageError(f"{path}: expected a .h5mu or .h5ad file")
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+
+
+def _check_paths(input_: Path, output: Path, overwrite: bool) -> None:
+    _check_input(input_)
+    if output.suffix != input_.suffix:
+        raise UsageError(f"OUT must have the suffix of IN ({input_.suffix}), got {output}")
+    if output.resolve() == input_.resolve():
+        raise UsageError(f"OUT is IN ({input_}); the input is never overwritten, choose another OUT")
+    if output.exists() and not overwrite:
+        raise UsageError(f"{output} exists; pass --overwrite to replace it")
+    if not output.parent.is_dir():
+        raise UsageError(f"the folder of OUT does not exist: {output.parent}")
+
+
+def _read(path: Path):
+    import anndata as ad
+    import mudata as md
+
+    try:
+        if path.suffix == ".h5mu":
+            return md.read_h5mu(path)
+        return ad.read_h5ad(path)
+    except (OSError, KeyError, ValueError) as error:
+        raise UsageError(f"cannot read {path}: {_message(error)}") from error
+
+
+def _write(data, path: Path) -> None:
+    """Write to a temporary file beside ``path``, then rename it over ``path``."""
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    try:
+        if path.suffix == ".h5mu":
+            data.write_h5mu(tmp)
+        else:
+            data.write_h5ad(tmp)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def _modalities(items: Sequence[str] | None):
+    if not items:
+        return None
+    if not any(":" in item for item in items):
+        return list(items)
+    out = {}
+    for item in items:
+        name, sep, kind = item.partition(":")
+        if not sep or not name or not kind:
+            raise UsageError(f"--modalities: give all items as NAME:KIND or none of them, got {item!r}")
+        out[name] = kind
+    return out
+
+
+def _one_or_many(items: Sequence[str] | None):
+    if not items:
+        return None
+    return items[0] if len(items) == 1 else list(items)
+
+
+def _sampler(name: str, seed: int):
+    """``None`` (the prior's default persistent Gibbs) or the chosen sampler."""
+    if name == "gibbs":
+        return None
+    if name == "tempering":
+        from qbm_pyro.samplers import ParallelTemperingSampler
+
+        return ParallelTemperingSampler(n_replicas=8, num_sweeps=5, seed=seed)
+    from qbm_pyro.samplers import DimodSampler
+
+    return DimodSampler(num_sweeps=200, seed=seed)
+
+
+def _obs_value(data, key: str, text: str):
+    """The value of ``obs[key]`` whose string form is ``text`` (so '0h' and '3' both work)."""
+    if key not in data.obs:
+        raise UsageError(f"--root-key {key!r} is not an obs column (columns: {list(data.obs.columns)})")
+    values = data.obs[key].dropna().unique()
+    for value in values:
+        if str(value) == text:
+            return value
+    shown = ", ".join(map(str, list(values)[:20]))
+    raise UsageError(f"--root-value {text!r} is not a value of obs[{key!r}] (values: {shown})")
+
+
+def _message(error: BaseException) -> str:
+    text = error.args[0] if isinstance(error, KeyError) and error.args else error
+    return str(text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
