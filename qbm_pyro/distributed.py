@@ -83,8 +83,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from .data import train_validation_split
-from .training import Trainer, TrainingConfig
+from .training import Trainer
 
 __all__ = ["DistributedTrainer", "prior_state", "shard_indices", "train_distributed", "train_rank"]
 
@@ -249,6 +248,12 @@ class DistributedTrainer(Trainer):
         self.optimizer = _GradientAllReduce(self.optimizer, list(self.module.parameters()))
         _broadcast_state(self.module)
 
+    def read_checkpoint(self, path) -> dict | None:
+        """Rank 0 reads the checkpoint (safely) and broadcasts it to the other ranks."""
+        box = [super().read_checkpoint(path) if self.rank == 0 else None]
+        dist.broadcast_object_list(box, 0)
+        return box[0]
+
     def _all_sum(self, *values: float) -> list[float]:
         tensor = torch.tensor(values, dtype=torch.float64)
         dist.all_reduce(tensor)
@@ -341,39 +346,20 @@ def train_rank(
     dict
         The training history (the same on all ranks), also stored in ``model.history_``.
     """
-    cfg = TrainingConfig(
-        max_epochs=max_epochs,
+    return model.train(
+        max_epochs,
         batch_size=batch_size,
         lr=lr,
         kl_warmup_epochs=kl_warmup_epochs,
         validation_fraction=validation_fraction,
         early_stopping=early_stopping,
         patience=patience,
-        seed=model.seed,
         progress_bar=progress_bar,
         checkpoint_path=checkpoint_path,
+        resume=resume,
+        trainer_cls=DistributedTrainer,
         **config,
     )
-    cells = np.flatnonzero(model.registry.nonempty_cells())
-    train_pos, val_pos = train_validation_split(len(cells), validation_fraction, seed=model.seed)
-    trainer = DistributedTrainer(
-        model.module, model.data, model.registry, cells[train_pos], cells[val_pos], cfg
-    )
-    if resume:
-        if not checkpoint_path:
-            raise ValueError("resume=True needs checkpoint_path")
-        box = [None]
-        if trainer.rank == 0 and Path(checkpoint_path).exists():
-            box[0] = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-        dist.broadcast_object_list(box, 0)
-        if box[0] is not None:
-            trainer.load_state(box[0])
-            log.info("resuming from %s at epoch %d", checkpoint_path, trainer.epoch)
-    model.history_ = trainer.run()
-    if getattr(model.module, "prior", None) is not None:
-        model.module.prior.refresh_log_z()
-    model.is_trained_ = True
-    return model.history_
 
 
 def train_distributed(
@@ -461,7 +447,7 @@ def _spawn(model, world_size: int, *, num_threads=None, timeout=1800.0, **train_
             nprocs=int(world_size),
             join=True,
         )
-        return torch.load(result, map_location="cpu", weights_only=False)  # our own file
+        return torch.load(result, map_location="cpu", weights_only=True)
 
 
 def _worker(

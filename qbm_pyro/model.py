@@ -159,6 +159,7 @@ class QBMVAE:
         checkpoint_path: str | Path | None = None,
         resume: bool = False,
         skip_empty_cells: bool = True,
+        trainer_cls: type[Trainer] = Trainer,
         **config,
     ) -> dict:
         """Fit by minibatch SVI (Adam) on the analytic-KL ELBO with KL warm-up.
@@ -186,13 +187,17 @@ class QBMVAE:
             Continue from ``checkpoint_path`` if it exists (else start from scratch). With the
             same seed and settings the result is bit-identical to that of an uninterrupted run
             (on CPU, same torch thread count; a sampler whose randomness is not seeded, e.g.
-            hardware, breaks this). A checkpoint of another model or data is refused; other
-            training settings (``lr``...) are used with a warning.
+            hardware, or a ``FallbackSampler`` that falls back on time-outs, breaks this). A
+            checkpoint of another model or data is refused; other training settings
+            (``lr``...) are used with a warning.
         skip_empty_cells
             Leave cells that are all-zero in a modality they have (see
             :meth:`~qbm_pyro.data.DataRegistry.nonempty_cells`; setup warns about them) out of
             training and validation. They are never dropped from the data: every output
             (``get_latent_representation``...) still has one row per cell.
+        trainer_cls
+            The training loop: :class:`~qbm_pyro.training.Trainer`, or a subclass such as
+            :class:`~qbm_pyro.distributed.DistributedTrainer` (data-parallel ranks).
         **config
             More :class:`~qbm_pyro.training.TrainingConfig` fields: ``weight_decay``,
             ``log_z_every``.
@@ -237,14 +242,15 @@ class QBMVAE:
             )
         train_pos, val_pos = train_validation_split(len(cells), validation_fraction, seed=self.seed)
         meta = self._checkpoint_meta()
-        trainer = Trainer(
+        trainer = trainer_cls(
             self.module, self.data, self.registry, cells[train_pos], cells[val_pos], cfg, meta=meta
         )
-        if resume and Path(checkpoint_path).exists():
-            state = _load(checkpoint_path, what="checkpoint")
-            self._check_checkpoint(state, cfg, checkpoint_path)
-            trainer.load_state(state)
-            log.info("resuming from %s at epoch %d", checkpoint_path, trainer.epoch)
+        if resume:
+            state = trainer.read_checkpoint(checkpoint_path)
+            if state is not None:
+                self._check_checkpoint(state, cfg, checkpoint_path)
+                trainer.load_state(state)
+                log.info("resuming from %s at epoch %d", checkpoint_path, trainer.epoch)
         self.history_ = trainer.run()
         if getattr(self.module, "prior", None) is not None:
             self.module.prior.refresh_log_z()

@@ -2,16 +2,36 @@
 
 Every epoch is reproducible on its own: its shuffling and its torch random stream are seeded
 from ``(seed, epoch)``, and the sampler's state travels in the checkpoint, so a run resumed from
-the checkpoint of epoch ``e`` continues exactly as the uninterrupted run would have (on CPU).
+the checkpoint of epoch ``e`` continues exactly as the uninterrupted run would have (on CPU,
+with the same number of torch threads; bit-identical parameters).
+
+Sources of randomness and where their state lives:
+
+* torch's global generator (dropout, the relaxed posterior samples): re-seeded at the start of
+  every epoch from ``(seed, epoch)``; :meth:`Trainer.run` forks it, so the caller's global
+  generator is left as it was.
+* minibatch order: a ``numpy`` generator seeded from ``(seed, epoch)``.
+* the prior's sampler (persistent chains and its own ``torch.Generator``): its
+  ``state_dict()`` is in the checkpoint.
+* AIS estimates of log Z: fixed seed (see :meth:`~qbm_pyro.module.priors.BoltzmannPrior.refresh_log_z`).
+* Adam's moments, early-stopping counters and the best state: in the checkpoint.
+
+Files are written atomically (:func:`atomic_torch_save`: temporary file, ``fsync``, rename) with
+a checksum of their contents, and read back with :func:`load_torch_file`
+(``torch.load(weights_only=True)``: no code can run) which turns every kind of damage into a
+``ValueError`` naming the file.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import logging
 import math
 import os
-from dataclasses import dataclass, field
+import warnings
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,13 +41,47 @@ from tqdm.auto import tqdm
 from .data import MinibatchLoader
 from .module import AnalyticKL_ELBO, MultiVAE
 
-__all__ = ["TrainingConfig", "Trainer", "NumericalError", "atomic_torch_save"]
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "NumericalError",
+    "Trainer",
+    "TrainingConfig",
+    "atomic_torch_save",
+    "load_torch_file",
+]
 
 log = logging.getLogger(__name__)
 
+#: Written into every checkpoint; :meth:`Trainer.load_state` refuses other values.
+CHECKPOINT_FORMAT = "qbm_pyro.checkpoint.v1"
+#: Key of the content checksum that :func:`atomic_torch_save` adds to a dict payload.
+CHECKSUM_KEY = "_checksum"
+#: Checkpoint keys that :meth:`Trainer.load_state` needs.
+_STATE_KEYS = (
+    "format",
+    "epoch",
+    "module",
+    "optimizer",
+    "sampler",
+    "history",
+    "best_loss",
+    "best_state",
+    "bad_epochs",
+)
+
 
 class NumericalError(FloatingPointError):
-    """The loss became NaN or infinite; the last good state was kept (and checkpointed)."""
+    """The loss or a gradient became NaN or infinite; training stopped at the last good state.
+
+    Attributes
+    ----------
+    epoch : int
+        The epoch in which it happened (0-based).
+    """
+
+    def __init__(self, message: str, *, epoch: int | None = None):
+        super().__init__(message)
+        self.epoch = epoch
 
 
 @dataclass
@@ -55,21 +109,141 @@ class TrainingConfig:
             )
         if not 0 <= self.validation_fraction < 1:
             raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
+        if self.patience < 1 or self.log_z_every < 1:
+            raise ValueError(
+                f"need patience >= 1 and log_z_every >= 1; got {self.patience}, {self.log_z_every}"
+            )
         if self.kl_warmup_epochs is None:
             self.kl_warmup_epochs = max(1, self.max_epochs // 4)
+        if self.kl_warmup_epochs < 1:
+            raise ValueError(f"kl_warmup_epochs must be >= 1, got {self.kl_warmup_epochs}")
+
+    def record(self) -> dict:
+        """The settings that shape the result (for checkpoints): all but the progress bar,
+        the checkpoint path and ``max_epochs`` (a run may be resumed to go further)."""
+        out = asdict(self)
+        for key in ("progress_bar", "checkpoint_path", "max_epochs"):
+            out.pop(key)
+        return out
+
+
+################################################################################
+# Files: atomic writes, checksums, safe loading.
+################################################################################
+
+
+def _feed(hasher, obj) -> None:
+    """Hash ``obj`` (nested dicts, lists, tensors and scalars) by value, type-agnostically for
+    containers, so that what ``torch.load`` returns hashes like what was saved."""
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu().contiguous().reshape(-1)
+        hasher.update(f"T{obj.dtype}{tuple(obj.shape)}:".encode())
+        hasher.update(t.view(torch.uint8).numpy().tobytes())
+    elif isinstance(obj, Mapping):
+        hasher.update(f"M{len(obj)}:".encode())
+        for key, value in obj.items():
+            _feed(hasher, key)
+            _feed(hasher, value)
+    elif isinstance(obj, list | tuple):
+        hasher.update(f"L{len(obj)}:".encode())
+        for value in obj:
+            _feed(hasher, value)
+    else:
+        hasher.update(f"S{obj!r};".encode())
+
+
+def checksum(obj) -> str:
+    """SHA-256 of the contents of a payload (see :func:`atomic_torch_save`)."""
+    hasher = hashlib.sha256()
+    _feed(hasher, obj)
+    return hasher.hexdigest()
 
 
 def atomic_torch_save(obj, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
+    """``torch.save`` to a temporary file in the same folder, ``fsync``, then rename over ``path``.
+
+    A reader (or a crash, or ``SIGKILL``) at any moment sees either the old file or the new one,
+    never a partial one. A dict payload gets a checksum of its contents under ``"_checksum"``,
+    verified by :func:`load_torch_file`.
+    """
     path = Path(path)
+    if isinstance(obj, dict):
+        obj = {k: v for k, v in obj.items() if k != CHECKSUM_KEY}
+        obj[CHECKSUM_KEY] = checksum(obj)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def load_torch_file(path: str | os.PathLike, *, what: str) -> dict:
+    """Read a dict written by :func:`atomic_torch_save` with ``torch.load(weights_only=True)``.
+
+    Parameters
+    ----------
+    path
+        The file.
+    what
+        What the file should be (``"model file"``, ``"checkpoint"``), for the messages.
+
+    Returns
+    -------
+    dict
+        The payload, without its checksum.
+
+    Raises
+    ------
+    FileNotFoundError
+        No file at ``path``.
+    ValueError
+        The file is truncated, corrupted, not a torch file, holds objects outside the
+        ``weights_only`` allow-list (which could run code: they are refused, never run), is not a
+        dict, or its contents do not match its checksum.
+    """
+    path = Path(path)
+    if not path.is_file():
+        extra = " (that is a directory)" if path.is_dir() else ""
+        raise FileNotFoundError(f"no {what} at {path}{extra}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except PermissionError:
+        raise
+    except Exception as err:  # the unpickler and zip reader raise many types; all mean "bad file"
+        raise ValueError(
+            f"{path} is not a valid qbm_pyro {what} (truncated, corrupted or not written by "
+            f"qbm_pyro; unsafe content is refused, never run): {type(err).__name__}: {err}"
+        ) from err
+    if not isinstance(payload, dict):
+        raise ValueError(
+            f"{path} is not a valid qbm_pyro {what}: expected a dict, got {type(payload).__name__}"
+        )
+    expected = payload.pop(CHECKSUM_KEY, None)
+    if expected is not None and expected != checksum(payload):
+        raise ValueError(
+            f"{path} is not a valid qbm_pyro {what}: its contents do not match the checksum "
+            "written with it (the file was damaged or edited)"
+        )
+    return payload
+
+
+################################################################################
+# The trainer.
+################################################################################
 
 
 @dataclass
 class Trainer:
-    """Runs :class:`TrainingConfig` on a :class:`~qbm_pyro.module.MultiVAE`."""
+    """Runs :class:`TrainingConfig` on a :class:`~qbm_pyro.module.MultiVAE`.
+
+    ``meta`` is stored in the checkpoint as it is (the model's description, checked by
+    :meth:`qbm_pyro.QBMVAE.train` on resume).
+    """
 
     module: MultiVAE
     data: object
@@ -86,6 +260,7 @@ class Trainer:
             "log_z": [],
         }
     )
+    meta: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.elbo = AnalyticKL_ELBO()
@@ -96,12 +271,23 @@ class Trainer:
         self.best_loss = math.inf
         self.best_state = None
         self.bad_epochs = 0
+        self._good: dict | None = None
+        self._step = 0
+        self._phase = "before training"
 
     # ------------------------------------------------------------------ checkpoints
 
+    @property
+    def _prior_sampler(self):
+        return getattr(getattr(self.module, "prior", None), "sampler", None)
+
     def state(self) -> dict:
-        sampler = getattr(getattr(self.module, "prior", None), "sampler", None)
+        """Everything a resumed run needs (see the module docstring)."""
+        sampler = self._prior_sampler
         return {
+            "format": CHECKPOINT_FORMAT,
+            "meta": self.meta,
+            "config": self.config.record(),
             "epoch": self.epoch,
             "module": self.module.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -112,21 +298,58 @@ class Trainer:
             "bad_epochs": self.bad_epochs,
         }
 
+    def read_checkpoint(self, path) -> dict | None:
+        """The checkpoint at ``path`` (``None`` if there is none yet), read safely."""
+        return load_torch_file(path, what="checkpoint") if Path(path).exists() else None
+
     def load_state(self, state: dict) -> None:
+        """Restore what :meth:`state` returned; on any mismatch, raise ``ValueError`` and leave
+        the trainer, the module and the sampler as they were."""
+        missing = [k for k in _STATE_KEYS if k not in state]
+        if missing:
+            raise ValueError(f"not a qbm_pyro training checkpoint: the keys {missing} are missing")
+        if state["format"] != CHECKPOINT_FORMAT:
+            raise ValueError(
+                f"unsupported checkpoint format {state['format']!r} (expected {CHECKPOINT_FORMAT!r})"
+            )
+        sampler = self._prior_sampler
+        backup = self._snapshot()
+        backup_optimizer = copy.deepcopy(self.optimizer.state_dict())
+        try:
+            self.module.load_state_dict(state["module"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            if sampler is not None and state["sampler"]:
+                sampler.load_state_dict(state["sampler"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as err:
+            self._restore(backup)
+            self.optimizer.load_state_dict(backup_optimizer)
+            raise ValueError(
+                "the checkpoint does not fit this model (written by a model with other sizes, "
+                f"modalities, prior or sampler?): {type(err).__name__}: {err}"
+            ) from err
         self.epoch = int(state["epoch"])
-        self.module.load_state_dict(state["module"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        sampler = getattr(getattr(self.module, "prior", None), "sampler", None)
-        if sampler is not None and state["sampler"]:
-            sampler.load_state_dict(state["sampler"])
         self.history = state["history"]
         self.best_loss = float(state["best_loss"])
         self.best_state = state["best_state"]
         self.bad_epochs = int(state["bad_epochs"])
 
     def checkpoint(self) -> None:
+        """Write :meth:`state` to ``config.checkpoint_path`` (atomically) if it is set."""
         if self.config.checkpoint_path:
             atomic_torch_save(self.state(), self.config.checkpoint_path)
+
+    def _snapshot(self) -> dict:
+        sampler = self._prior_sampler
+        return {
+            "module": {k: v.detach().clone() for k, v in self.module.state_dict().items()},
+            "sampler": copy.deepcopy(sampler.state_dict()) if sampler is not None else {},
+        }
+
+    def _restore(self, snapshot: dict) -> None:
+        self.module.load_state_dict(snapshot["module"])
+        sampler = self._prior_sampler
+        if sampler is not None and snapshot["sampler"]:
+            sampler.load_state_dict(snapshot["sampler"])
 
     # ------------------------------------------------------------------ loop
 
@@ -143,21 +366,34 @@ class Trainer:
     def _kl_weight(self, epoch: int) -> float:
         return min(1.0, (epoch + 1) / self.config.kl_warmup_epochs)
 
-    def _check_finite(self, loss: float, epoch: int) -> None:
-        if math.isfinite(loss):
-            return
-        if self.best_state is not None:
-            self.module.load_state_dict(self.best_state)
-        raise NumericalError(
-            f"the loss became {loss} in epoch {epoch}; the last good state is kept"
-            + (
-                f" in {self.config.checkpoint_path} (end of epoch {self.epoch - 1})"
-                if self.config.checkpoint_path and self.epoch > 0
-                else ""
-            )
-            + ". Likely causes: a learning rate too high (lr="
-            f"{self.config.lr}; try 10x lower) or unnormalised inputs (counts are expected)."
+    def _numerical_error(self, what: str, epoch: int) -> NumericalError:
+        """Put the model back at the last good state (end of the previous epoch) and describe."""
+        if self._good is not None:
+            self._restore(self._good)
+        cfg = self.config
+        where = f"the end of epoch {epoch - 1}" if epoch > 0 else "its state before training"
+        kept = f"; {cfg.checkpoint_path} holds that state" if cfg.checkpoint_path and epoch > 0 else ""
+        return NumericalError(
+            f"{what} in epoch {epoch} ({self._phase}); training stopped. "
+            f"The model is back at {where}{kept}. Likely causes: a learning rate too high "
+            f"(lr={cfg.lr:g}; try {cfg.lr / 10:g}), inputs that are not raw counts or hold extreme "
+            "values, or a prior sampler returning bad samples. To go on, call train again with "
+            "a lower lr (with checkpoint_path=..., resume=True to continue from the checkpoint).",
+            epoch=epoch,
         )
+
+    def _loss(self, batch: dict) -> torch.Tensor:
+        """The ELBO loss of a minibatch; a distribution refusing non-finite or out-of-range
+        parameters (what diverging weights look like first) is a :class:`NumericalError`."""
+        try:
+            return self.elbo.differentiable_loss(self.module.model, self.module.guide, batch)
+        except ValueError as err:
+            if "to satisfy the constraint" not in str(err):
+                raise
+            first = str(err).strip().splitlines()[0]
+            raise self._numerical_error(
+                f"a distribution got invalid parameters ({first[:200]})", self.epoch
+            ) from err
 
     def evaluate(self, indices: np.ndarray) -> float:
         """Mean negative ELBO per cell (KL weight 1) over ``indices``, in eval mode."""
@@ -165,24 +401,36 @@ class Trainer:
             return math.nan
         self.module.eval()
         self.elbo.kl_weight = 1.0
+        self._phase = "validation"
         total = 0.0
         with torch.no_grad():
             for batch in self._loader(indices, False, None):
-                total += float(self.elbo.differentiable_loss(self.module.model, self.module.guide, batch))
+                total += float(self._loss(batch))
         self.module.train()
         return total / len(indices)
 
     def step(self, batch: dict) -> float:
-        """One optimiser step on a minibatch; returns the summed loss of its cells."""
+        """One optimiser step on a minibatch; returns the summed loss of its cells.
+
+        Raises :class:`NumericalError` (after restoring the last good state) when the loss or a
+        gradient is not finite; the parameters are never updated with a non-finite gradient.
+        """
+        self._step += 1
+        self._phase = f"training step {self._step} of the epoch"
         self.optimizer.zero_grad()
-        loss = self.elbo.differentiable_loss(self.module.model, self.module.guide, batch)
-        self._check_finite(float(loss), self.epoch)
+        loss = self._loss(batch)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise self._numerical_error(f"the loss became {value}", self.epoch)
         (loss / batch["index"].shape[0]).backward()
+        for name, p in self.module.named_parameters():
+            if p.grad is not None and not bool(torch.isfinite(p.grad).all()):
+                raise self._numerical_error(f"the gradient of {name!r} became non-finite", self.epoch)
         self.optimizer.step()
         prior = getattr(self.module, "prior", None)
         if prior is not None:
             prior.clamp_()
-        return float(loss)
+        return value
 
     def train_epoch(self, epoch: int) -> float:
         """One pass over the training cells, seeded by ``(seed, epoch)``; mean loss per cell."""
@@ -190,6 +438,7 @@ class Trainer:
         torch.manual_seed(seed)
         self.module.train()
         self.elbo.kl_weight = self._kl_weight(epoch)
+        self._step = 0
         total = sum(self.step(batch) for batch in self._loader(self.train_indices, True, seed))
         return total / len(self.train_indices)
 
@@ -201,6 +450,13 @@ class Trainer:
             if exact or (epoch + 1) % self.config.log_z_every == 0:
                 prior.refresh_log_z()
         validation_loss = self.evaluate(self.validation_indices)
+        if len(self.validation_indices) and not math.isfinite(validation_loss):
+            warnings.warn(
+                f"the validation loss is {validation_loss} in epoch {epoch} (the training loss is "
+                "finite); this epoch does not count for early stopping",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         self.epoch = epoch + 1
         kl = self._kl_weight(epoch)
         record = {
@@ -214,30 +470,37 @@ class Trainer:
             self.history[key].append(value)
         stop = self._stop(validation_loss, kl)
         self.checkpoint()
+        self._good = self._snapshot()
         if stop:
             log.info("early stopping after epoch %d (best validation loss %.2f)", epoch, self.best_loss)
         return stop
 
     def run(self) -> dict:
-        """Train from ``self.epoch`` to ``max_epochs`` (or early stop); restores the best state."""
+        """Train from ``self.epoch`` to ``max_epochs`` (or early stop); restores the best state.
+
+        The caller's global torch random state is left as it was (the epochs seed a fork of it).
+        """
         cfg = self.config
-        bar = tqdm(
-            range(self.epoch, cfg.max_epochs),
-            desc="training",
-            disable=not cfg.progress_bar,
-            initial=self.epoch,
-            total=cfg.max_epochs,
-        )
-        for epoch in bar:
-            train_loss = self.train_epoch(epoch)
-            stop = self.end_epoch(epoch, train_loss)
-            bar.set_postfix(
-                loss=f"{train_loss:.1f}",
-                val=f"{self.history['validation_loss'][-1]:.1f}",
-                kl_w=f"{self.history['kl_weight'][-1]:.2f}",
+        self._good = self._snapshot()
+        with torch.random.fork_rng(devices=[]):
+            bar = tqdm(
+                range(self.epoch, cfg.max_epochs),
+                desc="training",
+                disable=not cfg.progress_bar,
+                initial=self.epoch,
+                total=cfg.max_epochs,
             )
-            if stop:
-                break
+            for epoch in bar:
+                train_loss = self.train_epoch(epoch)
+                stop = self.end_epoch(epoch, train_loss)
+                bar.set_postfix(
+                    loss=f"{train_loss:.1f}",
+                    val=f"{self.history['validation_loss'][-1]:.1f}",
+                    kl_w=f"{self.history['kl_weight'][-1]:.2f}",
+                )
+                if stop:
+                    break
+            bar.close()
         if self.best_state is not None:
             self.module.load_state_dict(self.best_state)
         return self.history

@@ -317,6 +317,11 @@ def _resolve_modalities(data: md.MuData | ad.AnnData, modalities: ModalitiesArg)
                 raise ValueError(f"unknown modality kind {kind!r} for {name!r}; use {kinds_text}")
             out[name] = kind
     else:
+        if not isinstance(modalities, str | Sequence):
+            raise TypeError(
+                "modalities must be None, a name, a list of names or a dict {name: kind}, "
+                f"got {modalities!r}"
+            )
         names = [modalities] if isinstance(modalities, str) else list(modalities)
         check_modality_names(available, names)
         out = {}
@@ -366,6 +371,8 @@ def _resolve_layers(kinds: Mapping[str, str], layers: LayersArg) -> dict[str, st
 def _resolve_batch_keys(batch_key: BatchKeyArg) -> list[str]:
     if batch_key is None:
         return []
+    if not isinstance(batch_key, str | Sequence):
+        raise TypeError(f"batch_key must be a str or a list of str, got {batch_key!r}")
     keys = [batch_key] if isinstance(batch_key, str) else list(batch_key)
     for key in keys:
         if not isinstance(key, str):

@@ -175,6 +175,20 @@ def _first_bad(block: Any, bad_values: np.ndarray, values: np.ndarray) -> tuple[
     return row, col, float(values[pos])
 
 
+def _canonical(block: Any) -> Any:
+    """``block`` with one stored value per entry, in a fixed order: sparse formats other than
+    CSR/CSC become CSR, and duplicated entries (COO, non-canonical CSR/CSC) are summed, as
+    scipy defines their value. Copies only when needed; the input is never modified."""
+    if not sp.issparse(block):
+        return block
+    if block.format not in ("csr", "csc"):
+        return block.tocsr()
+    if not block.has_canonical_format:
+        block = block.copy()
+        block.sum_duplicates()
+    return block
+
+
 def _stored_values(block: Any) -> np.ndarray:
     """The explicitly stored values of ``block`` (all values if dense), flattened."""
     if sp.issparse(block):
@@ -272,7 +286,7 @@ def check_matrix(
         row, col, value = _first_bad(block, bad, values)
         row, col = (row + off, col) if axis == 0 else (row, col + off)
         example = f"{_fmt(value)} at {name(obs_names, row, 'cell')}, {name(var_names, col, feature)}"
-        more = "" if axis == 0 and off == 0 and block is x else " in the first block read"
+        more = "" if tuple(block.shape) == tuple(x.shape) else " in the first block read"
         msg = f"{where} has {problem} ({n_bad} value(s){more}, e.g. {example})"
         if problem.startswith("non-integer"):
             msg += "; counts are required"
@@ -285,6 +299,7 @@ def check_matrix(
     nonzero_features = np.zeros(n_vars, dtype=bool)
     is_binary = True
     for axis, off, block in iter_blocks(x, chunk_size):
+        block = _canonical(block)
         values = _stored_values(block)
         if values.dtype.kind == "f":
             bad = ~np.isfinite(values)
