@@ -103,7 +103,14 @@ def run(dataset: str, method: str, seed: int, epochs: int) -> dict:
             n_binary=model.module.n_binary,
             obs_names=np.asarray(data.obs_names),
         )
-    return {"dataset": dataset, "method": method, "seed": seed, "seconds": seconds, **score(latent, data, label_key, batch_key, seed), **extra}
+    return {
+        "dataset": dataset,
+        "method": method,
+        "seed": seed,
+        "seconds": seconds,
+        **score(latent, data, label_key, batch_key, seed),
+        **extra,
+    }
 
 
 def main(argv=None) -> None:
@@ -116,13 +123,29 @@ def main(argv=None) -> None:
     parser.add_argument("--out", default="benchmarks/results/quality.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    rows = []
+    done_path = Path(args.out).with_suffix(".jsonl")  # finished runs; a rerun skips them
+    done_path.parent.mkdir(parents=True, exist_ok=True)
+    rows = [json.loads(line) for line in done_path.read_text().splitlines()] if done_path.exists() else []
+    done = {(r["dataset"], r["method"], r["seed"]) for r in rows}
     for dataset in args.datasets:
         for method in args.methods:
             for seed in args.seeds if method != "pca" else [0]:
+                if (dataset, method, seed) in done:
+                    continue
                 row = run(dataset, method, seed, args.epochs)
-                print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items() if not isinstance(v, dict)}), flush=True)
+                print(
+                    json.dumps(
+                        {
+                            k: (round(v, 3) if isinstance(v, float) else v)
+                            for k, v in row.items()
+                            if not isinstance(v, dict)
+                        }
+                    ),
+                    flush=True,
+                )
                 rows.append(row)
+                with done_path.open("a") as f:
+                    f.write(json.dumps(row) + "\n")
     meta = {
         "python": sys.version.split()[0],
         "torch": torch.__version__,

@@ -1,8 +1,21 @@
-"""Run the sampler benchmark; write ``benchmarks/results/samplers.{json,md}``."""
+"""Run the benchmarks in order and write ``BENCHMARKS.md``.
+
+Stages (each writes ``benchmarks/results/<stage>.json``): ``samplers`` (sampler accuracy and
+speed), ``quality`` (QBM-VAE variants, Gaussian twin, PCA over seeds), ``baselines`` (scVI,
+totalVI, MultiVI; needs the ``[bench]`` extra), ``suite`` (linear probe and scib-metrics of every
+saved latent; needs ``[bench]``), ``cost`` (throughput, scaling to 1M cells, prior share), then
+``report`` (``BENCHMARKS.md`` and figures from whatever results exist).
+
+``--quick`` keeps it to minutes: samplers, then quality/baselines on mixology with one seed and
+10 epochs, the suite without scib-metrics, cost without the 1M-cell set and with fewer steps,
+and the report. ``--skip STAGE ...`` / ``--only STAGE ...`` choose stages. Stages needing
+scvi-tools are skipped (with a message) when it is not installed.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -14,11 +27,26 @@ import torch  # noqa: E402
 
 from benchmarks import samplers  # noqa: E402
 
+STAGES = ["samplers", "quality", "baselines", "suite", "cost", "report"]
+
+
+def run_samplers(out: Path, seed: int) -> None:
+    result = samplers.run(seed=seed, log=lambda line: print(line, flush=True))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "samplers.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "samplers.md").write_text(samplers.markdown(result))
+    print(samplers.markdown(result))
+
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", type=Path, default=HERE / "results")
-    parser.add_argument("--seed", type=int, default=samplers.SEED)
+    parser.add_argument("--seed", type=int, default=samplers.SEED, help="seed of the sampler benchmark")
+    parser.add_argument("--quick", action="store_true", help="minutes instead of hours (see above)")
+    parser.add_argument("--only", nargs="+", choices=STAGES, help="run only these stages")
+    parser.add_argument("--skip", nargs="+", choices=STAGES, default=[], help="skip these stages")
     parser.add_argument(
         "--threads",
         type=int,
@@ -28,11 +56,55 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    result = samplers.run(seed=args.seed, log=lambda line: print(line, flush=True))
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "samplers.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.out / "samplers.md").write_text(samplers.markdown(result))
-    print(samplers.markdown(result))
+    stages = [s for s in (args.only or STAGES) if s not in args.skip]
+    has_scvi = importlib.util.find_spec("scvi") is not None
+    has_scib = importlib.util.find_spec("scib_metrics") is not None
+    seeds = ["0"] if args.quick else ["0", "1", "2"]
+    epochs = "10" if args.quick else "100"
+    datasets = ["mixology"] if args.quick else ["mixology", "paul15", "cite", "a549"]
+    threads = ["--threads", str(args.threads)]
+    # --quick writes beside, not over, the full results (latents included)
+    quick_out = args.out if not args.quick else args.out / "quick"
+
+    for stage in stages:
+        print(f"== {stage}", flush=True)
+        if stage == "samplers":
+            run_samplers(quick_out, args.seed)
+        elif stage == "quality":
+            from benchmarks import quality
+
+            quality.LATENT_DIR = quick_out / "latents"
+            quality.main(
+                ["--datasets", *[d for d in datasets if d != "cite"], "--seeds", *seeds]
+                + ["--epochs", epochs, *threads, "--out", str(quick_out / "quality.json")]
+            )
+        elif stage in ("baselines", "suite"):
+            if not has_scvi:
+                print("scvi-tools is not installed: skipped (pip install 'qbm-pyro[bench]')")
+                continue
+            from benchmarks import baselines
+
+            baselines.LATENTS = quick_out / "latents"
+            common = ["--datasets", *datasets, "--seeds", *seeds, *threads]
+            common += ["--out", str(quick_out / "baselines.json")]
+            if stage == "baselines":
+                baselines.main(["fit", *common, "--epochs", epochs])
+            else:
+                no_scib = ["--no-scib"] if args.quick or not has_scib else []
+                baselines.main(["suite", *common, *no_scib])
+        elif stage == "cost":
+            from benchmarks import cost
+
+            parts = ["throughput", "scaling", "prior"] if has_scvi else ["scaling", "prior"]
+            if not has_scvi:
+                print("scvi-tools is not installed: cost throughput without scVI is skipped")
+            quick = ["--sizes", "10000", "100000", "--steps", "20", "--epochs", "2"] if args.quick else []
+            cost.main(["--parts", *parts, *quick, "--out", str(quick_out / "cost.json")])
+        elif stage == "report":
+            from benchmarks import report
+
+            out = ["--out", str(quick_out / "BENCHMARKS.md")] if args.quick else []
+            report.main(["--results", str(quick_out), *out])
 
 
 if __name__ == "__main__":

@@ -68,15 +68,19 @@ def main() -> None:
             saved = np.load(path, allow_pickle=False)
             if not np.array_equal(saved["obs_names"], np.asarray(data.obs_names)):
                 raise ValueError(f"{path} does not match the cells of {dataset}")
+            n_binary = int(saved["n_binary"]) if "n_binary" in saved else 0
             data.obsm["X_qbm"] = saved["latent"]
-            data.obs["qbm_energy"] = saved["energy"]
-            data.uns["qbm"] = {"params": {"n_binary": int(saved["n_binary"])}}
-            metric = "hellinger" if int(saved["n_binary"]) else "euclidean"
+            if "energy" in saved:
+                data.obs["qbm_energy"] = saved["energy"]
+            else:
+                data.obs.drop(columns="qbm_energy", errors="ignore", inplace=True)
+            data.uns["qbm"] = {"params": {"n_binary": n_binary}}
+            metric = "hellinger" if n_binary else "euclidean"
             row = {"dataset": dataset, "method": method, "seed": int(seed), "metric": metric}
             result = evaluate_trajectory(data, "X_qbm", root, truth, seed=int(seed), metric=metric)
             row["qbm_trajectory"] = result
             row["scanpy_dpt_same_latent"] = scanpy_dpt(data, "X_qbm", result["root_index"], truth)
-            if int(saved["n_binary"]):
+            if n_binary:
                 row["energy"] = energy_root_check(data, time_key)
                 row["auto_energy_root"] = evaluate_trajectory(
                     data, "X_qbm", {"root": "auto_energy"}, truth, seed=int(seed), metric=metric

@@ -1,0 +1,445 @@
+"""Write ``BENCHMARKS.md`` (repo root) and its figures from ``benchmarks/results/*.json``.
+
+Usage: ``python benchmarks/report.py [--results benchmarks/results] [--out BENCHMARKS.md]``.
+
+Reads whatever of ``samplers.json``, ``quality.json``, ``baselines.json``, ``cost.json`` and
+``trajectory.json`` exists (a missing one is named in the report) and writes tables of mean ± sd
+over seeds per data set, method and metric, the sampler table, the cost ratios, the scaling and
+prior-share tables, a plain list of where the Boltzmann prior does not win, and PNG figures
+under the results directory. Nothing is recomputed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+#: Metrics of the light protocol (quality.py and baselines.py "fit" rows), higher is better.
+LIGHT = ["knn_accuracy", "knn_macro_f1", "ari", "nmi", "batch_mixing"]
+#: Metrics of the suite (baselines.py "suite" rows), higher is better.
+SUITE = [
+    "logreg_accuracy",
+    "logreg_macro_f1",
+    "scib_nmi",
+    "scib_ari",
+    "scib_silhouette_label",
+    "scib_clisi",
+    "scib_isolated_labels",
+    "scib_silhouette_batch",
+    "scib_ilisi",
+    "scib_kbet",
+    "scib_graph_connectivity",
+    "scib_bio_conservation",
+    "scib_batch_correction",
+    "scib_total",
+]
+METHOD_ORDER = ["qbm", "rbm", "binary", "gaussian", "scvi", "totalvi", "multivi", "pca"]
+METHOD_NAMES = {
+    "qbm": "QBM-VAE (64 bin + 16 Gauss, Boltzmann)",
+    "rbm": "QBM-VAE, RBM prior",
+    "binary": "QBM-VAE, binary only (64)",
+    "gaussian": "Gaussian twin (16)",
+    "scvi": "scVI (10)",
+    "totalvi": "totalVI (20)",
+    "multivi": "MultiVI",
+    "pca": "PCA (30)",
+}
+DATASET_NAMES = {
+    "mixology": "mixology (1,021 SNG cells, 5 batches, label cell_line)",
+    "paul15": "paul15 (2,660 cells, label cell_type)",
+    "a549": "a549 sci-CAR (2,641 cells, RNA+ATAC, label time)",
+    "cite": "pbmc_cite_2batch (400 cells, RNA+protein, 2 batches, no labels)",
+}
+
+
+def _load(results: Path, name: str):
+    path = results / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _order(methods) -> list[str]:
+    return sorted(methods, key=lambda m: (METHOD_ORDER.index(m) if m in METHOD_ORDER else 99, m))
+
+
+def summarise(rows: list[dict], metrics: list[str]) -> dict:
+    """``{dataset: {method: {metric: (mean, sd, n)}}}`` over seeds (sd with ddof=1; 0 for n=1)."""
+    values: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    for row in rows:
+        for metric in metrics:
+            v = row.get(metric)
+            if isinstance(v, int | float) and np.isfinite(v):
+                values[row["dataset"]][row["method"]][metric].append(float(v))
+    out: dict = {}
+    for dataset, methods in values.items():
+        out[dataset] = {}
+        for method, per_metric in methods.items():
+            out[dataset][method] = {
+                m: (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, len(v))
+                for m, v in per_metric.items()
+            }
+    return out
+
+
+def _fmt(stat) -> str:
+    if stat is None:
+        return "—"
+    mean, sd, n = stat
+    return f"{mean:.3f} ± {sd:.3f}" if n > 1 else f"{mean:.3f}"
+
+
+def table(summary: dict, dataset: str, metrics: list[str]) -> str:
+    methods = _order(summary.get(dataset, {}))
+    metrics = [m for m in metrics if any(m in summary[dataset][k] for k in methods)]
+    if not methods or not metrics:
+        return ""
+    lines = ["| method | n | " + " | ".join(metrics) + " |", "|---|---|" + "---|" * len(metrics)]
+    for method in methods:
+        stats = summary[dataset][method]
+        n = max(s[2] for s in stats.values())
+        cells = [_fmt(stats.get(m)) for m in metrics]
+        lines.append(f"| {METHOD_NAMES.get(method, method)} | {n} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def losses(summary: dict, metrics: list[str], what: str) -> list[str]:
+    """Plain sentences: where the Boltzmann QBM-VAE (``qbm``) is not the best, and vs its twin."""
+    out = []
+    for dataset in summary:
+        methods = summary[dataset]
+        if "qbm" not in methods:
+            continue
+        for metric in metrics:
+            if metric not in methods["qbm"]:
+                continue
+            q = methods["qbm"][metric]
+            others = {m: s[metric] for m, s in methods.items() if m != "qbm" and metric in s}
+            if not others:
+                continue
+            best = max(others, key=lambda m: others[m][0])
+            twin = others.get("gaussian")
+            if others[best][0] > q[0]:
+                gap = others[best][0] - q[0]
+                noise = max(q[1], others[best][1])
+                note = " (within 1 sd)" if gap <= noise else ""
+                twin_note = ""
+                if twin is not None and best != "gaussian":
+                    rel = "above" if twin[0] > q[0] else "below"
+                    twin_note = f"; Gaussian twin {_fmt(twin)} ({rel} QBM)"
+                out.append(
+                    f"- {dataset}, {metric} ({what}): QBM-VAE {_fmt(q)} < {METHOD_NAMES.get(best, best)} "
+                    f"{_fmt(others[best])}{note}{twin_note}"
+                )
+    return out
+
+
+# ---------------------------------------------------------------------- figures
+
+
+def bar_figure(summary: dict, metrics: list[str], path: Path, title: str) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = [d for d in summary if any(m in s for s in summary[d].values() for m in metrics)]
+    if not datasets:
+        return False
+    metrics = [m for m in metrics if any(m in s for d in datasets for s in summary[d].values())]
+    fig, axes = plt.subplots(
+        len(datasets), 1, figsize=(max(8, 1.4 * len(metrics) + 2), 3.2 * len(datasets)), squeeze=False
+    )
+    for ax, dataset in zip(axes[:, 0], datasets, strict=True):
+        methods = _order(summary[dataset])
+        width = 0.8 / max(1, len(methods))
+        for i, method in enumerate(methods):
+            stats = summary[dataset][method]
+            means = [stats[m][0] if m in stats else np.nan for m in metrics]
+            sds = [stats[m][1] if m in stats else 0 for m in metrics]
+            x = np.arange(len(metrics)) + (i - (len(methods) - 1) / 2) * width
+            ax.bar(x, means, width, yerr=sds, capsize=2, label=METHOD_NAMES.get(method, method))
+        ax.set_xticks(np.arange(len(metrics)), metrics, rotation=20, ha="right", fontsize=8)
+        ax.set_ylim(0, 1.05)
+        ax.set_title(f"{dataset}", fontsize=10)
+        ax.legend(fontsize=7, ncol=4, loc="lower left")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def scaling_figure(cost: dict, path: Path) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = (cost or {}).get("scaling", {}).get("rows", [])
+    prior = (cost or {}).get("prior", {}).get("rows", [])
+    if not rows and not prior:
+        return False
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    if rows:
+        n = [r["n_cells"] for r in rows]
+        axes[0].loglog(
+            n, [r["seconds_per_epoch_extrapolated"] for r in rows], "o-", label="s / epoch (extrap.)"
+        )
+        axes[0].loglog(n, [r["setup_seconds"] for r in rows], "s--", label="setup s (validation scan)")
+        axes[0].set_xlabel("cells")
+        axes[0].set_ylabel("seconds")
+        axes[0].legend(fontsize=8)
+        axes[0].set_title("QBM-VAE time vs cells (backed h5ad)")
+        axes[1].semilogx(n, [r["peak_rss_mb"] for r in rows], "o-", label="peak RSS")
+        axes[1].semilogx(n, [r["rss_after_open_mb"] for r in rows], "s--", label="after opening (backed)")
+        axes[1].semilogx(n, [r["rss_after_setup_mb"] for r in rows], "^:", label="after setup")
+        axes[1].set_xlabel("cells")
+        axes[1].set_ylabel("MB")
+        axes[1].set_ylim(bottom=0)
+        axes[1].legend(fontsize=8)
+        axes[1].set_title("memory vs cells")
+    if prior:
+        k = [r["n_latent"] for r in prior]
+        axes[2].plot(k, [r["sampler_seconds_per_step"] * 1e3 for r in prior], "o-", label="prior sampler")
+        axes[2].plot(k, [r["rest_seconds_per_step"] * 1e3 for r in prior], "s-", label="rest of the step")
+        axes[2].set_xscale("log", base=2)
+        axes[2].set_xlabel("binary latent units")
+        axes[2].set_ylabel("ms per step")
+        axes[2].legend(fontsize=8)
+        axes[2].set_title("prior share of a training step")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+# ---------------------------------------------------------------------- sections
+
+
+def _samplers_section(samplers: dict | None) -> list[str]:
+    if samplers is None:
+        return ["_samplers.json missing: run `python benchmarks/run.py --only samplers`._", ""]
+    from benchmarks import samplers as sampler_bench
+
+    return [sampler_bench.markdown(samplers).strip(), ""]
+
+
+def _cost_section(cost: dict | None) -> list[str]:
+    if cost is None:
+        return ["_cost.json missing: run `python benchmarks/cost.py`._", ""]
+    out = []
+    meta = cost.get("meta", {})
+    if meta.get("note"):
+        out += [f"_{meta['note']}._", ""]
+    thr = cost.get("throughput")
+    if thr:
+        out += [
+            f"### Throughput ({thr['dataset']}, {thr['epochs']} epochs each, 1 torch thread, "
+            "one subprocess each)",
+            "",
+            "| method | s / epoch | train cells / s | peak RSS (MB) | s/epoch ÷ QBM | peak RSS ÷ QBM |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in thr["rows"]:
+            ratio = thr["ratios"][r["method"]]
+            out.append(
+                f"| {METHOD_NAMES.get(r['method'], r['method'])} | {r['seconds_per_epoch']:.2f} | "
+                f"{r['cells_per_second']:.0f} | {r['peak_rss_mb']:.0f} | "
+                f"{ratio['seconds_per_epoch_vs_qbm']:.2f} | {ratio['peak_rss_vs_qbm']:.2f} |"
+            )
+        out.append("")
+    sc = cost.get("scaling")
+    if sc:
+        out += [
+            f"### Scaling with cells ({sc['source']}; backed CSR h5ad; {sc['steps']} timed minibatch "
+            "steps of 128 cells each, epoch time extrapolated as steps/epoch × s/step — no full "
+            "epoch was run)",
+            "",
+            "| cells | file (MB) | setup (s) | s / step | of which reading (s) | steps / epoch | "
+            "s / epoch (extrap.) | RSS after open (MB) | RSS after setup (MB) | peak RSS (MB) |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in sc["rows"]:
+            out.append(
+                f"| {r['n_cells']:,} | {r['file_mb']:.0f} | {r['setup_seconds']:.1f} | "
+                f"{r['seconds_per_step']:.3f} | {r['read_seconds_per_step']:.3f} | "
+                f"{r['steps_per_epoch']:,} | {r['seconds_per_epoch_extrapolated']:.0f} | "
+                f"{r['rss_after_open_mb']:.0f} | {r['rss_after_setup_mb']:.0f} | {r['peak_rss_mb']:.0f} |"
+            )
+        out.append("")
+    pr = cost.get("prior")
+    if pr:
+        out += [
+            f"### The prior's share of a training step ({pr['dataset']}, 16 Gaussian units, "
+            f"{pr['steps']} steps of 128 cells)",
+            "",
+            "| binary units | ms / step | prior sampler ms / step | rest ms / step | sampler share | "
+            "one log Z refresh (s) |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in pr["rows"]:
+            out.append(
+                f"| {r['n_latent']} | {1e3 * r['seconds_per_step']:.1f} | "
+                f"{1e3 * r['sampler_seconds_per_step']:.1f} | {1e3 * r['rest_seconds_per_step']:.1f} | "
+                f"{r['sampler_share']:.0%} | {r['log_z_refresh_seconds']:.2f} |"
+            )
+        out.append("")
+    return out
+
+
+def _trajectory_section(traj: dict | None) -> list[str]:
+    if traj is None:
+        return ["_trajectory.json missing._", ""]
+    out = [
+        "| data set | method / representation / root | Spearman | Kendall τ |",
+        "|---|---|---|---|",
+    ]
+
+    def fmt(v):
+        if isinstance(v, dict):
+            return f"{v['mean']:.3f} ± {v['sd']:.3f}"
+        return f"{v:.3f}" if isinstance(v, int | float) else "—"
+
+    for dataset, methods in traj.get("datasets", {}).items():
+        for method, r in methods.items():
+            if isinstance(r, dict) and "spearman" in r:
+                out.append(f"| {dataset} | {method} | {fmt(r['spearman'])} | {fmt(r.get('kendall'))} |")
+    return [*out, ""]
+
+
+def build(results: Path, out_dir: Path = ROOT) -> tuple[str, list[Path]]:
+    samplers = _load(results, "samplers")
+    quality = _load(results, "quality")
+    progress = results / "quality.jsonl"  # rows quality.py has written so far, one per line
+    if quality is None and progress.exists():
+        rows = [json.loads(line) for line in progress.read_text().splitlines() if line.strip()]
+        quality = {"rows": rows, "meta": {"epochs": "see quality.jsonl", "note": "partial"}}
+    baselines = _load(results, "baselines")
+    cost = _load(results, "cost")
+    traj = _load(results, "trajectory")
+    figures: list[Path] = []
+
+    light_rows = (quality or {}).get("rows", []) + (baselines or {}).get("rows", [])
+    light = summarise(light_rows, LIGHT + ["seconds"])
+    suite = summarise((baselines or {}).get("suite", []), SUITE)
+
+    md = [
+        "# Benchmarks",
+        "",
+        "Generated by `benchmarks/report.py` from `benchmarks/results/*.json` — do not edit by hand; "
+        "rerun `python benchmarks/run.py` (or `nox -s bench`). Protocol: DESIGN §5 (15-NN "
+        "accuracy/macro-F1 in 5-fold stratified CV, Leiden ARI/NMI at the NMI-best resolution, "
+        "batch-mixing entropy; scib-metrics; ≥ 3 seeds, mean ± sd, same cells and preprocessing "
+        "for every method). Higher is better everywhere.",
+        "",
+    ]
+    missing = [
+        n
+        for n, v in [
+            ("samplers", samplers),
+            ("quality", quality),
+            ("baselines", baselines),
+            ("cost", cost),
+            ("trajectory", traj),
+        ]
+        if v is None
+    ]
+    if missing:
+        md += [f"Missing result files (sections left out): {', '.join(missing)}.", ""]
+
+    md += ["## Where the Boltzmann prior does not win", ""]
+    sentences = losses(light, LIGHT, "light protocol") + losses(suite, SUITE, "suite")
+    if sentences:
+        md += [
+            "Every data set × metric where QBM-VAE (64 binary + 16 Gaussian units, Boltzmann prior) "
+            "has a lower mean than the best other method in the same run:",
+            "",
+            *sentences,
+            "",
+        ]
+    else:
+        md += ["No metric where another method has a higher mean (or no QBM-VAE results yet).", ""]
+
+    md += ["## Latent quality (light protocol: quality.py + baselines.py)", ""]
+    meta_q = (quality or {}).get("meta", {})
+    meta_b = (baselines or {}).get("fit_meta", {})
+    if meta_q:
+        md.append(
+            "QBM-VAE variants, Gaussian twin and PCA: `benchmarks/quality.py`, "
+            f"{meta_q.get('epochs')} epochs (early stopping on), seeds {meta_q.get('seeds')}, "
+            f"torch {meta_q.get('torch')}."
+        )
+    if meta_b:
+        md.append(
+            f"Baselines: `benchmarks/baselines.py fit`, {meta_b.get('epochs')} epochs, seeds "
+            f"{meta_b.get('seeds')}, scvi-tools {meta_b.get('scvi-tools')}; {meta_b.get('settings')}."
+        )
+    md.append("")
+    for dataset in light:
+        md += [
+            f"### {DATASET_NAMES.get(dataset, dataset)}",
+            "",
+            table(light, dataset, LIGHT + ["seconds"]),
+            "",
+        ]
+    if bar_figure(light, LIGHT, results / "quality_bars.png", "light protocol, mean ± sd over seeds"):
+        figures.append(results / "quality_bars.png")
+        md += [f"![light metrics]({_rel(results / 'quality_bars.png', out_dir)})", ""]
+
+    md += ["## Linear probe and scib-metrics (baselines.py suite)", ""]
+    if suite:
+        meta_s = (baselines or {}).get("suite_meta", {})
+        md += [
+            "Logistic regression (standardised latent, 5-fold stratified CV) for every saved latent; "
+            f"scib-metrics {meta_s.get('scib-metrics')} `Benchmarker` (unscaled values; k-means "
+            "NMI/ARI; BRAS is scib-metrics' batch silhouette; batch metrics only with batches; "
+            "isolated labels only with batches) with all methods and seeds of a data set in one "
+            f"Benchmarker. scib computed: {meta_s.get('scib')}.",
+            "",
+        ]
+        for dataset in suite:
+            md += [f"### {DATASET_NAMES.get(dataset, dataset)}", "", table(suite, dataset, SUITE), ""]
+        if bar_figure(suite, SUITE, results / "suite_bars.png", "linear probe and scib-metrics"):
+            figures.append(results / "suite_bars.png")
+            md += [f"![suite metrics]({_rel(results / 'suite_bars.png', out_dir)})", ""]
+    else:
+        md += ["_No suite results yet: run `python benchmarks/baselines.py suite`._", ""]
+
+    md += ["## Cost", ""]
+    md += _cost_section(cost)
+    if scaling_figure(cost, results / "scaling.png"):
+        figures.append(results / "scaling.png")
+        md += [f"![scaling]({_rel(results / 'scaling.png', out_dir)})", ""]
+
+    md += ["## Samplers (benchmarks/samplers.py)", ""]
+    md += _samplers_section(samplers)
+    md += ["## Trajectories (benchmarks/trajectory.py)", ""]
+    md += _trajectory_section(traj)
+    return "\n".join(md).rstrip() + "\n", figures
+
+
+def _rel(path: Path, out_dir: Path) -> str:
+    return os.path.relpath(path.resolve(), out_dir.resolve())
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--results", type=Path, default=HERE / "results")
+    parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
+    args = parser.parse_args(argv)
+    text, figures = build(args.results, args.out.parent)
+    args.out.write_text(text)
+    print(f"wrote {args.out} and {len(figures)} figure(s)")
+
+
+if __name__ == "__main__":
+    main()
