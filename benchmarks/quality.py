@@ -101,7 +101,7 @@ def run(dataset: str, method: str, seed: int, epochs: int) -> dict:
             latent=latent,
             energy=model.get_energy(),
             n_binary=model.module.n_binary,
-            obs_names=np.asarray(data.obs_names),
+            obs_names=np.asarray(data.obs_names).astype(str),
         )
     return {
         "dataset": dataset,

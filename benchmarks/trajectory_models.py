@@ -58,15 +58,17 @@ def energy_root_check(data, truth_time: str | None) -> dict:
     return out
 
 
-def main() -> None:
+def main(argv=None) -> None:
+    names = (argv if argv is not None else sys.argv[1:]) or list(SETS)
     torch.set_num_threads(1)
     rows = []
-    for dataset, (root, truth, time_key) in SETS.items():
+    for dataset in names:
+        root, truth, time_key = SETS[dataset]
         data, *_ = load(dataset)
         for path in sorted(LATENT_DIR.glob(f"{dataset}_*.npz")):
             _, method, seed = path.stem.split("_")
-            saved = np.load(path, allow_pickle=False)
-            if not np.array_equal(saved["obs_names"], np.asarray(data.obs_names)):
+            saved = np.load(path, allow_pickle=True)  # our own files (obs names are objects)
+            if not np.array_equal(saved["obs_names"].astype(str), np.asarray(data.obs_names).astype(str)):
                 raise ValueError(f"{path} does not match the cells of {dataset}")
             n_binary = int(saved["n_binary"]) if "n_binary" in saved else 0
             data.obsm["X_qbm"] = saved["latent"]
@@ -97,7 +99,8 @@ def main() -> None:
                 flush=True,
             )
     out = Path("benchmarks/results/trajectory_models.json")
-    out.write_text(json.dumps(rows, indent=1, default=float))
+    kept = [r for r in json.loads(out.read_text()) if r["dataset"] not in names] if out.exists() else []
+    out.write_text(json.dumps(kept + rows, indent=1, default=float))
 
 
 if __name__ == "__main__":
