@@ -43,10 +43,11 @@ SUITE = [
     "scib_batch_correction",
     "scib_total",
 ]
-METHOD_ORDER = ["qbm", "rbm", "binary", "gaussian", "scvi", "totalvi", "multivi", "pca"]
+METHOD_ORDER = ["qbm", "rbm", "bernoulli", "binary", "gaussian", "scvi", "totalvi", "multivi", "pca"]
 METHOD_NAMES = {
     "qbm": "QBM-VAE (64 bin + 16 Gauss, Boltzmann)",
     "rbm": "QBM-VAE, RBM prior",
+    "bernoulli": "ablation: same, fixed Bernoulli(1/2) prior",
     "binary": "QBM-VAE, binary only (64)",
     "gaussian": "Gaussian twin (16)",
     "scvi": "scVI (10)",
@@ -316,6 +317,46 @@ def _trajectory_section(traj: dict | None) -> list[str]:
     return [*out, ""]
 
 
+TRAJECTORY_METRICS = {"a549": ("spearman", "kendall"), "paul15": ("kendall_myeloid", "kendall_erythroid")}
+
+
+def _trajectory_models_section(rows: list | None) -> list[str]:
+    """qbm_pyro.tl.trajectory on each saved latent from the known root, vs scanpy DPT on the same
+    latent; for QBM latents also the root chosen by energy and energy along pseudotime."""
+    if not rows:
+        return ["_trajectory_models.json missing: run `python benchmarks/trajectory_models.py`._", ""]
+
+    def ms(values):
+        v = np.asarray(values, dtype=float)
+        return f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if len(v) > 1 else f"{v[0]:.3f}"
+
+    out = []
+    for dataset, (m1, m2) in TRAJECTORY_METRICS.items():
+        out += [
+            f"**{dataset}** ({m1}, {m2} of pseudotime against the known time / reference lineages)",
+            "",
+            "| latent | n | ours, known root | scanpy DPT, same latent and root "
+            "| ours, root = highest energy | energy vs pseudotime (Spearman) |",
+            "|---|---|---|---|---|---|",
+        ]
+        for method in METHOD_ORDER:
+            sel = [r for r in rows if r["dataset"] == dataset and r["method"] == method]
+            if not sel:
+                continue
+
+            def pair(key, sel=sel, metrics=(m1, m2)):
+                return " / ".join(ms([r[key][m] for r in sel]) for m in metrics)
+
+            auto = pair("auto_energy_root") if "auto_energy_root" in sel[0] else "—"
+            energy = ms([r["qbm_trajectory"]["energy_spearman"] for r in sel]) if "energy" in sel[0] else "—"
+            out.append(
+                f"| {METHOD_NAMES.get(method, method)} | {len(sel)} | {pair('qbm_trajectory')} | "
+                f"{pair('scanpy_dpt_same_latent')} | {auto} | {energy} |"
+            )
+        out.append("")
+    return out
+
+
 def build(results: Path, out_dir: Path = ROOT) -> tuple[str, list[Path]]:
     samplers = _load(results, "samplers")
     quality = _load(results, "quality")
@@ -422,8 +463,10 @@ def build(results: Path, out_dir: Path = ROOT) -> tuple[str, list[Path]]:
 
     md += ["## Samplers (benchmarks/samplers.py)", ""]
     md += _samplers_section(samplers)
-    md += ["## Trajectories (benchmarks/trajectory.py)", ""]
+    md += ["## Trajectories on PCA latents (benchmarks/trajectory.py)", ""]
     md += _trajectory_section(traj)
+    md += ["## Trajectories on the fitted latents (benchmarks/trajectory_models.py)", ""]
+    md += _trajectory_models_section(_load(results, "trajectory_models"))
     return "\n".join(md).rstrip() + "\n", figures
 
 
