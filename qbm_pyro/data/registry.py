@@ -437,7 +437,7 @@ def _build(
         raise ValueError(f"only MuData with shared cells (axis=0) are supported, got axis={data.axis}")
     if data.n_obs == 0:
         raise ValueError("the data has 0 cells")
-    obs_names = pd.Index(data.obs_names.copy())
+    obs_names = data.obs_names  # pandas Index objects are immutable: share it, no copy
     rows = _rows(data, names)
     if is_mudata:
         check_obs_names(obs_names, {n: data.mod[n].obs_names for n in names})
