@@ -86,7 +86,9 @@ class QBMVAE:
     seed
         Seed of the network initialisation, the shuffling and the sampler.
     **module_kwargs
-        ``n_hidden``, ``n_layers``, ``dropout``, ``smoothing``, ``num_prior_samples``.
+        ``n_hidden``, ``n_layers``, ``dropout``, ``smoothing``, ``num_prior_samples``,
+        ``encode_covariates`` (default ``True``; ``False`` gives batches to the decoder only, as
+        scVI does: on the CITE-seq set it raised batch mixing from 0.38 to 0.59 in one seed).
 
     Examples
     --------

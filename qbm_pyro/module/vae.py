@@ -64,6 +64,8 @@ class MultiVAE(PyroModule):
         ``"nb"`` or ``"zinb"``.
     n_hidden, n_layers, dropout
         Network sizes.
+    encode_covariates
+        Give the batch covariates to the encoders too (they always reach the decoder).
     sampler, num_prior_samples, seed
         Passed to :class:`~qbm_pyro.module.priors.BoltzmannPrior`.
     """
@@ -82,6 +84,7 @@ class MultiVAE(PyroModule):
         n_hidden: int = 128,
         n_layers: int = 1,
         dropout: float = 0.1,
+        encode_covariates: bool = True,
         sampler=None,
         num_prior_samples: int = 256,
         seed: int | None = 0,
@@ -107,7 +110,10 @@ class MultiVAE(PyroModule):
         n_out = self.n_binary + 2 * self.n_continuous
 
         self.encoders = nn.ModuleDict(
-            {k: MLP(n, n_hidden, n_layers, n_cov, dropout) for k, n in self.n_vars.items()}
+            {
+                k: MLP(n, n_hidden, n_layers, n_cov if encode_covariates else 0, dropout)
+                for k, n in self.n_vars.items()
+            }
         )
         self.encoder_heads = nn.ModuleDict({k: nn.Linear(n_hidden, n_out) for k in self.n_vars})
         self.decoder = MLP(self.n_binary + self.n_continuous, n_hidden, n_layers, n_cov, dropout)
