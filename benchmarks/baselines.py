@@ -43,6 +43,7 @@ import torch  # noqa: E402
 
 import qbm_pyro  # noqa: E402
 from benchmarks import quality  # noqa: E402
+from benchmarks.environment import package_versions  # noqa: E402
 from benchmarks.scoring import logreg_accuracy, scib_scores  # noqa: E402
 
 warnings.filterwarnings("ignore")
@@ -179,18 +180,12 @@ def suite(datasets, seeds, use_scib=True, log=print) -> list[dict]:
 
 
 def _meta(args) -> dict:
-    import importlib.metadata as im
-
     versions = {
         "python": sys.version.split()[0],
         "torch": torch.__version__,
         "qbm_pyro": qbm_pyro.__version__,
+        **package_versions("scvi-tools", "scib-metrics", "jax", "scanpy", "scikit-learn", "lightning"),
     }
-    for package in ("scvi-tools", "scib-metrics", "jax", "scanpy", "scikit-learn", "lightning"):
-        try:
-            versions[package] = im.version(package)
-        except im.PackageNotFoundError:
-            versions[package] = None
     return {
         **versions,
         "machine": platform.platform(),

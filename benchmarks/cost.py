@@ -351,16 +351,15 @@ def prior_share(n_latents, steps: int, log=print) -> dict:
 
 
 def _meta() -> dict:
-    import importlib.metadata as im
-
     import torch
 
-    versions = {"python": sys.version.split()[0], "torch": torch.__version__}
-    for package in ("qbm-pyro", "scvi-tools", "anndata", "h5py"):
-        try:
-            versions[package] = im.version(package)
-        except im.PackageNotFoundError:
-            versions[package] = None
+    from benchmarks.environment import package_versions
+
+    versions = {
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        **package_versions("qbm-pyro", "scvi-tools", "anndata", "h5py"),
+    }
     return {
         **versions,
         "machine": platform.platform(),

@@ -19,10 +19,10 @@ from __future__ import annotations
 import platform
 import time
 from collections.abc import Callable
-from importlib import metadata
 
 import torch
 
+from benchmarks.environment import package_versions
 from qbm_pyro.samplers.base import Sampler
 from qbm_pyro.samplers.dimod import DimodSampler
 from qbm_pyro.samplers.exact import ExactSampler, exact_log_probs, state_index
@@ -81,12 +81,7 @@ def timed(sampler: Sampler, h: torch.Tensor, J: torch.Tensor, num_samples: int):
 
 def environment() -> dict:
     """Versions, machine and thread count, for the JSON."""
-    versions = {}
-    for package in ("qbm-pyro", "torch", "dimod", "dwave-samplers", "numpy"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
+    versions = package_versions("qbm-pyro", "torch", "dimod", "dwave-samplers", "numpy")
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
