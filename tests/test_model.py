@@ -64,10 +64,10 @@ def test_cells_missing_a_modality_get_a_latent():
         dict(prior="rbm", n_latent=10, n_continuous=0),
         dict(prior="gaussian", n_latent=6, n_continuous=0),
         dict(prior="bernoulli", n_latent=16, n_continuous=4),
-        dict(prior="boltzmann", n_latent=8, n_continuous=4, encode_covariates=False),
+        dict(prior="boltzmann", n_latent=8, n_continuous=4, encode_covariates=True),
         dict(prior="boltzmann", n_latent=24, n_continuous=4, relaxation="spike", rna_likelihood="zinb"),
     ],
-    ids=["rbm", "gaussian", "bernoulli-ablation", "batch-to-decoder-only", "sampled-logZ-spike-zinb"],
+    ids=["rbm", "gaussian", "bernoulli-ablation", "batch-to-encoder-too", "sampled-logZ-spike-zinb"],
 )
 def test_prior_and_likelihood_options(options):
     data = datasets.pbmc_cite_2batch()
@@ -87,9 +87,34 @@ def test_invalid_options_are_refused():
         qbm_pyro.QBMVAE(data, prior="laplace")
     with pytest.raises(ValueError, match="relaxation must be one of"):
         qbm_pyro.QBMVAE(data, relaxation="gumbel-soft")
+    with pytest.raises(ValueError, match="encoder_input must be one of"):
+        qbm_pyro.QBMVAE(data, encoder_input="clr")
     model = qbm_pyro.QBMVAE(data, prior="gaussian", n_continuous=4)
     with pytest.raises(ValueError, match="not available"):
         model.get_latent_representation(representation="probs")
+
+
+def test_depth_scaled_encoder_input_ignores_sequencing_depth():
+    """With encoder_input="depth" a cell and the same cell sequenced 3x deeper encode alike."""
+    data = datasets.pbmc_cite_2batch()
+    model = qbm_pyro.QBMVAE(data, batch_key="batch", n_latent=8, n_continuous=4, encoder_input="depth")
+    batch = next(iter(qbm_pyro.data.MinibatchLoader(data, model.registry, batch_size=16, seed=0)))
+    deeper = dict(batch)
+    for kind in ("rna", "protein"):
+        key, lib = qbm_pyro.data.REGISTRY_KEYS.x_key(kind), qbm_pyro.data.REGISTRY_KEYS.library_key(kind)
+        deeper[key], deeper[lib] = 3 * batch[key], 3 * batch[lib]
+        torch.testing.assert_close(
+            model.module.encoder_input(kind, deeper), model.module.encoder_input(kind, batch)
+        )
+    model.module.eval()
+    torch.testing.assert_close(model.module.encode(deeper)["logits"], model.module.encode(batch)["logits"])
+    # the default (log1p of raw counts, as scVI) does see depth
+    plain = qbm_pyro.QBMVAE(data, batch_key="batch", n_latent=8, n_continuous=4)
+    key = qbm_pyro.data.REGISTRY_KEYS.x_key("protein")
+    assert not torch.allclose(
+        plain.module.encoder_input("protein", deeper), plain.module.encoder_input("protein", batch)
+    )
+    assert deeper[key].sum() > 0
 
 
 def test_kl_gradient_reaches_encoder_and_prior():

@@ -33,6 +33,7 @@ __all__ = ["MultiVAE"]
 K = REGISTRY_KEYS
 PRIORS = ("boltzmann", "rbm", "bernoulli", "gaussian")
 RELAXATIONS = {"overlap": dist.OverlappingExponentials, "spike": dist.SpikeAndExponential}
+ENCODER_INPUTS = ("log1p", "depth")
 
 
 def _check_choice(name: str, value: str, allowed) -> None:
@@ -65,7 +66,14 @@ class MultiVAE(PyroModule):
     n_hidden, n_layers, dropout
         Network sizes.
     encode_covariates
-        Give the batch covariates to the encoders too (they always reach the decoder).
+        Give the batch covariates to the encoders too; by default (``False``, as scVI) they reach
+        the decoder only, which mixes batches better in the latent.
+    encoder_input
+        What the RNA and protein encoders see: ``"log1p"`` (``log1p`` of the raw counts, as
+        scVI/totalVI) or ``"depth"`` (``log1p(x · n_features / library)``: counts scaled to the
+        cell's depth, so that cells differing only in sequencing depth, e.g. two batches with
+        different antibody-tag depth, look alike to the encoder). ATAC is always the binary
+        matrix. The likelihoods model the raw counts either way.
     sampler, num_prior_samples, seed
         Passed to :class:`~qbm_pyro.module.priors.BoltzmannPrior`.
     """
@@ -84,7 +92,8 @@ class MultiVAE(PyroModule):
         n_hidden: int = 128,
         n_layers: int = 1,
         dropout: float = 0.1,
-        encode_covariates: bool = True,
+        encode_covariates: bool = False,
+        encoder_input: str = "log1p",
         sampler=None,
         num_prior_samples: int = 256,
         seed: int | None = 0,
@@ -92,6 +101,7 @@ class MultiVAE(PyroModule):
         super().__init__()
         _check_choice("prior", prior, PRIORS)
         _check_choice("relaxation", relaxation, RELAXATIONS)
+        _check_choice("encoder_input", encoder_input, ENCODER_INPUTS)
         _check_choice("rna_likelihood", rna_likelihood, ("nb", "zinb"))
         unknown = set(n_vars) - set(K.KINDS)
         if unknown or not n_vars:
@@ -102,6 +112,7 @@ class MultiVAE(PyroModule):
         self.relaxation = relaxation
         self.smoothing = float(smoothing)
         self.rna_likelihood = rna_likelihood
+        self.encoder_input_kind = encoder_input
         self.n_binary = 0 if prior == "gaussian" else int(n_latent)
         self.n_continuous = int(n_continuous) if (prior != "gaussian" or n_continuous > 0) else int(n_latent)
         if self.n_binary + self.n_continuous == 0:
@@ -154,10 +165,16 @@ class MultiVAE(PyroModule):
 
     # ------------------------------------------------------------------ encoder side
 
-    @staticmethod
-    def encoder_input(kind: str, x: torch.Tensor) -> torch.Tensor:
-        """What an encoder sees: ``log1p`` counts for RNA/protein, the binary matrix for ATAC."""
-        return x if kind == K.ATAC else torch.log1p(x)
+    def encoder_input(self, kind: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """What an encoder sees: the binary matrix for ATAC; for RNA/protein ``log1p`` of the
+        counts, scaled to ``n_features`` per cell first with ``encoder_input="depth"``."""
+        x = batch[K.x_key(kind)]
+        if kind == K.ATAC:
+            return x
+        if self.encoder_input_kind == "depth":
+            library = batch[K.library_key(kind)].unsqueeze(-1).clamp_min(1.0)
+            x = x * (x.shape[-1] / library)
+        return torch.log1p(x)
 
     def encode(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Posterior parameters combined over observed modalities (product of experts).
@@ -173,7 +190,7 @@ class MultiVAE(PyroModule):
         out = {}
         for kind in self.n_vars:
             mask = batch[K.mask_key(kind)].to(cov.dtype).unsqueeze(-1)
-            hidden = self.encoders[kind](self.encoder_input(kind, batch[K.x_key(kind)]), cov)
+            hidden = self.encoders[kind](self.encoder_input(kind, batch), cov)
             head = self.encoder_heads[kind](hidden)
             logits = logits + mask * head[:, : self.n_binary]
             if self.n_continuous:
