@@ -3,24 +3,31 @@ and the prior's share of a training step as the binary latent grows.
 
 Usage::
 
-    python benchmarks/cost.py [--parts throughput scaling prior] [--sizes 10000 100000 1000000]
-        [--epochs 5] [--steps 100] [--out benchmarks/results/cost.json]
+    python benchmarks/cost.py [--parts throughput convergence scaling prior]
+        [--sizes 10000 100000 1000000] [--epochs 5] [--max-epochs 400] [--steps 100]
+        [--no-full-epoch] [--out benchmarks/results/cost.json]
 
 Every measurement runs in its own subprocess (``python benchmarks/cost.py worker ...``) so that
 its peak resident memory (``ru_maxrss``) is its own; all use one torch thread.
 
 * ``throughput``: QBM-VAE (64 binary + 16 Gaussian units, Boltzmann prior), its Gaussian twin
   (16 Gaussian units) and scVI (10-d) on the same data (mixology singlets, 1,021 cells × 2,000
-  genes, batch covariate), ``--epochs`` epochs each with early stopping off: seconds per epoch
-  (training + validation pass, log Z refreshes included), training cells per second, peak RSS.
+  genes, batch covariate), and the first two against totalVI on the CITE-seq set (400 cells,
+  RNA + 14 proteins, 2 batches); ``--epochs`` epochs each with early stopping off: seconds per
+  epoch (training + validation pass, log Z refreshes included), training cells per second, peak
+  RSS.
+* ``convergence``: the same models on the same data trained to convergence, each by its own early-stopping
+  rule (QBM-VAE: patience 30 on the validation loss; scVI: scvi-tools' default, patience 45),
+  at most ``--max-epochs``: epochs run, wall time and peak RSS.
 * ``scaling``: data sets of 10k, 100k and 1M cells made by resampling paul15's 2,660 cells
   (240 genes) with replacement and thinning each sampled cell's counts binomially
   (``p = 0.8``), written as CSR ``.h5ad`` into a temporary directory (deleted afterwards) and
   opened backed (``anndata.read_h5ad(path, backed="r")``). For each: seconds of ``setup`` (the
   model's constructor, which scans the data once for validation), seconds per minibatch step
   over ``--steps`` steps (batch 128, shuffled over all cells, so rows are read at random from
-  disk), the extrapolated seconds per epoch (steps per epoch × seconds per step; a 1M-cell epoch
-  is not run), and RSS after opening, after setup and at the end (peak).
+  disk), the extrapolated seconds per epoch (steps per epoch × seconds per step), then one whole
+  epoch over every cell as ``Trainer.run`` does it (with the log Z refresh; ``--no-full-epoch``
+  skips it), and RSS after opening, after setup, after the steps and at the end (peak).
 * ``prior``: one QBM-VAE on paul15 per ``n_latent`` in 16, 32, 64, 128, 256: time spent in the
   prior sampler's ``sample`` calls (the negative phase, persistent Gibbs chains) against the
   whole training step, over ``--steps`` steps after 5 warm-up steps; and the seconds of one
@@ -53,7 +60,8 @@ warnings.filterwarnings("ignore")
 OUT = HERE / "results" / "cost.json"
 SIZES = [10_000, 100_000, 1_000_000]
 N_LATENTS = [16, 32, 64, 128, 256]
-THROUGHPUT = ["qbm", "gaussian", "scvi"]
+#: Data sets of the throughput and convergence parts and the methods compared on each.
+THROUGHPUT = {"mixology": ["qbm", "gaussian", "scvi"], "cite": ["qbm", "gaussian", "totalvi"]}
 
 
 def _rss_mb() -> float:
@@ -82,53 +90,68 @@ def _peak_mb() -> float:
 # ---------------------------------------------------------------------- workers (subprocesses)
 
 
-def _worker_throughput(method: str, epochs: int, seed: int = 0) -> dict:
+def _worker_throughput(
+    method: str, epochs: int, converge: bool = False, dataset: str = "mixology", seed: int = 0
+) -> dict:
     import torch
 
     from benchmarks import quality
 
     torch.set_num_threads(1)
-    data, _, batch_key, _ = quality.load("mixology")
+    data, _, batch_key, kwargs = quality.load(dataset)
     rss_data = _rss_mb()
-    n_train = None
-    if method == "scvi":
-        import scvi
+    if method in ("scvi", "totalvi"):
+        from benchmarks import baselines
 
-        scvi.settings.verbosity = 40
-        scvi.settings.dl_num_workers = 0
+        scvi = baselines._scvi()
         scvi.settings.seed = seed
         torch.set_num_threads(1)
-        adata = data.copy()
-        scvi.model.SCVI.setup_anndata(adata, batch_key=batch_key)
-        model = scvi.model.SCVI(adata, n_latent=10)
+        if method == "scvi":
+            adata = data.copy()
+            scvi.model.SCVI.setup_anndata(adata, batch_key=batch_key)
+            model = scvi.model.SCVI(adata, n_latent=10)
+        else:
+            model = baselines.totalvi_model(data, batch_key)
         start = time.perf_counter()
-        model.train(max_epochs=epochs, accelerator="cpu", devices=1, enable_progress_bar=False)
+        model.train(
+            max_epochs=epochs,
+            accelerator="cpu",
+            devices=1,
+            enable_progress_bar=False,
+            early_stopping=converge,  # scvi-tools' own rule (patience 45 on the validation ELBO)
+        )
         seconds = time.perf_counter() - start
-        n_train = int(round(0.9 * adata.n_obs))  # scvi's default train_size
+        epochs_run = len(model.history["elbo_train"])
+        n_train = int(round(0.9 * data.n_obs))  # scvi's default train_size
     else:
         import qbm_pyro
 
-        kwargs = quality.METHODS[method]
-        model = qbm_pyro.QBMVAE(data, batch_key=batch_key, seed=seed, **kwargs)
+        model = qbm_pyro.QBMVAE(data, batch_key=batch_key, seed=seed, **kwargs, **quality.METHODS[method])
         start = time.perf_counter()
-        model.train(max_epochs=epochs, early_stopping=False, progress_bar=False, validation_fraction=0.1)
+        history = model.train(
+            max_epochs=epochs, early_stopping=converge, progress_bar=False, validation_fraction=0.1
+        )
         seconds = time.perf_counter() - start
+        epochs_run = len(history["train_loss"])
         n_train = int(data.n_obs - round(0.1 * data.n_obs))
     return {
+        "dataset": dataset,
         "method": method,
         "n_cells": int(data.n_obs),
-        "n_genes": int(data.n_vars),
+        "n_genes": int((data["rna"] if hasattr(data, "mod") else data).n_vars),
         "n_train": n_train,
-        "epochs": epochs,
+        "max_epochs": epochs,
+        "early_stopping": converge,
+        "epochs": epochs_run,
         "seconds": seconds,
-        "seconds_per_epoch": seconds / epochs,
-        "cells_per_second": n_train * epochs / seconds,
+        "seconds_per_epoch": seconds / epochs_run,
+        "cells_per_second": n_train * epochs_run / seconds,
         "rss_after_data_mb": rss_data,
         "peak_rss_mb": _peak_mb(),
     }
 
 
-def _worker_scaling(path: str, steps: int, seed: int = 0) -> dict:
+def _worker_scaling(path: str, steps: int, full_epoch: bool = True, seed: int = 0) -> dict:
     import anndata as ad
     import torch
 
@@ -149,7 +172,12 @@ def _worker_scaling(path: str, steps: int, seed: int = 0) -> dict:
     trainer = Trainer(model.module, adata, model.registry, cells, cells[:0], cfg)
     trainer.elbo.kl_weight = 1.0
     loader = MinibatchLoader(adata, model.registry, batch_size=128, shuffle=True, seed=seed)
-    it = iter(loader)
+
+    def batches():  # as many steps as asked, over several epochs of a small set if need be
+        while True:
+            yield from loader
+
+    it = batches()
     for _ in range(5):  # warm-up: first log Z (AIS), allocator
         trainer.step(next(it))
     read_seconds = 0.0
@@ -161,6 +189,13 @@ def _worker_scaling(path: str, steps: int, seed: int = 0) -> dict:
         trainer.step(batch)
     seconds = time.perf_counter() - start
     steps_per_epoch = -(-adata.n_obs // 128)
+    rss_steps = _rss_mb()
+    epoch_seconds = None
+    if full_epoch:  # one whole epoch as Trainer.run does it: every cell, then the log Z refresh
+        start = time.perf_counter()
+        loss = trainer.train_epoch(0)
+        trainer.end_epoch(0, loss)
+        epoch_seconds = time.perf_counter() - start
     reg = model.registry
     held_mb = {  # per-cell arrays alive during training, by owner
         "anndata obs_names + obs (backed open)": (
@@ -185,6 +220,8 @@ def _worker_scaling(path: str, steps: int, seed: int = 0) -> dict:
         "read_seconds_per_step": read_seconds / steps,
         "steps_per_epoch": steps_per_epoch,
         "seconds_per_epoch_extrapolated": seconds / steps * steps_per_epoch,
+        "seconds_full_epoch": epoch_seconds,
+        "rss_after_steps_mb": rss_steps,
         "cells_per_second": steps * 128 / seconds,
         "rss_start_mb": rss_start,
         "rss_after_open_mb": rss_open,
@@ -305,24 +342,31 @@ def make_resampled(path: Path, n_cells: int, *, p: float = 0.8, seed: int = 0, c
 # ---------------------------------------------------------------------- parts
 
 
-def throughput(epochs: int, log=print) -> dict:
-    rows = []
-    for method in THROUGHPUT:
-        row = _in_subprocess("throughput", method=method, epochs=epochs)
-        log(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}))
-        rows.append(row)
-    base = {r["method"]: r for r in rows}["qbm"]
-    ratios = {
-        r["method"]: {
-            "seconds_per_epoch_vs_qbm": r["seconds_per_epoch"] / base["seconds_per_epoch"],
-            "peak_rss_vs_qbm": r["peak_rss_mb"] / base["peak_rss_mb"],
+def throughput(epochs: int, log=print, converge: bool = False) -> dict:
+    """Each of :data:`THROUGHPUT`'s data sets: its methods side by side, ratios to QBM-VAE."""
+    out = {"datasets": {}}
+    for dataset, methods in THROUGHPUT.items():
+        rows = []
+        for method in methods:
+            row = _in_subprocess(
+                "throughput", method=method, epochs=epochs, converge=converge, dataset=dataset
+            )
+            log(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}))
+            rows.append(row)
+        base = {r["method"]: r for r in rows}["qbm"]
+        ratios = {
+            r["method"]: {
+                "seconds_vs_qbm": r["seconds"] / base["seconds"],
+                "seconds_per_epoch_vs_qbm": r["seconds_per_epoch"] / base["seconds_per_epoch"],
+                "peak_rss_vs_qbm": r["peak_rss_mb"] / base["peak_rss_mb"],
+            }
+            for r in rows
         }
-        for r in rows
-    }
-    return {"dataset": "mixology (SNG cells)", "rows": rows, "ratios": ratios}
+        out["datasets"][dataset] = {"rows": rows, "ratios": ratios}
+    return out
 
 
-def scaling(sizes, steps: int, log=print) -> dict:
+def scaling(sizes, steps: int, full_epoch: bool = True, log=print) -> dict:
     rows = []
     tmp = Path(tempfile.mkdtemp(prefix="qbm_scaling_"))
     try:
@@ -331,7 +375,7 @@ def scaling(sizes, steps: int, log=print) -> dict:
             start = time.perf_counter()
             make_resampled(path, n)
             write_seconds = time.perf_counter() - start
-            row = _in_subprocess("scaling", path=str(path), steps=steps)
+            row = _in_subprocess("scaling", path=str(path), steps=steps, full_epoch=full_epoch)
             row["write_seconds"] = write_seconds
             log(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}))
             rows.append(row)
@@ -380,10 +424,14 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--parts", nargs="+", default=["throughput", "scaling", "prior"])
+    parser.add_argument("--parts", nargs="+", default=["throughput", "convergence", "scaling", "prior"])
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--max-epochs", type=int, default=400, help="convergence: epoch cap")
     parser.add_argument("--sizes", nargs="+", type=int, default=SIZES)
+    parser.add_argument(
+        "--no-full-epoch", action="store_true", help="scaling: timed steps only, no whole epoch"
+    )
     parser.add_argument("--n-latents", nargs="+", type=int, default=N_LATENTS)
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
@@ -394,8 +442,14 @@ def main(argv=None) -> None:
         start = time.perf_counter()
         if part == "throughput":
             result["throughput"] = throughput(args.epochs, log) | {"epochs": args.epochs}
+        elif part == "convergence":
+            result["convergence"] = throughput(args.max_epochs, log, converge=True) | {
+                "max_epochs": args.max_epochs
+            }
         elif part == "scaling":
-            result["scaling"] = scaling(args.sizes, args.steps, log) | {"steps": args.steps}
+            result["scaling"] = scaling(args.sizes, args.steps, not args.no_full_epoch, log) | {
+                "steps": args.steps
+            }
         elif part == "prior":
             result["prior"] = prior_share(args.n_latents, args.steps, log) | {"steps": args.steps}
         else:

@@ -34,6 +34,12 @@ METHODS = {
     "gaussian": dict(prior="gaussian", n_continuous=16),
     "rbm": dict(prior="rbm", n_latent=64, n_continuous=16),
     "bernoulli": dict(prior="bernoulli", n_latent=64, n_continuous=16),
+    # batches to the encoders too (the default until encode_covariates=False), on batched sets
+    "qbm_cov": dict(prior="boltzmann", n_latent=64, n_continuous=16, encode_covariates=True),
+    "gaussian_cov": dict(prior="gaussian", n_continuous=16, encode_covariates=True),
+    # RNA alone on a multi-omic set (the like-for-like comparison with scVI and PCA on RNA)
+    "qbm_rna": dict(prior="boltzmann", n_latent=64, n_continuous=16, modalities=["rna"]),
+    "gaussian_rna": dict(prior="gaussian", n_continuous=16, modalities=["rna"]),
 }
 
 

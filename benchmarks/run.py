@@ -95,10 +95,15 @@ def main(argv: list[str] | None = None) -> None:
         elif stage == "cost":
             from benchmarks import cost
 
-            parts = ["throughput", "scaling", "prior"] if has_scvi else ["scaling", "prior"]
+            parts = ["throughput", "convergence", "scaling", "prior"] if has_scvi else ["scaling", "prior"]
             if not has_scvi:
                 print("scvi-tools is not installed: cost throughput without scVI is skipped")
-            quick = ["--sizes", "10000", "100000", "--steps", "20", "--epochs", "2"] if args.quick else []
+            quick = (
+                ["--sizes", "10000", "100000", "--steps", "20", "--epochs", "2", "--max-epochs", "5"]
+                + ["--no-full-epoch"]
+                if args.quick
+                else []
+            )
             cost.main(["--parts", *parts, *quick, "--out", str(quick_out / "cost.json")])
         elif stage == "report":
             from benchmarks import report

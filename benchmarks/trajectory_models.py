@@ -13,6 +13,7 @@ Usage: ``python benchmarks/trajectory_models.py`` → ``benchmarks/results/traje
 from __future__ import annotations
 
 import json
+import platform
 import sys
 import warnings
 from pathlib import Path
@@ -22,6 +23,7 @@ import torch
 from scipy.stats import spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.environment import package_versions  # noqa: E402
 from benchmarks.quality import LATENT_DIR, load  # noqa: E402
 from benchmarks.trajectory import (
     A549_ROOT,
@@ -66,7 +68,7 @@ def main(argv=None) -> None:
         root, truth, time_key = SETS[dataset]
         data, *_ = load(dataset)
         for path in sorted(LATENT_DIR.glob(f"{dataset}_*.npz")):
-            _, method, seed = path.stem.split("_")
+            method, seed = path.stem[len(dataset) + 1 :].rsplit("_", 1)  # methods may contain "_"
             saved = np.load(path, allow_pickle=True)  # our own files (obs names are objects)
             if not np.array_equal(saved["obs_names"].astype(str), np.asarray(data.obs_names).astype(str)):
                 raise ValueError(f"{path} does not match the cells of {dataset}")
@@ -99,8 +101,17 @@ def main(argv=None) -> None:
                 flush=True,
             )
     out = Path("benchmarks/results/trajectory_models.json")
-    kept = [r for r in json.loads(out.read_text()) if r["dataset"] not in names] if out.exists() else []
-    out.write_text(json.dumps(kept + rows, indent=1, default=float))
+    old = json.loads(out.read_text()) if out.exists() else []
+    old_rows = old["rows"] if isinstance(old, dict) else old  # the first version wrote a bare list
+    kept = [r for r in old_rows if r["dataset"] not in names]
+    meta = {
+        "python": sys.version.split()[0],
+        "machine": platform.platform(),
+        "torch_threads": 1,
+        "seeds": sorted({r["seed"] for r in kept + rows}),
+        **package_versions("qbm-pyro", "torch", "scanpy", "networkx", "scikit-learn"),
+    }
+    out.write_text(json.dumps({"meta": meta, "rows": kept + rows}, indent=1, default=float))
 
 
 if __name__ == "__main__":

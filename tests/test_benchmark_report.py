@@ -1,0 +1,77 @@
+"""The benchmark report: summary statistics, the "does not win" list and the result-file merging.
+
+These run on small hand-made result files (no training): what BENCHMARKS.md says must follow from
+the numbers in ``benchmarks/results/*.json``.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+report = pytest.importorskip("benchmarks.report")
+
+
+def _rows(method, values, dataset="paul15"):
+    return [
+        {"dataset": dataset, "method": method, "seed": seed, **metrics} for seed, metrics in enumerate(values)
+    ]
+
+
+def test_summarise_mean_and_sample_sd():
+    rows = _rows("qbm", [{"knn_accuracy": 0.8}, {"knn_accuracy": 0.9}, {"knn_accuracy": float("nan")}])
+    stats = report.summarise(rows, ["knn_accuracy"])["paul15"]["qbm"]["knn_accuracy"]
+    mean, sd, n = stats
+    assert n == 2  # the NaN row is not counted
+    assert mean == pytest.approx(0.85)
+    assert sd == pytest.approx(np.std([0.8, 0.9], ddof=1))
+
+
+def test_report_lists_exactly_the_metrics_where_qbm_loses(tmp_path):
+    rows = _rows("qbm", [{"knn_accuracy": 0.90, "ari": 0.40}, {"knn_accuracy": 0.92, "ari": 0.42}])
+    rows += _rows("gaussian", [{"knn_accuracy": 0.80, "ari": 0.60}, {"knn_accuracy": 0.82, "ari": 0.62}])
+    (tmp_path / "quality.json").write_text(json.dumps({"meta": {}, "rows": rows}))
+    text, _ = report.build(tmp_path, tmp_path)
+    section = text.split("## Where the Boltzmann prior does not win")[1].split("\n## ")[0]
+    assert "paul15, ari" in section
+    assert "Gaussian twin (16) 0.610 ± 0.014" in section
+    assert "knn_accuracy" not in section  # QBM wins that one
+    assert "| QBM-VAE (64 bin + 16 Gauss, Boltzmann) | 2 | 0.910 ± 0.014 | 0.410 ± 0.014 |" in text
+
+
+def test_scaling_table_shows_the_measured_epoch(tmp_path):
+    row = {
+        "n_cells": 10_000,
+        "file_mb": 13.0,
+        "setup_seconds": 0.1,
+        "seconds_per_step": 0.02,
+        "read_seconds_per_step": 0.005,
+        "steps_per_epoch": 79,
+        "seconds_per_epoch_extrapolated": 1.6,
+        "seconds_full_epoch": 2.4,
+        "rss_after_open_mb": 400.0,
+        "rss_after_setup_mb": 410.0,
+        "peak_rss_mb": 500.0,
+        "per_cell_arrays_mb": {"anndata obs_names + obs (backed open)": 2.0, "registry.rows": 0.1},
+    }
+    cost = {"scaling": {"source": "test", "steps": 50, "rows": [row]}}
+    lines = "\n".join(report._cost_section(cost))
+    assert "then one whole epoch" in lines
+    assert "| 10,000 | 13 | 0.1 | 0.020 | 0.005 | 79 | 2 | 2 | 400 | 410 | 500 | 0 | 2 |" in lines
+
+
+def test_concurrent_result_writers_keep_each_others_parts(tmp_path):
+    baselines = pytest.importorskip("benchmarks.baselines")
+    path = tmp_path / "baselines.json"
+    baselines._update(path, lambda r: r.setdefault("rows", []).append({"method": "scvi"}))
+    baselines._update(path, lambda r: r.__setitem__("suite", [{"method": "pca"}]))
+    baselines._update(path, lambda r: r["rows"].append({"method": "multivi"}))
+    result = json.loads(path.read_text())
+    assert [r["method"] for r in result["rows"]] == ["scvi", "multivi"]
+    assert result["suite"] == [{"method": "pca"}]
+    assert not path.with_suffix(".json.tmp").exists()
