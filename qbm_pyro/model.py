@@ -87,10 +87,11 @@ class QBMVAE:
         Seed of the network initialisation, the shuffling and the sampler.
     **module_kwargs
         ``n_hidden``, ``n_layers``, ``dropout``, ``smoothing``, ``num_prior_samples``,
-        ``encode_covariates`` (default ``False``: batches reach the decoder only, as in scVI; on the
-        CITE-seq benchmark set ``True`` mixed batches worse, 0.44 against 0.61 over 3 seeds),
+        ``encode_covariates`` (default ``False``: batches reach the decoder only, as in scVI;
+        ``True`` was never better on the benchmark sets, see ``docs/multiomics.rst``),
         ``encoder_input`` (``"log1p"`` default, or ``"depth"``: counts scaled to each cell's depth
-        before the encoders, see :class:`~qbm_pyro.module.MultiVAE`).
+        before the encoders), ``protein_depth`` (default ``True``: the protein likelihood is
+        scaled by each cell's observed tag depth); see :class:`~qbm_pyro.module.MultiVAE`.
 
     Examples
     --------

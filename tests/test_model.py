@@ -117,6 +117,26 @@ def test_depth_scaled_encoder_input_ignores_sequencing_depth():
     assert deeper[key].sum() > 0
 
 
+@pytest.mark.parametrize("protein_depth", [True, False])
+def test_protein_background_follows_the_observed_tag_depth(protein_depth):
+    data = datasets.pbmc_cite_2batch()
+    model = qbm_pyro.QBMVAE(data, batch_key="batch", n_latent=8, n_continuous=4, protein_depth=protein_depth)
+    module = model.module
+    batch = next(iter(qbm_pyro.data.MinibatchLoader(data, model.registry, batch_size=16, seed=0)))
+    with torch.no_grad():
+        module.protein_background.normal_()
+        latent = module.posterior_latent(batch)
+        protein = module.decode(latent, batch)["protein"]
+    key = qbm_pyro.data.REGISTRY_KEYS
+    x = batch[key.x_key("protein")]
+    expected = module.protein_background[batch[key.BATCH_KEY][:, 0]].exp()
+    if protein_depth:
+        expected = expected * torch.log1p(x).mean(-1, keepdim=True).exp()
+        assert torch.log1p(x).mean(-1).std() > 0.1  # cells do differ in depth here
+    torch.testing.assert_close(protein.mean_background, expected)
+    assert (protein.mean_foreground >= protein.mean_background).all()
+
+
 def test_kl_gradient_reaches_encoder_and_prior():
     """The prior term alone (no likelihood) moves both the encoder and h, J."""
     data = datasets.pbmc_cite_2batch()
