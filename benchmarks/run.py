@@ -3,13 +3,16 @@
 Stages (each writes ``benchmarks/results/<stage>.json``): ``samplers`` (sampler accuracy and
 speed), ``quality`` (QBM-VAE variants, Gaussian twin, PCA over seeds), ``baselines`` (scVI,
 totalVI, MultiVI; needs the ``[bench]`` extra), ``suite`` (linear probe and scib-metrics of every
-saved latent; needs ``[bench]``), ``cost`` (throughput, scaling to 1M cells, prior share), then
-``report`` (``BENCHMARKS.md`` and figures from whatever results exist).
+saved latent; needs ``[bench]``), ``trajectory`` (pseudotime against the known time on PCA and
+on every saved a549/paul15 latent), ``cost`` (throughput, time to convergence, scaling to 1M
+cells with a full epoch, prior share), then ``report`` (``BENCHMARKS.md`` and figures from
+whatever results exist). ``quality`` fits the methods of :data:`QUALITY_PLAN` on each set.
 
 ``--quick`` keeps it to minutes: samplers, then quality/baselines on mixology with one seed and
-10 epochs, the suite without scib-metrics, cost without the 1M-cell set and with fewer steps,
-and the report. ``--skip STAGE ...`` / ``--only STAGE ...`` choose stages. Stages needing
-scvi-tools are skipped (with a message) when it is not installed.
+10 epochs, the suite without scib-metrics, no trajectories, cost without the 1M-cell set, with
+fewer steps and no full epoch, and the report (all under ``results/quick/``).
+``--skip STAGE ...`` / ``--only STAGE ...`` choose stages. Stages needing scvi-tools are skipped
+(with a message) when it is not installed.
 """
 
 from __future__ import annotations
@@ -27,7 +30,15 @@ import torch  # noqa: E402
 
 from benchmarks import samplers  # noqa: E402
 
-STAGES = ["samplers", "quality", "baselines", "suite", "cost", "report"]
+STAGES = ["samplers", "quality", "baselines", "suite", "trajectory", "cost", "report"]
+#: quality.py methods per data set (every QBM-VAE row of BENCHMARKS.md); --quick: QUICK_METHODS.
+QUALITY_PLAN = {
+    "mixology": ["qbm", "qbm_cov", "gaussian", "gaussian_cov", "pca"],
+    "paul15": ["qbm", "bernoulli", "binary", "gaussian", "pca"],
+    "a549": ["qbm", "qbm_rna", "gaussian", "gaussian_rna", "pca"],
+    "cite": ["qbm", "qbm_cov", "gaussian", "gaussian_cov", "pca"],
+}
+QUICK_METHODS = ["qbm", "gaussian", "pca"]
 
 
 def run_samplers(out: Path, seed: int) -> None:
@@ -74,10 +85,12 @@ def main(argv: list[str] | None = None) -> None:
             from benchmarks import quality
 
             quality.LATENT_DIR = quick_out / "latents"
-            quality.main(
-                ["--datasets", *[d for d in datasets if d != "cite"], "--seeds", *seeds]
-                + ["--epochs", epochs, *threads, "--out", str(quick_out / "quality.json")]
-            )
+            for dataset in datasets:
+                methods = QUICK_METHODS if args.quick else QUALITY_PLAN[dataset]
+                quality.main(
+                    ["--datasets", dataset, "--methods", *methods, "--seeds", *seeds]
+                    + ["--epochs", epochs, *threads, "--out", str(quick_out / "quality.json")]
+                )
         elif stage in ("baselines", "suite"):
             if not has_scvi:
                 print("scvi-tools is not installed: skipped (pip install 'qbm-pyro[bench]')")
@@ -92,6 +105,16 @@ def main(argv: list[str] | None = None) -> None:
             else:
                 no_scib = ["--no-scib"] if args.quick or not has_scib else []
                 baselines.main(["suite", *common, *no_scib])
+        elif stage == "trajectory":
+            if args.quick:  # the time courses are a549 and paul15, not in the quick run
+                print("--quick: trajectories skipped")
+                continue
+            from benchmarks import trajectory, trajectory_models
+
+            trajectory.main(["--out", str(quick_out / "trajectory.json")])
+            trajectory_models.main(
+                ["--latents", str(quick_out / "latents"), "--out", str(quick_out / "trajectory_models.json")]
+            )
         elif stage == "cost":
             from benchmarks import cost
 
@@ -102,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
                 ["--sizes", "10000", "100000", "--steps", "20", "--epochs", "2", "--max-epochs", "5"]
                 + ["--no-full-epoch"]
                 if args.quick
-                else []
+                else ["--epochs", "15"]
             )
             cost.main(["--parts", *parts, *quick, "--out", str(quick_out / "cost.json")])
         elif stage == "report":

@@ -7,11 +7,13 @@ lineage pseudotimes, side by side with scanpy DPT on the same latent from the sa
 Also tests the energy hypotheses: does the highest-energy cell sit at the known start
 (``root="auto_energy"``), and does energy fall along pseudotime?
 
-Usage: ``python benchmarks/trajectory_models.py`` → ``benchmarks/results/trajectory_models.json``.
+Usage: ``python benchmarks/trajectory_models.py [a549 paul15] [--latents DIR] [--out FILE]``
+→ ``benchmarks/results/trajectory_models.json`` (rows of other data sets in FILE are kept).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 import sys
@@ -61,13 +63,20 @@ def energy_root_check(data, truth_time: str | None) -> dict:
 
 
 def main(argv=None) -> None:
-    names = (argv if argv is not None else sys.argv[1:]) or list(SETS)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("datasets", nargs="*", help=f"among {list(SETS)} (default: all)")
+    parser.add_argument("--latents", type=Path, default=LATENT_DIR)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/trajectory_models.json"))
+    args = parser.parse_args(argv)
+    names = args.datasets or list(SETS)
+    if unknown := sorted(set(names) - set(SETS)):
+        parser.error(f"unknown data sets {unknown}; choose among {list(SETS)}")
     torch.set_num_threads(1)
     rows = []
     for dataset in names:
         root, truth, time_key = SETS[dataset]
         data, *_ = load(dataset)
-        for path in sorted(LATENT_DIR.glob(f"{dataset}_*.npz")):
+        for path in sorted(args.latents.glob(f"{dataset}_*.npz")):
             method, seed = path.stem[len(dataset) + 1 :].rsplit("_", 1)  # methods may contain "_"
             saved = np.load(path, allow_pickle=True)  # our own files (obs names are objects)
             if not np.array_equal(saved["obs_names"].astype(str), np.asarray(data.obs_names).astype(str)):
@@ -100,7 +109,7 @@ def main(argv=None) -> None:
                 ),
                 flush=True,
             )
-    out = Path("benchmarks/results/trajectory_models.json")
+    out = args.out
     old = json.loads(out.read_text()) if out.exists() else []
     old_rows = old["rows"] if isinstance(old, dict) else old  # the first version wrote a bare list
     kept = [r for r in old_rows if r["dataset"] not in names]
@@ -111,6 +120,7 @@ def main(argv=None) -> None:
         "seeds": sorted({r["seed"] for r in kept + rows}),
         **package_versions("qbm-pyro", "torch", "scanpy", "networkx", "scikit-learn"),
     }
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"meta": meta, "rows": kept + rows}, indent=1, default=float))
 
 
