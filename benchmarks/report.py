@@ -142,33 +142,51 @@ def table(summary: dict, dataset: str, metrics: list[str]) -> str:
     return "\n".join(lines)
 
 
-def losses(summary: dict, metrics: list[str], what: str) -> list[str]:
-    """Plain sentences: where the Boltzmann QBM-VAE (``qbm``) is not the best, and vs its twin."""
+#: Our own QBM-VAE variants (ablations and settings) and the twin of each like-for-like row.
+OWN_VARIANTS = {"qbm", "qbm_cov", "qbm_rna", "rbm", "bernoulli", "binary"}
+TWINS = {"qbm": "gaussian", "qbm_rna": "gaussian_rna", "qbm_cov": "gaussian_cov"}
+
+
+def losses(summary: dict, metrics: list[str], what: str, *, variants: bool = False) -> list[str]:
+    """Plain sentences: where a QBM-VAE row (``qbm``, and ``qbm_rna`` where fitted) has a lower
+    mean than the best other method — other methods only, or with ``variants=True`` our own
+    variants of the model (ablations, settings) against the default ``qbm``."""
     out = []
     for dataset in summary:
         methods = summary[dataset]
-        if "qbm" not in methods:
-            continue
-        for metric in metrics:
-            if metric not in methods["qbm"]:
+        for ours in ("qbm",) if variants else ("qbm", "qbm_rna"):
+            if ours not in methods:
                 continue
-            q = methods["qbm"][metric]
-            others = {m: s[metric] for m, s in methods.items() if m != "qbm" and metric in s}
-            if not others:
-                continue
-            best = max(others, key=lambda m: others[m][0])
-            twin = others.get("gaussian")
-            if others[best][0] > q[0]:
+            for metric in metrics:
+                if metric not in methods[ours]:
+                    continue
+                q = methods[ours][metric]
+                # the twin of another setting (e.g. twin on RNA alone vs our RNA+ATAC) is not a
+                # like-for-like competitor; our own variants are listed separately
+                other_twins = set(TWINS.values()) - {TWINS[ours]}
+                others = {
+                    m: s[metric]
+                    for m, s in methods.items()
+                    if m != ours
+                    and metric in s
+                    and ((m in OWN_VARIANTS) == variants)
+                    and (variants or m not in other_twins)
+                }
+                if not others:
+                    continue
+                best = max(others, key=lambda m: others[m][0])
+                if others[best][0] <= q[0]:
+                    continue
                 gap = others[best][0] - q[0]
-                noise = max(q[1], others[best][1])
-                note = " (within 1 sd)" if gap <= noise else ""
+                note = " (within 1 sd)" if gap <= max(q[1], others[best][1]) else ""
+                twin = methods.get(TWINS[ours], {}).get(metric)
                 twin_note = ""
-                if twin is not None and best != "gaussian":
+                if not variants and twin is not None and best != TWINS[ours]:
                     rel = "above" if twin[0] > q[0] else "below"
-                    twin_note = f"; Gaussian twin {_fmt(twin)} ({rel} QBM)"
+                    twin_note = f"; its Gaussian twin {_fmt(twin)} ({rel})"
                 out.append(
-                    f"- {dataset}, {metric} ({what}): QBM-VAE {_fmt(q)} < {METHOD_NAMES.get(best, best)} "
-                    f"{_fmt(others[best])}{note}{twin_note}"
+                    f"- {dataset}, {metric} ({what}): {METHOD_NAMES.get(ours, ours)} {_fmt(q)} < "
+                    f"{METHOD_NAMES.get(best, best)} {_fmt(others[best])}{note}{twin_note}"
                 )
     return out
 
@@ -465,14 +483,26 @@ def build(results: Path, out_dir: Path = ROOT) -> tuple[str, list[Path]]:
     sentences = losses(light, LIGHT, "light protocol") + losses(suite, SUITE, "suite")
     if sentences:
         md += [
-            "Every data set × metric where QBM-VAE (64 binary + 16 Gaussian units, Boltzmann prior) "
-            "has a lower mean than the best other method in the same run:",
+            "Every data set × metric where QBM-VAE (64 binary + 16 Gaussian units, Boltzmann prior; "
+            "and its RNA-only fit where there is one) has a lower mean than the best other method "
+            "(Gaussian twin, scvi-tools, PCA) in the same run:",
             "",
             *sentences,
             "",
         ]
     else:
         md += ["No metric where another method has a higher mean (or no QBM-VAE results yet).", ""]
+    own = losses(light, LIGHT, "light protocol", variants=True) + losses(suite, SUITE, "suite", variants=True)
+    if own:
+        md += [
+            "### Where a variant of our own model beats the default",
+            "",
+            "Ablations (fixed Bernoulli prior, binary-only latent, RBM) and settings (batches to the "
+            "encoders too, RNA alone) with a higher mean than the default QBM-VAE:",
+            "",
+            *own,
+            "",
+        ]
 
     md += ["## Latent quality (light protocol: quality.py + baselines.py)", ""]
     meta_q = (quality or {}).get("meta", {})
