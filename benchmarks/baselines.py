@@ -233,6 +233,7 @@ def _meta(args) -> dict:
 
 
 def main(argv=None) -> None:
+    global LATENTS
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -244,7 +245,9 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-scib", action="store_true", help="suite: the linear probe only")
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--latents", type=Path, default=LATENTS, help="where latents are saved/read")
     args = parser.parse_args(argv)
+    LATENTS = args.latents
     torch.set_num_threads(args.threads)
     log = lambda line: print(line, flush=True)  # noqa: E731
     # Every write re-reads the file and changes only its own part, so that a `fit` and a `suite`

@@ -34,6 +34,7 @@ METHODS = {
     "gaussian": dict(prior="gaussian", n_continuous=16),
     "rbm": dict(prior="rbm", n_latent=64, n_continuous=16),
     "bernoulli": dict(prior="bernoulli", n_latent=64, n_continuous=16),
+    "binary_bernoulli": dict(prior="bernoulli", n_latent=64, n_continuous=0),
     # batches to the encoders too (the default until encode_covariates=False), on batched sets
     "qbm_cov": dict(prior="boltzmann", n_latent=64, n_continuous=16, encode_covariates=True),
     "gaussian_cov": dict(prior="gaussian", n_continuous=16, encode_covariates=True),
@@ -120,6 +121,7 @@ def run(dataset: str, method: str, seed: int, epochs: int) -> dict:
 
 
 def main(argv=None) -> None:
+    global LATENT_DIR
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--datasets", nargs="+", default=["mixology", "paul15", "a549"])
     parser.add_argument("--methods", nargs="+", default=["qbm", "gaussian", "binary", "pca"])
@@ -127,7 +129,9 @@ def main(argv=None) -> None:
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="benchmarks/results/quality.json")
+    parser.add_argument("--latents", type=Path, default=LATENT_DIR, help="where the fitted latents are saved")
     args = parser.parse_args(argv)
+    LATENT_DIR = args.latents
     torch.set_num_threads(args.threads)
     done_path = Path(args.out).with_suffix(".jsonl")  # finished runs; a rerun skips them
     done_path.parent.mkdir(parents=True, exist_ok=True)

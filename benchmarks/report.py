@@ -50,6 +50,7 @@ METHOD_ORDER = [
     "rbm",
     "bernoulli",
     "binary",
+    "binary_bernoulli",
     "gaussian",
     "gaussian_cov",
     "gaussian_rna",
@@ -64,6 +65,7 @@ METHOD_NAMES = {
     "rbm": "QBM-VAE, RBM prior",
     "bernoulli": "ablation: same, fixed Bernoulli(1/2) prior",
     "binary": "QBM-VAE, binary only (64)",
+    "binary_bernoulli": "ablation: binary only (64), fixed Bernoulli(1/2) prior",
     "gaussian": "Gaussian twin (16)",
     "qbm_cov": "QBM-VAE, batches to the encoders too",
     "gaussian_cov": "Gaussian twin, batches to the encoders too",
@@ -143,7 +145,7 @@ def table(summary: dict, dataset: str, metrics: list[str]) -> str:
 
 
 #: Our own QBM-VAE variants (ablations and settings) and the twin of each like-for-like row.
-OWN_VARIANTS = {"qbm", "qbm_cov", "qbm_rna", "rbm", "bernoulli", "binary"}
+OWN_VARIANTS = {"qbm", "qbm_cov", "qbm_rna", "rbm", "bernoulli", "binary", "binary_bernoulli"}
 TWINS = {"qbm": "gaussian", "qbm_rna": "gaussian_rna", "qbm_cov": "gaussian_cov"}
 
 
@@ -532,6 +534,15 @@ def build(results: Path, out_dir: Path = ROOT) -> tuple[str, list[Path]]:
         figures.append(results / "quality_bars.png")
         md += [f"![light metrics]({_rel(results / 'quality_bars.png', out_dir)})", ""]
 
+    for longer in sorted(results.glob("quality_*.json")):
+        study = json.loads(longer.read_text())
+        same = results / longer.name.replace("quality_", "baselines_")  # baselines at that length
+        if same.exists():
+            study["rows"] = study["rows"] + json.loads(same.read_text()).get("rows", [])
+        md += _training_length_section(study, light)
+
+    md += _hierarchical_section(_load(results, "hierarchical_posterior"), light_rows)
+
     md += ["## Linear probe and scib-metrics (baselines.py suite)", ""]
     if suite:
         meta_s = (baselines or {}).get("suite_meta", {})
@@ -567,6 +578,76 @@ def build(results: Path, out_dir: Path = ROOT) -> tuple[str, list[Path]]:
         traj_models = traj_models["rows"]
     md += _trajectory_models_section(traj_models)
     return "\n".join(md).rstrip() + "\n", figures
+
+
+def _training_length_section(longer: dict | None, light: dict) -> list[str]:
+    """The same fits at the longer epoch cap of ``quality_<epochs>.json`` beside the main run."""
+    if not longer or not longer.get("rows"):
+        return []
+    epochs = longer.get("meta", {}).get("epochs")
+    summary = summarise(longer["rows"], LIGHT + ["epochs_run"])
+    out = [
+        f"## Training length: {epochs} epochs against the main run",
+        "",
+        f"The same models, seeds and data, at most {epochs} epochs (early stopping on), beside the main "
+        "run's numbers (`quality.py --epochs "
+        f"{epochs} --out benchmarks/results/quality_{epochs}.json --latents "
+        f"benchmarks/results/latents_{epochs}`). Cells: {epochs}-epoch value / main run value.",
+        "",
+    ]
+    for dataset, methods in summary.items():
+        metrics = [m for m in LIGHT if any(m in stats for stats in methods.values())]
+        out += [
+            f"### {DATASET_NAMES.get(dataset, dataset)}",
+            "",
+            "| method | n | epochs run | " + " | ".join(metrics) + " |",
+            "|---|---|---|" + "---|" * len(metrics),
+        ]
+        for method in _order(methods):
+            stats = methods[method]
+            main = light.get(dataset, {}).get(method, {})
+            cells = [f"{_fmt(stats.get(m))} / {_fmt(main.get(m))}" for m in metrics]
+            n = max(v[2] for v in stats.values())
+            out.append(
+                f"| {METHOD_NAMES.get(method, method)} | {n} | {_fmt(stats.get('epochs_run'))} | "
+                + " | ".join(cells)
+                + " |"
+            )
+        out.append("")
+    return out
+
+
+def _hierarchical_section(result: dict | None, light_rows: list[dict]) -> list[str]:
+    """benchmarks/hierarchical_posterior.py beside the factorial-posterior fits of the main run."""
+    if not result or not result.get("rows"):
+        return []
+    metrics = ["knn_accuracy", "knn_macro_f1", "ari", "nmi", "validation_loss"]
+    factorial = [r for r in light_rows if r["dataset"] == "paul15" and r["method"] in ("qbm", "bernoulli")]
+    summary = summarise(result["rows"] + factorial, metrics).get("paul15", {})
+    names = {
+        "qbm": "factorial posterior, Boltzmann prior (default)",
+        "bernoulli": "factorial posterior, fixed Bernoulli(1/2) prior",
+        "hierarchical_boltzmann": "two-group hierarchical posterior, Boltzmann prior",
+        "hierarchical_bernoulli": "two-group hierarchical posterior, fixed Bernoulli(1/2) prior",
+    }
+    out = [
+        "## Experiment: a hierarchical binary posterior (benchmarks/hierarchical_posterior.py)",
+        "",
+        "paul15, 64 binary + 16 Gaussian units, "
+        f"{result.get('meta', {}).get('epochs')} epochs, seeds {result.get('meta', {}).get('seeds')}. "
+        "The second half of the binary units is conditioned on the relaxed sample of the first "
+        "(DVAE++-style groups), so the posterior can carry correlations the couplings could "
+        "match. Validation loss: negative ELBO per cell (lower is better).",
+        "",
+        "| posterior, prior | n | " + " | ".join(metrics) + " |",
+        "|---|---|" + "---|" * len(metrics),
+    ]
+    for method in ["qbm", "bernoulli", "hierarchical_boltzmann", "hierarchical_bernoulli"]:
+        if method in summary:
+            stats = summary[method]
+            n = max(v[2] for v in stats.values())
+            out.append(f"| {names[method]} | {n} | " + " | ".join(_fmt(stats.get(m)) for m in metrics) + " |")
+    return [*out, ""]
 
 
 def _rel(path: Path, out_dir: Path) -> str:

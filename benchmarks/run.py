@@ -6,7 +6,8 @@ totalVI, MultiVI; needs the ``[bench]`` extra), ``suite`` (linear probe and scib
 saved latent; needs ``[bench]``), ``trajectory`` (pseudotime against the known time on PCA and
 on every saved a549/paul15 latent), ``cost`` (throughput, time to convergence, scaling to 1M
 cells with a full epoch, prior share), then ``report`` (``BENCHMARKS.md`` and figures from
-whatever results exist). ``quality`` fits the methods of :data:`QUALITY_PLAN` on each set.
+whatever results exist). ``quality`` fits the methods of :data:`QUALITY_PLAN` on each set, then
+(full run only) the 200-epoch training-length study and the hierarchical-posterior experiment.
 
 ``--quick`` keeps it to minutes: samplers, then quality/baselines on mixology with one seed and
 10 epochs, the suite without scib-metrics, no trajectories, cost without the 1M-cell set, with
@@ -34,7 +35,7 @@ STAGES = ["samplers", "quality", "baselines", "suite", "trajectory", "cost", "re
 #: quality.py methods per data set (every QBM-VAE row of BENCHMARKS.md); --quick: QUICK_METHODS.
 QUALITY_PLAN = {
     "mixology": ["qbm", "qbm_cov", "gaussian", "gaussian_cov", "pca"],
-    "paul15": ["qbm", "bernoulli", "binary", "gaussian", "pca"],
+    "paul15": ["qbm", "bernoulli", "binary", "binary_bernoulli", "gaussian", "pca"],
     "a549": ["qbm", "qbm_rna", "gaussian", "gaussian_rna", "pca"],
     "cite": ["qbm", "qbm_cov", "gaussian", "gaussian_cov", "pca"],
 }
@@ -91,6 +92,15 @@ def main(argv: list[str] | None = None) -> None:
                     ["--datasets", dataset, "--methods", *methods, "--seeds", *seeds]
                     + ["--epochs", epochs, *threads, "--out", str(quick_out / "quality.json")]
                 )
+            if not args.quick:  # training length: the prior ablation on paul15 at twice the epochs
+                quality.main(
+                    ["--datasets", "paul15", "--methods", "qbm", "gaussian", "bernoulli", "--seeds", *seeds]
+                    + ["--epochs", "200", *threads, "--out", str(quick_out / "quality_200.json")]
+                    + ["--latents", str(quick_out / "latents_200")]
+                )
+                from benchmarks import hierarchical_posterior  # the DVAE++-style posterior experiment
+
+                hierarchical_posterior.main(["--out", str(quick_out / "hierarchical_posterior.json")])
         elif stage in ("baselines", "suite"):
             if not has_scvi:
                 print("scvi-tools is not installed: skipped (pip install 'qbm-pyro[bench]')")
@@ -102,6 +112,12 @@ def main(argv: list[str] | None = None) -> None:
             common += ["--out", str(quick_out / "baselines.json")]
             if stage == "baselines":
                 baselines.main(["fit", *common, "--epochs", epochs])
+                if not args.quick:  # scVI beside the 200-epoch training-length study
+                    baselines.main(
+                        ["fit", "--datasets", "paul15", "--methods", "scvi", "--seeds", *seeds, *threads]
+                        + ["--epochs", "200", "--out", str(quick_out / "baselines_200.json")]
+                        + ["--latents", str(quick_out / "latents_200")]
+                    )
             else:
                 no_scib = ["--no-scib"] if args.quick or not has_scib else []
                 baselines.main(["suite", *common, *no_scib])
