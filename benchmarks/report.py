@@ -609,7 +609,7 @@ def _training_length_section(longer: dict | None, light: dict) -> list[str]:
             cells = [f"{_fmt(stats.get(m))} / {_fmt(main.get(m))}" for m in metrics]
             n = max(v[2] for v in stats.values())
             out.append(
-                f"| {METHOD_NAMES.get(method, method)} | {n} | {_fmt(stats.get('epochs_run'))} | "
+                f"| {METHOD_NAMES.get(method, method)} | {n} | {stats['epochs_run'][0]:.0f} | "
                 + " | ".join(cells)
                 + " |"
             )
