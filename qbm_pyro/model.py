@@ -88,7 +88,7 @@ class QBMVAE:
     **module_kwargs
         ``n_hidden``, ``n_layers``, ``dropout``, ``smoothing``, ``num_prior_samples``,
         ``encode_covariates`` (default ``False``: batches reach the decoder only, as in scVI;
-        ``True`` was never better on the benchmark sets, see ``docs/multiomics.rst``),
+        ``True`` was not better beyond seed noise on the benchmark sets, see ``docs/multiomics.rst``),
         ``encoder_input`` (``"log1p"`` default, or ``"depth"``: counts scaled to each cell's depth
         before the encoders), ``protein_depth`` (default ``True``: the protein likelihood is
         scaled by each cell's observed tag depth); see :class:`~qbm_pyro.module.MultiVAE`.
