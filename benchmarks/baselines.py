@@ -57,15 +57,6 @@ BASELINES = {
     "a549": ["multivi", "multivi_nopen", "scvi"],
     "cite": ["totalvi", "scvi"],
 }
-#: Why there are two MultiVI rows (diagnosed on a549, seed 0, 20 epochs; quality.score of the latent).
-MULTIVI_NOTE = (
-    "MultiVI at its defaults (Jeffreys modality penalty, lr 1e-4) collapses on a549: the latent "
-    "spread is ~0.02-0.05 and the KL ~0.4-11 nats, kNN accuracy ~0.5 for the joint, expression and "
-    "accessibility latents alike, with or without lr 1e-3 or the penalty alone removed. With no "
-    "modality penalty *and* lr 1e-3 it learns (joint kNN 0.85 after 20 epochs): the sparse sci-CAR "
-    "ATAC (median 191 of 11,567 peaks per cell) gives an uninformative accessibility posterior that "
-    "the penalty pulls the expression posterior onto."
-)
 #: Latents written by quality.py that the suite scores beside the baselines.
 QBM_METHODS = [
     "qbm",
@@ -129,7 +120,7 @@ def fit_latent(
         scvi.model.MULTIVI.setup_mudata(
             mdata, rna_layer="counts", modalities={"rna_layer": "rna", "atac_layer": "atac"}
         )
-        # At its defaults MultiVI's latent collapses on a549 (see MULTIVI_NOTE); the variant drops
+        # At its defaults MultiVI's latent collapses on a549 (report.CAVEATS); the variant drops
         # the modality penalty and trains at lr 1e-3, which is what it takes to learn here.
         tuned = method == "multivi_nopen"
         model = scvi.model.MULTIVI(
@@ -147,9 +138,11 @@ def fit_latent(
     return latent, {"epochs_run": epochs_run, "n_latent": int(latent.shape[1])}
 
 
-def fit(datasets, seeds, epochs, threads=1, log=print, on_row=None, methods=None) -> list[dict]:
-    """Fit the baselines of ``datasets`` (all, or those in ``methods``) for ``seeds``; ``on_row(row)``
-    after each fit."""
+def fit(
+    datasets, seeds, epochs, threads=1, log=print, on_row=None, methods=None, latents: Path = LATENTS
+) -> list[dict]:
+    """Fit the baselines of ``datasets`` (all, or those in ``methods``) for ``seeds``, saving each
+    latent in ``latents``; ``on_row(row)`` after each fit."""
     rows = []
     for dataset in datasets:
         data, label_key, batch_key, _ = quality.load(dataset)
@@ -163,9 +156,9 @@ def fit(datasets, seeds, epochs, threads=1, log=print, on_row=None, methods=None
                 if label_key:
                     row |= logreg_accuracy(latent, data.obs[label_key].astype(str), seed=seed)
                 row |= extra
-                LATENTS.mkdir(parents=True, exist_ok=True)
+                latents.mkdir(parents=True, exist_ok=True)
                 np.savez_compressed(
-                    LATENTS / f"{dataset}_{method}_{seed}.npz",
+                    latents / f"{dataset}_{method}_{seed}.npz",
                     latent=latent,
                     obs_names=np.asarray(data.obs_names),
                 )
@@ -176,8 +169,8 @@ def fit(datasets, seeds, epochs, threads=1, log=print, on_row=None, methods=None
     return rows
 
 
-def suite(datasets, seeds, use_scib=True, log=print) -> list[dict]:
-    """Linear probe and scib-metrics for every saved latent (and PCA) of each data set."""
+def suite(datasets, seeds, use_scib=True, log=print, latents: Path = LATENTS) -> list[dict]:
+    """Linear probe and scib-metrics for every latent saved in ``latents`` (and PCA) of each set."""
     rows = []
     for dataset in datasets:
         data, label_key, batch_key, _ = quality.load(dataset)
@@ -185,31 +178,31 @@ def suite(datasets, seeds, use_scib=True, log=print) -> list[dict]:
             log(f"{dataset}: no labels, no suite scores (batch mixing is in the fit rows)")
             continue
         labels = data.obs[label_key].astype(str).to_numpy()
-        latents = {"pca_0": quality.pca_latent(data)}
+        found = {"pca_0": quality.pca_latent(data)}
         for method in QBM_METHODS + BASELINES[dataset]:
             for seed in seeds:
-                path = LATENTS / f"{dataset}_{method}_{seed}.npz"
+                path = latents / f"{dataset}_{method}_{seed}.npz"
                 if not path.exists():
                     continue
                 saved = np.load(path, allow_pickle=True)
                 if not np.array_equal(saved["obs_names"].astype(str), np.asarray(data.obs_names).astype(str)):
                     log(f"{path.name}: other cells than quality.load({dataset!r}); skipped")
                     continue
-                latents[f"{method}_{seed}"] = saved["latent"]
+                found[f"{method}_{seed}"] = saved["latent"]
         start = time.perf_counter()
         scib = {}
         if use_scib:
             batches = data.obs[batch_key].to_numpy() if batch_key else None
-            scib = scib_scores(latents, labels, batches)
+            scib = scib_scores(found, labels, batches)
         scib_seconds = time.perf_counter() - start
-        for key, latent in latents.items():
+        for key, latent in found.items():
             method, seed = key.rsplit("_", 1)
             row = {"dataset": dataset, "method": method, "seed": int(seed)}
             row |= logreg_accuracy(latent, labels, seed=int(seed))
             row |= scib.get(key, {})
             rows.append(row)
             log(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}))
-        log(f"{dataset}: scib-metrics on {len(latents)} latents took {scib_seconds:.0f} s")
+        log(f"{dataset}: scib-metrics on {len(found)} latents took {scib_seconds:.0f} s")
     return rows
 
 
@@ -233,7 +226,6 @@ def _meta(args) -> dict:
 
 
 def main(argv=None) -> None:
-    global LATENTS
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -247,7 +239,6 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--latents", type=Path, default=LATENTS, help="where latents are saved/read")
     args = parser.parse_args(argv)
-    LATENTS = args.latents
     torch.set_num_threads(args.threads)
     log = lambda line: print(line, flush=True)  # noqa: E731
     # Every write re-reads the file and changes only its own part, so that a `fit` and a `suite`
@@ -267,11 +258,20 @@ def main(argv=None) -> None:
         def keep(row):  # written after every fit: an interrupted run keeps what it did
             _update(args.out, lambda result: result.setdefault("rows", []).append(row))
 
-        fit(args.datasets, args.seeds, args.epochs, args.threads, log=log, on_row=keep, methods=args.methods)
+        fit(
+            args.datasets,
+            args.seeds,
+            args.epochs,
+            args.threads,
+            log=log,
+            on_row=keep,
+            methods=args.methods,
+            latents=args.latents,
+        )
     if args.stage in ("suite", "all"):
         meta = _meta(args) | {"seeds": args.seeds, "scib": not args.no_scib}
         for dataset in args.datasets:  # written after each data set
-            rows = suite([dataset], args.seeds, use_scib=not args.no_scib, log=log)
+            rows = suite([dataset], args.seeds, use_scib=not args.no_scib, log=log, latents=args.latents)
             if rows:
 
                 def put(result, dataset=dataset, rows=rows):

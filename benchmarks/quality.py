@@ -84,7 +84,7 @@ def score(latent, data, label_key, batch_key, seed) -> dict:
     return out
 
 
-def run(dataset: str, method: str, seed: int, epochs: int) -> dict:
+def run(dataset: str, method: str, seed: int, epochs: int, latent_dir: Path | None = LATENT_DIR) -> dict:
     data, label_key, batch_key, kwargs = load(dataset)
     start = time.perf_counter()
     extra = {}
@@ -101,10 +101,10 @@ def run(dataset: str, method: str, seed: int, epochs: int) -> dict:
                 rep_latent = model.get_latent_representation(representation=rep)
                 extra[rep] = score(rep_latent, data, label_key, batch_key, seed)
     seconds = time.perf_counter() - start
-    if LATENT_DIR is not None and method != "pca":
-        LATENT_DIR.mkdir(parents=True, exist_ok=True)
+    if latent_dir is not None and method != "pca":
+        latent_dir.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(
-            LATENT_DIR / f"{dataset}_{method}_{seed}.npz",
+            latent_dir / f"{dataset}_{method}_{seed}.npz",
             latent=latent,
             energy=model.get_energy(),
             n_binary=model.module.n_binary,
@@ -121,7 +121,6 @@ def run(dataset: str, method: str, seed: int, epochs: int) -> dict:
 
 
 def main(argv=None) -> None:
-    global LATENT_DIR
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--datasets", nargs="+", default=["mixology", "paul15", "a549"])
     parser.add_argument("--methods", nargs="+", default=["qbm", "gaussian", "binary", "pca"])
@@ -131,7 +130,6 @@ def main(argv=None) -> None:
     parser.add_argument("--out", default="benchmarks/results/quality.json")
     parser.add_argument("--latents", type=Path, default=LATENT_DIR, help="where the fitted latents are saved")
     args = parser.parse_args(argv)
-    LATENT_DIR = args.latents
     torch.set_num_threads(args.threads)
     done_path = Path(args.out).with_suffix(".jsonl")  # finished runs; a rerun skips them
     done_path.parent.mkdir(parents=True, exist_ok=True)
@@ -142,7 +140,7 @@ def main(argv=None) -> None:
             for seed in args.seeds if method != "pca" else [0]:
                 if (dataset, method, seed) in done:
                     continue
-                row = run(dataset, method, seed, args.epochs)
+                row = run(dataset, method, seed, args.epochs, args.latents)
                 print(
                     json.dumps(
                         {

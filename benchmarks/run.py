@@ -85,12 +85,12 @@ def main(argv: list[str] | None = None) -> None:
         elif stage == "quality":
             from benchmarks import quality
 
-            quality.LATENT_DIR = quick_out / "latents"
             for dataset in datasets:
                 methods = QUICK_METHODS if args.quick else QUALITY_PLAN[dataset]
                 quality.main(
                     ["--datasets", dataset, "--methods", *methods, "--seeds", *seeds]
                     + ["--epochs", epochs, *threads, "--out", str(quick_out / "quality.json")]
+                    + ["--latents", str(quick_out / "latents")]
                 )
             if not args.quick:  # training length: the prior ablation on paul15 at twice the epochs
                 quality.main(
@@ -107,8 +107,8 @@ def main(argv: list[str] | None = None) -> None:
                 continue
             from benchmarks import baselines
 
-            baselines.LATENTS = quick_out / "latents"
             common = ["--datasets", *datasets, "--seeds", *seeds, *threads]
+            common += ["--latents", str(quick_out / "latents")]
             common += ["--out", str(quick_out / "baselines.json")]
             if stage == "baselines":
                 baselines.main(["fit", *common, "--epochs", epochs])

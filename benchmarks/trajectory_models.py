@@ -110,8 +110,7 @@ def main(argv=None) -> None:
                 flush=True,
             )
     out = args.out
-    old = json.loads(out.read_text()) if out.exists() else []
-    old_rows = old["rows"] if isinstance(old, dict) else old  # the first version wrote a bare list
+    old_rows = json.loads(out.read_text())["rows"] if out.exists() else []
     kept = [r for r in old_rows if r["dataset"] not in names]
     meta = {
         "python": sys.version.split()[0],
