@@ -18,6 +18,9 @@ import numpy as np
 import torch
 
 from .data import REGISTRY_KEYS, MinibatchLoader, setup_data, train_validation_split
+from .expression import ExpressionMixin
+from .generation import GenerationMixin
+from .mapping import ReferenceMappingMixin
 from .module import MultiVAE
 from .module.nets import one_hot_batches
 from .samplers import ExactSampler, FallbackSampler, GibbsSampler, ParallelTemperingSampler, Sampler
@@ -44,7 +47,7 @@ class _SAVE_KEYS_NT(NamedTuple):
 SAVE_KEYS = _SAVE_KEYS_NT()
 
 
-class QBMVAE:
+class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
     """Multi-omics VAE with a Boltzmann-machine prior over a binary latent code.
 
     Parameters
