@@ -1,11 +1,332 @@
 """Generation from the learned model and held-out likelihood: ``QBMVAE`` methods that sample the
 prior (with the model's sampler, annealer included), generate cells, draw posterior-predictive
-counts and estimate ``log p(x)`` by importance sampling."""
+counts and estimate ``log p(x)`` by importance sampling.
+
+All of them use the one generative model documented in :mod:`qbm_pyro.module.vae`: a binary code
+``z`` from the Boltzmann machine, its smoothing ``ζ ~ r(ζ | z)``, Gaussian units
+``c ~ N(Wζ + b, I)`` and counts from the decoder's likelihoods given ``(ζ, c)``, the batch and the
+observed size factors.
+"""
 
 from __future__ import annotations
 
+import copy
+
+import anndata as ad
+import mudata as md
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+from tqdm.auto import tqdm
+
+from . import distributions as dist
+from .data import REGISTRY_KEYS, MinibatchLoader
+from .distributions.relaxed_boltzmann import RELAXATION_KINDS
+
 __all__ = ["GenerationMixin"]
+
+K = REGISTRY_KEYS
+
+
+def _positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
 
 
 class GenerationMixin:
     """Methods of :class:`~qbm_pyro.QBMVAE` that sample from the generative model."""
+
+    # ------------------------------------------------------------------ held-out likelihood
+
+    def get_marginal_ll(
+        self,
+        data=None,
+        *,
+        indices=None,
+        n_samples: int = 100,
+        batch_size: int = 64,
+        return_mean: bool = True,
+        seed: int | None = 0,
+        progress_bar: bool = False,
+    ) -> float | np.ndarray:
+        """Importance-sampled marginal log-likelihood ``log p(x)`` per cell (higher is better).
+
+        The same quantity as scvi-tools' ``get_marginal_ll``: with ``S = n_samples`` draws from the
+        encoder's posterior as proposal,
+
+        .. math::
+            \\log \\hat p(x) = \\log \\frac{1}{S} \\sum_s
+            \\frac{p(x \\mid ζ_s, c_s)\\, p_θ(z_s)\\, p(c_s \\mid ζ_s)}{q(z_s \\mid x)\\, q(c_s \\mid x)},
+            \\quad z_s \\sim q(z \\mid x),\\ ζ_s \\sim r(ζ \\mid z_s),\\ c_s \\sim q(c \\mid x)
+
+        (the smoothing kernel ``r`` cancels). This is the importance-weighted bound (IWAE): for
+        exact ``log Z`` its expectation is a lower bound on ``log p(x)`` that tightens as
+        ``S`` grows (bias ``O(1/S)``); ``S = 1`` gives the ELBO. Counts are conditioned on the
+        cell's observed size factors (RNA library, protein tag depth, ATAC depth), as scVI's
+        ``use_observed_lib_size``.
+
+        ``log Z`` of the Boltzmann prior is exact (enumeration) for ``n_latent`` up to the prior's
+        ``exact_max_n``; above it is the AIS estimate cached after training
+        (``model.module.prior.log_z``; refresh it with more chains through
+        ``model.module.prior.refresh_log_z(n_chains=..., n_steps=...)``). AIS under-estimates
+        ``log Z`` in expectation (``E[log Ẑ] ≤ log Z``), so with AIS the estimate may exceed the
+        IWAE bound by that gap; the fixed Bernoulli prior and the Gaussian twin have exact
+        normalisers.
+
+        Parameters
+        ----------
+        data
+            Data with the registered features (default: the training data).
+        indices
+            Cells (positions) to score; default all. ``model.validation_indices_`` are the cells
+            held out from training.
+        n_samples
+            Importance samples per cell.
+        batch_size
+            Cells per forward pass.
+        return_mean
+            Return the mean over cells (a float) instead of one value per cell.
+        seed
+            Seed of the importance samples (``None``: the global torch state).
+        progress_bar
+            Show a progress bar over minibatches.
+
+        Returns
+        -------
+        The mean log-likelihood per cell, or an array ``(n_cells,)``.
+        """
+        n_samples = _positive_int("n_samples", n_samples)
+        loader = self._indexed_batches(data, indices, batch_size)
+        m = self.module
+        m.eval()
+        values = []
+        with torch.no_grad(), torch.random.fork_rng(), _seeded(seed):
+            for batch in tqdm(loader, desc="marginal LL", disable=not progress_bar):
+                values.append(m.log_marginal(batch, n_samples))
+        out = torch.cat(values).double().numpy()
+        return float(out.mean()) if return_mean else out
+
+    # ------------------------------------------------------------------ the prior
+
+    def sample_prior(self, n_samples: int, *, seed: int | None = None) -> np.ndarray:
+        """Binary codes drawn from the learned prior with the model's sampler.
+
+        Draws from a copy of the sampler (a Gibbs sampler starts new chains with its burn-in; a
+        dimod sampler or annealer anneals as configured), so the persistent training chains are
+        left as they are.
+
+        Parameters
+        ----------
+        n_samples
+            Number of codes.
+        seed
+            Seed of the draw (``None``: not reseeded).
+
+        Returns
+        -------
+        Array ``(n_samples, n_latent)`` of zeros and ones (float32).
+        """
+        n_samples = _positive_int("n_samples", n_samples)
+        prior = self._binary_prior("sample_prior")
+        sampler = copy.deepcopy(prior.sampler)
+        sampler.reset()
+        if seed is not None and isinstance(getattr(sampler, "generator", None), torch.Generator):
+            sampler.generator.manual_seed(int(seed))
+        h, J = prior.h.detach(), prior.couplings().detach()
+        with torch.no_grad(), torch.random.fork_rng(), _seeded(seed):
+            z = sampler.sample(h, J, n_samples)
+        return z.float().numpy()
+
+    def _binary_prior(self, what: str):
+        if not self.module.n_binary:
+            raise ValueError(f"{what} needs a binary code; this model ({self!r}) has a Gaussian prior only")
+        return self.module.prior
+
+    # ------------------------------------------------------------------ generation
+
+    def generate(
+        self,
+        n_cells: int,
+        *,
+        batch: str | dict | None = None,
+        seed: int | None = None,
+    ) -> md.MuData | ad.AnnData:
+        """Generate cells from the model: codes from the prior, then counts.
+
+        Each cell's binary code ``z`` comes from :meth:`sample_prior` (the model's sampler),
+        ``ζ ~ r(ζ | z)``, ``c ~ N(Wζ + b, I)``, and counts from the decoder's likelihoods (RNA NB
+        or ZINB, protein background/foreground NB mixture, ATAC Bernoulli). Batch covariates and
+        size factors (RNA library, protein tag depth, ATAC depth) are those of training cells
+        drawn at random (from ``batch`` if given); their names are in ``obs['qbm_size_donor']``.
+        For ``prior="gaussian"`` the latent is ``c ~ N(0, I)``.
+
+        Parameters
+        ----------
+        n_cells
+            Number of cells.
+        batch
+            A level of the (first) batch key, or ``{batch_key: level}``; default: donors from
+            every batch, in the data's proportions.
+        seed
+            Seed of everything drawn.
+
+        Returns
+        -------
+        A MuData with one modality per trained modality (AnnData when the model has one), counts
+        in ``.X`` (float32 CSR), the training ``var_names``, and in ``obs``: ``qbm_code`` (the
+        code as a 0/1 string), ``qbm_energy`` (its energy), ``qbm_size_donor`` and one column per
+        batch key; the code also in ``obsm['qbm_code']``.
+        """
+        n_cells = _positive_int("n_cells", n_cells)
+        m = self.module
+        m.eval()
+        donors = self._donor_cells(batch, n_cells, seed)
+        with torch.no_grad(), torch.random.fork_rng(), _seeded(seed):
+            if m.n_binary:
+                z = torch.as_tensor(self.sample_prior(n_cells, seed=seed))
+                energy = m.prior.energy(z).numpy()
+            else:
+                z = torch.zeros(n_cells, 0)
+                energy = None
+            cells = MinibatchLoader(self.data, self.registry, shuffle=False).batch(donors)
+            for spec in self.registry.modalities.values():  # every generated cell has every modality
+                cells[K.mask_key(spec.kind)] = torch.ones(n_cells, dtype=torch.bool)
+            counts = m.sample_counts(m.latent_from_code(z), cells)
+        obs = pd.DataFrame(index=pd.Index([f"generated_{i}" for i in range(n_cells)]))
+        obs["qbm_size_donor"] = np.asarray(self.registry.obs_names)[donors]
+        for j, key in enumerate(self.registry.batch_keys):
+            levels = np.asarray(self.registry.batch_categories[key])
+            obs[key] = pd.Categorical(levels[cells[K.BATCH_KEY][:, j].numpy()], categories=levels)
+        obsm = {}
+        if m.n_binary:
+            codes = z.numpy().astype(np.int8)
+            obs["qbm_code"] = ["".join(map(str, row)) for row in codes]
+            obs["qbm_energy"] = energy.astype(np.float64)
+            obsm["qbm_code"] = codes
+        mods = {}
+        for name, spec in self.registry.modalities.items():
+            x = sp.csr_matrix(counts[spec.kind].numpy().astype(np.float32))
+            mods[name] = ad.AnnData(x, obs=obs.copy(), var=pd.DataFrame(index=pd.Index(spec.var_names)))
+            mods[name].obsm.update({k: v.copy() for k, v in obsm.items()})
+        if isinstance(self.data, ad.AnnData):
+            return next(iter(mods.values()))
+        out = md.MuData(mods)
+        out.obs = obs.copy()
+        out.obsm.update(obsm)
+        return out
+
+    def _donor_cells(self, batch, n_cells: int, seed) -> np.ndarray:
+        """Training cells whose batch and size factors the generated cells take."""
+        reg = self.registry
+        pool = reg.nonempty_cells()
+        have_all = np.all([reg.rows[n] >= 0 for n in reg.modalities], axis=0)
+        if (pool & have_all).any():
+            pool = pool & have_all
+        if batch is not None:
+            if not reg.batch_keys:
+                raise ValueError("batch= was given but the model was trained without a batch_key")
+            key, level = next(iter(batch.items())) if isinstance(batch, dict) else (reg.batch_keys[0], batch)
+            if key not in reg.batch_keys:
+                raise ValueError(f"batch key {key!r} is not one of the model's {list(reg.batch_keys)}")
+            levels = list(reg.batch_categories[key])
+            if level not in levels:
+                raise ValueError(f"batch level {level!r} is not one of {key!r}'s levels {levels}")
+            pool = pool & (reg.batch_codes[:, list(reg.batch_keys).index(key)] == levels.index(level))
+        candidates = np.flatnonzero(pool)
+        if candidates.size == 0:
+            raise ValueError("no training cell to take size factors from (all are empty or lack a modality)")
+        return np.random.default_rng(seed).choice(candidates, size=n_cells, replace=True)
+
+    def posterior_predictive_sample(
+        self,
+        data=None,
+        *,
+        indices=None,
+        n_samples: int = 1,
+        modality: str | None = None,
+        batch_size: int = 256,
+        seed: int | None = None,
+    ) -> np.ndarray | dict[str, np.ndarray]:
+        """Counts drawn from the posterior predictive ``p(x̃ | x) = ∫ p(x̃ | ζ, c) q(ζ, c | x)``.
+
+        As scvi-tools' ``posterior_predictive_sample``: for each cell and sample, ``(ζ, c)`` from
+        the encoder's posterior, then counts from the decoder with the cell's batch and size
+        factors.
+
+        Parameters
+        ----------
+        data, indices, batch_size
+            Cells to use (default: all training cells).
+        n_samples
+            Draws per cell.
+        modality
+            A modality name; default: the model's only one, or every modality as a dict.
+        seed
+            Seed of the draws.
+
+        Returns
+        -------
+        Array ``(n_cells, n_features)`` if ``n_samples == 1`` else
+        ``(n_cells, n_features, n_samples)``; a dict of these per modality name when the model
+        has several and ``modality`` is ``None``.
+        """
+        n_samples = _positive_int("n_samples", n_samples)
+        names = list(self.registry.modalities)
+        if modality is not None and modality not in names:
+            raise ValueError(f"modality must be one of {names}, got {modality!r}")
+        wanted = [modality] if modality else names
+        m = self.module
+        m.eval()
+        out = {name: [] for name in wanted}
+        with torch.no_grad(), torch.random.fork_rng(), _seeded(seed):
+            for batch in self._indexed_batches(data, indices, batch_size):
+                draws = {name: [] for name in wanted}
+                posterior = m.encode(batch)
+                for _ in range(n_samples):
+                    counts = m.sample_counts(_posterior_latent_sample(m, posterior), batch)
+                    for name in wanted:
+                        draws[name].append(counts[self.registry.modalities[name].kind])
+                for name in wanted:
+                    out[name].append(torch.stack(draws[name], -1))
+        result = {}
+        for name in wanted:
+            arr = torch.cat(out[name]).numpy()
+            result[name] = arr[..., 0] if n_samples == 1 else arr
+        return result if modality is None and len(names) > 1 else result[wanted[0]]
+
+    def _indexed_batches(self, data, indices, batch_size: int):
+        data = self.data if data is None else data
+        registry = self.registry if data is self.data else self.registry.transfer(data)
+        if indices is not None:
+            indices = np.asarray(indices)
+            if indices.dtype == bool:
+                indices = np.flatnonzero(indices)
+        return MinibatchLoader(data, registry, batch_size=batch_size, shuffle=False, indices=indices)
+
+
+def _posterior_latent_sample(m, posterior: dict) -> torch.Tensor:
+    """One draw of the decoder input ``(ζ, c)`` from the encoder's posterior."""
+    parts = []
+    if m.n_binary:
+        relaxed = RELAXATION_KINDS[m.relaxation](posterior["logits"], m.smoothing)
+        parts.append(relaxed.sample())
+    if m.n_continuous:
+        parts.append(dist.Normal(posterior["loc"], posterior["scale"]).sample())
+    return torch.cat(parts, -1)
+
+
+class _seeded:
+    """Seed torch's global generator inside a ``fork_rng`` block (no-op for ``None``)."""
+
+    def __init__(self, seed):
+        self.seed = seed
+
+    def __enter__(self):
+        if self.seed is not None:
+            torch.manual_seed(int(self.seed))
+
+    def __exit__(self, *exc):
+        return False
+

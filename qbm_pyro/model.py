@@ -142,6 +142,9 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
         self.seed = seed
         self.is_trained_ = False
         self.history_: dict = {}
+        #: Cell positions trained on and held out for validation by the last :meth:`train`.
+        self.train_indices_: np.ndarray | None = None
+        self.validation_indices_: np.ndarray | None = None
 
     def __repr__(self) -> str:
         kinds = ", ".join(f"{n} ({s.kind})" for n, s in self.registry.modalities.items())
@@ -208,7 +211,8 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
             :class:`~qbm_pyro.distributed.DistributedTrainer` (data-parallel ranks).
         **config
             More :class:`~qbm_pyro.training.TrainingConfig` fields: ``weight_decay``,
-            ``log_z_every``.
+            ``log_z_every``, ``prior_lr_factor`` (the Boltzmann prior's learning rate is
+            ``lr * prior_lr_factor``).
 
         Returns
         -------
@@ -259,6 +263,7 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
                 self._check_checkpoint(state, cfg, checkpoint_path)
                 trainer.load_state(state)
                 log.info("resuming from %s at epoch %d", checkpoint_path, trainer.epoch)
+        self.train_indices_, self.validation_indices_ = cells[train_pos], cells[val_pos]
         self.history_ = trainer.run()
         if getattr(self.module, "prior", None) is not None:
             self.module.prior.refresh_log_z()
@@ -416,7 +421,12 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
             SAVE_KEYS.INIT_ARGS: self.init_args,
             SAVE_KEYS.SETUP_ARGS: self.registry.setup_args,
             SAVE_KEYS.VAR_NAMES: {n: list(s.var_names) for n, s in self.registry.modalities.items()},
-            SAVE_KEYS.ATTRIBUTES: {"history_": self.history_, "is_trained_": self.is_trained_},
+            SAVE_KEYS.ATTRIBUTES: {
+                "history_": self.history_,
+                "is_trained_": self.is_trained_,
+                "train_indices_": _as_tensor(self.train_indices_),
+                "validation_indices_": _as_tensor(self.validation_indices_),
+            },
         }
         atomic_torch_save(payload, path)
 
@@ -457,8 +467,13 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
         if prior is not None and payload[SAVE_KEYS.SAMPLER_STATE] and sampler is None:
             prior.sampler.load_state_dict(payload[SAVE_KEYS.SAMPLER_STATE])
         for key, value in payload[SAVE_KEYS.ATTRIBUTES].items():
-            setattr(model, key, value)
+            setattr(model, key, value.numpy() if isinstance(value, torch.Tensor) else value)
         return model
+
+
+def _as_tensor(indices: np.ndarray | None) -> torch.Tensor | None:
+    """Cell positions as a tensor, which ``torch.load(weights_only=True)`` reads back."""
+    return None if indices is None else torch.as_tensor(np.asarray(indices, dtype=np.int64))
 
 
 def _load(path: str | Path, *, what: str) -> dict:

@@ -91,6 +91,7 @@ class TrainingConfig:
     max_epochs: int = 200
     batch_size: int = 128
     lr: float = 1e-3
+    prior_lr_factor: float = 1.0
     weight_decay: float = 0.0
     kl_warmup_epochs: int | None = None
     validation_fraction: float = 0.1
@@ -107,6 +108,8 @@ class TrainingConfig:
                 f"need max_epochs >= 1, batch_size >= 1, lr > 0; got {self.max_epochs}, "
                 f"{self.batch_size}, {self.lr}"
             )
+        if not self.prior_lr_factor > 0:
+            raise ValueError(f"prior_lr_factor must be positive, got {self.prior_lr_factor}")
         if not 0 <= self.validation_fraction < 1:
             raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
         if self.patience < 1 or self.log_z_every < 1:
@@ -237,6 +240,18 @@ def load_torch_file(path: str | os.PathLike, *, what: str) -> dict:
 ################################################################################
 
 
+def _parameter_groups(module, config: TrainingConfig) -> list[dict]:
+    """Adam parameter groups: the Boltzmann prior's ``h, J`` at ``lr · prior_lr_factor`` (no weight
+    decay), everything else at ``lr``."""
+    prior = getattr(module, "prior", None)
+    prior_params = [p for p in prior.parameters() if p.requires_grad] if prior is not None else []
+    ids = {id(p) for p in prior_params}
+    groups = [{"params": [p for p in module.parameters() if id(p) not in ids]}]
+    if prior_params:
+        groups.append({"params": prior_params, "lr": config.lr * config.prior_lr_factor, "weight_decay": 0.0})
+    return groups
+
+
 @dataclass
 class Trainer:
     """Runs :class:`TrainingConfig` on a :class:`~qbm_pyro.module.MultiVAE`.
@@ -265,7 +280,7 @@ class Trainer:
     def __post_init__(self):
         self.elbo = AnalyticKL_ELBO()
         self.optimizer = torch.optim.Adam(
-            self.module.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay
+            _parameter_groups(self.module, self.config), lr=self.config.lr, weight_decay=self.config.weight_decay
         )
         self.epoch = 0
         self.best_loss = math.inf

@@ -104,6 +104,14 @@ class NegativeBinomialMixture(TorchDistribution):
         log_one_minus_pi = torch.nn.functional.logsigmoid(-self.background_logits)
         return torch.logaddexp(log_pi + log_bg, log_one_minus_pi + log_fg)
 
+    def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
+        """Draw the component (background with probability ``π``), then its NB count."""
+        shape = self._extended_shape(sample_shape)
+        with torch.no_grad():
+            background = torch.bernoulli(torch.sigmoid(self.background_logits).expand(shape)).bool()
+            mean = torch.where(background, self.mean_background.expand(shape), self.mean_foreground.expand(shape))
+            return negative_binomial(mean, self.inverse_dispersion.expand(shape)).sample()
+
     @property
     def mean(self) -> torch.Tensor:
         pi = torch.sigmoid(self.background_logits)

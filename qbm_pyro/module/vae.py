@@ -1,21 +1,34 @@
 """The multi-omics VAE with a Boltzmann-machine prior: Pyro ``model`` and ``guide``.
 
-Latent per cell: ``n_latent`` binary units ``z`` (prior: learned Boltzmann machine) and,
-optionally, ``n_continuous`` Gaussian units ``c`` whose prior mean depends on the binary code,
-``p(c | z) = N(W z + b, I)`` — a mixture of ``2^n`` Gaussians weighted by the Boltzmann machine.
-``prior="gaussian"`` is the twin with the same encoders/decoders and a standard normal prior on
-a continuous latent only (``n_continuous`` units, or ``n_latent`` if ``n_continuous == 0``).
+The generative model (one model, used alike by training, :meth:`MultiVAE.model`, Pyro's
+``Predictive``, generation and the marginal likelihood):
+
+.. math::
+    z \sim p_θ(z) = e^{-E_θ(z)}/Z_θ, \quad ζ \mid z \sim r_β(ζ \mid z), \quad
+    c \mid ζ \sim \mathcal{N}(Wζ + b, I), \quad x \mid ζ, c \sim p(x \mid ζ, c, s),
+
+``n_latent`` binary units ``z`` with a learned Boltzmann machine, their smoothing ``ζ ∈ [0,1]^n``
+(:class:`~qbm_pyro.distributions.RelaxedBoltzmann`: overlapping exponentials by default,
+spike-and-exponential selectable) that the decoder sees, and optionally ``n_continuous`` Gaussian
+units ``c`` whose prior mean depends on the code — a mixture of ``2^n`` Gaussians weighted by the
+Boltzmann machine. ``s`` are the batch covariates and the observed size factors (RNA library,
+protein tag depth, ATAC depth). ``prior="bernoulli"`` fixes ``h = J = 0``; ``prior="gaussian"``
+is the twin with the same encoders/decoders and a standard normal prior on a continuous latent
+only (``n_continuous`` units, or ``n_latent`` if ``n_continuous == 0``).
 
 Posterior: each observed modality has its own encoder; experts are multiplied (sum of Bernoulli
 logits; precision-weighted Gaussians with a standard normal expert), so a cell that lacks a
-modality still gets a latent. The binary code is relaxed (overlapping exponentials by default,
-spike-and-exponential selectable) so that gradients reach the encoder; the KL to the Boltzmann
-prior is analytic (``qbm_pyro.distributions.kl``).
+modality still gets a latent. ``q(z, ζ | x) = Π_i q(z_i | x) r(ζ_i | z_i)`` marginalises to the
+relaxed posterior of ``ζ`` (reparameterised), and the KL of the joint is the analytic
+Bernoulli-to-Boltzmann one (``qbm_pyro.distributions.relaxed_boltzmann``), so the loss is the
+exact negative ELBO of the model above.
 
 Likelihoods: :mod:`qbm_pyro.module.likelihoods`. This module sees only tensors and sizes.
 """
 
 from __future__ import annotations
+
+import math
 
 import pyro
 import torch
@@ -23,6 +36,7 @@ from pyro.nn import PyroModule
 from torch import nn
 
 from .. import distributions as dist
+from ..distributions.relaxed_boltzmann import RELAXATION_KINDS as RELAXATIONS
 from ..data import REGISTRY_KEYS
 from .likelihoods import NegativeBinomialMixture, atac_likelihood, rna_likelihood
 from .nets import MLP, one_hot_batches
@@ -32,7 +46,6 @@ __all__ = ["MultiVAE"]
 
 K = REGISTRY_KEYS
 PRIORS = ("boltzmann", "rbm", "bernoulli", "gaussian")
-RELAXATIONS = {"overlap": dist.OverlappingExponentials, "spike": dist.SpikeAndExponential}
 ENCODER_INPUTS = ("log1p", "depth")
 
 
@@ -211,7 +224,8 @@ class MultiVAE(PyroModule):
         out["scale"] = precision.rsqrt()
         return out
 
-    def guide(self, batch: dict[str, torch.Tensor]) -> None:
+    def guide(self, batch: dict[str, torch.Tensor], observe: bool = True) -> None:
+        """The posterior ``q(ζ, c | x)`` (``observe`` is accepted to mirror :meth:`model`)."""
         pyro.module("qbm_vae", self)
         posterior = self.encode(batch)
         with pyro.plate("cells", batch[K.BATCH_KEY].shape[0]):
@@ -235,7 +249,7 @@ class MultiVAE(PyroModule):
             gate = heads["rna_gate"](hidden) if "rna_gate" in heads else None
             out[K.RNA] = rna_likelihood(library * scale, self.log_theta_rna.exp(), gate)
         if K.PROTEIN in self.n_vars:
-            level = batch[K.BATCH_KEY][:, 0] if self.n_batch else torch.zeros_like(batch[K.INDEX_KEY])
+            level = batch[K.BATCH_KEY][:, 0] if self.n_batch else torch.zeros_like(batch[K.BATCH_KEY][:, 0])
             background = self.protein_background[level].exp()
             if self.protein_depth:  # observed per-cell tag depth: geometric mean of (1 + counts)
                 x = batch[K.x_key(K.PROTEIN)]
@@ -252,24 +266,117 @@ class MultiVAE(PyroModule):
             out[K.ATAC] = atac_likelihood(heads["atac"](hidden), cell, self.atac_region_factor)
         return out
 
-    def model(self, batch: dict[str, torch.Tensor]) -> None:
+    def prior_code(self) -> dist.RelaxedBoltzmann:
+        """The prior of the decoder's code input ``ζ`` (the smoothed Boltzmann machine)."""
+        return dist.RelaxedBoltzmann(self.prior.distribution(), self.relaxation, self.smoothing)
+
+    def model(self, batch: dict[str, torch.Tensor], observe: bool = True) -> None:
+        """The generative model. ``observe=False`` samples the counts instead of scoring
+        ``batch``'s (``batch`` then only supplies covariates and size factors), as with Pyro's
+        ``Predictive``."""
         pyro.module("qbm_vae", self)
         B = batch[K.BATCH_KEY].shape[0]
         parts = []
         with pyro.plate("cells", B):
             if self.n_binary:
-                zeta = pyro.sample("z", self.prior.distribution())
+                zeta = pyro.sample("z", self.prior_code())
                 parts.append(zeta)
             if self.n_continuous:
                 if self.n_binary:
                     loc = self.prior_loc(zeta)
                 else:
-                    loc = torch.zeros(B, self.n_continuous)
+                    loc = batch[K.BATCH_KEY].new_zeros(B, self.n_continuous, dtype=torch.get_default_dtype())
                 parts.append(pyro.sample("c", dist.Normal(loc, 1.0).to_event(1)))
             likelihoods = self.decode(torch.cat(parts, -1), batch)
             for kind, fn in likelihoods.items():
                 mask = batch[K.mask_key(kind)]
-                pyro.sample(f"x_{kind}", fn.to_event(1).mask(mask), obs=batch[K.x_key(kind)])
+                obs = batch[K.x_key(kind)] if observe else None
+                pyro.sample(f"x_{kind}", fn.to_event(1).mask(mask), obs=obs)
+
+    # ------------------------------------------------------------------ generation and likelihood
+
+    def code_log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """``log p_θ(z)`` of binary codes ``(..., n_binary)``: ``-E(z) - log Z`` with log Z exact
+        (enumeration) up to the prior's ``exact_max_n``, else the cached AIS value
+        (``prior.log_z``). No sampler is run."""
+        prior = self.prior
+        if prior.n_latent <= prior.exact_max_n:
+            log_z = prior.distribution().log_partition_function.detach()
+        else:
+            if torch.isnan(prior.log_z):
+                prior.refresh_log_z()
+            log_z = prior.log_z
+        return -prior.energy(z) - log_z
+
+    def latent_from_code(self, z: torch.Tensor) -> torch.Tensor:
+        """Ancestral draw of the decoder input ``(ζ, c)`` given binary codes ``z`` ``(B, n)``
+        (or ``c ~ N(0, I)`` alone for the Gaussian twin, when ``z`` has no columns)."""
+        parts = []
+        if self.n_binary:
+            zeta = dist.smooth_code(z, self.relaxation, self.smoothing)
+            parts.append(zeta)
+        if self.n_continuous:
+            loc = self.prior_loc(zeta) if self.n_binary else z.new_zeros(z.shape[0], self.n_continuous)
+            parts.append(loc + torch.randn_like(loc))
+        return torch.cat(parts, -1)
+
+    def sample_counts(self, latent: torch.Tensor, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Counts drawn from ``p(x | latent, s)`` per modality kind, zero where a cell lacks it."""
+        out = {}
+        for kind, fn in self.decode(latent, batch).items():
+            x = fn.sample()
+            out[kind] = x * batch[K.mask_key(kind)].unsqueeze(-1).to(x.dtype)
+        return out
+
+    def log_likelihood(self, latent: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``log p(x | latent, s)`` per cell ``(B,)``, summed over the modalities the cell has."""
+        total = 0.0
+        for kind, fn in self.decode(latent, batch).items():
+            mask = batch[K.mask_key(kind)].to(latent.dtype)
+            total = total + fn.log_prob(batch[K.x_key(kind)]).sum(-1) * mask
+        return total
+
+    def log_importance_weights(
+        self, batch: dict[str, torch.Tensor], n_samples: int, *, max_rows: int = 8192
+    ) -> torch.Tensor:
+        """Log importance weights ``(n_samples, B)`` of ``log p(x) = log E_q[w]``.
+
+        With ``z ~ q(z | x)`` (hard codes), ``ζ ~ r(ζ | z)`` and ``c ~ q(c | x)``,
+        ``log w = log p(x | ζ, c) + log p_θ(z) + log N(c; Wζ + b, I) - log q(z | x) - log q(c | x)``;
+        the smoothing kernel ``r`` appears in both model and proposal and cancels. Samples are
+        drawn for up to ``max_rows`` (cell, sample) pairs at a time.
+        """
+        posterior = self.encode(batch)
+        B = batch[K.BATCH_KEY].shape[0]
+        per_pass = max(1, max_rows // max(B, 1))
+        rows = []
+        for start in range(0, n_samples, per_pass):
+            k = min(per_pass, n_samples - start)
+            tiled = {key: value.repeat(k, *([1] * (value.dim() - 1))) for key, value in batch.items()}
+            post = {key: value.repeat(k, 1) for key, value in posterior.items()}
+            log_w = 0.0
+            parts = []
+            if self.n_binary:
+                code = dist.Bernoulli(logits=post["logits"]).to_event(1)
+                z = code.sample()
+                zeta = dist.smooth_code(z, self.relaxation, self.smoothing)
+                log_w = log_w + self.code_log_prob(z) - code.log_prob(z)
+                parts.append(zeta)
+            if self.n_continuous:
+                q_c = dist.Normal(post["loc"], post["scale"]).to_event(1)
+                c = q_c.sample()
+                loc = self.prior_loc(zeta) if self.n_binary else torch.zeros_like(c)
+                log_w = log_w + dist.Normal(loc, 1.0).to_event(1).log_prob(c) - q_c.log_prob(c)
+                parts.append(c)
+            log_w = log_w + self.log_likelihood(torch.cat(parts, -1), tiled)
+            rows.append(log_w.reshape(k, B))
+        return torch.cat(rows)
+
+    def log_marginal(self, batch: dict[str, torch.Tensor], n_samples: int) -> torch.Tensor:
+        """Importance-sampled ``log p(x)`` per cell ``(B,)`` (an IWAE bound, see
+        :meth:`log_importance_weights`)."""
+        log_w = self.log_importance_weights(batch, n_samples)
+        return torch.logsumexp(log_w, 0) - math.log(n_samples)
 
     # ------------------------------------------------------------------ inference helpers
 

@@ -74,6 +74,9 @@ def qbm(
         are Bernoulli probabilities), ``n_continuous`` and ``representation``.
     `data.uns[key_added]['history']` : :class:`dict` of arrays
         The training curves.
+    `data.uns[key_added]['prior']` : :class:`dict`
+        The learned prior's ``h`` ``(n,)`` and ``J`` ``(n, n)`` (strict upper triangle), for
+        :func:`~qbm_pyro.tl.attractors`; absent for the Gaussian twin.
 
     Examples
     --------
@@ -117,6 +120,12 @@ def qbm(
     }
     history = {k: np.asarray(v, dtype=np.float64) for k, v in model.history_.items()}
     data.uns[key_added] = {"params": params, "history": history}
+    if model.module.n_binary:  # the learned energy, for tl.attractors
+        prior = model.module.prior
+        data.uns[key_added]["prior"] = {
+            "h": prior.h.detach().double().numpy(),
+            "J": prior.couplings().detach().double().numpy(),
+        }
     log.info(
         "    finished (%.1fs): added 'X_%s' (obsm), '%s_energy' (obs), '%s' (uns)",
         time.perf_counter() - start,
