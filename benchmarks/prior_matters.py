@@ -250,3 +250,73 @@ def main(argv=None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# ---------------------------------------------------------------------------------------------- report
+
+#: (key, label, higher is better?) of the table, in order.
+REPORT_METRICS = [
+    ("marginal_ll", "held-out log p(x) per cell", True),
+    ("validation_loss", "validation −ELBO per cell", False),
+    ("entropy_bits", "posterior entropy per unit (bits)", False),
+    ("prior_vs_posterior", "prior vs posterior codes, classifier acc. (0.5 = same)", False),
+    ("hard_knn", "15-NN acc., hard code", True),
+    ("probs_knn", "15-NN acc., probabilities", True),
+    ("joint_knn", "15-NN acc., joint latent", True),
+    ("hard_ari", "Leiden ARI, hard code", True),
+    ("attractor_ari", "attractor ARI (tl.attractors)", True),
+    ("n_attractors", "attractors", None),
+    ("generated_c2st", "generated vs held-out cells, C2ST acc. (0.5 = same)", False),
+    ("generated_type_tv", "cell-type proportions of generated cells, TV", False),
+]
+REPORT_METHODS = ["qbm", "qbm_fast", "bernoulli", "gaussian", "binary", "binary_fast", "binary_bernoulli", "scvi", "totalvi"]
+REPORT_NAMES = {
+    "qbm": "learned Boltzmann",
+    "qbm_fast": "learned, prior lr ×30",
+    "bernoulli": "fixed Bernoulli(½)",
+    "gaussian": "Gaussian twin",
+    "binary": "binary only, learned",
+    "binary_fast": "binary only, learned, prior lr ×30",
+    "binary_bernoulli": "binary only, fixed",
+    "scvi": "scVI",
+    "totalvi": "totalVI",
+}
+
+
+def _cell(values) -> str:
+    values = [v for v in values if v is not None and np.isfinite(v)]
+    if not values:
+        return "—"
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f}"
+
+
+def report_section(results: Path) -> list[str]:
+    """Markdown lines of the "does the learned prior matter" tables (one per data set)."""
+    path = Path(results) / "prior_matters.json"
+    md = ["## Does the learned prior matter? (benchmarks/prior_matters.py)", ""]
+    if not path.exists():
+        return md + ["_No results yet: run `python benchmarks/prior_matters.py`._", ""]
+    result = json.loads(path.read_text())
+    rows = result["rows"]
+    md += [
+        f"Held-out cells: {result['meta']['held_out']}; {result['meta']['n_importance_samples']} importance "
+        "samples per cell. Mean ± sd over seeds (n in brackets). See the module docstring for each "
+        "measurement.",
+        "",
+    ]
+    for dataset in dict.fromkeys(r["dataset"] for r in rows):
+        sub = [r for r in rows if r["dataset"] == dataset]
+        methods = [m for m in REPORT_METHODS if any(r["method"] == m for r in sub)]
+        header = "| measurement | " + " | ".join(
+            f"{REPORT_NAMES[m]} ({sum(r['method'] == m for r in sub)})" for m in methods
+        )
+        md += [f"### {dataset}", "", header + " |", "|---" * (len(methods) + 1) + "|"]
+        for key, label, _ in REPORT_METRICS:
+            cells = [_cell([r.get(key) for r in sub if r["method"] == m]) for m in methods]
+            if all(c == "—" for c in cells):
+                continue
+            md.append(f"| {label} | " + " | ".join(cells) + " |")
+        md.append("")
+    return md

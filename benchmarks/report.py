@@ -24,6 +24,8 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
+from benchmarks import prior_matters  # noqa: E402
+
 #: Metrics of the light protocol (quality.py and baselines.py "fit" rows), higher is better.
 LIGHT = ["knn_accuracy", "knn_macro_f1", "ari", "nmi", "batch_mixing"]
 #: Metrics of the suite (baselines.py "suite" rows), higher is better.
@@ -562,6 +564,8 @@ def build(results: Path, out_dir: Path = ROOT) -> tuple[str, list[Path]]:
             md += [f"![suite metrics]({_rel(results / 'suite_bars.png', out_dir)})", ""]
     else:
         md += ["_No suite results yet: run `python benchmarks/baselines.py suite`._", ""]
+
+    md += prior_matters.report_section(results)
 
     md += ["## Cost", ""]
     md += _cost_section(cost)

@@ -4,7 +4,9 @@ Stages (each writes ``benchmarks/results/<stage>.json``): ``samplers`` (sampler 
 speed), ``quality`` (QBM-VAE variants, Gaussian twin, PCA over seeds), ``baselines`` (scVI,
 totalVI, MultiVI; needs the ``[bench]`` extra), ``suite`` (linear probe and scib-metrics of every
 saved latent; needs ``[bench]``), ``trajectory`` (pseudotime against the known time on PCA and
-on every saved a549/paul15 latent), ``cost`` (throughput, time to convergence, scaling to 1M
+on every saved a549/paul15 latent), ``prior`` (does the learned prior matter: held-out marginal
+likelihood, code crispness, prior fit, generated cells, attractors; learned vs fixed vs Gaussian
+twin vs scVI/totalVI), ``cost`` (throughput, time to convergence, scaling to 1M
 cells with a full epoch, prior share), then ``report`` (``BENCHMARKS.md`` and figures from
 whatever results exist). ``quality`` fits the methods of :data:`QUALITY_PLAN` on each set, then
 (full run only) the 200-epoch training-length study and the hierarchical-posterior experiment.
@@ -31,7 +33,7 @@ import torch  # noqa: E402
 
 from benchmarks import samplers  # noqa: E402
 
-STAGES = ["samplers", "quality", "baselines", "suite", "trajectory", "cost", "report"]
+STAGES = ["samplers", "quality", "baselines", "suite", "trajectory", "prior", "cost", "report"]
 #: quality.py methods per data set (every QBM-VAE row of BENCHMARKS.md); --quick: QUICK_METHODS.
 QUALITY_PLAN = {
     "mixology": ["qbm", "qbm_cov", "gaussian", "gaussian_cov", "pca"],
@@ -130,6 +132,14 @@ def main(argv: list[str] | None = None) -> None:
             trajectory.main(["--out", str(quick_out / "trajectory.json")])
             trajectory_models.main(
                 ["--latents", str(quick_out / "latents"), "--out", str(quick_out / "trajectory_models.json")]
+            )
+        elif stage == "prior":  # does the learned prior matter (held-out LL, codes, generation)
+            from benchmarks import prior_matters
+
+            methods = ["qbm", "bernoulli", "gaussian"] + (["scvi"] if has_scvi else [])
+            prior_matters.main(
+                ["--datasets", *datasets, "--methods", *methods, "--seeds", *seeds, "--epochs", epochs]
+                + [*threads, "--out", str(quick_out / "prior_matters.json")]
             )
         elif stage == "cost":
             from benchmarks import cost

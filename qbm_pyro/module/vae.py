@@ -249,7 +249,7 @@ class MultiVAE(PyroModule):
             gate = heads["rna_gate"](hidden) if "rna_gate" in heads else None
             out[K.RNA] = rna_likelihood(library * scale, self.log_theta_rna.exp(), gate)
         if K.PROTEIN in self.n_vars:
-            level = batch[K.BATCH_KEY][:, 0] if self.n_batch else torch.zeros_like(batch[K.BATCH_KEY][:, 0])
+            level = batch[K.BATCH_KEY][:, 0] if self.n_batch else batch[K.BATCH_KEY].new_zeros(latent.shape[0])
             background = self.protein_background[level].exp()
             if self.protein_depth:  # observed per-cell tag depth: geometric mean of (1 + counts)
                 x = batch[K.x_key(K.PROTEIN)]
