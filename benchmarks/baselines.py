@@ -44,31 +44,14 @@ import torch  # noqa: E402
 import qbm_pyro  # noqa: E402
 from benchmarks import quality  # noqa: E402
 from benchmarks.environment import package_versions  # noqa: E402
+from benchmarks.methods import BASELINES  # noqa: E402
+from benchmarks.methods import SUITE_QBM_METHODS as QBM_METHODS  # noqa: E402
 from benchmarks.scoring import logreg_accuracy, scib_scores  # noqa: E402
 
 warnings.filterwarnings("ignore")
 
 OUT = HERE / "results" / "baselines.json"
 LATENTS = HERE / "results" / "latents"
-#: Baselines fitted on each data set.
-BASELINES = {
-    "mixology": ["scvi"],
-    "paul15": ["scvi"],
-    "a549": ["multivi", "multivi_nopen", "scvi"],
-    "cite": ["totalvi", "scvi"],
-}
-#: Latents written by quality.py that the suite scores beside the baselines.
-QBM_METHODS = [
-    "qbm",
-    "gaussian",
-    "binary",
-    "bernoulli",
-    "rbm",
-    "qbm_cov",
-    "gaussian_cov",
-    "qbm_rna",
-    "gaussian_rna",
-]
 
 
 def _scvi():

@@ -18,31 +18,21 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
-import scanpy as sc
-import torch
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `benchmarks` importable as a script
 
-import qbm_pyro
-from qbm_pyro import datasets
-from qbm_pyro.metrics import batch_mixing_entropy, clustering_scores, knn_accuracy
+import numpy as np  # noqa: E402
+import scanpy as sc  # noqa: E402
+import torch  # noqa: E402
+
+import qbm_pyro  # noqa: E402
+from benchmarks.methods import QBM_MODELS  # noqa: E402
+from qbm_pyro import datasets  # noqa: E402
+from qbm_pyro.metrics import batch_mixing_entropy, clustering_scores, knn_accuracy  # noqa: E402
 
 warnings.filterwarnings("ignore")
 
-METHODS = {
-    "qbm": dict(prior="boltzmann", n_latent=64, n_continuous=16),
-    "binary": dict(prior="boltzmann", n_latent=64, n_continuous=0),
-    "gaussian": dict(prior="gaussian", n_continuous=16),
-    "rbm": dict(prior="rbm", n_latent=64, n_continuous=16),
-    "bernoulli": dict(prior="bernoulli", n_latent=64, n_continuous=16),
-    "binary_bernoulli": dict(prior="bernoulli", n_latent=64, n_continuous=0),
-    # batches to the encoders too (the default until encode_covariates=False), on batched sets
-    "qbm_cov": dict(prior="boltzmann", n_latent=64, n_continuous=16, encode_covariates=True),
-    "gaussian_cov": dict(prior="gaussian", n_continuous=16, encode_covariates=True),
-    # RNA alone on a multi-omic set (the like-for-like comparison with scVI and PCA on RNA)
-    "qbm_rna": dict(prior="boltzmann", n_latent=64, n_continuous=16, modalities=["rna"]),
-    "gaussian_rna": dict(prior="gaussian", n_continuous=16, modalities=["rna"]),
-}
-
+#: The QBM-VAE settings of each method (one home: benchmarks/methods.py).
+METHODS = QBM_MODELS
 
 #: Where fitted latents are kept for the trajectory evaluation (not committed).
 LATENT_DIR: Path | None = Path("benchmarks/results/latents")

@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from benchmarks import prior_matters  # noqa: E402
+from benchmarks.methods import METHOD_NAMES, METHOD_ORDER, OWN_VARIANTS, TWINS  # noqa: E402
 
 #: Metrics of the light protocol (quality.py and baselines.py "fit" rows), higher is better.
 LIGHT = ["knn_accuracy", "knn_macro_f1", "ari", "nmi", "batch_mixing"]
@@ -45,44 +46,6 @@ SUITE = [
     "scib_batch_correction",
     "scib_total",
 ]
-METHOD_ORDER = [
-    "qbm",
-    "qbm_cov",
-    "qbm_rna",
-    "rbm",
-    "bernoulli",
-    "binary",
-    "binary_bernoulli",
-    "hierarchical_boltzmann",
-    "hierarchical_bernoulli",
-    "gaussian",
-    "gaussian_cov",
-    "gaussian_rna",
-    "scvi",
-    "totalvi",
-    "multivi",
-    "multivi_nopen",
-    "pca",
-]
-METHOD_NAMES = {
-    "qbm": "QBM-VAE (64 bin + 16 Gauss, Boltzmann)",
-    "rbm": "QBM-VAE, RBM prior",
-    "bernoulli": "ablation: same, fixed Bernoulli(1/2) prior",
-    "binary": "QBM-VAE, binary only (64)",
-    "binary_bernoulli": "ablation: binary only (64), fixed Bernoulli(1/2) prior",
-    "hierarchical_boltzmann": "two-group hierarchical posterior, Boltzmann prior",
-    "hierarchical_bernoulli": "two-group hierarchical posterior, fixed Bernoulli(1/2) prior",
-    "gaussian": "Gaussian twin (16)",
-    "qbm_cov": "QBM-VAE, batches to the encoders too",
-    "gaussian_cov": "Gaussian twin, batches to the encoders too",
-    "qbm_rna": "QBM-VAE, RNA only",
-    "gaussian_rna": "Gaussian twin, RNA only",
-    "scvi": "scVI (10)",
-    "totalvi": "totalVI (20)",
-    "multivi": "MultiVI (defaults)",
-    "multivi_nopen": "MultiVI (no modality penalty, lr 1e-3)",
-    "pca": "PCA (30)",
-}
 #: Known problems with a data set's numbers, printed under its table.
 CAVEATS = {
     "a549": "MultiVI at its scvi-tools defaults scores near chance: its latent collapses onto the prior "
@@ -151,8 +114,6 @@ def table(summary: dict, dataset: str, metrics: list[str]) -> str:
 
 
 #: Our own QBM-VAE variants (ablations and settings) and the twin of each like-for-like row.
-OWN_VARIANTS = {"qbm", "qbm_cov", "qbm_rna", "rbm", "bernoulli", "binary", "binary_bernoulli"}
-TWINS = {"qbm": "gaussian", "qbm_rna": "gaussian_rna", "qbm_cov": "gaussian_cov"}
 
 
 def losses(summary: dict, metrics: list[str], what: str, *, variants: bool = False) -> list[str]:
@@ -445,22 +406,52 @@ def _trajectory_models_section(rows: list | None) -> list[str]:
 
 
 def build(results: Path, out_dir: Path = ROOT) -> tuple[str, list[Path]]:
-    samplers = _load(results, "samplers")
-    quality = _load(results, "quality")
-    progress = results / "quality.jsonl"  # rows quality.py has written so far, one per line
-    if quality is None and progress.exists():
-        rows = [json.loads(line) for line in progress.read_text().splitlines() if line.strip()]
-        quality = {"rows": rows, "meta": {"epochs": "see quality.jsonl", "note": "partial"}}
-    baselines = _load(results, "baselines")
-    cost = _load(results, "cost")
-    traj = _load(results, "trajectory")
-    figures: list[Path] = []
-
+    """BENCHMARKS.md's text from the result files, and the figures it links; one call a section."""
+    quality, baselines = _load_quality(results), _load(results, "baselines")
     light_rows = (quality or {}).get("rows", []) + (baselines or {}).get("rows", [])
     light = summarise(light_rows, LIGHT + ["seconds"])
     suite = summarise((baselines or {}).get("suite", []), SUITE)
+    figures: list[Path] = []
+    md = _header_section()
+    md += _missing_section(results, quality, baselines)
+    md += _losses_section(light, suite)
+    md += _light_section(light, quality, baselines, results, out_dir, figures)
+    for longer in sorted(results.glob("quality_*.json")):
+        md += _training_length_section(_with_baselines(longer, results), light)
+    md += _hierarchical_section(_load(results, "hierarchical_posterior"), light_rows)
+    md += _suite_section(suite, baselines, results, out_dir, figures)
+    md += prior_matters.report_section(results)
+    md += _cost_with_figure(_load(results, "cost"), results, out_dir, figures)
+    md += ["## Samplers (benchmarks/samplers.py)", ""]
+    md += _samplers_section(_load(results, "samplers"))
+    md += ["## Trajectories on PCA latents (benchmarks/trajectory.py)", ""]
+    md += _trajectory_section(_load(results, "trajectory"))
+    md += ["## Trajectories on the fitted latents (benchmarks/trajectory_models.py)", ""]
+    md += _trajectory_models_section((_load(results, "trajectory_models") or {}).get("rows"))
+    return "\n".join(md).rstrip() + "\n", figures
 
-    md = [
+
+def _load_quality(results: Path) -> dict | None:
+    """quality.json, or the rows quality.py has written so far to quality.jsonl (one per line)."""
+    quality = _load(results, "quality")
+    progress = results / "quality.jsonl"
+    if quality is None and progress.exists():
+        rows = [json.loads(line) for line in progress.read_text().splitlines() if line.strip()]
+        quality = {"rows": rows, "meta": {"epochs": "see quality.jsonl", "note": "partial"}}
+    return quality
+
+
+def _with_baselines(longer: Path, results: Path) -> dict:
+    """A ``quality_<epochs>.json`` study with the rows of the baselines at that length, if any."""
+    study = json.loads(longer.read_text())
+    same = results / longer.name.replace("quality_", "baselines_")
+    if same.exists():
+        study["rows"] = study["rows"] + json.loads(same.read_text()).get("rows", [])
+    return study
+
+
+def _header_section() -> list[str]:
+    return [
         "# Benchmarks",
         "",
         "Generated by `benchmarks/report.py` from `benchmarks/results/*.json` — do not edit by hand; "
@@ -470,21 +461,17 @@ def build(results: Path, out_dir: Path = ROOT) -> tuple[str, list[Path]]:
         "for every method). Higher is better everywhere.",
         "",
     ]
-    missing = [
-        n
-        for n, v in [
-            ("samplers", samplers),
-            ("quality", quality),
-            ("baselines", baselines),
-            ("cost", cost),
-            ("trajectory", traj),
-        ]
-        if v is None
-    ]
-    if missing:
-        md += [f"Missing result files (sections left out): {', '.join(missing)}.", ""]
 
-    md += ["## Where the Boltzmann prior does not win", ""]
+
+def _missing_section(results: Path, quality: dict | None, baselines: dict | None) -> list[str]:
+    found = {"quality": quality, "baselines": baselines}
+    names = ["samplers", "quality", "baselines", "cost", "trajectory"]
+    missing = [n for n in names if (found[n] if n in found else _load(results, n)) is None]
+    return [f"Missing result files (sections left out): {', '.join(missing)}.", ""] if missing else []
+
+
+def _losses_section(light: dict, suite: dict) -> list[str]:
+    md = ["## Where the Boltzmann prior does not win", ""]
     sentences = losses(light, LIGHT, "light protocol") + losses(suite, SUITE, "suite")
     if sentences:
         md += [
@@ -508,8 +495,18 @@ def build(results: Path, out_dir: Path = ROOT) -> tuple[str, list[Path]]:
             *own,
             "",
         ]
+    return md
 
-    md += ["## Latent quality (light protocol: quality.py + baselines.py)", ""]
+
+def _light_section(
+    light: dict,
+    quality: dict | None,
+    baselines: dict | None,
+    results: Path,
+    out_dir: Path,
+    figures: list[Path],
+) -> list[str]:
+    md = ["## Latent quality (light protocol: quality.py + baselines.py)", ""]
     meta_q = (quality or {}).get("meta", {})
     meta_b = (baselines or {}).get("fit_meta", {})
     if meta_q:
@@ -534,52 +531,43 @@ def build(results: Path, out_dir: Path = ROOT) -> tuple[str, list[Path]]:
         if dataset in CAVEATS:
             md += [f"_Caveat: {CAVEATS[dataset]}_", ""]
     if bar_figure(light, LIGHT, results / "quality_bars.png", "light protocol, mean ± sd over seeds"):
-        figures.append(results / "quality_bars.png")
-        md += [f"![light metrics]({_rel(results / 'quality_bars.png', out_dir)})", ""]
+        md += _figure("light metrics", results / "quality_bars.png", out_dir, figures)
+    return md
 
-    for longer in sorted(results.glob("quality_*.json")):
-        study = json.loads(longer.read_text())
-        same = results / longer.name.replace("quality_", "baselines_")  # baselines at that length
-        if same.exists():
-            study["rows"] = study["rows"] + json.loads(same.read_text()).get("rows", [])
-        md += _training_length_section(study, light)
 
-    md += _hierarchical_section(_load(results, "hierarchical_posterior"), light_rows)
+def _suite_section(
+    suite: dict, baselines: dict | None, results: Path, out_dir: Path, figures: list[Path]
+) -> list[str]:
+    md = ["## Linear probe and scib-metrics (baselines.py suite)", ""]
+    if not suite:
+        return md + ["_No suite results yet: run `python benchmarks/baselines.py suite`._", ""]
+    meta_s = (baselines or {}).get("suite_meta", {})
+    md += [
+        "Logistic regression (standardised latent, 5-fold stratified CV) for every saved latent; "
+        f"scib-metrics {meta_s.get('scib-metrics')} `Benchmarker` (unscaled values; k-means "
+        "NMI/ARI; BRAS is scib-metrics' batch silhouette; batch metrics only with batches; "
+        "isolated labels only with batches) with all methods and seeds of a data set in one "
+        f"Benchmarker. scib computed: {meta_s.get('scib')}.",
+        "",
+    ]
+    for dataset in suite:
+        md += [f"### {DATASET_NAMES.get(dataset, dataset)}", "", table(suite, dataset, SUITE), ""]
+    if bar_figure(suite, SUITE, results / "suite_bars.png", "linear probe and scib-metrics"):
+        md += _figure("suite metrics", results / "suite_bars.png", out_dir, figures)
+    return md
 
-    md += ["## Linear probe and scib-metrics (baselines.py suite)", ""]
-    if suite:
-        meta_s = (baselines or {}).get("suite_meta", {})
-        md += [
-            "Logistic regression (standardised latent, 5-fold stratified CV) for every saved latent; "
-            f"scib-metrics {meta_s.get('scib-metrics')} `Benchmarker` (unscaled values; k-means "
-            "NMI/ARI; BRAS is scib-metrics' batch silhouette; batch metrics only with batches; "
-            "isolated labels only with batches) with all methods and seeds of a data set in one "
-            f"Benchmarker. scib computed: {meta_s.get('scib')}.",
-            "",
-        ]
-        for dataset in suite:
-            md += [f"### {DATASET_NAMES.get(dataset, dataset)}", "", table(suite, dataset, SUITE), ""]
-        if bar_figure(suite, SUITE, results / "suite_bars.png", "linear probe and scib-metrics"):
-            figures.append(results / "suite_bars.png")
-            md += [f"![suite metrics]({_rel(results / 'suite_bars.png', out_dir)})", ""]
-    else:
-        md += ["_No suite results yet: run `python benchmarks/baselines.py suite`._", ""]
 
-    md += prior_matters.report_section(results)
-
-    md += ["## Cost", ""]
-    md += _cost_section(cost)
+def _cost_with_figure(cost: dict | None, results: Path, out_dir: Path, figures: list[Path]) -> list[str]:
+    md = ["## Cost", ""] + _cost_section(cost)
     if scaling_figure(cost, results / "scaling.png"):
-        figures.append(results / "scaling.png")
-        md += [f"![scaling]({_rel(results / 'scaling.png', out_dir)})", ""]
+        md += _figure("scaling", results / "scaling.png", out_dir, figures)
+    return md
 
-    md += ["## Samplers (benchmarks/samplers.py)", ""]
-    md += _samplers_section(samplers)
-    md += ["## Trajectories on PCA latents (benchmarks/trajectory.py)", ""]
-    md += _trajectory_section(traj)
-    md += ["## Trajectories on the fitted latents (benchmarks/trajectory_models.py)", ""]
-    md += _trajectory_models_section((_load(results, "trajectory_models") or {}).get("rows"))
-    return "\n".join(md).rstrip() + "\n", figures
+
+def _figure(alt: str, path: Path, out_dir: Path, figures: list[Path]) -> list[str]:
+    """Record a written figure and return the markdown lines that link it."""
+    figures.append(path)
+    return [f"![{alt}]({_rel(path, out_dir)})", ""]
 
 
 def _training_length_section(longer: dict | None, light: dict) -> list[str]:

@@ -66,7 +66,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import datetime
-import hashlib
 import logging
 import math
 import os
@@ -83,7 +82,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from .training import Trainer
+from .training import Trainer, checksum
 
 __all__ = ["DistributedTrainer", "prior_state", "shard_indices", "train_distributed", "train_rank"]
 
@@ -136,7 +135,7 @@ def prior_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
         ``"h"``, ``"J"`` or ``"W"`` and ``"sampler.<key>"`` for each tensor in the sampler's
         ``state_dict()`` (e.g. ``"sampler.chains"``); empty for a Gaussian prior.
     """
-    prior = getattr(module, "prior", None)
+    prior = module.prior
     if prior is None:
         return {}
     out = {name: p.detach().clone() for name, p in prior.named_parameters()}
@@ -147,11 +146,8 @@ def prior_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _digest(state: dict[str, torch.Tensor]) -> str:
-    sha = hashlib.sha256()
-    for key in sorted(state):
-        sha.update(key.encode())
-        sha.update(state[key].contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return sha.hexdigest()
+    """SHA-256 of a replica's prior state, keys sorted (compared across ranks, never stored)."""
+    return checksum({key: state[key] for key in sorted(state)})
 
 
 def _broadcast_state(module: torch.nn.Module, src: int = 0) -> None:
@@ -159,7 +155,7 @@ def _broadcast_state(module: torch.nn.Module, src: int = 0) -> None:
     with torch.no_grad():
         for tensor in module.state_dict().values():
             dist.broadcast(tensor, src)
-    prior = getattr(module, "prior", None)
+    prior = module.prior
     if prior is not None:
         box = [prior.sampler.state_dict() if dist.get_rank() == src else None]
         dist.broadcast_object_list(box, src)
@@ -411,7 +407,7 @@ def train_distributed(
     if len(digests) != 1:
         raise RuntimeError("the ranks ended with different prior parameters or sampler states")
     model.module.load_state_dict(payload["module"])
-    prior = getattr(model.module, "prior", None)
+    prior = model.module.prior
     if prior is not None and payload["sampler"]:
         prior.sampler.load_state_dict(payload["sampler"])
     model.history_ = payload["history"]
@@ -469,7 +465,7 @@ def _worker(
         replicas = [None] * world_size
         dist.all_gather_object(replicas, prior_state(model.module))
         if rank == 0:
-            prior = getattr(model.module, "prior", None)
+            prior = model.module.prior
             torch.save(
                 {
                     "module": model.module.state_dict(),

@@ -23,7 +23,14 @@ from .generation import GenerationMixin
 from .mapping import ReferenceMappingMixin
 from .module import MultiVAE
 from .module.nets import one_hot_batches
-from .samplers import ExactSampler, FallbackSampler, GibbsSampler, ParallelTemperingSampler, Sampler
+from .samplers import (
+    ExactSampler,
+    FallbackSampler,
+    GibbsSampler,
+    ParallelTemperingSampler,
+    Sampler,
+    default_gibbs,
+)
 from .training import Trainer, TrainingConfig, atomic_torch_save, load_torch_file
 
 __all__ = ["QBMVAE", "SAVE_KEYS"]
@@ -33,7 +40,7 @@ log = logging.getLogger(__name__)
 Representation = Literal["probs", "logits", "hard", "continuous", "joint"]
 
 
-class _SAVE_KEYS_NT(NamedTuple):
+class _SAVE_KEYS_NT(NamedTuple):  # noqa: N801 (scvi-tools naming)
     MODEL_FNAME: str = "model.pt"
     CLASS_NAME: str = "class_name"
     STATE_DICT: str = "state_dict"
@@ -265,7 +272,7 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
                 log.info("resuming from %s at epoch %d", checkpoint_path, trainer.epoch)
         self.train_indices_, self.validation_indices_ = cells[train_pos], cells[val_pos]
         self.history_ = trainer.run()
-        if getattr(self.module, "prior", None) is not None:
+        if self.module.prior is not None:
             self.module.prior.refresh_log_z()
         self.is_trained_ = True
         return self.history_
@@ -413,7 +420,7 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
         if path.exists() and not overwrite:
             raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
         dir_path.mkdir(parents=True, exist_ok=True)
-        prior = getattr(self.module, "prior", None)
+        prior = self.module.prior
         payload = {
             SAVE_KEYS.CLASS_NAME: type(self).__name__,
             SAVE_KEYS.STATE_DICT: self.module.state_dict(),
@@ -445,7 +452,7 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
         gives a clear error.
         """
         path = Path(dir_path) / SAVE_KEYS.MODEL_FNAME
-        payload = _load(path, what="model file")
+        payload = load_torch_file(path, what="model file")
         if payload.get(SAVE_KEYS.CLASS_NAME) != cls.__name__:
             raise ValueError(f"{path} holds a {payload.get(SAVE_KEYS.CLASS_NAME)!r}, not a {cls.__name__}")
         model = cls(
@@ -463,7 +470,7 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
                     f"({spec.n_vars} vs {len(saved.get(name) or [])} features, or a different order)"
                 )
         model.module.load_state_dict(payload[SAVE_KEYS.STATE_DICT])
-        prior = getattr(model.module, "prior", None)
+        prior = model.module.prior
         if prior is not None and payload[SAVE_KEYS.SAMPLER_STATE] and sampler is None:
             prior.sampler.load_state_dict(payload[SAVE_KEYS.SAMPLER_STATE])
         for key, value in payload[SAVE_KEYS.ATTRIBUTES].items():
@@ -474,11 +481,6 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
 def _as_tensor(indices: np.ndarray | None) -> torch.Tensor | None:
     """Cell positions as a tensor, which ``torch.load(weights_only=True)`` reads back."""
     return None if indices is None else torch.as_tensor(np.asarray(indices, dtype=np.int64))
-
-
-def _load(path: str | Path, *, what: str) -> dict:
-    """``torch.load(weights_only=True)`` with errors that say what is wrong with the file."""
-    return load_torch_file(path, what=what)
 
 
 _TORCH_SAMPLERS = (ExactSampler, FallbackSampler, GibbsSampler, ParallelTemperingSampler)
@@ -497,5 +499,4 @@ def _prepare_sampler(sampler, fallback: bool, *, prior: str, seed: int) -> Sampl
         raise TypeError(f"sampler must be a qbm_pyro.samplers.Sampler, got {type(sampler).__name__}{hint}")
     if not fallback or isinstance(sampler, _TORCH_SAMPLERS):
         return sampler
-    blocks = "auto" if prior == "rbm" else "sequential"
-    return FallbackSampler(sampler, GibbsSampler(num_sweeps=5, burn_in=100, blocks=blocks, seed=seed))
+    return FallbackSampler(sampler, default_gibbs("rbm" if prior == "rbm" else "full", seed=seed))

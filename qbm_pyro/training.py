@@ -243,7 +243,7 @@ def load_torch_file(path: str | os.PathLike, *, what: str) -> dict:
 def _parameter_groups(module, config: TrainingConfig) -> list[dict]:
     """Adam parameter groups: the Boltzmann prior's ``h, J`` at ``lr · prior_lr_factor`` (no weight
     decay), everything else at ``lr``."""
-    prior = getattr(module, "prior", None)
+    prior = module.prior
     prior_params = [p for p in prior.parameters() if p.requires_grad] if prior is not None else []
     ids = {id(p) for p in prior_params}
     groups = [{"params": [p for p in module.parameters() if id(p) not in ids]}]
@@ -294,7 +294,7 @@ class Trainer:
 
     @property
     def _prior_sampler(self):
-        return getattr(getattr(self.module, "prior", None), "sampler", None)
+        return None if self.module.prior is None else self.module.prior.sampler
 
     def state(self) -> dict:
         """Everything a resumed run needs (see the module docstring)."""
@@ -442,7 +442,7 @@ class Trainer:
             if p.grad is not None and not bool(torch.isfinite(p.grad).all()):
                 raise self._numerical_error(f"the gradient of {name!r} became non-finite", self.epoch)
         self.optimizer.step()
-        prior = getattr(self.module, "prior", None)
+        prior = self.module.prior
         if prior is not None:
             prior.clamp_()
         return value
@@ -459,7 +459,7 @@ class Trainer:
 
     def end_epoch(self, epoch: int, train_loss: float) -> bool:
         """Refresh log Z, validate, record history, checkpoint; returns whether to stop."""
-        prior = getattr(self.module, "prior", None)
+        prior = self.module.prior
         if prior is not None:
             exact = prior.n_latent <= prior.exact_max_n  # cheap: refresh every epoch
             if exact or (epoch + 1) % self.config.log_z_every == 0:

@@ -7,7 +7,7 @@
 >>> loader = MinibatchLoader(mdata, registry, batch_size=64, seed=0)
 """
 
-from qbm_pyro.data._constants import MODALITY_ALIASES, REGISTRY_KEYS
+from qbm_pyro._constants import MODALITY_ALIASES, REGISTRY_KEYS
 from qbm_pyro.data.loader import MinibatchLoader, read_rows
 from qbm_pyro.data.registry import DataRegistry, ModalitySpec, setup_data
 from qbm_pyro.data.split import train_validation_split

@@ -8,7 +8,6 @@ order afterwards.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from numbers import Integral
 from typing import Any
 
 import anndata as ad
@@ -17,7 +16,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from qbm_pyro.data._constants import REGISTRY_KEYS
+from qbm_pyro._checks import check_positive_int
+from qbm_pyro._constants import REGISTRY_KEYS
 from qbm_pyro.data.registry import DataRegistry, _modality
 from qbm_pyro.data.validation import get_matrix
 
@@ -106,8 +106,7 @@ class MinibatchLoader:
         indices: Sequence[int] | np.ndarray | None = None,
         drop_last: bool = False,
     ) -> None:
-        if not isinstance(batch_size, Integral) or isinstance(batch_size, bool) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        check_positive_int("batch_size", batch_size)
         if data.n_obs != registry.n_obs or not data.obs_names.equals(registry.obs_names):
             raise ValueError(
                 f"data ({data.n_obs} cells) do not have the cells of the registry "

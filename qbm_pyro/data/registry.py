@@ -17,7 +17,7 @@ import mudata as md
 import numpy as np
 import pandas as pd
 
-from qbm_pyro.data._constants import MODALITY_ALIASES, REGISTRY_KEYS
+from qbm_pyro._constants import MODALITY_ALIASES, REGISTRY_KEYS
 from qbm_pyro.data.validation import (
     check_batch_column,
     check_matrix,
@@ -100,11 +100,6 @@ class DataRegistry:
     empty_cells: dict[str, np.ndarray]
     setup_args: dict[str, Any]
     is_mudata: bool = field(default=True)
-
-    @property
-    def has_modality(self) -> dict[str, np.ndarray]:
-        """``{modality name: bool array of shape (n_obs,)}``: the cell has the modality."""
-        return {name: rows >= 0 for name, rows in self.rows.items()}
 
     @property
     def kinds(self) -> dict[str, str]:
@@ -423,70 +418,73 @@ def _batch_values(
     raise KeyError(f"batch_key {key!r} not found in adata.obs; columns: {list(data.obs.columns)}")
 
 
-def _build(
-    data: md.MuData | ad.AnnData,
-    *,
-    kinds: Mapping[str, str],
-    layers: Mapping[str, str | None],
-    batch_keys: list[str],
-    categories: Mapping[str, Sequence[str]] | None = None,
-) -> DataRegistry:
-    names = list(kinds)
-    is_mudata = isinstance(data, md.MuData)
-    if is_mudata and getattr(data, "axis", 0) != 0:
+def _check_cells(data: md.MuData | ad.AnnData, names: Sequence[str]) -> dict[str, np.ndarray]:
+    """Step 1 of :func:`_build`: shared, uniquely named cells, ``obsmap`` in sync; each cell's rows."""
+    if isinstance(data, md.MuData) and getattr(data, "axis", 0) != 0:
         raise ValueError(f"only MuData with shared cells (axis=0) are supported, got axis={data.axis}")
     if data.n_obs == 0:
         raise ValueError("the data has 0 cells")
-    obs_names = data.obs_names  # pandas Index objects are immutable: share it, no copy
+    obs_names = data.obs_names
     rows = _rows(data, names)
-    if is_mudata:
-        check_obs_names(obs_names, {n: data.mod[n].obs_names for n in names})
-        for name in names:
-            have = rows[name] >= 0
-            mod_names = data.mod[name].obs_names
-            if (rows[name][have] >= len(mod_names)).any() or not np.array_equal(
-                obs_names[have], mod_names[rows[name][have]]
-            ):
-                raise ValueError(
-                    f"mdata.obsmap[{name!r}] does not match the cells of modality {name!r}; "
-                    "the MuData is out of sync — call mdata.update() on it first"
-                )
-    else:
+    if not isinstance(data, md.MuData):
         check_obs_names(obs_names, {})
-
-    specs: dict[str, ModalitySpec] = {}
-    empty_cells: dict[str, np.ndarray] = {}
+        return rows
+    check_obs_names(obs_names, {n: data.mod[n].obs_names for n in names})
     for name in names:
-        kind, layer = kinds[name], layers[name]
-        adata = _modality(data, name)
-        x = get_matrix(adata, layer, modality=name)
-        count_layers = find_count_layers(adata, exclude=layer) if kind in REGISTRY_KEYS.COUNT_KINDS else []
-        summary = check_matrix(
-            x,
-            modality=name,
-            kind=kind,
-            layer=layer,
-            obs_names=adata.obs_names,
-            var_names=adata.var_names,
-            count_layers=count_layers,
-        )
-        if not adata.var_names.is_unique:
-            dup = adata.var_names[adata.var_names.duplicated()]
-            raise ValueError(
-                f"modality {name!r} has {len(dup)} duplicated var name(s) (e.g. {str(dup[0])!r})"
-            )
-        specs[name] = ModalitySpec(
-            name=name,
-            kind=kind,
-            layer=layer,
-            n_vars=int(adata.n_vars),
-            var_names=tuple(str(v) for v in adata.var_names),
-        )
-        empty = np.zeros(data.n_obs, dtype=bool)
         have = rows[name] >= 0
-        empty[have] = summary.empty_cells[rows[name][have]]
-        empty_cells[name] = empty
+        mod_names = data.mod[name].obs_names
+        if (rows[name][have] >= len(mod_names)).any() or not np.array_equal(
+            obs_names[have], mod_names[rows[name][have]]
+        ):
+            raise ValueError(
+                f"mdata.obsmap[{name!r}] does not match the cells of modality {name!r}; "
+                "the MuData is out of sync — call mdata.update() on it first"
+            )
+    return rows
 
+
+def _register_modality(
+    data: md.MuData | ad.AnnData, name: str, kind: str, layer: str | None, rows: np.ndarray
+) -> tuple[ModalitySpec, np.ndarray]:
+    """Step 2 of :func:`_build`: check one modality's matrix; its spec and all-zero cells (over all cells)."""
+    adata = _modality(data, name)
+    x = get_matrix(adata, layer, modality=name)
+    count_layers = find_count_layers(adata, exclude=layer) if kind in REGISTRY_KEYS.COUNT_KINDS else []
+    summary = check_matrix(
+        x,
+        modality=name,
+        kind=kind,
+        layer=layer,
+        obs_names=adata.obs_names,
+        var_names=adata.var_names,
+        count_layers=count_layers,
+    )
+    if not adata.var_names.is_unique:
+        dup = adata.var_names[adata.var_names.duplicated()]
+        raise ValueError(f"modality {name!r} has {len(dup)} duplicated var name(s) (e.g. {str(dup[0])!r})")
+    spec = ModalitySpec(
+        name=name,
+        kind=kind,
+        layer=layer,
+        n_vars=int(adata.n_vars),
+        var_names=tuple(str(v) for v in adata.var_names),
+    )
+    empty = np.zeros(data.n_obs, dtype=bool)
+    have = rows >= 0
+    empty[have] = summary.empty_cells[rows[have]]
+    return spec, empty
+
+
+def _register_batches(
+    data: md.MuData | ad.AnnData,
+    batch_keys: Sequence[str],
+    rows: Mapping[str, np.ndarray],
+    categories: Mapping[str, Sequence[str]] | None,
+) -> tuple[dict[str, tuple[str, ...]], np.ndarray]:
+    """Step 3 of :func:`_build`: levels of each batch column and the ``(n_obs, n_keys)`` codes.
+
+    With ``categories`` (a transfer onto new data) the levels are fixed and unseen values get -1.
+    """
     batch_categories: dict[str, tuple[str, ...]] = {}
     codes = np.zeros((data.n_obs, len(batch_keys)), dtype=np.int64)
     for j, key in enumerate(batch_keys):
@@ -497,23 +495,36 @@ def _build(
             levels = list(categories[key])
             codes[:, j] = pd.Categorical(values.astype(str), categories=levels).codes
         batch_categories[key] = tuple(levels)
+    return batch_categories, codes
 
-    setup_args = {
-        "modalities": dict(kinds),
-        "layers": dict(layers),
-        "batch_key": list(batch_keys) or None,
-    }
+
+def _build(
+    data: md.MuData | ad.AnnData,
+    *,
+    kinds: Mapping[str, str],
+    layers: Mapping[str, str | None],
+    batch_keys: list[str],
+    categories: Mapping[str, Sequence[str]] | None = None,
+) -> DataRegistry:
+    """Check the cells, each modality and the batch columns, and record them in a registry."""
+    names = list(kinds)
+    rows = _check_cells(data, names)
+    specs: dict[str, ModalitySpec] = {}
+    empty_cells: dict[str, np.ndarray] = {}
+    for name in names:
+        specs[name], empty_cells[name] = _register_modality(data, name, kinds[name], layers[name], rows[name])
+    batch_categories, codes = _register_batches(data, batch_keys, rows, categories)
     return DataRegistry(
         modalities=specs,
         batch_keys=tuple(batch_keys),
         batch_categories=batch_categories,
         n_obs=int(data.n_obs),
-        obs_names=obs_names,
+        obs_names=data.obs_names,  # pandas Index objects are immutable: share it, no copy
         rows=rows,
         batch_codes=codes,
         empty_cells=empty_cells,
-        setup_args=setup_args,
-        is_mudata=is_mudata,
+        setup_args={"modalities": dict(kinds), "layers": dict(layers), "batch_key": list(batch_keys) or None},
+        is_mudata=isinstance(data, md.MuData),
     )
 
 

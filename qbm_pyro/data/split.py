@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from numbers import Integral, Real
+from numbers import Real
 
 import numpy as np
+
+from qbm_pyro._checks import check_positive_int
 
 __all__ = ["train_validation_split"]
 
@@ -37,8 +39,7 @@ def train_validation_split(
     >>> len(train), len(validation)
     (8, 2)
     """
-    if not isinstance(n_obs, Integral) or isinstance(n_obs, bool) or n_obs < 1:
-        raise ValueError(f"n_obs must be a positive int, got {n_obs!r}")
+    check_positive_int("n_obs", n_obs)
     if not isinstance(validation_fraction, Real) or not 0 <= validation_fraction < 1:
         raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction!r}")
     n_val = int(round(validation_fraction * n_obs))

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from qbm_pyro.data._constants import REGISTRY_KEYS
+from qbm_pyro._constants import REGISTRY_KEYS
 
 __all__ = [
     "MatrixSummary",
@@ -265,6 +265,52 @@ def check_matrix(
         If the matrix is not numeric (object, string, complex, ...).
     """
     where = _where(modality, layer)
+    n_obs, n_vars = _check_shape_and_dtype(x, kind, where)
+    labels = _Labels(where, modality, _FEATURE_NOUN[kind], obs_names, var_names, tuple(count_layers), x.shape)
+    nonzero_cells = np.zeros(n_obs, dtype=bool)
+    nonzero_features = np.zeros(n_vars, dtype=bool)
+    is_binary = True
+    for axis, off, block in iter_blocks(x, chunk_size):
+        block = _canonical(block)
+        values = _stored_values(block)
+        _check_values(block, values, kind in REGISTRY_KEYS.COUNT_KINDS, labels, axis, off)
+        if is_binary and values.dtype.kind != "b":
+            is_binary = bool(np.all((values == 0) | (values == 1)))
+        rows, cols = _nonzero_rows_cols(block, values != 0)
+        nonzero_cells[rows + off if axis == 0 else rows] = True
+        nonzero_features[cols if axis == 0 else cols + off] = True
+    empty_cells, empty_features = ~nonzero_cells, ~nonzero_features
+    if warn:
+        _warn_empty(empty_cells, empty_features, labels)
+    return MatrixSummary(empty_cells=empty_cells, empty_features=empty_features, is_binary=is_binary)
+
+
+class _Labels(NamedTuple):
+    """What :func:`check_matrix`'s messages name: the matrix, its cells and its features."""
+
+    where: str
+    modality: str
+    feature: str
+    obs_names: Sequence[str] | pd.Index | None
+    var_names: Sequence[str] | pd.Index | None
+    count_layers: tuple[str, ...]
+    shape: tuple[int, ...]
+
+    def cell(self, i: int) -> str:
+        return _name(self.obs_names, i, "cell")
+
+    def var(self, j: int) -> str:
+        return _name(self.var_names, j, self.feature)
+
+
+def _name(axis_names: Sequence[str] | pd.Index | None, i: int, what: str) -> str:
+    if axis_names is None:
+        return f"{what} {i}"
+    return f"{what} {str(axis_names[i])!r}"
+
+
+def _check_shape_and_dtype(x: Any, kind: str, where: str) -> tuple[int, int]:
+    """Step 1 of :func:`check_matrix`: a known kind, a non-empty 2-D numeric matrix; its shape."""
     if kind not in REGISTRY_KEYS.KINDS:
         raise ValueError(f"unknown modality kind {kind!r} for {where}; use one of {REGISTRY_KEYS.KINDS}")
     if len(x.shape) != 2:
@@ -273,77 +319,64 @@ def check_matrix(
     if n_obs == 0 or n_vars == 0:
         raise ValueError(f"{where} is empty: {n_obs} cells x {n_vars} features")
     _check_dtype(x, where)
-    needs_counts = kind in REGISTRY_KEYS.COUNT_KINDS
-    feature = _FEATURE_NOUN[kind]
+    return n_obs, n_vars
 
-    def name(axis_names: Sequence[str] | pd.Index | None, i: int, what: str) -> str:
-        if axis_names is None:
-            return f"{what} {i}"
-        return f"{what} {str(axis_names[i])!r}"
 
-    def fail(problem: str, block: Any, bad: np.ndarray, values: np.ndarray, axis: int, off: int):
-        n_bad = int(bad.sum())
-        row, col, value = _first_bad(block, bad, values)
-        row, col = (row + off, col) if axis == 0 else (row, col + off)
-        example = f"{_fmt(value)} at {name(obs_names, row, 'cell')}, {name(var_names, col, feature)}"
-        more = "" if tuple(block.shape) == tuple(x.shape) else " in the first block read"
-        msg = f"{where} has {problem} ({n_bad} value(s){more}, e.g. {example})"
-        if problem.startswith("non-integer"):
-            msg += "; counts are required"
-            if count_layers:
-                hint = count_layers[0]
-                msg += f" — layer {hint!r} looks like raw counts: pass layers={{{modality!r}: {hint!r}}}"
-        raise ValueError(msg)
+def _check_values(
+    block: Any, values: np.ndarray, needs_counts: bool, labels: _Labels, axis: int, off: int
+) -> None:
+    """Step 2 of :func:`check_matrix`, per block: finite, non-negative, integer where counts are needed."""
+    if values.dtype.kind == "f":
+        bad = ~np.isfinite(values)
+        if bad.any():
+            _fail("NaN or infinite values", block, bad, values, labels, axis, off)
+    if values.dtype.kind in "if":
+        bad = values < 0
+        if bad.any():
+            _fail("negative values", block, bad, values, labels, axis, off)
+    if needs_counts and values.dtype.kind == "f":
+        bad = np.abs(values - np.round(values)) > INTEGER_TOLERANCE
+        if bad.any():
+            _fail("non-integer values", block, bad, values, labels, axis, off)
 
-    nonzero_cells = np.zeros(n_obs, dtype=bool)
-    nonzero_features = np.zeros(n_vars, dtype=bool)
-    is_binary = True
-    for axis, off, block in iter_blocks(x, chunk_size):
-        block = _canonical(block)
-        values = _stored_values(block)
-        if values.dtype.kind == "f":
-            bad = ~np.isfinite(values)
-            if bad.any():
-                fail("NaN or infinite values", block, bad, values, axis, off)
-        if values.dtype.kind in "if":
-            bad = values < 0
-            if bad.any():
-                fail("negative values", block, bad, values, axis, off)
-        if needs_counts and values.dtype.kind == "f":
-            bad = np.abs(values - np.round(values)) > INTEGER_TOLERANCE
-            if bad.any():
-                fail("non-integer values", block, bad, values, axis, off)
-        nonzero = values != 0
-        if is_binary and values.dtype.kind != "b":
-            is_binary = bool(np.all((values == 0) | (values == 1)))
-        rows, cols = _nonzero_rows_cols(block, nonzero)
-        if axis == 0:
-            nonzero_cells[rows + off] = True
-            nonzero_features[cols] = True
-        else:
-            nonzero_cells[rows] = True
-            nonzero_features[cols + off] = True
 
-    empty_cells = ~nonzero_cells
-    empty_features = ~nonzero_features
-    if warn and empty_cells.any():
+def _fail(
+    problem: str, block: Any, bad: np.ndarray, values: np.ndarray, labels: _Labels, axis: int, off: int
+) -> None:
+    """Raise the :class:`ValueError` that names the first bad entry of ``block``."""
+    n_bad = int(bad.sum())
+    row, col, value = _first_bad(block, bad, values)
+    row, col = (row + off, col) if axis == 0 else (row, col + off)
+    example = f"{_fmt(value)} at {labels.cell(row)}, {labels.var(col)}"
+    more = "" if tuple(block.shape) == tuple(labels.shape) else " in the first block read"
+    msg = f"{labels.where} has {problem} ({n_bad} value(s){more}, e.g. {example})"
+    if problem.startswith("non-integer"):
+        msg += "; counts are required"
+        if labels.count_layers:
+            hint = labels.count_layers[0]
+            msg += f" — layer {hint!r} looks like raw counts: pass layers={{{labels.modality!r}: {hint!r}}}"
+    raise ValueError(msg)
+
+
+def _warn_empty(empty_cells: np.ndarray, empty_features: np.ndarray, labels: _Labels) -> None:
+    """Step 3 of :func:`check_matrix`: warn about all-zero cells and features (they are kept)."""
+    if empty_cells.any():
         i = int(np.flatnonzero(empty_cells)[0])
         warnings.warn(
-            f"{where}: {int(empty_cells.sum())} of {n_obs} cells have all-zero values "
-            f"(e.g. {name(obs_names, i, 'cell')}); they are kept. Use "
+            f"{labels.where}: {int(empty_cells.sum())} of {empty_cells.size} cells have all-zero values "
+            f"(e.g. {labels.cell(i)}); they are kept. Use "
             "DataRegistry.nonempty_cells() to select the others.",
             UserWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-    if warn and empty_features.any():
+    if empty_features.any():
         i = int(np.flatnonzero(empty_features)[0])
         warnings.warn(
-            f"{where}: {int(empty_features.sum())} of {n_vars} features are zero in every cell "
-            f"(e.g. {name(var_names, i, feature)})",
+            f"{labels.where}: {int(empty_features.sum())} of {empty_features.size} features are zero in "
+            f"every cell (e.g. {labels.var(i)})",
             UserWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-    return MatrixSummary(empty_cells=empty_cells, empty_features=empty_features, is_binary=is_binary)
 
 
 def _looks_like_counts(x: Any, n_rows: int = 256) -> bool:

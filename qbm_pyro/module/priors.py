@@ -16,7 +16,7 @@ from torch import nn
 
 from ..ais import ais_log_partition
 from ..distributions import RBM, Boltzmann
-from ..samplers import GibbsSampler, Sampler
+from ..samplers import Sampler, default_gibbs
 
 __all__ = ["BoltzmannPrior"]
 
@@ -71,8 +71,7 @@ class BoltzmannPrior(nn.Module):
             self.n_visible = n_latent // 2
             self.W = nn.Parameter(torch.zeros(self.n_visible, n_latent - self.n_visible))
         if sampler is None:
-            blocks = "sequential" if structure == "full" else "auto"
-            sampler = GibbsSampler(num_sweeps=5, burn_in=100, blocks=blocks, seed=seed)
+            sampler = default_gibbs(structure, seed=seed)
         self.sampler = sampler
         self.num_samples = num_samples
         self.exact_max_n = exact_max_n

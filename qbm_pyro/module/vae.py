@@ -36,8 +36,9 @@ from pyro.nn import PyroModule
 from torch import nn
 
 from .. import distributions as dist
+from .._checks import check_choice
+from .._constants import REGISTRY_KEYS
 from ..distributions.relaxed_boltzmann import RELAXATION_KINDS as RELAXATIONS
-from ..data import REGISTRY_KEYS
 from .likelihoods import NegativeBinomialMixture, atac_likelihood, rna_likelihood
 from .nets import MLP, one_hot_batches
 from .priors import BoltzmannPrior
@@ -47,11 +48,6 @@ __all__ = ["MultiVAE"]
 K = REGISTRY_KEYS
 PRIORS = ("boltzmann", "rbm", "bernoulli", "gaussian")
 ENCODER_INPUTS = ("log1p", "depth")
-
-
-def _check_choice(name: str, value: str, allowed) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {sorted(allowed)}, got {value!r}")
 
 
 class MultiVAE(PyroModule):
@@ -91,8 +87,8 @@ class MultiVAE(PyroModule):
         Scale the protein background (and so the foreground) by the cell's observed tag depth,
         the geometric mean of ``1 + counts`` over its proteins, as the RNA mean is scaled by
         the observed library. Without it the latent has to encode each cell's tag depth, which
-        differs between batches: on the 2-batch CITE-seq set (3.6-fold depth difference) batch
-        mixing of the Gaussian twin went from 0.32 to 0.69 with it (3 seeds).
+        differs between batches (the measured effect on batch mixing: docs/multiomics.rst and
+        BENCHMARKS.md).
     sampler, num_prior_samples, seed
         Passed to :class:`~qbm_pyro.module.priors.BoltzmannPrior`.
     """
@@ -119,10 +115,10 @@ class MultiVAE(PyroModule):
         seed: int | None = 0,
     ):
         super().__init__()
-        _check_choice("prior", prior, PRIORS)
-        _check_choice("relaxation", relaxation, RELAXATIONS)
-        _check_choice("encoder_input", encoder_input, ENCODER_INPUTS)
-        _check_choice("rna_likelihood", rna_likelihood, ("nb", "zinb"))
+        check_choice("prior", prior, PRIORS)
+        check_choice("relaxation", relaxation, RELAXATIONS)
+        check_choice("encoder_input", encoder_input, ENCODER_INPUTS)
+        check_choice("rna_likelihood", rna_likelihood, ("nb", "zinb"))
         unknown = set(n_vars) - set(K.KINDS)
         if unknown or not n_vars:
             raise ValueError(f"n_vars needs kinds among {K.KINDS}, got {sorted(n_vars)}")
@@ -183,6 +179,8 @@ class MultiVAE(PyroModule):
                 self.prior_loc = nn.Linear(self.n_binary, self.n_continuous)
                 nn.init.zeros_(self.prior_loc.weight)
                 nn.init.zeros_(self.prior_loc.bias)
+        else:
+            self.prior = None  # the Gaussian twin: no Boltzmann prior (always defined, never missing)
 
     # ------------------------------------------------------------------ encoder side
 

@@ -5,18 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import anndata as ad
-import matplotlib.pyplot as plt
 import mudata as md
 import numpy as np
 from matplotlib.axes import Axes
 
-from ._trajectory import _finish
+from ._style import axes, finish
 
 __all__ = ["couplings", "energy", "training_curve"]
-
-
-def _axes(ax: Axes | None, size=(5, 3.5)) -> Axes:
-    return ax if ax is not None else plt.subplots(figsize=size)[1]
 
 
 def training_curve(
@@ -29,7 +24,7 @@ def training_curve(
     history
         ``model.history_`` or ``data.uns["qbm"]["history"]``.
     """
-    ax = _axes(ax)
+    ax = axes(ax)
     epochs = np.asarray(history["epoch"])
     ax.plot(epochs, history["train_loss"], label="train")
     if np.isfinite(np.asarray(history["validation_loss"], dtype=float)).any():
@@ -40,26 +35,26 @@ def training_curve(
     twin.plot(epochs, history["kl_weight"], color="grey", ls=":", label="KL weight")
     twin.set_ylabel("KL weight")
     ax.legend(loc="upper right")
-    return _finish(ax, show, save)
+    return finish(ax, show, save)
 
 
 def couplings(model, *, ax: Axes | None = None, show: bool = False, save: str | Path | None = None) -> Axes:
     """Heat map of the learned prior's couplings ``J`` (symmetrised) with the biases ``h`` on the
     diagonal."""
-    prior = getattr(model.module, "prior", None)
+    prior = model.module.prior
     if prior is None:
         raise ValueError("this model has no Boltzmann prior (prior='gaussian')")
     J = prior.couplings().detach().numpy()
     J = J + J.T
     np.fill_diagonal(J, prior.h.detach().numpy())
     bound = np.abs(J).max() or 1.0
-    ax = _axes(ax, (4.5, 4))
+    ax = axes(ax, (4.5, 4))
     image = ax.imshow(J, cmap="RdBu_r", vmin=-bound, vmax=bound)
     ax.figure.colorbar(image, ax=ax, label="J (off-diagonal), h (diagonal)")
     ax.set_xlabel("unit")
     ax.set_ylabel("unit")
     ax.set_title("learned Boltzmann prior")
-    return _finish(ax, show, save)
+    return finish(ax, show, save)
 
 
 def energy(
@@ -79,9 +74,9 @@ def energy(
     groups = data.obs[groupby].astype("category")
     levels = list(groups.cat.categories)
     values = [data.obs.loc[groups == g, key].to_numpy() for g in levels]
-    ax = _axes(ax, (max(4, 0.6 * len(levels) + 2), 3.5))
+    ax = axes(ax, (max(4, 0.6 * len(levels) + 2), 3.5))
     ax.boxplot(values, showfliers=False)
     ax.set_xticks(range(1, len(levels) + 1), [str(g) for g in levels], rotation=45, ha="right")
     ax.set_ylabel("prior energy E(q)")
     ax.set_xlabel(groupby)
-    return _finish(ax, show, save)
+    return finish(ax, show, save)

@@ -20,14 +20,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.axes import Axes
 
 from ..energy import energy as _energy
 from ..samplers import ParallelTemperingSampler, Sampler
-from ._trajectory import _finish
+from ._style import axes, finish
 
 __all__ = [
     "autocorrelation",
@@ -39,10 +38,6 @@ __all__ = [
 
 #: Swap acceptance below this between neighbouring replicas means the ladder is too sparse.
 LOW_SWAP_ACCEPTANCE = 0.2
-
-
-def _axes(ax: Axes | None, size=(5, 3.5)) -> Axes:
-    return ax if ax is not None else plt.subplots(figsize=size)[1]
 
 
 def _as_trace(trace) -> np.ndarray:
@@ -190,7 +185,7 @@ def energy_trace(
             raise ValueError("energy_trace needs h and J to record a trace from a sampler")
         trace = record_energy_trace(trace, h, J, n_steps=n_steps, num_samples=num_samples, beta=beta)
     trace = _as_trace(trace)
-    ax = _axes(ax)
+    ax = axes(ax)
     steps = np.arange(trace.shape[0])
     ax.plot(steps, trace[:, :max_chains], lw=0.6, alpha=0.6)
     ax.plot(steps, trace.mean(1), color="black", lw=1.5, label="mean over chains")
@@ -198,7 +193,7 @@ def energy_trace(
     ax.set_ylabel("energy E(z)")
     ax.set_title(f"energy trace (ESS ≈ {effective_sample_size(trace):.0f} of {trace.size})")
     ax.legend(loc="upper right")
-    return _finish(ax, show, save)
+    return finish(ax, show, save)
 
 
 def autocorrelation(
@@ -228,7 +223,7 @@ def autocorrelation(
     trace = _as_trace(trace)
     rho = _autocorrelation(trace)
     max_lag = max(1, trace.shape[0] // 4) if max_lag is None else int(max_lag)
-    ax = _axes(ax)
+    ax = axes(ax)
     lags = np.arange(min(max_lag + 1, len(rho)))
     ax.plot(lags, rho[: len(lags)], marker=".", lw=1)
     ax.axhline(0.0, color="grey", lw=0.8)
@@ -236,7 +231,7 @@ def autocorrelation(
     ax.set_ylabel("autocorrelation of E")
     ess = effective_sample_size(trace)
     ax.set_title(f"ESS ≈ {ess:.0f} of {trace.size} (τ ≈ {trace.size / ess:.1f} calls)")
-    return _finish(ax, show, save)
+    return finish(ax, show, save)
 
 
 def swap_acceptance(
@@ -276,7 +271,7 @@ def swap_acceptance(
     else:
         accept = np.asarray(sampler, dtype=np.float64).reshape(-1)
         labels = [f"{k}–{k + 1}" for k in range(len(accept))]
-    ax = _axes(ax)
+    ax = axes(ax)
     colours = ["tab:red" if a < LOW_SWAP_ACCEPTANCE else "tab:blue" for a in accept]
     ax.bar(np.arange(len(accept)), accept, color=colours)
     ax.axhline(LOW_SWAP_ACCEPTANCE, color="grey", ls="--", lw=0.8)
@@ -284,4 +279,4 @@ def swap_acceptance(
     ax.set_ylim(0, 1)
     ax.set_xlabel("neighbouring pair (β)")
     ax.set_ylabel("swap acceptance")
-    return _finish(ax, show, save)
+    return finish(ax, show, save)

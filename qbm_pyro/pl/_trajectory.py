@@ -17,7 +17,8 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 
-from qbm_pyro.tl._trajectory import trajectory_graph
+from qbm_pyro.pl._style import axes, finish
+from qbm_pyro.tl import trajectory_graph
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -82,7 +83,7 @@ def trajectory(
     >>> import matplotlib
     >>> matplotlib.use("Agg")
     >>> import numpy as np, anndata as ad
-    >>> from qbm_pyro.tl._trajectory import trajectory as tl_trajectory
+    >>> from qbm_pyro.tl import trajectory as tl_trajectory
     >>> from qbm_pyro.pl import trajectory
     >>> q = np.random.default_rng(0).uniform(size=(200, 8))
     >>> adata = ad.AnnData(obsm={"X_qbm": q})
@@ -96,7 +97,7 @@ def trajectory(
         raise KeyError(f"`color` {color!r} not found in `.obs`.")
     if edges not in ("tree", "all"):
         raise ValueError(f"`edges` must be one of ('tree', 'all'), got {edges!r}.")
-    ax = _new_axes(ax)
+    ax = axes(ax, (5.5, 4.5))
     size = float(np.clip(120_000 / max(data.n_obs, 1), 1, 50)) if size is None else size
     _scatter(ax, coords, data.obs[color], size=size, cmap=cmap, label=color)
 
@@ -128,7 +129,7 @@ def trajectory(
     ax.set_xlabel(f"{basis}1")
     ax.set_ylabel(f"{basis}2")
     ax.set_title(f"trajectory on {basis}")
-    return _finish(ax, show, save)
+    return finish(ax, show, save)
 
 
 def pseudotime_energy(
@@ -179,7 +180,7 @@ def pseudotime_energy(
     >>> import matplotlib
     >>> matplotlib.use("Agg")
     >>> import numpy as np, anndata as ad
-    >>> from qbm_pyro.tl._trajectory import trajectory
+    >>> from qbm_pyro.tl import trajectory
     >>> from qbm_pyro.pl import pseudotime_energy
     >>> q = np.random.default_rng(0).uniform(size=(200, 8))
     >>> adata = ad.AnnData(obs={"qbm_energy": q.sum(1)}, obsm={"X_qbm": q})
@@ -203,7 +204,7 @@ def pseudotime_energy(
         }
     )
     ok = np.isfinite(frame["pt"]) & np.isfinite(frame["energy"])
-    ax = _new_axes(ax)
+    ax = axes(ax, (5.5, 4.5))
     size = float(np.clip(60_000 / max(data.n_obs, 1), 1, 30)) if size is None else size
     _scatter(ax, frame[["pt", "energy"]].to_numpy(), data.obs[color], size=size, label=color)
     ordered = frame[ok].sort_values("pt")
@@ -213,7 +214,7 @@ def pseudotime_energy(
     ax.legend(loc="best", fontsize=7)
     ax.set_xlabel("pseudotime")
     ax.set_ylabel(f"energy ({energy_key})")
-    return _finish(ax, show, save)
+    return finish(ax, show, save)
 
 
 def state_graph(
@@ -269,7 +270,7 @@ def state_graph(
     >>> import matplotlib
     >>> matplotlib.use("Agg")
     >>> import numpy as np, anndata as ad
-    >>> from qbm_pyro.tl._trajectory import trajectory
+    >>> from qbm_pyro.tl import trajectory
     >>> from qbm_pyro.pl import state_graph
     >>> adata = ad.AnnData(obsm={"X_qbm": np.random.default_rng(0).uniform(size=(200, 8))})
     >>> trajectory(adata, root=0)
@@ -282,7 +283,7 @@ def state_graph(
     if edges not in ("tree", "all"):
         raise ValueError(f"`edges` must be one of ('tree', 'all'), got {edges!r}.")
     graph = trajectory_graph(data, key)
-    ax = _new_axes(ax)
+    ax = axes(ax, (5.5, 4.5))
     pos = _state_layout(graph, layout, seed)
     n_cells = np.array([graph.nodes[v]["n_cells"] for v in graph.nodes], dtype=float)
     values = np.array([graph.nodes[v][color] for v in graph.nodes], dtype=float)
@@ -314,7 +315,7 @@ def state_graph(
         )
     ax.figure.colorbar(nodes, ax=ax, label=color.replace("_", " "))
     ax.set_title("state graph (red: root state)")
-    return _finish(ax, show, save)
+    return finish(ax, show, save)
 
 
 ################################################################################
@@ -373,22 +374,3 @@ def _state_layout(graph: nx.DiGraph, layout: str, seed: int) -> dict[str, np.nda
         x = graph.nodes[v]["mean_pseudotime"]
         pos[v] = np.array([x if np.isfinite(x) else 1.1, offset[b] + jitter])
     return pos
-
-
-def _new_axes(ax: Axes | None) -> Axes:
-    if ax is not None:
-        return ax
-    import matplotlib.pyplot as plt
-
-    _, ax = plt.subplots(figsize=(5.5, 4.5))
-    return ax
-
-
-def _finish(ax: Axes, show: bool, save: str | Path | None) -> Axes:
-    if save is not None:
-        ax.figure.savefig(save, bbox_inches="tight", dpi=150)
-    if show:
-        import matplotlib.pyplot as plt
-
-        plt.show()
-    return ax

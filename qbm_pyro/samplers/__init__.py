@@ -17,7 +17,7 @@ from qbm_pyro.samplers.dimod import (
 )
 from qbm_pyro.samplers.exact import ExactSampler
 from qbm_pyro.samplers.fallback import FallbackSampler, SamplerFallbackWarning
-from qbm_pyro.samplers.gibbs import GibbsSampler
+from qbm_pyro.samplers.gibbs import GibbsSampler, default_gibbs
 from qbm_pyro.samplers.qpu import QPUSampler
 from qbm_pyro.samplers.tempering import ParallelTemperingSampler
 
@@ -32,5 +32,6 @@ __all__ = [
     "SamplerFallbackWarning",
     "boltzmann_from_bqm",
     "bqm_from_boltzmann",
+    "default_gibbs",
     "estimate_beta_eff",
 ]

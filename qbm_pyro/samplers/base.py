@@ -18,6 +18,8 @@ from numbers import Integral
 
 import torch
 
+from qbm_pyro._checks import check_positive_int
+
 __all__ = ["Sampler", "check_sampler_inputs", "make_generator"]
 
 
@@ -42,8 +44,7 @@ def check_sampler_inputs(h: torch.Tensor, J: torch.Tensor, num_samples: int, bet
     n = h.shape[0]
     if J.shape != (n, n):
         raise ValueError(f"J must have shape ({n}, {n}) to match h, got {tuple(J.shape)}")
-    if not isinstance(num_samples, Integral) or num_samples < 1:
-        raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
+    check_positive_int("num_samples", num_samples)
     if not float(beta) > 0:
         raise ValueError(f"beta must be positive, got {beta!r}")
     if not (torch.isfinite(h).all() and torch.isfinite(J).all()):
@@ -57,9 +58,6 @@ class Sampler(abc.ABC):
     Subclasses implement ``_sample``; :meth:`sample` validates and detaches the inputs and
     returns a tensor of zeros and ones with ``h``'s dtype and device.
     """
-
-    #: True when the sampler returns exact Boltzmann samples only in a limit (chains, anneals).
-    approximate: bool = True
 
     def sample(
         self, h: torch.Tensor, J: torch.Tensor, num_samples: int, *, beta: float = 1.0

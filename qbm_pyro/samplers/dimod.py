@@ -33,6 +33,7 @@ import dimod
 import numpy as np
 import torch
 
+from qbm_pyro._checks import check_choice
 from qbm_pyro.energy import local_fields
 from qbm_pyro.samplers.base import Sampler, make_generator
 
@@ -305,8 +306,7 @@ class DimodSampler(Sampler):
         self._parameters = parameters if isinstance(parameters, Mapping) else {}
         if mode is None:
             mode = "anneal" if "beta_range" in self._parameters else "scaled"
-        if mode not in _MODES:
-            raise ValueError(f"mode must be one of {', '.join(map(repr, _MODES))}, got {mode!r}")
+        check_choice("mode", mode, _MODES)
         if mode != "scaled" and "beta_range" not in self._parameters:
             warnings.warn(
                 f"{type(sampler).__name__} does not list 'beta_range' in its parameters; "

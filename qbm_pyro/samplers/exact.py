@@ -106,8 +106,6 @@ class ExactSampler(Sampler):
     torch.Size([5, 3])
     """
 
-    approximate = False
-
     def __init__(self, *, seed: int | None = None):
         self.seed = seed
         self.generator = make_generator(seed)

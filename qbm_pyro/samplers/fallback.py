@@ -102,10 +102,6 @@ class FallbackSampler(Sampler):
         self._pending: _Call | None = None
 
     @property
-    def approximate(self) -> bool:  # type: ignore[override]
-        return bool(self.primary.approximate or self.fallback.approximate)
-
-    @property
     def fallback(self) -> Sampler:
         """The fallback sampler (the default Gibbs sampler is built on first access)."""
         if self._fallback is None:

@@ -20,7 +20,7 @@ import torch
 from ..energy import symmetric_couplings
 from .base import Sampler, make_generator
 
-__all__ = ["GibbsSampler", "colour_blocks", "gibbs_sweep_"]
+__all__ = ["GibbsSampler", "colour_blocks", "default_gibbs", "gibbs_sweep_"]
 
 
 ################################################################################
@@ -200,3 +200,29 @@ class GibbsSampler(Sampler):
     def load_state_dict(self, state: dict) -> None:
         self.chains = state["chains"]
         self.generator.set_state(state["generator"])
+
+
+def default_gibbs(structure: str = "full", *, seed: int | None = None) -> GibbsSampler:
+    """The Gibbs sampler used wherever none is given: the prior's default and the dimod fallback.
+
+    Parameters
+    ----------
+    structure
+        ``"full"`` (sequential scan over all units) or ``"rbm"`` (the two layers as blocks).
+    seed
+        Seed of the chains.
+
+    Returns
+    -------
+    GibbsSampler
+        5 sweeps between draws after 100 burn-in sweeps.
+
+    Examples
+    --------
+    >>> default_gibbs("rbm", seed=0).blocks
+    'auto'
+    """
+    if structure not in ("full", "rbm"):
+        raise ValueError(f"structure must be 'full' or 'rbm', got {structure!r}")
+    blocks = "auto" if structure == "rbm" else "sequential"
+    return GibbsSampler(num_sweeps=5, burn_in=100, blocks=blocks, seed=seed)

@@ -11,8 +11,10 @@ Nothing here forms a dense ``(n_obs, n_obs)`` array: the neighbour search is a t
 search in row chunks (scikit-learn) or an approximate one (pynndescent), the operator is a
 :mod:`scipy.sparse` matrix and its eigenvectors come from :func:`scipy.sparse.linalg.eigsh`.
 
-Layout of this file: the verb and its readers first, then the workers (neighbours, kernel,
-diffusion, root, states, branches), then small argument checks.
+Layout: this file holds the verb and its argument checks; the workers live beside it in
+:mod:`._neighbors` (kNN graph, affinities), :mod:`._diffusion` (components, pseudotime),
+:mod:`._roots` (root cell), :mod:`._state_graph` (states, flows, branches) and the readers of
+the result in :mod:`._trajectory_readers`.
 """
 
 from __future__ import annotations
@@ -24,20 +26,21 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 import anndata as ad
-import networkx as nx
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from mudata import MuData
 from scipy.sparse.csgraph import connected_components
-from scipy.sparse.linalg import eigsh
-from scipy.stats import spearmanr
 
-try:  # MuData is optional at import time so that AnnData-only users need not have it.
-    from mudata import MuData
-except ImportError:  # pragma: no cover - mudata is a declared dependency
-    MuData = None  # type: ignore[assignment,misc]
+from qbm_pyro._checks import check_choice, check_positive_int
+from qbm_pyro.tl._diffusion import _diffusion_components, _dpt_weights, _pseudotime
+from qbm_pyro.tl._neighbors import EXACT_KNN_MAX_CELLS, _gaussian_affinities, _knn, _knn_matrix
+from qbm_pyro.tl._roots import _check_root_args, _find_root
+from qbm_pyro.tl._state_graph import _cell_branches, _leiden, _state_graph
+from qbm_pyro.tl._trajectory_readers import cell_graph, energy_along_pseudotime, trajectory_graph
 
-__all__ = ["cell_graph", "energy_along_pseudotime", "trajectory", "trajectory_graph"]
+# The readers are re-exported so that ``from qbm_pyro.tl._trajectory import trajectory_graph`` still works.
+__all__ = ["EXACT_KNN_MAX_CELLS", "cell_graph", "energy_along_pseudotime", "trajectory", "trajectory_graph"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,11 +48,6 @@ Metric = Literal["hellinger", "hamming", "euclidean"]
 KnnMethod = Literal["auto", "exact", "pynndescent"]
 _METRICS = ("hellinger", "hamming", "euclidean")
 _KNN_METHODS = ("auto", "exact", "pynndescent")
-_AUTO_ROOTS = ("auto_energy", "auto_diffusion")
-#: Above this many cells, ``knn_method="auto"`` switches from exact to approximate search.
-EXACT_KNN_MAX_CELLS = 50_000
-#: Eigenvalues closer than this to 1 belong to disconnected components and get zero DPT weight.
-_UNIT_EIGENVALUE_TOL = 1e-6
 
 Data = Any  # anndata.AnnData | mudata.MuData; both expose obs, obsm, obsp, uns, obs_names.
 
@@ -189,7 +187,7 @@ def trajectory(
         Leiden resolution (ignored with ``groups_key``).
     knn_method
         ``"exact"`` (scikit-learn), ``"pynndescent"`` (approximate) or ``"auto"``: exact up to
-        50,000 cells, approximate above when pynndescent is installed.
+        50,000 cells (``EXACT_KNN_MAX_CELLS``), approximate above.
     key_added
         Prefix of every key written.
     seed
@@ -243,7 +241,7 @@ def trajectory(
     Examples
     --------
     >>> import numpy as np, anndata as ad
-    >>> from qbm_pyro.tl._trajectory import trajectory, trajectory_graph
+    >>> from qbm_pyro.tl import trajectory, trajectory_graph
     >>> t = np.linspace(0, 1, 300)
     >>> q = 1 / (1 + np.exp(-20 * (t[:, None] - np.linspace(0, 1, 16)[None, :])))
     >>> adata = ad.AnnData(obs={"t": t}, obsm={"X_qbm": q})
@@ -254,10 +252,10 @@ def trajectory(
     """
     start = time.perf_counter()
     logger.info("computing trajectory on obsm[%r] (metric=%r)", use_rep, metric)
-    _check_option("metric", metric, _METRICS)
-    _check_option("knn_method", knn_method, _KNN_METHODS)
-    _check_positive_int("n_neighbors", n_neighbors)
-    _check_positive_int("n_dcs", n_dcs)
+    check_choice("metric", metric, _METRICS)
+    check_choice("knn_method", knn_method, _KNN_METHODS)
+    check_positive_int("n_neighbors", n_neighbors)
+    check_positive_int("n_dcs", n_dcs)
     rep = _get_rep(data, use_rep)
     n_obs = rep.shape[0]
     if n_neighbors >= n_obs:
@@ -354,495 +352,12 @@ def trajectory(
 
 
 ################################################################################
-# Readers of the result.
-################################################################################
-
-
-def trajectory_graph(data: Data, key: str = "qbm") -> nx.DiGraph:
-    """The coarse state graph written by :func:`trajectory`, as a :class:`networkx.DiGraph`.
-
-    Parameters
-    ----------
-    data
-        MuData or AnnData on which :func:`trajectory` ran.
-    key
-        The ``key_added`` given to :func:`trajectory`.
-
-    Returns
-    -------
-    networkx.DiGraph
-        One node per state (named as in ``obs[f"{key}_state"]``) with attributes ``n_cells``,
-        ``mean_pseudotime``, ``mean_energy``, ``branch``, ``terminal`` and ``root``; one edge per
-        pair of states joined in the kNN graph, from the earlier to the later state, with
-        attributes ``flow``, ``connectivity`` (also as ``weight``) and ``in_tree``. Graph
-        attributes: ``root`` (the root cell's name) and ``root_state``.
-
-    Examples
-    --------
-    >>> import numpy as np, anndata as ad
-    >>> from qbm_pyro.tl._trajectory import trajectory, trajectory_graph
-    >>> q = np.random.default_rng(0).uniform(size=(200, 8))
-    >>> adata = ad.AnnData(obsm={"X_qbm": q})
-    >>> trajectory(adata, root=0)
-    >>> graph = trajectory_graph(adata)
-    >>> sorted(graph.nodes) == sorted(adata.obs["qbm_state"].cat.categories)
-    True
-    """
-    result = _get_result(data, key)
-    states = [str(s) for s in np.asarray(result["states"])]
-    terminal = {str(s) for s in np.asarray(result["terminal_states"])}
-    root = result["root"]
-    graph = nx.DiGraph(root=str(root["name"]), root_state=str(root["state"]))
-    for i, name in enumerate(states):
-        graph.add_node(
-            name,
-            n_cells=int(result["state_n_cells"][i]),
-            mean_pseudotime=float(result["state_mean_pseudotime"][i]),
-            mean_energy=float(result["state_mean_energy"][i]),
-            branch=str(result["state_branch"][i]),
-            terminal=name in terminal,
-            root=name == str(root["state"]),
-        )
-    edges = np.asarray(result["edges"]).reshape(-1, 2)
-    for (a, b), flow, conn, in_tree in zip(
-        edges, result["edge_flow"], result["edge_connectivity"], result["edge_in_tree"]
-    ):
-        graph.add_edge(
-            states[a],
-            states[b],
-            flow=float(flow),
-            connectivity=float(conn),
-            weight=float(conn),
-            in_tree=bool(in_tree),
-        )
-    return graph
-
-
-def cell_graph(data: Data, key: str = "qbm") -> nx.Graph:
-    """The cell-level kNN graph written by :func:`trajectory`, as a :class:`networkx.Graph`.
-
-    Meant for inspection of small data: networkx holds one Python object per edge, so for
-    100k+ cells work on the sparse ``obsp[f"{key}_connectivities"]`` instead.
-
-    Parameters
-    ----------
-    data
-        MuData or AnnData on which :func:`trajectory` ran.
-    key
-        The ``key_added`` given to :func:`trajectory`.
-
-    Returns
-    -------
-    networkx.Graph
-        Nodes are the cell names; edge attribute ``weight`` is the Gaussian-kernel affinity.
-
-    Examples
-    --------
-    >>> import numpy as np, anndata as ad
-    >>> from qbm_pyro.tl._trajectory import cell_graph, trajectory
-    >>> adata = ad.AnnData(obsm={"X_qbm": np.random.default_rng(0).uniform(size=(100, 8))})
-    >>> trajectory(adata, root=0)
-    >>> cell_graph(adata).number_of_nodes()
-    100
-    """
-    name = f"{key}_connectivities"
-    if name not in data.obsp:
-        raise ValueError(f"You need to run `qbm_pyro.tl.trajectory` first: `.obsp[{name!r}]` not found.")
-    graph = nx.from_scipy_sparse_array(sp.csr_array(data.obsp[name]), edge_attribute="weight")
-    return nx.relabel_nodes(graph, dict(enumerate(np.asarray(data.obs_names).astype(str))))
-
-
-def energy_along_pseudotime(
-    data: Data, key: str = "qbm", *, energy_key: str = "qbm_energy"
-) -> dict[str, Any]:
-    """Does the prior energy change along the pseudotime?
-
-    Whether differentiation runs downhill in the learned energy landscape (progenitors in
-    high-energy, improbable regions, mature cells in deep wells) is an empirical question, not
-    a property of the model: the prior is fitted to how many cells occupy each code, so abundant
-    mature types get low energy, but a large progenitor pool or a trajectory whose end states
-    are rare can reverse the trend. This helper measures it; it assumes nothing.
-
-    Parameters
-    ----------
-    data
-        MuData or AnnData on which :func:`trajectory` ran, with ``obs[energy_key]``.
-    key
-        The ``key_added`` given to :func:`trajectory`.
-    energy_key
-        ``obs`` column of per-cell prior energies.
-
-    Returns
-    -------
-    dict
-        ``"spearman"`` (Spearman's rho of energy vs pseudotime over the cells where both are
-        finite; negative = downhill), ``"pvalue"``, ``"n_cells"``, ``"branch_spearman"``
-        (``{branch: rho}``) and ``"states"``, a :class:`pandas.DataFrame` indexed by state with
-        columns ``n_cells``, ``mean_pseudotime``, ``mean_energy``, ``branch``, sorted by mean
-        pseudotime.
-
-    Examples
-    --------
-    >>> import numpy as np, anndata as ad
-    >>> from qbm_pyro.tl._trajectory import energy_along_pseudotime, trajectory
-    >>> t = np.linspace(0, 1, 300)
-    >>> q = 1 / (1 + np.exp(-20 * (t[:, None] - np.linspace(0, 1, 16)[None, :])))
-    >>> adata = ad.AnnData(obs={"qbm_energy": -t}, obsm={"X_qbm": q})
-    >>> trajectory(adata, root=0)
-    >>> bool(energy_along_pseudotime(adata)["spearman"] < -0.9)
-    True
-    """
-    result = _get_result(data, key)
-    pt_key = f"{key}_pseudotime"
-    if energy_key not in data.obs:
-        raise KeyError(
-            f"`energy_key` {energy_key!r} not found in `.obs`; `qbm_pyro.tl.qbm` writes `obs['qbm_energy']`."
-        )
-    pseudotime = data.obs[pt_key].to_numpy(dtype=float)
-    energy = data.obs[energy_key].to_numpy(dtype=float)
-    branch = data.obs[f"{key}_branch"].astype(str).to_numpy()
-    ok = np.isfinite(pseudotime) & np.isfinite(energy)
-    rho, pvalue = _spearman(pseudotime[ok], energy[ok])
-    branch_rho = {
-        b: _spearman(pseudotime[ok & (branch == b)], energy[ok & (branch == b)])[0]
-        for b in sorted(set(branch[ok]))
-    }
-    states = data.obs[f"{key}_state"].astype(str).to_numpy()
-    frame = pd.DataFrame({"state": states, "pseudotime": pseudotime, "energy": energy})
-    per_state = frame.groupby("state", sort=False).agg(
-        n_cells=("pseudotime", "size"),
-        mean_pseudotime=("pseudotime", "mean"),
-        mean_energy=("energy", "mean"),
-    )
-    branch_of = dict(zip(map(str, result["states"]), map(str, result["state_branch"])))
-    per_state["branch"] = [branch_of.get(s, "") for s in per_state.index]
-    return {
-        "spearman": rho,
-        "pvalue": pvalue,
-        "n_cells": int(ok.sum()),
-        "branch_spearman": branch_rho,
-        "states": per_state.sort_values("mean_pseudotime"),
-    }
-
-
-################################################################################
-# Cell graph: neighbours and affinities.
-################################################################################
-
-
-def _embed(rep: np.ndarray, n_binary: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
-    """Embeddings (data, query) whose Euclidean distances give the chosen metric.
-
-    For ``"hamming"`` the two differ: ``|[q, 0] - [q', sqrt(u(q'))]|^2 + u(q)`` is the expected
-    Hamming distance, so the query side adds ``u(q)`` back afterwards (see :func:`_knn`).
-    """
-    q, cont = rep[:, :n_binary], rep[:, n_binary:]
-    if metric == "hellinger":
-        binary = np.hstack([np.sqrt(q), np.sqrt(1.0 - q)])
-        emb = np.hstack([binary, cont])
-        return emb, emb
-    if metric == "hamming":
-        u = (q * (1.0 - q)).sum(axis=1, keepdims=True)
-        return np.hstack([q, np.sqrt(u), cont]), np.hstack([q, np.zeros_like(u), cont])
-    return rep, rep
-
-
-def _knn(
-    rep: np.ndarray, n_binary: int, metric: str, n_neighbors: int, method: str, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Indices and distances ``(n_obs, n_neighbors)`` of each cell's neighbours, self excluded."""
-    data_emb, query_emb = _embed(rep, n_binary, metric)
-    n_obs = rep.shape[0]
-    if method == "auto":
-        method = "exact" if n_obs <= EXACT_KNN_MAX_CELLS or not _has_pynndescent() else "pynndescent"
-    k = n_neighbors + 1
-    if method == "pynndescent":
-        from pynndescent import NNDescent
-
-        index = NNDescent(data_emb, n_neighbors=max(k, 16), random_state=seed, n_jobs=-1)
-        if metric == "hamming":
-            index.prepare()
-            idx, dist = index.query(query_emb, k=k)
-        else:
-            idx, dist = index.neighbor_graph
-            idx, dist = idx[:, :k], dist[:, :k]
-    else:
-        from sklearn.neighbors import NearestNeighbors
-
-        nn = NearestNeighbors(n_neighbors=k).fit(data_emb)
-        dist, idx = nn.kneighbors(query_emb)
-    idx, dist = _drop_self(np.asarray(idx), np.asarray(dist, dtype=np.float64))
-    if metric == "hamming":
-        q = rep[:, :n_binary]
-        u = (q * (1.0 - q)).sum(axis=1)
-        dist = np.sqrt(dist**2 + u[:, None])
-    return idx, dist
-
-
-def _drop_self(idx: np.ndarray, dist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Remove each row's own index (or, if absent, its last neighbour) and sort by distance."""
-    n = idx.shape[0]
-    is_self = idx == np.arange(n)[:, None]
-    no_self = ~is_self.any(axis=1)
-    is_self[no_self, -1] = True
-    keep = ~is_self
-    idx = idx[keep].reshape(n, -1)
-    dist = dist[keep].reshape(n, -1)
-    order = np.argsort(dist, axis=1, kind="stable")
-    return np.take_along_axis(idx, order, 1), np.take_along_axis(dist, order, 1)
-
-
-def _knn_matrix(idx: np.ndarray, values: np.ndarray, n_obs: int) -> sp.csr_matrix:
-    rows = np.repeat(np.arange(n_obs), idx.shape[1])
-    return sp.csr_matrix((values.ravel(), (rows, idx.ravel())), shape=(n_obs, n_obs))
-
-
-def _gaussian_affinities(idx: np.ndarray, dist: np.ndarray, n_obs: int) -> sp.csr_matrix:
-    """Symmetric adaptive-bandwidth Gaussian kernel on the kNN pairs, without self-loops."""
-    sigma = np.median(dist, axis=1)
-    positive = sigma[sigma > 0]
-    floor = positive.min() if positive.size else 1.0
-    sigma = np.maximum(sigma, floor * 1e-3)
-    s_i, s_j = sigma[:, None], sigma[idx]
-    denom = s_i**2 + s_j**2
-    values = np.sqrt(2.0 * s_i * s_j / denom) * np.exp(-(dist**2) / denom)
-    w = _knn_matrix(idx, values, n_obs)
-    w = w.maximum(w.T).tocsr()
-    w.setdiag(0.0)
-    w.eliminate_zeros()
-    return w
-
-
-################################################################################
-# Diffusion operator and pseudotime.
-################################################################################
-
-
-def _diffusion_components(
-    affinities: sp.csr_matrix, n_dcs: int, seed: int
-) -> tuple[np.ndarray, np.ndarray, sp.csr_matrix]:
-    """Eigenvalues (descending, trivial first), right eigenvectors ``psi_1..psi_n_dcs`` and K."""
-    n_obs = affinities.shape[0]
-    w = affinities + sp.identity(n_obs, format="csr")
-    d = np.asarray(w.sum(axis=1)).ravel()
-    inv_d = sp.diags(1.0 / d)
-    kernel = (inv_d @ w @ inv_d).tocsr()  # density normalisation, alpha = 1
-    z = np.asarray(kernel.sum(axis=1)).ravel()
-    inv_sqrt_z = sp.diags(1.0 / np.sqrt(z))
-    sym = (inv_sqrt_z @ kernel @ inv_sqrt_z).tocsr()
-    sym = (sym + sym.T) * 0.5  # exact symmetry against round-off
-    v0 = np.random.default_rng(seed).uniform(0.5, 1.5, size=n_obs)
-    k = n_dcs + 1
-    eigvals, phi = eigsh(sym, k=k, which="LA", v0=v0, ncv=min(n_obs, max(2 * k + 1, 24)))
-    order = np.argsort(eigvals)[::-1]
-    eigvals, phi = np.clip(eigvals[order], -1.0, 1.0), phi[:, order]
-    psi = phi[:, 1:] * np.sqrt(z.sum() / z)[:, None]  # unit norm in the stationary measure
-    # Deterministic sign: the largest-magnitude entry of each component is positive.
-    signs = np.sign(psi[np.abs(psi).argmax(axis=0), np.arange(psi.shape[1])])
-    psi = psi * np.where(signs == 0, 1.0, signs)
-    return eigvals, psi, kernel
-
-
-def _dpt_weights(eigvals: np.ndarray) -> np.ndarray:
-    """``lambda / (1 - lambda)`` for the non-trivial components; 0 for lambda = 1 or <= 0."""
-    lam = eigvals[1:]
-    weights = np.zeros_like(lam)
-    ok = (lam < 1.0 - _UNIT_EIGENVALUE_TOL) & (lam > 0.0)
-    weights[ok] = lam[ok] / (1.0 - lam[ok])
-    return weights
-
-
-def _pseudotime(psi: np.ndarray, weights: np.ndarray, root: int, comp_labels: np.ndarray) -> np.ndarray:
-    coords = psi * weights
-    pt = np.sqrt(((coords - coords[root]) ** 2).sum(axis=1))
-    pt[comp_labels != comp_labels[root]] = np.nan
-    top = np.nanmax(pt)
-    return pt / top if top > 0 else pt
-
-
-################################################################################
-# Root.
-################################################################################
-
-
-def _find_root(
-    data: Data,
-    root: int | str | None,
-    root_key: str | None,
-    root_value: Any,
-    energy: np.ndarray | None,
-    psi: np.ndarray,
-    weights: np.ndarray,
-    affinities: sp.csr_matrix,
-) -> tuple[int, str]:
-    """Position of the root cell and the rule that chose it."""
-    if root is None:
-        group = (data.obs[root_key] == root_value).to_numpy()
-        return _group_tip(group, psi * weights), f"tip of {root_key} == {root_value!r}"
-    if isinstance(root, str) and root == "auto_diffusion":
-        dc1 = psi[:, 0]
-        return int(np.abs(dc1 - np.median(dc1)).argmax()), "auto_diffusion"
-    if isinstance(root, str) and root == "auto_energy":
-        assert energy is not None  # checked in _check_root_args
-        w = affinities + sp.identity(affinities.shape[0], format="csr")
-        smoothed = (w @ energy) / np.asarray(w.sum(axis=1)).ravel()
-        return int(np.argmax(smoothed)), "auto_energy"
-    if isinstance(root, str):
-        return int(data.obs_names.get_loc(root)), "cell"
-    return int(root) % data.n_obs, "cell"
-
-
-def _group_tip(group: np.ndarray, coords: np.ndarray) -> int:
-    """The group cell furthest from the other cells along the line joining the two centroids."""
-    members = np.flatnonzero(group)
-    if members.size == group.size:
-        raise ValueError("The root group holds every cell; choose a smaller group or give a root cell.")
-    direction = coords[group].mean(axis=0) - coords[~group].mean(axis=0)
-    return int(members[np.argmax(coords[members] @ direction)])
-
-
-################################################################################
-# States, flows and branches.
-################################################################################
-
-
-def _leiden(affinities: sp.csr_matrix, resolution: float, seed: int) -> np.ndarray:
-    import igraph
-    import leidenalg
-
-    upper = sp.triu(affinities, k=1).tocoo()
-    graph = igraph.Graph(n=affinities.shape[0], edges=list(zip(upper.row, upper.col)))
-    partition = leidenalg.find_partition(
-        graph,
-        leidenalg.RBConfigurationVertexPartition,
-        weights=upper.data.tolist(),
-        resolution_parameter=resolution,
-        seed=seed,
-        n_iterations=2,
-    )
-    return np.asarray(partition.membership).astype(str)
-
-
-def _state_graph(
-    states: np.ndarray,
-    kernel: sp.csr_matrix,
-    pseudotime: np.ndarray,
-    energy: np.ndarray | None,
-) -> dict[str, np.ndarray]:
-    """Per-state summaries, directed flow edges, the branch tree and each state's branch."""
-    names, codes, counts = np.unique(states, return_inverse=True, return_counts=True)
-    order = _natural_order(names)
-    rank = np.empty_like(order)
-    rank[order] = np.arange(order.size)
-    names, counts, codes = names[order], counts[order], rank[codes]
-    m = names.size
-    n_obs = codes.size
-    indicator = sp.csr_matrix((np.ones(n_obs), (np.arange(n_obs), codes)), shape=(n_obs, m))
-    off_diag = kernel - sp.diags(kernel.diagonal())
-    flow = np.asarray((indicator.T @ off_diag @ indicator).todense())
-    flow = flow / flow.sum()
-    pi = flow.sum(axis=1)
-    mean_pt = _group_mean(pseudotime, codes, m)
-    mean_energy = _group_mean(energy, codes, m) if energy is not None else np.full(m, np.nan)
-
-    src, dst, flows, conns = [], [], [], []
-    for a in range(m):
-        for b in range(a + 1, m):
-            f = flow[a, b]
-            if f <= 0:
-                continue
-            later_b = _is_later(mean_pt[b], mean_pt[a]) if mean_pt[a] != mean_pt[b] else True
-            s, t = (a, b) if later_b else (b, a)
-            src.append(s)
-            dst.append(t)
-            flows.append(f)
-            conns.append(f / (pi[a] * pi[b]))
-    edges = np.array([src, dst], dtype=np.int64).T.reshape(-1, 2)
-    conns_arr = np.asarray(conns, dtype=np.float64)
-    in_tree = _spanning_tree_mask(edges, conns_arr, m)
-    branch, terminal = _branches(edges[in_tree], m, names)
-    return {
-        "states": names.astype(str),
-        "state_n_cells": counts.astype(np.int64),
-        "state_mean_pseudotime": mean_pt,
-        "state_mean_energy": mean_energy,
-        "state_branch": branch,
-        "terminal_states": names[terminal].astype(str),
-        "edges": edges,
-        "edge_flow": np.asarray(flows, dtype=np.float64),
-        "edge_connectivity": conns_arr,
-        "edge_in_tree": in_tree,
-    }
-
-
-def _is_later(a: float, b: float) -> bool:
-    """``a`` after ``b``; NaN (a state off the root's component) counts as latest."""
-    if np.isnan(a):
-        return True
-    if np.isnan(b):
-        return False
-    return a > b
-
-
-def _spanning_tree_mask(edges: np.ndarray, conns: np.ndarray, m: int) -> np.ndarray:
-    graph = nx.Graph()
-    graph.add_nodes_from(range(m))
-    for e, (a, b) in enumerate(edges):
-        graph.add_edge(int(a), int(b), weight=float(conns[e]), index=e)
-    mask = np.zeros(len(edges), dtype=bool)
-    for _, _, attrs in nx.maximum_spanning_tree(graph, weight="weight").edges(data=True):
-        mask[attrs["index"]] = True
-    return mask
-
-
-def _branches(tree_edges: np.ndarray, m: int, names: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Branch label of each state from the terminal states it reaches in the directed tree."""
-    tree = nx.DiGraph()
-    tree.add_nodes_from(range(m))
-    tree.add_edges_from((int(a), int(b)) for a, b in tree_edges)
-    terminal = np.array([tree.out_degree(v) == 0 and tree.in_degree(v) > 0 for v in range(m)])
-    all_terminal = frozenset(np.flatnonzero(terminal).tolist())
-    labels = []
-    for v in range(m):
-        reach = {v, *nx.descendants(tree, v)} & all_terminal
-        if len(all_terminal) > 1 and reach == all_terminal:
-            labels.append("trunk")
-        elif not reach:  # an isolated state
-            labels.append(f"to_{names[v]}")
-        else:
-            labels.append("to_" + "|".join(str(names[t]) for t in sorted(reach)))
-    return np.asarray(labels, dtype=str), terminal
-
-
-def _cell_branches(summary: dict[str, np.ndarray], states: np.ndarray) -> np.ndarray:
-    branch_of = dict(zip(summary["states"].tolist(), summary["state_branch"].tolist()))
-    return np.asarray([branch_of[s] for s in states.astype(str)], dtype=object)
-
-
-def _group_mean(values: np.ndarray, codes: np.ndarray, m: int) -> np.ndarray:
-    ok = np.isfinite(values)
-    sums = np.bincount(codes[ok], weights=values[ok], minlength=m)
-    counts = np.bincount(codes[ok], minlength=m)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
-
-
-def _natural_order(names: np.ndarray) -> np.ndarray:
-    """Order state names numerically when they are all integers, else lexicographically."""
-    try:
-        keys = [int(s) for s in names]
-    except ValueError:
-        keys = list(names)
-    return np.asarray(sorted(range(len(names)), key=lambda i: keys[i]), dtype=np.int64)
-
-
-################################################################################
 # Argument checks and accessors.
 ################################################################################
 
 
 def _get_rep(data: Data, use_rep: str) -> np.ndarray:
-    if not isinstance(data, ad.AnnData) and not (MuData is not None and isinstance(data, MuData)):
+    if not isinstance(data, (ad.AnnData, MuData)):
         raise TypeError(f"`data` must be an AnnData or a MuData, got {type(data).__name__}.")
     if use_rep not in data.obsm:
         raise ValueError(
@@ -884,80 +399,7 @@ def _check_probabilities(q: np.ndarray, use_rep: str, metric: str) -> None:
         )
 
 
-def _check_root_args(data: Data, root: Any, root_key: str | None, root_value: Any, energy_key: str) -> None:
-    if root is None:
-        if root_key is None:
-            raise ValueError(
-                "Give a root: a cell name or position (`root=`), `root_key=` and `root_value=` "
-                "(an obs column and its value for the root group), root='auto_energy' or "
-                "root='auto_diffusion'."
-            )
-        if root_key not in data.obs:
-            raise KeyError(f"`root_key` {root_key!r} not found in `.obs`.")
-        if not (data.obs[root_key] == root_value).any():
-            values = pd.unique(data.obs[root_key].astype(str))[:20].tolist()
-            raise ValueError(f"No cell has `.obs[{root_key!r}] == {root_value!r}`; values include {values}.")
-        return
-    if root_key is not None:
-        raise ValueError("Give either `root` or `root_key`/`root_value`, not both.")
-    if isinstance(root, str) and root == "auto_energy":
-        if energy_key not in data.obs:
-            raise KeyError(
-                f"root='auto_energy' needs per-cell energies, but `.obs[{energy_key!r}]` was not "
-                "found. Run `qbm_pyro.tl.qbm` first or pass `energy_key=`."
-            )
-        return
-    if isinstance(root, str) and root in _AUTO_ROOTS:
-        return
-    if isinstance(root, (bool, np.bool_)):
-        raise TypeError(f"`root` must be a cell name, a position or one of {_AUTO_ROOTS}.")
-    if isinstance(root, (int, np.integer)):
-        if not -data.n_obs <= root < data.n_obs:
-            raise ValueError(f"Root position {root} is out of range for n_obs={data.n_obs}.")
-        return
-    if isinstance(root, str):
-        if root not in data.obs_names:
-            raise KeyError(
-                f"Root cell {root!r} not found in `.obs_names`; give a cell name, a position, "
-                f"or one of {_AUTO_ROOTS}."
-            )
-        return
-    raise TypeError(f"`root` must be a cell name, a position or one of {_AUTO_ROOTS}, got {type(root)}.")
-
-
 def _get_energy(data: Data, energy_key: str) -> np.ndarray | None:
     if energy_key not in data.obs:
         return None
     return data.obs[energy_key].to_numpy(dtype=np.float64)
-
-
-def _get_result(data: Data, key: str) -> Mapping[str, Any]:
-    name = f"{key}_trajectory"
-    if name not in data.uns:
-        raise ValueError(f"You need to run `qbm_pyro.tl.trajectory` first: `.uns[{name!r}]` not found.")
-    return data.uns[name]
-
-
-def _spearman(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    if x.size < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return float("nan"), float("nan")
-    res = spearmanr(x, y)
-    return float(res.statistic), float(res.pvalue)
-
-
-def _check_option(name: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"`{name}` must be one of {allowed}, got {value!r}.")
-
-
-def _check_positive_int(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
-
-
-def _has_pynndescent() -> bool:
-    try:
-        import pynndescent  # noqa: F401
-    except ImportError:
-        return False
-    return True

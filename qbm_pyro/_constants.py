@@ -1,7 +1,9 @@
-"""Names used by the data layer: modality kinds and the keys of a minibatch dict.
+"""Names shared by the data layer and the model: modality kinds and the keys of a minibatch dict.
 
 Every string that names a modality kind or a minibatch entry lives here, in the
-:data:`REGISTRY_KEYS` singleton; code elsewhere never spells them out.
+:data:`REGISTRY_KEYS` singleton; code elsewhere never spells them out. A leaf module (as in
+scvi-tools): it imports nothing, so :mod:`qbm_pyro.module` can use the keys without pulling in
+the data layer (anndata, mudata, h5py). :mod:`qbm_pyro.data` re-exports both names.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from typing import NamedTuple
 __all__ = ["MODALITY_ALIASES", "REGISTRY_KEYS"]
 
 
-class _REGISTRY_KEYS_NT(NamedTuple):
+class _REGISTRY_KEYS_NT(NamedTuple):  # noqa: N801 (scvi-tools naming)
     """Modality kinds and minibatch keys.
 
     A minibatch holds, for each registered modality of kind ``k``, the entries

@@ -1,0 +1,140 @@
+"""The package's layers hold: each module imports only from its own layer or those below it.
+
+Layers, bottom to top (DESIGN: energy, then samplers, AIS, distributions, module, training,
+model, tl and pl/cli):
+
+0. leaves: ``_checks``, ``_constants``, ``energy``;
+1. the maths of Boltzmann machines: ``samplers``, ``ais``, ``distributions``;
+2. ``module`` (the Pyro model and guide) beside the data layer (``data``, ``datasets``) and
+   ``metrics``; ``module`` and ``data`` do not import each other;
+3. ``training``;
+4. the user-facing model: ``model`` and its mixins, ``distributed``;
+5. ``tl`` and ``pl``;
+6. ``cli``, which nothing imports.
+
+Distributions and samplers know nothing of cells (no anndata/mudata/scanpy/h5py), nor does
+``module``. Checked twice: statically on every import statement, and by importing the lower
+layers in a fresh interpreter and reading ``sys.modules``.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import qbm_pyro
+
+PACKAGE = Path(qbm_pyro.__file__).resolve().parent
+
+#: Layer of each top-level name inside qbm_pyro (module or subpackage).
+LAYER = {
+    "_checks": 0,
+    "_constants": 0,
+    "energy": 0,
+    "samplers": 1,
+    "ais": 1,
+    "distributions": 1,
+    "module": 2,
+    "data": 2,
+    "datasets": 2,
+    "metrics": 2,
+    "training": 3,
+    "model": 4,
+    "expression": 4,
+    "generation": 4,
+    "mapping": 4,
+    "distributed": 4,
+    "tl": 5,
+    "pl": 5,
+    "cli": 6,
+}
+#: Same-layer pairs that must not import each other.
+APART = {("module", "data"), ("data", "module")}
+#: Parts that hold no cells and must not import the single-cell stack.
+CELL_FREE = {"_checks", "_constants", "energy", "samplers", "ais", "distributions", "module"}
+CELL_PACKAGES = {"anndata", "mudata", "muon", "scanpy", "h5py"}
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path) -> set[str]:
+    """Absolute names of everything ``path`` imports (``from a import b`` gives ``a`` and ``a.b``)."""
+    name = _module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1])
+                module = f"{base}.{node.module}" if node.module else base
+            else:
+                module = node.module or ""
+            found.add(module)
+            found.update(f"{module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def _part(name: str) -> str | None:
+    """The top-level part of qbm_pyro that ``name`` lies in (None for qbm_pyro itself or outside)."""
+    parts = name.split(".")
+    return parts[1] if parts[0] == "qbm_pyro" and len(parts) > 1 else None
+
+
+def _sources() -> list[Path]:
+    return sorted(p for p in PACKAGE.rglob("*.py") if p != PACKAGE / "__init__.py")
+
+
+def test_every_part_has_a_layer():
+    parts = {_part(_module_name(p)) for p in _sources()}
+    unknown = sorted(parts - set(LAYER))
+    assert not unknown, f"new parts of qbm_pyro {unknown}: give each a layer in tests/test_layers.py"
+
+
+@pytest.mark.parametrize("path", _sources(), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_imports_follow_the_layers(path):
+    here = _part(_module_name(path))
+    bad = []
+    for name in sorted(_imports(path)):
+        there = _part(name)
+        if name.split(".")[0] in CELL_PACKAGES and here in CELL_FREE:
+            bad.append(f"{name} (the single-cell stack, in a part that holds no cells)")
+        if there is None or there == here or there not in LAYER:
+            continue
+        if LAYER[there] > LAYER[here]:
+            bad.append(f"{name} (layer {LAYER[there]} above {here}'s {LAYER[here]})")
+        elif (here, there) in APART:
+            bad.append(f"{name} ({here} and {there} stay apart)")
+    assert not bad, f"{path.relative_to(PACKAGE)} imports " + "; ".join(bad)
+
+
+def test_lower_layers_load_without_the_data_layer():
+    """Import the maths in a fresh interpreter (without qbm_pyro/__init__, which loads all)."""
+    code = f"""
+import json, sys, types
+pkg = types.ModuleType("qbm_pyro")
+pkg.__path__ = [{str(PACKAGE)!r}]
+sys.modules["qbm_pyro"] = pkg
+import qbm_pyro.module, qbm_pyro.samplers, qbm_pyro.distributions
+print(json.dumps(sorted(sys.modules)))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(json.loads(out.stdout.strip().splitlines()[-1]))
+    assert "qbm_pyro.module.vae" in loaded  # the check did import something
+    forbidden = {"qbm_pyro.data", "qbm_pyro.model", "qbm_pyro.cli", *CELL_PACKAGES}
+    assert not loaded & forbidden, f"module/samplers/distributions pulled in {sorted(loaded & forbidden)}"
+
+
+def test_nothing_imports_the_cli():
+    importers = [p for p in _sources() if p.name != "cli.py" and "qbm_pyro.cli" in _imports(p)]
+    assert not importers, f"the CLI is imported by {importers}"
