@@ -1,4 +1,4 @@
-"""Nox sessions: ``tests``, ``demo``, ``bench``, ``docs``, ``lint``.
+"""Nox sessions: ``tests`` (Python 3.10 and 3.11), ``demo``, ``bench``, ``docs``, ``lint``.
 
 Every session that installs the package installs ``torch==2.13.0`` first, so that pip resolves
 the package's ``torch`` requirement against the wheel already there instead of choosing one
@@ -17,12 +17,28 @@ nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["lint", "tests"]
 
+# A missing interpreter (say no Python 3.10 here) skips its session instead of failing the run.
+nox.options.error_on_missing_interpreters = False
+
 PYTHON = "3.11"
+#: The lowest supported Python (pyproject's requires-python) and the main one.
+TEST_PYTHONS = ["3.10", "3.11"]
 TORCH = os.environ.get("TORCH_SPEC", "torch==2.13.0")
-CHECK_TORCH = (
-    "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda); "
-    "assert torch.__version__.split('+')[0] == '2.13.0', torch.__version__"
-)
+
+
+def _check_torch(spec: str) -> str:
+    """Code that prints the installed torch and, for a pinned ``spec`` (``torch==X``), checks it is X.
+
+    Follows ``TORCH_SPEC``; a spec that pins nothing (a range, a path or URL to a wheel) is only printed.
+    """
+    head = "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
+    name, sep, version = spec.replace(" ", "").partition("==")
+    if not sep or name.lower() != "torch" or not version or any(c in version for c in ",;*"):
+        return head
+    return f"{head}; assert torch.__version__.split('+')[0] == {version!r}, torch.__version__"
+
+
+CHECK_TORCH = _check_torch(TORCH)
 # Packages of the `bench` extra left out of the bench session, comma-separated in the environment
 # variable BENCH_SKIP (default: none). scvi-tools and scib-metrics bring jax, lightning and about
 # 35 other packages (jaxlib is the large one); with torch pinned in the same pip command they
@@ -39,9 +55,9 @@ def install_package(session: nox.Session, *extras: str) -> None:
     session.install("-e", f".{suffix}")
 
 
-@nox.session(python=PYTHON)
+@nox.session(python=TEST_PYTHONS)
 def tests(session: nox.Session) -> None:
-    """Run the test suite; arguments after ``--`` go to pytest."""
+    """Run the tests and the docstring examples on 3.10 and 3.11; arguments after ``--`` go to pytest."""
     install_package(session, "test")
     session.run("python", "-m", "pytest", *session.posargs)
 

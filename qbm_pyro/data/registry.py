@@ -450,25 +450,13 @@ def _register_modality(
     adata = _modality(data, name)
     x = get_matrix(adata, layer, modality=name)
     count_layers = find_count_layers(adata, exclude=layer) if kind in REGISTRY_KEYS.COUNT_KINDS else []
-    summary = check_matrix(
-        x,
-        modality=name,
-        kind=kind,
-        layer=layer,
-        obs_names=adata.obs_names,
-        var_names=adata.var_names,
-        count_layers=count_layers,
-    )
+    names = {"obs_names": adata.obs_names, "var_names": adata.var_names}
+    summary = check_matrix(x, modality=name, kind=kind, layer=layer, count_layers=count_layers, **names)
     if not adata.var_names.is_unique:
         dup = adata.var_names[adata.var_names.duplicated()]
         raise ValueError(f"modality {name!r} has {len(dup)} duplicated var name(s) (e.g. {str(dup[0])!r})")
-    spec = ModalitySpec(
-        name=name,
-        kind=kind,
-        layer=layer,
-        n_vars=int(adata.n_vars),
-        var_names=tuple(str(v) for v in adata.var_names),
-    )
+    var_names = tuple(str(v) for v in adata.var_names)
+    spec = ModalitySpec(name=name, kind=kind, layer=layer, n_vars=int(adata.n_vars), var_names=var_names)
     empty = np.zeros(data.n_obs, dtype=bool)
     have = rows >= 0
     empty[have] = summary.empty_cells[rows[have]]
@@ -481,10 +469,7 @@ def _register_batches(
     rows: Mapping[str, np.ndarray],
     categories: Mapping[str, Sequence[str]] | None,
 ) -> tuple[dict[str, tuple[str, ...]], np.ndarray]:
-    """Step 3 of :func:`_build`: levels of each batch column and the ``(n_obs, n_keys)`` codes.
-
-    With ``categories`` (a transfer onto new data) the levels are fixed and unseen values get -1.
-    """
+    """Step 3 of :func:`_build`: each batch column's levels (fixed by ``categories``) and codes."""
     batch_categories: dict[str, tuple[str, ...]] = {}
     codes = np.zeros((data.n_obs, len(batch_keys)), dtype=np.int64)
     for j, key in enumerate(batch_keys):

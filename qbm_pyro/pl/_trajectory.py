@@ -17,6 +17,7 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 
+from qbm_pyro._checks import check_choice
 from qbm_pyro.pl._style import axes, finish
 from qbm_pyro.tl import trajectory_graph
 
@@ -95,8 +96,7 @@ def trajectory(
     color = f"{key}_pseudotime" if color is None else color
     if color not in data.obs:
         raise KeyError(f"`color` {color!r} not found in `.obs`.")
-    if edges not in ("tree", "all"):
-        raise ValueError(f"`edges` must be one of ('tree', 'all'), got {edges!r}.")
+    check_choice("edges", edges, ("tree", "all"))
     ax = axes(ax, (5.5, 4.5))
     size = float(np.clip(120_000 / max(data.n_obs, 1), 1, 50)) if size is None else size
     _scatter(ax, coords, data.obs[color], size=size, cmap=cmap, label=color)
@@ -276,12 +276,9 @@ def state_graph(
     >>> trajectory(adata, root=0)
     >>> ax = state_graph(adata)
     """
-    if color not in ("mean_pseudotime", "mean_energy"):
-        raise ValueError(f"`color` must be one of ('mean_pseudotime', 'mean_energy'), got {color!r}.")
-    if layout not in ("pseudotime", "spring"):
-        raise ValueError(f"`layout` must be one of ('pseudotime', 'spring'), got {layout!r}.")
-    if edges not in ("tree", "all"):
-        raise ValueError(f"`edges` must be one of ('tree', 'all'), got {edges!r}.")
+    check_choice("color", color, ("mean_pseudotime", "mean_energy"))
+    check_choice("layout", layout, ("pseudotime", "spring"))
+    check_choice("edges", edges, ("tree", "all"))
     graph = trajectory_graph(data, key)
     ax = axes(ax, (5.5, 4.5))
     pos = _state_layout(graph, layout, seed)
