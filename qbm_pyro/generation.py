@@ -317,7 +317,7 @@ def _posterior_latent_sample(m, posterior: dict) -> torch.Tensor:
     return torch.cat(parts, -1)
 
 
-class _seeded:
+class _seeded:  # noqa: N801 (used as a lower-case context manager)
     """Seed torch's global generator inside a ``fork_rng`` block (no-op for ``None``)."""
 
     def __init__(self, seed):

@@ -1,4 +1,4 @@
-"""The multi-omics VAE with a Boltzmann-machine prior: Pyro ``model`` and ``guide``.
+r"""The multi-omics VAE with a Boltzmann-machine prior: Pyro ``model`` and ``guide``.
 
 The generative model (one model, used alike by training, :meth:`MultiVAE.model`, Pyro's
 ``Predictive``, generation and the marginal likelihood):
