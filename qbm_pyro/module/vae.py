@@ -17,8 +17,11 @@ Likelihoods: :mod:`qbm_pyro.module.likelihoods`. This module sees only tensors a
 
 from __future__ import annotations
 
+import contextlib
+
 import pyro
 import torch
+from pyro import poutine
 from pyro.nn import PyroModule
 from torch import nn
 
@@ -39,6 +42,13 @@ ENCODER_INPUTS = ("log1p", "depth")
 def _check_choice(name: str, value: str, allowed) -> None:
     if value not in allowed:
         raise ValueError(f"{name} must be one of {sorted(allowed)}, got {value!r}")
+
+
+def _kl_scale(kl_weight: float):
+    """``poutine.scale(kl_weight)``, or nothing at weight 1."""
+    if kl_weight == 1.0:
+        return contextlib.nullcontext()
+    return poutine.scale(scale=kl_weight)
 
 
 class MultiVAE(PyroModule):
@@ -211,10 +221,11 @@ class MultiVAE(PyroModule):
         out["scale"] = precision.rsqrt()
         return out
 
-    def guide(self, batch: dict[str, torch.Tensor]) -> None:
+    def guide(self, batch: dict[str, torch.Tensor], kl_weight: float = 1.0) -> None:
+        """Pyro guide; ``kl_weight`` scales the latent sites (KL warm-up) as in :meth:`model`."""
         pyro.module("qbm_vae", self)
         posterior = self.encode(batch)
-        with pyro.plate("cells", batch[K.BATCH_KEY].shape[0]):
+        with pyro.plate("cells", batch[K.BATCH_KEY].shape[0]), _kl_scale(kl_weight):
             if self.n_binary:
                 relaxed = RELAXATIONS[self.relaxation](posterior["logits"], self.smoothing)
                 pyro.sample("z", relaxed.to_event(1))
@@ -252,20 +263,25 @@ class MultiVAE(PyroModule):
             out[K.ATAC] = atac_likelihood(heads["atac"](hidden), cell, self.atac_region_factor)
         return out
 
-    def model(self, batch: dict[str, torch.Tensor]) -> None:
+    def model(self, batch: dict[str, torch.Tensor], kl_weight: float = 1.0) -> None:
+        """Pyro model. ``kl_weight`` scales the latent sites (``poutine.scale``), so that with
+        :class:`~qbm_pyro.module.AnalyticKL_ELBO` their KL terms are weighted (KL warm-up)."""
         pyro.module("qbm_vae", self)
         B = batch[K.BATCH_KEY].shape[0]
         parts = []
         with pyro.plate("cells", B):
-            if self.n_binary:
-                zeta = pyro.sample("z", self.prior.distribution())
-                parts.append(zeta)
-            if self.n_continuous:
+            with _kl_scale(kl_weight):
                 if self.n_binary:
-                    loc = self.prior_loc(zeta)
-                else:
-                    loc = torch.zeros(B, self.n_continuous)
-                parts.append(pyro.sample("c", dist.Normal(loc, 1.0).to_event(1)))
+                    zeta = pyro.sample("z", self.prior.distribution())
+                    parts.append(zeta)
+                if self.n_continuous:
+                    if self.n_binary:
+                        loc = self.prior_loc(zeta)
+                    else:
+                        loc = batch[K.BATCH_KEY].new_zeros(
+                            B, self.n_continuous, dtype=torch.get_default_dtype()
+                        )
+                    parts.append(pyro.sample("c", dist.Normal(loc, 1.0).to_event(1)))
             likelihoods = self.decode(torch.cat(parts, -1), batch)
             for kind, fn in likelihoods.items():
                 mask = batch[K.mask_key(kind)]
