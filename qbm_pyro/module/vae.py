@@ -28,12 +28,16 @@ Likelihoods: :mod:`qbm_pyro.module.likelihoods`. This module sees only tensors a
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import pyro
 import torch
+from pyro import poutine
+from pyro.distributions.util import scale_and_mask
 from pyro.nn import PyroModule
 from torch import nn
+from torch.distributions import kl_divergence
 
 from .. import distributions as dist
 from .._checks import check_choice
@@ -48,6 +52,13 @@ __all__ = ["MultiVAE"]
 K = REGISTRY_KEYS
 PRIORS = ("boltzmann", "rbm", "bernoulli", "gaussian")
 ENCODER_INPUTS = ("log1p", "depth")
+
+
+def _kl_scale(kl_weight: float):
+    """``poutine.scale(kl_weight)``, or nothing at weight 1."""
+    if kl_weight == 1.0:
+        return contextlib.nullcontext()
+    return poutine.scale(scale=kl_weight)
 
 
 class MultiVAE(PyroModule):
@@ -222,11 +233,12 @@ class MultiVAE(PyroModule):
         out["scale"] = precision.rsqrt()
         return out
 
-    def guide(self, batch: dict[str, torch.Tensor], observe: bool = True) -> None:
-        """The posterior ``q(ζ, c | x)`` (``observe`` is accepted to mirror :meth:`model`)."""
+    def guide(self, batch: dict[str, torch.Tensor], kl_weight: float = 1.0, observe: bool = True) -> None:
+        """The posterior ``q(ζ, c | x)``; ``kl_weight`` scales the latent sites (KL warm-up) as in
+        :meth:`model` (``observe`` is accepted to mirror it)."""
         pyro.module("qbm_vae", self)
         posterior = self.encode(batch)
-        with pyro.plate("cells", batch[K.BATCH_KEY].shape[0]):
+        with pyro.plate("cells", batch[K.BATCH_KEY].shape[0]), _kl_scale(kl_weight):
             if self.n_binary:
                 relaxed = RELAXATIONS[self.relaxation](posterior["logits"], self.smoothing)
                 pyro.sample("z", relaxed.to_event(1))
@@ -268,23 +280,27 @@ class MultiVAE(PyroModule):
         """The prior of the decoder's code input ``ζ`` (the smoothed Boltzmann machine)."""
         return dist.RelaxedBoltzmann(self.prior.distribution(), self.relaxation, self.smoothing)
 
-    def model(self, batch: dict[str, torch.Tensor], observe: bool = True) -> None:
-        """The generative model. ``observe=False`` samples the counts instead of scoring
-        ``batch``'s (``batch`` then only supplies covariates and size factors), as with Pyro's
-        ``Predictive``."""
+    def model(self, batch: dict[str, torch.Tensor], kl_weight: float = 1.0, observe: bool = True) -> None:
+        """The generative model. ``kl_weight`` scales the latent sites (``poutine.scale``), so that
+        with :class:`~qbm_pyro.module.AnalyticKL_ELBO` their KL terms are weighted (KL warm-up).
+        ``observe=False`` samples the counts instead of scoring ``batch``'s (``batch`` then only
+        supplies covariates and size factors), as with Pyro's ``Predictive``."""
         pyro.module("qbm_vae", self)
         B = batch[K.BATCH_KEY].shape[0]
         parts = []
         with pyro.plate("cells", B):
-            if self.n_binary:
-                zeta = pyro.sample("z", self.prior_code())
-                parts.append(zeta)
-            if self.n_continuous:
+            with _kl_scale(kl_weight):
                 if self.n_binary:
-                    loc = self.prior_loc(zeta)
-                else:
-                    loc = batch[K.BATCH_KEY].new_zeros(B, self.n_continuous, dtype=torch.get_default_dtype())
-                parts.append(pyro.sample("c", dist.Normal(loc, 1.0).to_event(1)))
+                    zeta = pyro.sample("z", self.prior_code())
+                    parts.append(zeta)
+                if self.n_continuous:
+                    if self.n_binary:
+                        loc = self.prior_loc(zeta)
+                    else:
+                        loc = batch[K.BATCH_KEY].new_zeros(
+                            B, self.n_continuous, dtype=torch.get_default_dtype()
+                        )
+                    parts.append(pyro.sample("c", dist.Normal(loc, 1.0).to_event(1)))
             likelihoods = self.decode(torch.cat(parts, -1), batch)
             for kind, fn in likelihoods.items():
                 mask = batch[K.mask_key(kind)]
@@ -375,6 +391,39 @@ class MultiVAE(PyroModule):
         :meth:`log_importance_weights`)."""
         log_w = self.log_importance_weights(batch, n_samples)
         return torch.logsumexp(log_w, 0) - math.log(n_samples)
+
+    def loss(self, batch: dict[str, torch.Tensor], kl_weight: float = 1.0) -> torch.Tensor:
+        """The negative ELBO of a minibatch (summed over cells), without Pyro's tracing.
+
+        The same number, drawn with the same random streams, as
+        ``AnalyticKL_ELBO().differentiable_loss(self.model, self.guide, batch, kl_weight=...)``
+        (the training loop's hot path; ``tests/test_boltzmann_fast_right.py`` checks the two agree).
+        """
+        posterior = self.encode(batch)  # the guide: encoders, then the latent draws in site order
+        B = batch[K.BATCH_KEY].shape[0]
+        parts = []
+        if self.n_binary:
+            q_z = RELAXATIONS[self.relaxation](posterior["logits"], self.smoothing).to_event(1)
+            zeta = q_z.rsample()
+            parts.append(zeta)
+        if self.n_continuous:
+            q_c = dist.Normal(posterior["loc"], posterior["scale"]).to_event(1)
+            parts.append(q_c.rsample())
+        elbo = 0.0  # the model's sites, in AnalyticKL_ELBO's order: latent KLs, then likelihoods
+        if self.n_binary:
+            prior = self.prior.distribution().expand(torch.Size([B]))
+            elbo = elbo - scale_and_mask(kl_divergence(q_z, prior), kl_weight).sum()
+        if self.n_continuous:
+            if self.n_binary:
+                loc = self.prior_loc(zeta)
+            else:
+                loc = batch[K.BATCH_KEY].new_zeros(B, self.n_continuous, dtype=torch.get_default_dtype())
+            p_c = dist.Normal(loc, 1.0).to_event(1)
+            elbo = elbo - scale_and_mask(kl_divergence(q_c, p_c), kl_weight).sum()
+        for kind, fn in self.decode(torch.cat(parts, -1), batch).items():
+            mask = batch[K.mask_key(kind)]
+            elbo = elbo + fn.to_event(1).mask(mask).log_prob(batch[K.x_key(kind)]).sum()
+        return -elbo
 
     # ------------------------------------------------------------------ inference helpers
 
