@@ -165,10 +165,8 @@ def _not_rebuildable(config: dict) -> SamplerNotRebuildable:
     elif kind == "dimod" and config.get("sample_kwargs") is None:
         why = f"it was a DimodSampler({name}) with sample keywords that cannot be saved"
     elif kind == "dimod":
-        why = (
-            f"it was a DimodSampler over {name}, whose own settings are not saved "
-            "(hardware, composite, mock)"
-        )
+        what = "hardware, composite, mock"
+        why = f"it was a DimodSampler over {name}, whose own settings are not saved ({what})"
     else:
         why = f"it was a {name}, which qbm_pyro does not know how to rebuild"
     return SamplerNotRebuildable(
