@@ -24,6 +24,8 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
+from benchmarks import de  # noqa: E402
+
 #: Metrics of the light protocol (quality.py and baselines.py "fit" rows), higher is better.
 LIGHT = ["knn_accuracy", "knn_macro_f1", "ari", "nmi", "batch_mixing"]
 #: Metrics of the suite (baselines.py "suite" rows), higher is better.
@@ -575,6 +577,7 @@ def build(results: Path, out_dir: Path = ROOT) -> tuple[str, list[Path]]:
     md += _trajectory_section(traj)
     md += ["## Trajectories on the fitted latents (benchmarks/trajectory_models.py)", ""]
     md += _trajectory_models_section((_load(results, "trajectory_models") or {}).get("rows"))
+    md += de.report_section(_load(results, "de"))
     return "\n".join(md).rstrip() + "\n", figures
 
 

@@ -5,7 +5,8 @@ speed), ``quality`` (QBM-VAE variants, Gaussian twin, PCA over seeds), ``baselin
 totalVI, MultiVI; needs the ``[bench]`` extra), ``suite`` (linear probe and scib-metrics of every
 saved latent; needs ``[bench]``), ``trajectory`` (pseudotime against the known time on PCA and
 on every saved a549/paul15 latent), ``cost`` (throughput, time to convergence, scaling to 1M
-cells with a full epoch, prior share), then ``report`` (``BENCHMARKS.md`` and figures from
+cells with a full epoch, prior share), ``de`` (differential expression against scanpy's
+Wilcoxon on paul15, :mod:`benchmarks.de`), then ``report`` (``BENCHMARKS.md`` and figures from
 whatever results exist). ``quality`` fits the methods of :data:`QUALITY_PLAN` on each set, then
 (full run only) the 200-epoch training-length study and the hierarchical-posterior experiment.
 
@@ -31,7 +32,7 @@ import torch  # noqa: E402
 
 from benchmarks import samplers  # noqa: E402
 
-STAGES = ["samplers", "quality", "baselines", "suite", "trajectory", "cost", "report"]
+STAGES = ["samplers", "quality", "baselines", "suite", "trajectory", "cost", "de", "report"]
 #: quality.py methods per data set (every QBM-VAE row of BENCHMARKS.md); --quick: QUICK_METHODS.
 QUALITY_PLAN = {
     "mixology": ["qbm", "qbm_cov", "gaussian", "gaussian_cov", "pca"],
@@ -144,6 +145,10 @@ def main(argv: list[str] | None = None) -> None:
                 else ["--epochs", "15"]
             )
             cost.main(["--parts", *parts, *quick, "--out", str(quick_out / "cost.json")])
+        elif stage == "de":  # differential expression against scanpy's Wilcoxon (benchmarks/de.py)
+            from benchmarks import de
+
+            de.main(["--seeds", *seeds, "--epochs", epochs, "--out", str(quick_out / "de.json")])
         elif stage == "report":
             from benchmarks import report
 
