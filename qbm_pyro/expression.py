@@ -158,7 +158,9 @@ class ExpressionMixin:
         >>> import qbm_pyro
         >>> mdata = qbm_pyro.datasets.pbmc_cite_2batch()
         >>> model = qbm_pyro.QBMVAE(mdata, batch_key="batch", n_latent=8)
-        >>> rna = model.get_normalized_expression(transform_batch="b1")  # doctest: +SKIP
+        >>> rna = model.get_normalized_expression(transform_batch="pbmc5k", library_size=1e4)
+        >>> rna.shape, round(float(rna.iloc[0].sum()))
+        ((400, 2000), 10000)
         """
         name, kind = self._resolve_modality(modality)
         if int(n_samples) < 1:
