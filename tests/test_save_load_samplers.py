@@ -134,3 +134,20 @@ def test_cli_sa_fit_reloads(tmp_path):
     assert isinstance(loaded.module.prior.sampler.primary, DimodSampler)
     written = md.read_h5mu(out).obsm["X_qbm"]
     np.testing.assert_allclose(loaded.get_latent_representation(), written, rtol=1e-6, atol=1e-6)
+
+
+def test_file_without_sampler_config_gives_a_clear_error(cite, tmp_path):
+    from qbm_pyro.model import SAVE_KEYS
+    from qbm_pyro.training import atomic_torch_save, load_torch_file
+
+    model = qbm_pyro.QBMVAE(cite, sampler=SAMPLERS["fallback"](), seed=0, **SMALL)
+    model.train(**TRAIN)
+    model.save(tmp_path / "m")
+    path = tmp_path / "m" / SAVE_KEYS.MODEL_FNAME
+    payload = load_torch_file(path, what="model file")
+    del payload[SAVE_KEYS.SAMPLER_CONFIG]  # as written before sampler configs existed
+    atomic_torch_save(payload, path)
+    with pytest.raises(ValueError, match="predates sampler configs.*sampler="):
+        qbm_pyro.QBMVAE.load(tmp_path / "m", cite)
+    loaded = qbm_pyro.QBMVAE.load(tmp_path / "m", cite, sampler=SAMPLERS["fallback"]())
+    np.testing.assert_array_equal(model.get_latent_representation(), loaded.get_latent_representation())
