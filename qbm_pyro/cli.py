@@ -17,6 +17,7 @@ Examples
 
     qbm-pyro info data.h5mu
     qbm-pyro fit data.h5mu -o fitted.h5mu --batch-key batch --epochs 200
+    qbm-pyro fit data.h5mu -o fitted.h5mu --layer rna:counts prot:counts --sampler sa
     qbm-pyro trajectory fitted.h5mu -o traj.h5mu --root-key time --root-value 0h
 """
 
