@@ -300,7 +300,9 @@ class Trainer:
     def __post_init__(self):
         self.elbo = AnalyticKL_ELBO()
         self.optimizer = torch.optim.Adam(
-            _parameter_groups(self.module, self.config), lr=self.config.lr, weight_decay=self.config.weight_decay
+            _parameter_groups(self.module, self.config),
+            lr=self.config.lr,
+            weight_decay=self.config.weight_decay,
         )
         self.epoch = 0
         self.best_loss = math.inf
