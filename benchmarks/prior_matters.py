@@ -142,7 +142,11 @@ def run_qbm(dataset: str, method: str, seed: int, epochs: int) -> dict:
     model = qbm_pyro.QBMVAE(data, batch_key=batch_key, seed=seed, **kwargs, **spec)
     history = model.train(max_epochs=epochs, progress_bar=False, **train_kw)
     fit_s = time.perf_counter() - start
-    if model.module.n_binary and model.module.prior.learnable and model.module.n_binary > model.module.prior.exact_max_n:
+    if (
+        model.module.n_binary
+        and model.module.prior.learnable
+        and model.module.n_binary > model.module.prior.exact_max_n
+    ):
         model.module.prior.refresh_log_z(n_chains=1024, n_steps=2000)
     held = model.validation_indices_
     row = {
@@ -269,7 +273,17 @@ REPORT_METRICS = [
     ("generated_c2st", "generated vs held-out cells, C2ST acc. (0.5 = same)", False),
     ("generated_type_tv", "cell-type proportions of generated cells, TV", False),
 ]
-REPORT_METHODS = ["qbm", "qbm_fast", "bernoulli", "gaussian", "binary", "binary_fast", "binary_bernoulli", "scvi", "totalvi"]
+REPORT_METHODS = [
+    "qbm",
+    "qbm_fast",
+    "bernoulli",
+    "gaussian",
+    "binary",
+    "binary_fast",
+    "binary_bernoulli",
+    "scvi",
+    "totalvi",
+]
 REPORT_NAMES = {
     "qbm": "learned Boltzmann",
     "qbm_fast": "learned, prior lr ×30",

@@ -7,7 +7,8 @@ saved latent; needs ``[bench]``), ``trajectory`` (pseudotime against the known t
 on every saved a549/paul15 latent), ``prior`` (does the learned prior matter: held-out marginal
 likelihood, code crispness, prior fit, generated cells, attractors; learned vs fixed vs Gaussian
 twin vs scVI/totalVI), ``cost`` (throughput, time to convergence, scaling to 1M
-cells with a full epoch, prior share), then ``report`` (``BENCHMARKS.md`` and figures from
+cells with a full epoch, prior share), ``de`` (differential expression against scanpy's
+Wilcoxon on paul15, :mod:`benchmarks.de`), then ``report`` (``BENCHMARKS.md`` and figures from
 whatever results exist). ``quality`` fits the methods of :data:`QUALITY_PLAN` on each set, then
 (full run only) the 200-epoch training-length study and the hierarchical-posterior experiment.
 
@@ -33,7 +34,7 @@ import torch  # noqa: E402
 
 from benchmarks import samplers  # noqa: E402
 
-STAGES = ["samplers", "quality", "baselines", "suite", "trajectory", "prior", "cost", "report"]
+STAGES = ["samplers", "quality", "baselines", "suite", "trajectory", "prior", "cost", "de", "report"]
 #: quality.py methods per data set (every QBM-VAE row of BENCHMARKS.md); --quick: QUICK_METHODS.
 QUALITY_PLAN = {
     "mixology": ["qbm", "qbm_cov", "gaussian", "gaussian_cov", "pca"],
@@ -160,6 +161,10 @@ def main(argv: list[str] | None = None) -> None:
                 throughput.main(
                     [*(["--quick"] if args.quick else []), "--out", str(quick_out / "throughput.json")]
                 )
+        elif stage == "de":  # differential expression against scanpy's Wilcoxon (benchmarks/de.py)
+            from benchmarks import de
+
+            de.main(["--seeds", *seeds, "--epochs", epochs, "--out", str(quick_out / "de.json")])
         elif stage == "report":
             from benchmarks import report
 

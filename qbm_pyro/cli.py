@@ -17,15 +17,15 @@ Examples
 
     qbm-pyro info data.h5mu
     qbm-pyro fit data.h5mu -o fitted.h5mu --batch-key batch --epochs 200
+    qbm-pyro fit data.h5mu -o fitted.h5mu --layer rna:counts prot:counts --sampler sa
     qbm-pyro trajectory fitted.h5mu -o traj.h5mu --root-key time --root-value 0h
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
-import os
+import re
 import sys
 import warnings
 from collections.abc import Sequence
@@ -39,9 +39,6 @@ log = logging.getLogger("qbm_pyro.cli")
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 SUFFIXES = (".h5mu", ".h5ad")
 SAMPLERS = ("gibbs", "tempering", "sa")
-PRIORS = ("boltzmann", "rbm", "gaussian")
-#: obs columns with these words in their names are listed first as batch keys by ``info``.
-BATCH_HINTS = ("batch", "sample", "donor", "library", "lane", "protocol", "run", "plate", "patient")
 
 
 class UsageError(Exception):
@@ -66,10 +63,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     int
         ``0`` on success, ``2`` for bad usage or bad input, ``1`` for a failure during the run.
     """
+    with warnings.catch_warnings():
+        # Deprecation notices of the libraries underneath (anndata, mudata, pandas) are for
+        # developers, not for users of the command line.
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = _parser()
     try:
         args = parser.parse_args(argv)
-    except SystemExit as exit_:  # argparse has printed its message
+    except SystemExit as exit_:  # argparse has printed its message (or --help, --version)
         return int(exit_.code or 0)
     _configure_logging(args.quiet)
     try:
@@ -88,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:  # a failure: one line, no traceback
         if args.debug:
             raise
-        print(f"qbm-pyro {args.command}: failed: {type(error).__name__}: {error}", file=sys.stderr)
+        print(f"qbm-pyro {args.command}: failed: {type(error).__name__}: {_message(error)}", file=sys.stderr)
         return EXIT_FAILURE
 
 
@@ -96,10 +102,14 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-q", "--quiet", action="store_true", help="no progress bar, logging or warnings")
     common.add_argument("--debug", action="store_true", help="show tracebacks")
+    from qbm_pyro import __version__
+    from qbm_pyro.module.vae import PRIORS
+
     parser = argparse.ArgumentParser(
         prog="qbm-pyro",
         description="Boltzmann-machine priors for single-cell multi-omics (MuData / AnnData).",
     )
+    parser.add_argument("--version", action="version", version=f"qbm-pyro {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     fit = sub.add_parser(
@@ -113,7 +123,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME[:KIND]",
         help="modalities to model, e.g. 'rna prot' or 'rna:rna adt:protein' (default: inferred from names)",
     )
-    fit.add_argument("--layer", help="layer holding the counts (default: X)")
+    fit.add_argument(
+        "--layer",
+        nargs="+",
+        metavar="[NAME:]LAYER",
+        help="layer holding the counts: one for all count modalities ('counts') or per modality "
+        "('rna:counts prot:counts'); default X",
+    )
     fit.add_argument("--batch-key", nargs="+", metavar="KEY", help="obs column(s) with batch labels")
     fit.add_argument("--n-latent", type=_positive_int, default=64, help="binary latent units (default 64)")
     fit.add_argument(
@@ -220,7 +236,7 @@ def _fit(args: argparse.Namespace) -> int:
         model = QBMVAE(
             data,
             modalities=_modalities(args.modalities),
-            layers=args.layer,
+            layers=_layers(args.layer),
             batch_key=_one_or_many(args.batch_key),
             n_latent=args.n_latent,
             n_continuous=args.n_continuous,
@@ -294,115 +310,12 @@ def _trajectory(args: argparse.Namespace) -> int:
 
 def _info(args: argparse.Namespace) -> int:
     """Describe IN: modalities, shapes, usable kinds, count layers, batch-like obs columns, qbm outputs."""
+    from qbm_pyro.data.describe import describe
+
     _check_input(args.input)
     data = _read(args.input)
-    print("\n".join(describe(data, name=str(args.input))))
+    print("\n".join(describe(data, name=str(args.input), cli=True)))
     return EXIT_OK
-
-
-################################################################################
-# Describing a data object (``info``).
-################################################################################
-
-
-def describe(data, *, name: str = "data") -> list[str]:
-    """Lines of text describing ``data`` for ``qbm-pyro info``.
-
-    Parameters
-    ----------
-    data
-        A :class:`mudata.MuData` or :class:`anndata.AnnData`.
-    name
-        How to call it in the first line.
-
-    Returns
-    -------
-    list of str
-        One line per item, without trailing newlines.
-    """
-    import mudata as md
-
-    from qbm_pyro.data import MODALITY_ALIASES
-    from qbm_pyro.data.validation import find_count_layers
-
-    is_mudata = isinstance(data, md.MuData)
-    kind = "MuData" if is_mudata else "AnnData"
-    lines = [f"{name}: {kind}, {data.n_obs} cells x {data.n_vars} features"]
-    modalities = dict(data.mod) if is_mudata else {"(X)": data}
-    lines.append("modalities:")
-    for mod_name, adata in modalities.items():
-        inferred = MODALITY_ALIASES.get(mod_name.lower()) if is_mudata else "rna (AnnData default)"
-        usable = (
-            f"usable as {inferred!r}"
-            if inferred
-            else "kind not inferred from its name; pass --modalities NAME:KIND (rna, protein, atac)"
-        )
-        counts = "count-like" if _looks_like_counts(adata.X) else "not count-like"
-        count_layers = find_count_layers(adata)
-        layers = ", ".join(f"{k}{' (counts)' if k in count_layers else ''}" for k in adata.layers.keys())
-        lines.append(f"  {mod_name}: {adata.n_obs} x {adata.n_vars}; {usable}; X {counts}")
-        if adata.layers.keys():
-            lines.append(f"    layers: {layers}")
-        if not _looks_like_counts(adata.X) and count_layers:
-            lines.append(f"    hint: use --layer {count_layers[0]} (X is not raw counts)")
-    obs = data.obs
-    if is_mudata:  # leave out the copies MuData pulls from modalities ("rna:batch")
-        obs = obs[[c for c in obs.columns if c.partition(":")[0] not in data.mod]]
-    batch_like = _batch_like_columns(obs)
-    lines.append("obs columns that look like batch keys:" + ("" if batch_like else " none"))
-    lines += [f"  {col}: {n} levels" for col, n in batch_like]
-    lines += _qbm_outputs(data)
-    return lines
-
-
-def _looks_like_counts(x, n_rows: int = 256) -> bool:
-    """Whether the first ``n_rows`` rows of ``x`` are finite non-negative integers."""
-    import numpy as np
-    import scipy.sparse as sp
-
-    if x is None or len(x.shape) != 2 or x.shape[0] == 0:
-        return False
-    head = x[: min(n_rows, x.shape[0])]
-    values = head.data if sp.issparse(head) else np.asarray(head)
-    if values.dtype.kind not in "biuf":
-        return False
-    values = values.astype(np.float64, copy=False)
-    return bool(np.isfinite(values).all() and (values >= 0).all() and (values == np.round(values)).all())
-
-
-def _batch_like_columns(obs) -> list[tuple[str, int]]:
-    import pandas as pd
-
-    found = []
-    for col in obs.columns:
-        series = obs[col]
-        if not (
-            isinstance(series.dtype, pd.CategoricalDtype)
-            or pd.api.types.is_object_dtype(series)
-            or pd.api.types.is_string_dtype(series)
-        ):
-            continue
-        n_levels = series.nunique(dropna=True)
-        if 2 <= n_levels <= max(2, min(200, len(obs) // 5)):
-            found.append((col, n_levels))
-    found.sort(key=lambda item: not any(h in item[0].lower() for h in BATCH_HINTS))
-    return found
-
-
-def _qbm_outputs(data) -> list[str]:
-    lines = []
-    for key, value in data.uns.items():
-        if isinstance(value, dict) and "params" in value and f"X_{key}" in data.obsm:
-            shape = data.obsm[f"X_{key}"].shape
-            params = value["params"]
-            lines.append(
-                f"  {key}: obsm['X_{key}'] {shape[0]} x {shape[1]} "
-                f"(prior={params.get('prior')}, n_binary={params.get('n_binary')}, "
-                f"n_continuous={params.get('n_continuous')})"
-            )
-        if key.endswith("_trajectory") and f"{key[: -len('_trajectory')]}_pseudotime" in data.obs:
-            lines.append(f"  {key}: obs['{key[: -len('_trajectory')]}_pseudotime'] and states")
-    return ["existing qbm outputs:" + ("" if lines else " none")] + lines
 
 
 ################################################################################
@@ -443,16 +356,9 @@ def _read(path: Path):
 
 def _write(data, path: Path) -> None:
     """Write to a temporary file beside ``path``, then rename it over ``path``."""
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    try:
-        if path.suffix == ".h5mu":
-            data.write_h5mu(tmp)
-        else:
-            data.write_h5ad(tmp)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+    from qbm_pyro.training import atomic_write
+
+    atomic_write(path, data.write_h5mu if path.suffix == ".h5mu" else data.write_h5ad)
 
 
 def _modalities(items: Sequence[str] | None):
@@ -466,6 +372,23 @@ def _modalities(items: Sequence[str] | None):
         if not sep or not name or not kind:
             raise UsageError(f"--modalities: give all items as NAME:KIND or none of them, got {item!r}")
         out[name] = kind
+    return out
+
+
+def _layers(items: Sequence[str] | None):
+    """``--layer counts`` (one for all) or ``--layer rna:counts prot:counts`` (per modality)."""
+    if not items:
+        return None
+    if len(items) == 1 and ":" not in items[0]:
+        return items[0]
+    out = {}
+    for item in items:
+        name, sep, layer = item.partition(":")
+        if not sep or not name or not layer:
+            raise UsageError(
+                f"--layer: give one LAYER for all modalities or NAME:LAYER for each, got {item!r}"
+            )
+        out[name] = layer
     return out
 
 
@@ -500,9 +423,24 @@ def _obs_value(data, key: str, text: str):
     raise UsageError(f"--root-value {text!r} is not a value of obs[{key!r}] (values: {shown})")
 
 
+#: Hints of the library in Python syntax, and how to say them on the command line.
+_CLI_HINTS = (
+    (re.compile(r"pass layers=\{'([^']+)': '([^']+)'\}"), r"pass --layer \1:\2"),
+    (re.compile(r"pass layers=\{'([^']+)': None\}"), r"leave \1 out of --layer (its X holds counts)"),
+    (re.compile(r"pass modalities=\{name: kind\}"), "pass --modalities NAME:KIND"),
+    (re.compile(r"pass batch_key=None for one batch"), "leave out --batch-key for one batch"),
+    (re.compile(r"pass a layer that holds counts"), "pass --layer NAME:LAYER with a layer that holds counts"),
+    (re.compile(r"pass skip_empty_cells=False[^)]*"), "filter those cells out of IN first"),
+    (re.compile(r"pass overwrite=True"), "pass --overwrite"),
+)
+
+
 def _message(error: BaseException) -> str:
-    text = error.args[0] if isinstance(error, KeyError) and error.args else error
-    return str(text)
+    """The error's text, with the library's Python-syntax hints put in CLI syntax."""
+    text = str(error.args[0] if isinstance(error, KeyError) and error.args else error)
+    for pattern, replacement in _CLI_HINTS:
+        text = pattern.sub(replacement, text)
+    return text
 
 
 if __name__ == "__main__":

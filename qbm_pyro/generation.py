@@ -329,4 +329,3 @@ class _seeded:  # noqa: N801 (used as a lower-case context manager)
 
     def __exit__(self, *exc):
         return False
-

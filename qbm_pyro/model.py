@@ -17,13 +17,12 @@ import mudata as md
 import numpy as np
 import torch
 
-from .data import REGISTRY_KEYS, MinibatchLoader, setup_data, train_validation_split
+from .data import MinibatchLoader, setup_data, train_validation_split
 from .device import batch_to, resolve_device
 from .expression import ExpressionMixin
 from .generation import GenerationMixin
 from .mapping import ReferenceMappingMixin
 from .module import MultiVAE
-from .module.nets import one_hot_batches
 from .samplers import (
     ExactSampler,
     FallbackSampler,
@@ -32,6 +31,7 @@ from .samplers import (
     Sampler,
     default_gibbs,
 )
+from .samplers.serialize import sampler_from_config, sampler_to_config
 from .training import Trainer, TrainingConfig, atomic_torch_save, load_torch_file
 
 __all__ = ["QBMVAE", "SAVE_KEYS"]
@@ -46,6 +46,7 @@ class _SAVE_KEYS_NT(NamedTuple):  # noqa: N801 (scvi-tools naming)
     CLASS_NAME: str = "class_name"
     STATE_DICT: str = "state_dict"
     SAMPLER_STATE: str = "sampler_state"
+    SAMPLER_CONFIG: str = "sampler_config"
     INIT_ARGS: str = "init_args"
     SETUP_ARGS: str = "setup_args"
     VAR_NAMES: str = "var_names"
@@ -235,7 +236,9 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
         Returns
         -------
         The training history: ``epoch``, ``train_loss``, ``validation_loss`` (negative ELBO per
-        cell), ``kl_weight``, ``log_z``.
+        cell), ``kl_weight``, ``log_z``, ``sampler_fallbacks`` (running total of negative-phase
+        calls a :class:`~qbm_pyro.samplers.FallbackSampler` answered with its fallback; the
+        first epoch with one also warns, ``SamplerFallbackWarning``).
 
         Raises
         ------
@@ -400,27 +403,6 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
 
         return self._collect(fn, data, batch_size)
 
-    def get_normalized_expression(
-        self, data=None, *, library_size: float = 1.0, batch_size: int = 512
-    ) -> np.ndarray:
-        """Decoded RNA expression at the posterior mean, scaled to ``library_size`` per cell.
-
-        Returns
-        -------
-        Array ``(n_obs, n_genes)``; rows sum to ``library_size``.
-        """
-        if REGISTRY_KEYS.RNA not in self.module.n_vars:
-            raise ValueError("get_normalized_expression needs an RNA modality; this model has none")
-        m = self.module
-
-        def fn(batch):
-            latent = m.posterior_latent(batch)
-            cov = one_hot_batches(batch[REGISTRY_KEYS.BATCH_KEY], m.n_batch)
-            hidden = m.decoder(latent, cov)
-            return library_size * torch.softmax(m.decoder_heads["rna_scale"](hidden), -1)
-
-        return self._collect(fn, data, batch_size)
-
     # ------------------------------------------------------------------ save / load
 
     def save(self, dir_path: str | Path, *, overwrite: bool = False) -> None:
@@ -436,6 +418,7 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
             SAVE_KEYS.CLASS_NAME: type(self).__name__,
             SAVE_KEYS.STATE_DICT: self.module.state_dict(),
             SAVE_KEYS.SAMPLER_STATE: prior.sampler.state_dict() if prior is not None else {},
+            SAVE_KEYS.SAMPLER_CONFIG: sampler_to_config(prior.sampler) if prior is not None else None,
             SAVE_KEYS.INIT_ARGS: self.init_args,
             SAVE_KEYS.SETUP_ARGS: self.registry.setup_args,
             SAVE_KEYS.VAR_NAMES: {n: list(s.var_names) for n, s in self.registry.modalities.items()},
@@ -462,13 +445,40 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
         """Load a model saved by :meth:`save` and attach it to ``data`` (same features), on
         ``accelerator``/``device`` (files are read on the CPU: a GPU-trained model loads anywhere).
 
+        The sampler the model was trained with is rebuilt from its saved settings and state
+        (:mod:`qbm_pyro.samplers.serialize`): Gibbs, parallel tempering, exact, a
+        :class:`~qbm_pyro.samplers.DimodSampler` over a software sampler (any mode) and a
+        :class:`~qbm_pyro.samplers.FallbackSampler` over any of those. A QPU or another sampler
+        that cannot be rebuilt from a file must be passed as ``sampler=``.
+
         Uses ``torch.load(weights_only=True)``: a tampered file cannot run code, and a damaged one
         gives a clear error.
+
+        Parameters
+        ----------
+        dir_path
+            Folder given to :meth:`save`.
+        data
+            Data with the features the model was trained on.
+        sampler
+            Use this sampler (its state is not restored) instead of rebuilding the saved one.
+        sampler_fallback
+            As for :class:`QBMVAE`, for a ``sampler`` given here.
+
+        Raises
+        ------
+        qbm_pyro.samplers.serialize.SamplerNotRebuildableError
+            The saved sampler cannot be rebuilt (a QPU...) and no ``sampler`` was given.
         """
         path = Path(dir_path) / SAVE_KEYS.MODEL_FNAME
         payload = load_torch_file(path, what="model file")
         if payload.get(SAVE_KEYS.CLASS_NAME) != cls.__name__:
             raise ValueError(f"{path} holds a {payload.get(SAVE_KEYS.CLASS_NAME)!r}, not a {cls.__name__}")
+        restore_sampler = sampler is None
+        config = payload.get(SAVE_KEYS.SAMPLER_CONFIG)
+        if sampler is None and config is not None:
+            sampler = sampler_from_config(config)  # exactly what was trained: no extra wrapping
+            sampler_fallback = False
         model = cls(
             data,
             sampler=sampler,
@@ -487,8 +497,15 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
                 )
         model.module.load_state_dict(payload[SAVE_KEYS.STATE_DICT])
         prior = model.module.prior
-        if prior is not None and payload[SAVE_KEYS.SAMPLER_STATE] and sampler is None:
-            prior.sampler.load_state_dict(payload[SAVE_KEYS.SAMPLER_STATE])
+        if prior is not None and payload[SAVE_KEYS.SAMPLER_STATE] and restore_sampler:
+            try:
+                prior.sampler.load_state_dict(payload[SAVE_KEYS.SAMPLER_STATE])
+            except (KeyError, ValueError) as error:
+                raise ValueError(
+                    f"{path}: the saved sampler state does not fit {type(prior.sampler).__name__} "
+                    f"({type(error).__name__}: {error}); the file predates sampler configs: pass "
+                    "the sampler it was trained with as QBMVAE.load(..., sampler=...)"
+                ) from error
         for key, value in payload[SAVE_KEYS.ATTRIBUTES].items():
             setattr(model, key, value.numpy() if isinstance(value, torch.Tensor) else value)
         return model

@@ -30,7 +30,7 @@ import logging
 import math
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 from .data import MinibatchLoader
 from .device import batch_to
 from .module import AnalyticKL_ELBO, MultiVAE
+from .samplers import SamplerFallbackWarning
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -48,6 +49,7 @@ __all__ = [
     "Trainer",
     "TrainingConfig",
     "atomic_torch_save",
+    "atomic_write",
     "load_torch_file",
 ]
 
@@ -163,27 +165,45 @@ def checksum(obj) -> str:
     return hasher.hexdigest()
 
 
-def atomic_torch_save(obj, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file in the same folder, ``fsync``, then rename over ``path``.
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
+    """Write a file so that readers see the old one or the new one, never a partial one.
 
-    A reader (or a crash, or ``SIGKILL``) at any moment sees either the old file or the new one,
-    never a partial one. A dict payload gets a checksum of its contents under ``"_checksum"``,
-    verified by :func:`load_torch_file`.
+    ``write(tmp)`` writes a temporary file beside ``path`` (same folder and suffix, so the same
+    file system and format); it is then ``fsync``-ed and renamed over ``path``. On any error
+    (``KeyboardInterrupt`` included) the temporary file is removed and ``path`` is untouched.
+
+    Parameters
+    ----------
+    path
+        The destination.
+    write
+        Writes the whole content to the path it is given.
     """
     path = Path(path)
-    if isinstance(obj, dict):
-        obj = {k: v for k, v in obj.items() if k != CHECKSUM_KEY}
-        obj[CHECKSUM_KEY] = checksum(obj)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{path.suffix}")
     try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
+        write(tmp)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def atomic_torch_save(obj, path: str | os.PathLike) -> None:
+    """``torch.save`` to ``path`` atomically (:func:`atomic_write`: temporary file, ``fsync``,
+    rename), so that a reader, a crash or ``SIGKILL`` at any moment sees either the old file or
+    the new one. A dict payload gets a checksum of its contents under ``"_checksum"``, verified
+    by :func:`load_torch_file`.
+    """
+    if isinstance(obj, dict):
+        obj = {k: v for k, v in obj.items() if k != CHECKSUM_KEY}
+        obj[CHECKSUM_KEY] = checksum(obj)
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def load_torch_file(path: str | os.PathLike, *, what: str) -> dict:
@@ -495,15 +515,32 @@ class Trainer:
             "validation_loss": validation_loss,
             "kl_weight": kl,
             "log_z": float(prior.log_z) if prior is not None else math.nan,
+            "sampler_fallbacks": self._count_fallbacks(epoch),
         }
         for key, value in record.items():
-            self.history[key].append(value)
+            self.history.setdefault(key, []).append(value)
         stop = self._stop(validation_loss, kl)
         self.checkpoint()
         self._good = self._snapshot()
         if stop:
             log.info("early stopping after epoch %d (best validation loss %.2f)", epoch, self.best_loss)
         return stop
+
+    def _count_fallbacks(self, epoch: int) -> int:
+        """Calls of a :class:`~qbm_pyro.samplers.FallbackSampler` answered by its fallback so
+        far (0 for other samplers); warns loudly at the first epoch that had any."""
+        sampler = self._prior_sampler
+        total = int(getattr(sampler, "n_fallbacks", 0) or 0)
+        before = self.history.get("sampler_fallbacks") or [0]
+        if total and not before[-1]:
+            message = (
+                f"{type(sampler.primary).__name__} failed in epoch {epoch}: {total} negative-phase "
+                f"sampling call(s) fell back to {type(sampler.fallback).__name__}; training goes on "
+                "with it (the running total is in history['sampler_fallbacks'])"
+            )
+            log.warning(message)
+            warnings.warn(message, SamplerFallbackWarning, stacklevel=3)
+        return total
 
     def run(self) -> dict:
         """Train from ``self.epoch`` to ``max_epochs`` (or early stop); restores the best state.

@@ -79,3 +79,35 @@ def test_concurrent_result_writers_keep_each_others_parts(tmp_path):
     assert [r["method"] for r in result["rows"]] == ["scvi", "multivi"]
     assert result["suite"] == [{"method": "pca"}]
     assert not path.with_suffix(".json.tmp").exists()
+
+
+def test_de_section_means_over_seeds(tmp_path):
+    de = pytest.importorskip("benchmarks.de")
+    rows = [
+        {"method": "wilcoxon", "seed": None, "group": "Ery", "overlap@10": 1.0, "overlap@20": 1.0},
+        {
+            "method": "qbm",
+            "seed": 0,
+            "group": "Ery",
+            "overlap@10": 0.5,
+            "overlap@20": 0.6,
+            "marker_recall@20": 0.5,
+        },
+        {
+            "method": "qbm",
+            "seed": 1,
+            "group": "Ery",
+            "overlap@10": 0.7,
+            "overlap@20": 0.8,
+            "marker_recall@20": 1.0,
+        },
+        {"method": "qbm", "seed": 0, "group": "Mk", "overlap@10": 0.1, "overlap@20": 0.2},
+        {"method": "qbm", "seed": 1, "group": "Mk", "overlap@10": 0.3, "overlap@20": 0.4},
+    ]
+    (tmp_path / "de.json").write_text(json.dumps({"meta": {"epochs": 5, "seeds": [0, 1]}, "rows": rows}))
+    text, _ = report.build(tmp_path, tmp_path)
+    assert "## Differential expression (benchmarks/de.py)" in text
+    assert "| Ery | overlap@10 | 0.60 ± 0.14 | 1.00 |" in text
+    # macro mean per seed (0.3, 0.5), then mean ± sd over seeds
+    assert "| mean over types | overlap@10 | 0.40 ± 0.14 | 1.00 |" in text
+    assert de.report_section(None) == []

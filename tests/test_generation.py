@@ -9,6 +9,7 @@ import mudata as md
 import numpy as np
 import pytest
 import torch
+from conftest import random_machine, total_variation
 from pyro.infer import Predictive
 
 import qbm_pyro
@@ -20,8 +21,6 @@ from qbm_pyro.module.likelihoods import NegativeBinomialMixture
 from qbm_pyro.samplers import DimodSampler
 from qbm_pyro.samplers.exact import ExactSampler, enumerate_states
 from qbm_pyro.tl._attractors import descend
-
-from conftest import random_machine, total_variation
 
 
 def _tiny_rna(n_cells=6, n_genes=3, seed=0) -> ad.AnnData:
@@ -82,7 +81,11 @@ def _exact_log_marginal(model, batch, n_grid=120, n_hermite=40) -> torch.Tensor:
             log_pz = m.code_log_prob(z.float()).double() if n else torch.zeros((), dtype=torch.float64)
             zeta = dist.smooth_code(z.expand_as(grids), m.relaxation, m.smoothing, rho=grids) if n else grids
             if d:
-                loc = m.prior_loc(zeta.float()).double() if n else torch.zeros(len(grids), d, dtype=torch.float64)
+                loc = (
+                    m.prior_loc(zeta.float()).double()
+                    if n
+                    else torch.zeros(len(grids), d, dtype=torch.float64)
+                )
                 c = (loc.unsqueeze(1) + nodes.view(1, -1, 1)).reshape(-1, d)  # d == 1
                 latent = torch.cat([zeta.repeat_interleave(n_hermite, 0), c], -1)
                 log_quad = log_wts.repeat(len(grids))
@@ -107,7 +110,9 @@ def _exact_log_marginal(model, batch, n_grid=120, n_hermite=40) -> torch.Tensor:
 )
 def test_marginal_ll_matches_exact_value(prior, n_latent, n_continuous, relaxation):
     adata = _tiny_rna()
-    model = _tiny_model(adata, prior=prior, n_latent=n_latent, n_continuous=n_continuous, relaxation=relaxation)
+    model = _tiny_model(
+        adata, prior=prior, n_latent=n_latent, n_continuous=n_continuous, relaxation=relaxation
+    )
     batch = MinibatchLoader(adata, model.registry, shuffle=False, batch_size=100).batch(np.arange(4))
     grid = 24 if n_continuous and n_latent else 60  # converged to < 0.005 nats (checked at 2x)
     with torch.no_grad():
@@ -279,7 +284,10 @@ def test_generate_gaussian_twin_and_posterior_predictive():
 def test_negative_binomial_mixture_sample_moments():
     torch.manual_seed(0)
     d = NegativeBinomialMixture(
-        torch.tensor([2.0, 5.0]), torch.tensor([30.0, 8.0]), torch.tensor([4.0, 1.5]), torch.tensor([0.5, -1.0])
+        torch.tensor([2.0, 5.0]),
+        torch.tensor([30.0, 8.0]),
+        torch.tensor([4.0, 1.5]),
+        torch.tensor([0.5, -1.0]),
     )
     x = d.sample((100_000,))
     assert x.shape == (100_000, 2) and (x == x.round()).all()

@@ -364,7 +364,7 @@ def _fit_and_query(data, tmp_path, **kwargs):
     expression = model.get_normalized_expression()
     model.save(tmp_path / "model", overwrite=True)
     assert latent.shape == (data.n_obs, 20) and energy.shape == (data.n_obs,)
-    assert expression.shape[0] == data.n_obs and np.isfinite(expression).all()
+    assert expression.shape[0] == data.n_obs and np.isfinite(expression.to_numpy()).all()
     return latent
 
 

@@ -11,7 +11,7 @@ DVAE). The decoder sees ``ζ``. A factorial posterior ``q(z | x) r(ζ | z)`` mar
 relaxations of :mod:`qbm_pyro.distributions.relaxed`, and since ``r`` is shared,
 
 .. math::
-    KL\\big(q(z, ζ) \\,\\|\\, p(z, ζ)\\big) = KL\\big(q(z) \\,\\|\\, p_θ(z)\\big) \\ge KL\\big(q(ζ) \\,\\|\\, p(ζ)\\big),
+    KL(q(z, ζ) \\| p(z, ζ)) = KL(q(z) \\| p_θ(z)) \\ge KL(q(ζ) \\| p(ζ)),
 
 so the analytic Bernoulli-to-Boltzmann KL is the KL of the joint, and the ELBO it gives is a
 lower bound on ``log p(x)`` of this model (registered below for the posterior relaxations).
@@ -109,7 +109,9 @@ class RelaxedBoltzmann(TorchDistribution):
     arg_constraints = {}
     support = constraints.independent(constraints.unit_interval, 1)
 
-    def __init__(self, base: Boltzmann, relaxation: str = "overlap", beta: float = 5.0, *, validate_args=None):
+    def __init__(
+        self, base: Boltzmann, relaxation: str = "overlap", beta: float = 5.0, *, validate_args=None
+    ):
         _check_kind(relaxation)
         if not isinstance(base, Boltzmann):
             raise TypeError(f"base must be a Boltzmann distribution, got {type(base).__name__}")

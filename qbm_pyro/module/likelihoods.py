@@ -175,7 +175,9 @@ class NegativeBinomialMixture(TorchDistribution):
         shape = self._extended_shape(sample_shape)
         with torch.no_grad():
             background = torch.bernoulli(torch.sigmoid(self.background_logits).expand(shape)).bool()
-            mean = torch.where(background, self.mean_background.expand(shape), self.mean_foreground.expand(shape))
+            mean = torch.where(
+                background, self.mean_background.expand(shape), self.mean_foreground.expand(shape)
+            )
             return negative_binomial(mean, self.inverse_dispersion.expand(shape)).sample()
 
     @property

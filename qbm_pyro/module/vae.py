@@ -259,12 +259,7 @@ class MultiVAE(PyroModule):
             gate = heads["rna_gate"](hidden) if "rna_gate" in heads else None
             out[K.RNA] = rna_likelihood(library * scale, self.log_theta_rna.exp(), gate)
         if K.PROTEIN in self.n_vars:
-            level = batch[K.BATCH_KEY][:, 0] if self.n_batch else batch[K.BATCH_KEY].new_zeros(latent.shape[0])
-            background = self.protein_background[level].exp()
-            if self.protein_depth:  # observed per-cell tag depth: geometric mean of (1 + counts)
-                x = batch[K.x_key(K.PROTEIN)]
-                background = background * torch.log1p(x).mean(-1, keepdim=True).exp()
-            foreground = background * (1 + torch.nn.functional.softplus(heads["protein_foreground"](hidden)))
+            background, foreground = self._protein_means(hidden, batch, batch[K.BATCH_KEY])
             out[K.PROTEIN] = NegativeBinomialMixture(
                 background,
                 foreground,
@@ -275,6 +270,23 @@ class MultiVAE(PyroModule):
             cell = self.atac_depth(torch.log1p(batch[K.library_key(K.ATAC)]).unsqueeze(-1))
             out[K.ATAC] = atac_likelihood(heads["atac"](hidden), cell, self.atac_region_factor)
         return out
+
+    def _protein_means(
+        self, hidden: torch.Tensor, batch: dict[str, torch.Tensor], levels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Background and foreground protein means; the background is per batch level
+        (first covariate, ``levels[:, 0]``), times the observed tag depth with ``protein_depth``."""
+        level = (
+            levels[:, 0]
+            if self.n_batch
+            else torch.zeros(levels.shape[0], dtype=torch.long, device=levels.device)
+        )
+        background = self.protein_background[level].exp()
+        if self.protein_depth:  # observed per-cell tag depth: geometric mean of (1 + counts)
+            x = batch[K.x_key(K.PROTEIN)]
+            background = background * torch.log1p(x).mean(-1, keepdim=True).exp()
+        head = self.decoder_heads["protein_foreground"](hidden)
+        return background, background * (1 + torch.nn.functional.softplus(head))
 
     def prior_code(self) -> dist.RelaxedBoltzmann:
         """The prior of the decoder's code input ``ζ`` (the smoothed Boltzmann machine)."""
@@ -437,3 +449,83 @@ class MultiVAE(PyroModule):
         if self.n_continuous:
             parts.append(posterior["loc"])
         return torch.cat(parts, -1)
+
+    def sample_posterior_latent(self, batch: dict[str, torch.Tensor], n_samples: int) -> torch.Tensor:
+        """``n_samples`` decoder inputs per cell drawn from the guide, ``(n_samples, B, d)``: the
+        relaxed binary code (as the decoder saw it in training) and the Gaussian units."""
+        posterior = self.encode(batch)
+        parts = []
+        if self.n_binary:
+            relaxed = RELAXATIONS[self.relaxation](posterior["logits"], self.smoothing)
+            parts.append(relaxed.sample((n_samples,)))
+        if self.n_continuous:
+            parts.append(dist.Normal(posterior["loc"], posterior["scale"]).sample((n_samples,)))
+        return torch.cat(parts, -1)
+
+    @torch.no_grad()
+    def normalized_expression(
+        self,
+        batch: dict[str, torch.Tensor],
+        kind: str,
+        *,
+        n_samples: int = 1,
+        use_mean: bool | None = None,
+        transform_batch: int | None = None,
+        library_size: float = 1.0,
+        reduce: bool = True,
+    ) -> torch.Tensor:
+        """Denoised values of one modality kind, averaged over posterior samples, ``(B, n_vars)``.
+
+        Parameters
+        ----------
+        batch
+            A minibatch dict.
+        kind
+            ``"rna"``: expression frequencies times ``library_size`` (rows sum to it), as scVI;
+            ``"protein"``: the foreground-only denoised counts ``(1 - π) μ_fg`` (``π`` the
+            background probability), as totalVI without background; ``"atac"``: the
+            accessibility probability of the region ``σ(decoder)`` without the cell and
+            region factors, as PeakVI's default.
+        n_samples
+            Posterior draws decoded (with torch's global generator).
+        use_mean
+            Decode the posterior mean instead of draws (deterministic). Default: when
+            ``n_samples == 1``.
+        transform_batch
+            Decode every cell as if it came from this level of the first batch covariate
+            (``None``: its own batch).
+        library_size
+            RNA only: the scale of each row.
+        reduce
+            Average over the draws (``(B, n_vars)``); ``False``: return them all,
+            ``(n_samples, B, n_vars)``.
+        """
+        if kind not in self.n_vars:
+            raise ValueError(f"this model has no {kind!r} modality (it has {sorted(self.n_vars)})")
+        levels = batch[K.BATCH_KEY]
+        if transform_batch is not None:
+            if not self.n_batch:
+                raise ValueError("transform_batch needs a model with a batch covariate")
+            if not 0 <= int(transform_batch) < self.n_batch[0]:
+                raise ValueError(f"transform_batch must be in [0, {self.n_batch[0]}), got {transform_batch}")
+            levels = levels.clone()
+            levels[:, 0] = int(transform_batch)
+        if use_mean or (use_mean is None and n_samples == 1):
+            latents = self.posterior_latent(batch).unsqueeze(0)
+        else:
+            latents = self.sample_posterior_latent(batch, int(n_samples))
+        cov = one_hot_batches(levels, self.n_batch)
+        out = []
+        for latent in latents:
+            hidden = self.decoder(latent, cov)
+            heads = self.decoder_heads
+            if kind == K.RNA:
+                value = library_size * torch.softmax(heads["rna_scale"](hidden), -1)
+            elif kind == K.PROTEIN:
+                _, foreground = self._protein_means(hidden, batch, levels)
+                value = foreground * torch.sigmoid(-heads["protein_mixing"](hidden))
+            else:
+                value = torch.sigmoid(heads["atac"](hidden))
+            out.append(value)
+        values = torch.stack(out)
+        return values.mean(0) if reduce else values

@@ -24,7 +24,9 @@ __all__ = ["attractors", "descend"]
 log = logging.getLogger(__name__)
 
 
-def descend(z: torch.Tensor, h: torch.Tensor, J: torch.Tensor, *, max_steps: int | None = None) -> torch.Tensor:
+def descend(
+    z: torch.Tensor, h: torch.Tensor, J: torch.Tensor, *, max_steps: int | None = None
+) -> torch.Tensor:
     """Steepest single-flip descent of the energy from each row of ``z`` to a local minimum.
 
     Parameters

@@ -27,6 +27,8 @@ def qbm(
     n_latent: int = 64,
     n_continuous: int = 16,
     prior: str = "boltzmann",
+    relaxation: str = "overlap",
+    sampler=None,
     max_epochs: int = 200,
     representation: str | None = None,
     seed: int = 0,
@@ -48,8 +50,9 @@ def qbm(
         MuData (RNA, protein, ATAC) or AnnData with counts.
     model
         A fitted model to apply instead of fitting one (its features must match ``data``).
-    modalities, layers, batch_key, n_latent, n_continuous, prior, seed
-        As for :class:`~qbm_pyro.QBMVAE` (ignored when ``model`` is given).
+    modalities, layers, batch_key, n_latent, n_continuous, prior, relaxation, sampler, seed
+        As for :class:`~qbm_pyro.QBMVAE` (ignored when ``model`` is given): ``sampler`` is any
+        :class:`~qbm_pyro.samplers.Sampler` (a ``DimodSampler``, a ``QPUSampler``...).
     max_epochs, progress_bar, **train_kwargs
         As for :meth:`~qbm_pyro.QBMVAE.train`.
     representation
@@ -98,6 +101,8 @@ def qbm(
             n_latent=n_latent,
             n_continuous=n_continuous,
             prior=prior,
+            relaxation=relaxation,
+            sampler=sampler,
             seed=seed,
         )
         model.train(max_epochs=max_epochs, progress_bar=progress_bar, **train_kwargs)
