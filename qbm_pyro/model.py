@@ -42,6 +42,7 @@ class _SAVE_KEYS_NT(NamedTuple):
     SETUP_ARGS: str = "setup_args"
     VAR_NAMES: str = "var_names"
     ATTRIBUTES: str = "attributes"
+    BATCH_CATEGORIES: str = "batch_categories"
 
 
 SAVE_KEYS = _SAVE_KEYS_NT()
@@ -421,6 +422,7 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
             SAVE_KEYS.INIT_ARGS: self.init_args,
             SAVE_KEYS.SETUP_ARGS: self.registry.setup_args,
             SAVE_KEYS.VAR_NAMES: {n: list(s.var_names) for n, s in self.registry.modalities.items()},
+            SAVE_KEYS.BATCH_CATEGORIES: {k: list(v) for k, v in self.registry.batch_categories.items()},
             SAVE_KEYS.ATTRIBUTES: {
                 "history_": self.history_,
                 "is_trained_": self.is_trained_,

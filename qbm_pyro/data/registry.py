@@ -461,15 +461,19 @@ def _build(
         adata = _modality(data, name)
         x = get_matrix(adata, layer, modality=name)
         count_layers = find_count_layers(adata, exclude=layer) if kind in REGISTRY_KEYS.COUNT_KINDS else []
-        summary = check_matrix(
-            x,
-            modality=name,
-            kind=kind,
-            layer=layer,
-            obs_names=adata.obs_names,
-            var_names=adata.var_names,
-            count_layers=count_layers,
-        )
+        if is_mudata and adata.n_obs == 0 and adata.n_vars > 0:
+            # a modality no cell has (a mapped query without it): every cell lacks it
+            cell_empty = np.zeros(0, dtype=bool)
+        else:
+            cell_empty = check_matrix(
+                x,
+                modality=name,
+                kind=kind,
+                layer=layer,
+                obs_names=adata.obs_names,
+                var_names=adata.var_names,
+                count_layers=count_layers,
+            ).empty_cells
         if not adata.var_names.is_unique:
             dup = adata.var_names[adata.var_names.duplicated()]
             raise ValueError(
@@ -484,7 +488,7 @@ def _build(
         )
         empty = np.zeros(data.n_obs, dtype=bool)
         have = rows[name] >= 0
-        empty[have] = summary.empty_cells[rows[name][have]]
+        empty[have] = cell_empty[rows[name][have]]
         empty_cells[name] = empty
 
     batch_categories: dict[str, tuple[str, ...]] = {}
@@ -563,8 +567,8 @@ def setup_data(
         Unknown modality names, missing layers or batch columns (the message lists what exists).
     ValueError
         Invalid values (NaN/inf, negative or non-integer counts), empty matrices, duplicated or
-        mismatched cell names, two modalities of one kind, a batch column with missing values or
-        a single level.
+        mismatched cell names, two modalities of one kind, a batch column with missing values.
+        (A batch column with a single level is accepted: a one-batch reference for mapping.)
     TypeError
         Non-numeric matrices or arguments of the wrong type.
 
