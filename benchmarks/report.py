@@ -579,6 +579,9 @@ def build(results: Path, out_dir: Path = ROOT) -> tuple[str, list[Path]]:
     md += _trajectory_section(traj)
     md += ["## Trajectories on the fitted latents (benchmarks/trajectory_models.py)", ""]
     md += _trajectory_models_section((_load(results, "trajectory_models") or {}).get("rows"))
+    from benchmarks import mapping  # reference mapping and label transfer (its own section)
+
+    md += mapping.report_section(results)
     return "\n".join(md).rstrip() + "\n", figures
 
 

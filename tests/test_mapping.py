@@ -309,3 +309,25 @@ def test_map_and_transfer_real_labels(paul):
     majority = query.obs["cell_type"].value_counts(normalize=True).max()
     print(f"paul15 mapped label transfer: accuracy {accuracy:.3f}, majority class {majority:.3f}")
     assert accuracy > majority + 0.2, (accuracy, majority)
+
+
+# ------------------------------------------------------------------ the benchmark's report section
+
+
+def test_mapping_report_section(tmp_path):
+    import json
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    mapping_bench = pytest.importorskip("benchmarks.mapping")
+    assert mapping_bench.report_section(tmp_path) == []  # no results, no section
+    rows = [
+        {"split": "s", "method": "qbm", "seed": seed, "accuracy": acc, "seconds": 1.0}
+        for seed, acc in enumerate([0.9, 1.0])
+    ]
+    meta = {"ref_epochs": 10, "query_epochs": 5, "seeds": [0, 1], "settings": "x"}
+    (tmp_path / "mapping.json").write_text(json.dumps({"meta": meta, "rows": rows}))
+    text = "\n".join(mapping_bench.report_section(tmp_path))
+    assert "| qbm (n=2) | 0.950 ± 0.071 |" in text  # mean ± sample sd of 0.9 and 1.0
+    assert "Reference 10 epochs, query 5 epochs" in text
