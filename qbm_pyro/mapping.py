@@ -515,6 +515,48 @@ class ReferenceMappingMixin:
         return model
 
 
+def _use_saved_levels(model, categories: dict | None) -> None:
+    """Make a loaded ``model`` read its data with the batch levels it was trained with.
+
+    ``setup_data`` numbers the levels the data has; a model trained on more levels (or saved by
+    :meth:`~ReferenceMappingMixin.load_query_data`) needs its own numbering, else a cell of its
+    second batch would be read as its first. Also restores the likelihood masks of zero-padded
+    features (``var["qbm_padded"]``) of a saved query model.
+
+    Raises
+    ------
+    ValueError
+        The data has batch levels the model was not trained on.
+    """
+    registry = model.registry
+    if categories is not None:
+        saved = {k: tuple(v) for k, v in categories.items()}
+        for key in registry.batch_keys:
+            unknown = sorted(set(registry.batch_categories[key]) - set(saved.get(key, ())))
+            if unknown:
+                raise ValueError(
+                    f"batch column {key!r} has levels the model was not trained on: {unknown[:10]}; "
+                    f"map such cells with {type(model).__name__}.load_query_data(data, model)"
+                )
+        if saved != dict(registry.batch_categories):
+            model.registry = _build(
+                model.data,
+                kinds={n: s.kind for n, s in registry.modalities.items()},
+                layers={n: s.layer for n, s in registry.modalities.items()},
+                batch_keys=list(registry.batch_keys),
+                categories=saved,
+            )
+            prior = getattr(model.module, "prior", None)
+            torch.manual_seed(model.seed)
+            model.module = MultiVAE(
+                {s.kind: s.n_vars for s in model.registry.modalities.values()},
+                model.registry.n_batch,
+                sampler=prior.sampler if prior is not None else None,
+                **model.init_args,
+            )
+    model.module.feature_masks = _feature_masks(model.data, model.registry)
+
+
 def _feature_masks(data, registry) -> dict[str, torch.Tensor]:
     """``{kind: observed-feature mask}`` for modalities with zero-padded features."""
     out = {}

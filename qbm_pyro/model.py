@@ -20,7 +20,7 @@ import torch
 from .data import REGISTRY_KEYS, MinibatchLoader, setup_data, train_validation_split
 from .expression import ExpressionMixin
 from .generation import GenerationMixin
-from .mapping import ReferenceMappingMixin
+from .mapping import ReferenceMappingMixin, _use_saved_levels
 from .module import MultiVAE
 from .module.nets import one_hot_batches
 from .samplers import ExactSampler, FallbackSampler, GibbsSampler, ParallelTemperingSampler, Sampler
@@ -457,6 +457,7 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
             **payload[SAVE_KEYS.SETUP_ARGS],
             **payload[SAVE_KEYS.INIT_ARGS],
         )
+        _use_saved_levels(model, payload.get(SAVE_KEYS.BATCH_CATEGORIES))  # the model's level numbering
         saved = payload[SAVE_KEYS.VAR_NAMES]
         for name, spec in model.registry.modalities.items():
             if list(spec.var_names) != saved.get(name):

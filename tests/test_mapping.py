@@ -237,6 +237,31 @@ def test_unfrozen_trains_everything(paul, two_batch_reference):
     assert (mapped.module.encoders["rna"].layers[0][0].weight.detach()[:, :n_in] != before[:, :n_in]).any()
 
 
+def test_saved_models_keep_their_batch_levels(paul, two_batch_reference, tmp_path):
+    ref = two_batch_reference
+    ref.save(tmp_path / "ref")
+    only_b = ref.data[ref.data.obs["batch"] == "b"].copy()  # setup alone would number "b" as 0
+    loaded = qbm_pyro.QBMVAE.load(tmp_path / "ref", only_b)
+    assert loaded.registry.batch_categories["batch"] == ("a", "b")
+    assert (loaded.registry.batch_codes == 1).all()
+    truth = ref.get_latent_representation()[ref.data.obs_names.get_indexer(only_b.obs_names)]
+    np.testing.assert_allclose(loaded.get_latent_representation(), truth, rtol=1e-5, atol=1e-6)
+    unknown = only_b.copy()
+    unknown.obs["batch"] = "zzz"
+    with pytest.raises(ValueError, match=r"levels the model was not trained on: \['zzz'\]"):
+        qbm_pyro.QBMVAE.load(tmp_path / "ref", unknown)
+
+    query = paul[400:460, 7:].copy()  # 7 features zero-padded
+    query.obs["batch"] = "c"
+    mapped = qbm_pyro.QBMVAE.load_query_data(query, ref)
+    mapped.train(max_epochs=1, progress_bar=False)
+    mapped.save(tmp_path / "query")
+    again = qbm_pyro.QBMVAE.load(tmp_path / "query", mapped.data)
+    assert again.registry.batch_categories["batch"] == ("a", "b", "c")
+    assert torch.equal(again.module.feature_masks["rna"], mapped.module.feature_masks["rna"])
+    np.testing.assert_array_equal(again.get_latent_representation(), mapped.get_latent_representation())
+
+
 # ------------------------------------------------------------------ transfer_labels
 
 
