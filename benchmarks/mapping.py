@@ -12,6 +12,10 @@ Splits (the query batch is never seen when the reference is fitted):
   the Drop-seq batch (210 cells, another protocol), the reference the four CEL-seq2 batches
   (811 cells). Labels: ``cell_line`` (the query's 3 lines are all in the reference).
 * ``mixology_p3``: the same, the query being the CEL-seq2 5-line plate 3 (252 cells).
+* ``paul15_shift`` (harder labels, synthetic batch): paul15 (7 myeloid types), a random 30% of
+  the cells held out as the query with a synthetic batch effect (counts redrawn as
+  ``Poisson(x · f_g)``, ``log f_g ~ N(0, 0.5²)`` per gene; see :func:`shifted_paul15`); the
+  reference is the other 70% (one batch).
 * ``cite_5k``: PBMC CITE-seq (RNA + protein), reference ``pbmc10k`` (a single batch), query
   ``pbmc5k`` (200 cells each). The set has no cell-type labels; the labels used are coarse
   protein-gated types: the argmax of the within-batch z-scored CLR of CD3 (T), CD19 (B), CD14
@@ -66,7 +70,10 @@ SPLITS = {
     "mixology_dropseq": ("mixology", "sc_dropseq"),
     "mixology_p3": ("mixology", "sc_celseq2_5cl_p3"),
     "cite_5k": ("cite", "pbmc5k"),
+    "paul15_shift": ("paul15", "shifted"),
 }
+#: paul15_shift: share of cells held out as the query, and sd of the per-gene log scale shift.
+SHIFT_QUERY_FRACTION, SHIFT_SD = 0.3, 0.5
 METRICS = ["accuracy", "macro_f1", "uncertainty_auroc", "batch_mixing", "query_mixing", "seconds"]
 CITE_MARKERS = {"T": "CD3", "B": "CD19", "monocyte": "CD14", "NK": "CD56"}
 
@@ -85,10 +92,30 @@ def cite_labels(mdata) -> np.ndarray:
     return np.asarray(list(CITE_MARKERS))[scores.argmax(1)]
 
 
+def shifted_paul15(seed: int = 0):
+    """paul15 with a synthetic batch: a random 30% of the cells (the query, batch ``shifted``)
+    get their counts redrawn as ``Poisson(x · f_g)`` with a per-gene factor ``log f_g ~ N(0, 0.5²)``;
+    the others are the reference (batch ``reference``). Fixed seed: the same split every run."""
+    import scipy.sparse as sp
+
+    data, label_key, _, _ = quality.load("paul15")
+    rng = np.random.default_rng(seed)
+    query = rng.random(data.n_obs) < SHIFT_QUERY_FRACTION
+    x = data.X.toarray() if sp.issparse(data.X) else np.asarray(data.X)
+    factor = np.exp(rng.normal(0.0, SHIFT_SD, data.n_vars))
+    x[query] = rng.poisson(x[query] * factor).astype(x.dtype)
+    data.X = sp.csr_matrix(x)
+    data.obs["batch"] = np.where(query, "shifted", "reference")
+    return data, label_key, "batch"
+
+
 def load_split(name: str):
     """(reference, query, label key, batch key); the query batch is left out of the reference."""
     dataset, query_batch = SPLITS[name]
-    data, label_key, batch_key, _ = quality.load(dataset)
+    if dataset == "paul15":
+        data, label_key, batch_key = shifted_paul15()
+    else:
+        data, label_key, batch_key, _ = quality.load(dataset)
     if dataset == "cite":
         data.obs["cell_type"] = cite_labels(data)
         label_key = "cell_type"
