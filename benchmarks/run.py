@@ -8,7 +8,8 @@ on every saved a549/paul15 latent), ``prior`` (does the learned prior matter: he
 likelihood, code crispness, prior fit, generated cells, attractors; learned vs fixed vs Gaussian
 twin vs scVI/totalVI), ``cost`` (throughput, time to convergence, scaling to 1M
 cells with a full epoch, prior share), ``de`` (differential expression against scanpy's
-Wilcoxon on paul15, :mod:`benchmarks.de`), then ``report`` (``BENCHMARKS.md`` and figures from
+Wilcoxon on paul15, :mod:`benchmarks.de`), ``mapping`` (a held-out batch mapped onto a reference,
+scArches-style, against scVI/scANVI/totalVI), then ``report`` (``BENCHMARKS.md`` and figures from
 whatever results exist). ``quality`` fits the methods of :data:`QUALITY_PLAN` on each set, then
 (full run only) the 200-epoch training-length study and the hierarchical-posterior experiment.
 
@@ -34,7 +35,7 @@ import torch  # noqa: E402
 
 from benchmarks import samplers  # noqa: E402
 
-STAGES = ["samplers", "quality", "baselines", "suite", "trajectory", "prior", "cost", "de", "report"]
+STAGES = ["samplers", "quality", "baselines", "suite", "trajectory", "prior", "cost", "de", "mapping", "report"]
 #: quality.py methods per data set (every QBM-VAE row of BENCHMARKS.md); --quick: QUICK_METHODS.
 QUALITY_PLAN = {
     "mixology": ["qbm", "qbm_cov", "gaussian", "gaussian_cov", "pca"],
@@ -165,6 +166,14 @@ def main(argv: list[str] | None = None) -> None:
             from benchmarks import de
 
             de.main(["--seeds", *seeds, "--epochs", epochs, "--out", str(quick_out / "de.json")])
+        elif stage == "mapping":  # reference mapping + label transfer vs scVI/scANVI (scArches)
+            from benchmarks import mapping
+
+            quick = ["--splits", "mixology_dropseq", "--methods", "qbm", "scvi"] if args.quick else []
+            mapping.main(
+                ["--seeds", *seeds, "--ref-epochs", epochs, "--query-epochs", str(max(1, int(epochs) // 2))]
+                + [*threads, "--out", str(quick_out / "mapping.json"), *quick]
+            )
         elif stage == "report":
             from benchmarks import report
 

@@ -1,10 +1,569 @@
 """Reference mapping (scArches-style): prepare query data and fit query-specific parameters of a
-reference ``QBMVAE``."""
+reference ``QBMVAE``.
+
+A *reference* is a fitted :class:`~qbm_pyro.QBMVAE` (or the folder it was saved to). *Query*
+cells come from new batches (studies, donors, protocols). Mapping them follows scArches [1]:
+
+1. :meth:`~ReferenceMappingMixin.prepare_query_data` puts the query's features in the reference's
+   order; reference features the query lacks are zero-filled and flagged in
+   ``var["qbm_padded"]`` (they are then left out of the likelihood). A reference modality the
+   query lacks entirely becomes a modality with no cell (the product-of-experts encoder needs no
+   input from it).
+2. :meth:`~ReferenceMappingMixin.load_query_data` builds a model for the query whose batch
+   covariates are the reference's levels followed by the query's new ones. Every weight is
+   copied from the reference; the weights of new levels (their columns in every layer that sees
+   the one-hot batch, their rows of the protein background) start at the mean over the
+   reference's levels. With ``freeze=True`` only those new-level weights are trained, so the
+   encoder, the prior and the reference batches' decoder stay exactly as they were and the query
+   lands in the reference's latent space.
+
+**References:** [1] Lotfollahi et al. (2022) "Mapping single-cell data to reference atlases by
+transfer learning", Nat. Biotechnol. 40, 121.
+"""
 
 from __future__ import annotations
 
-__all__ = ["ReferenceMappingMixin"]
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import anndata as ad
+import mudata as md
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+
+from .data._constants import MODALITY_ALIASES
+from .data.registry import _batch_values, _build, _rows
+from .data.validation import check_batch_column, get_matrix
+from .module import MultiVAE
+from .module.nets import MLP
+
+__all__ = ["MIN_FEATURE_OVERLAP", "PADDED_KEY", "ReferenceMappingMixin"]
+
+log = logging.getLogger(__name__)
+
+#: ``var`` column of a prepared query: the feature was missing and is zero-filled.
+PADDED_KEY = "qbm_padded"
+#: Below this fraction of the reference's features present in the query, a warning is given.
+MIN_FEATURE_OVERLAP = 0.8
+
+
+@dataclass(frozen=True)
+class _Reference:
+    """What mapping needs from a reference model (fitted object or saved folder)."""
+
+    init_args: dict
+    setup_args: dict
+    var_names: dict[str, list[str]]
+    batch_categories: dict[str, tuple[str, ...]]
+    state_dict: dict
+    sampler_state: dict
+
+    @property
+    def kinds(self) -> dict[str, str]:
+        return dict(self.setup_args["modalities"])
+
+    @property
+    def layers(self) -> dict[str, str | None]:
+        return dict(self.setup_args["layers"])
+
+    @property
+    def batch_keys(self) -> list[str]:
+        return list(self.setup_args.get("batch_key") or [])
+
+
+def _read_reference(reference, cls) -> _Reference:
+    """The parts of ``reference`` (a fitted model or a folder written by ``save``)."""
+    from .model import SAVE_KEYS  # the model module imports this one
+    from .training import load_torch_file
+
+    if isinstance(reference, cls):
+        if not reference.is_trained_:
+            raise ValueError("the reference model is not trained; call reference.train() first")
+        prior = getattr(reference.module, "prior", None)
+        return _Reference(
+            init_args=dict(reference.init_args),
+            setup_args=dict(reference.registry.setup_args),
+            var_names={n: list(s.var_names) for n, s in reference.registry.modalities.items()},
+            batch_categories=dict(reference.registry.batch_categories),
+            state_dict={k: v.detach().clone() for k, v in reference.module.state_dict().items()},
+            sampler_state=prior.sampler.state_dict() if prior is not None else {},
+        )
+    if not isinstance(reference, str | os.PathLike):
+        raise TypeError(
+            f"reference must be a fitted {cls.__name__} or the folder it was saved to, got "
+            f"{type(reference).__name__}"
+        )
+    path = Path(reference) / SAVE_KEYS.MODEL_FNAME
+    payload = load_torch_file(path, what="model file")
+    if payload.get(SAVE_KEYS.CLASS_NAME) != cls.__name__:
+        raise ValueError(f"{path} holds a {payload.get(SAVE_KEYS.CLASS_NAME)!r}, not a {cls.__name__}")
+    setup_args = payload[SAVE_KEYS.SETUP_ARGS]
+    categories = payload.get(SAVE_KEYS.BATCH_CATEGORIES)
+    if categories is None and setup_args.get("batch_key"):
+        raise ValueError(
+            f"{path} was saved without its batch levels (by an older qbm_pyro), so new levels "
+            f"cannot be told from the reference's; load it with {cls.__name__}.load(folder, "
+            "reference_data) and pass the model as reference"
+        )
+    return _Reference(
+        init_args=dict(payload[SAVE_KEYS.INIT_ARGS]),
+        setup_args=dict(setup_args),
+        var_names=dict(payload[SAVE_KEYS.VAR_NAMES]),
+        batch_categories={k: tuple(v) for k, v in (categories or {}).items()},
+        state_dict=payload[SAVE_KEYS.STATE_DICT],
+        sampler_state=payload.get(SAVE_KEYS.SAMPLER_STATE) or {},
+    )
+
+
+################################################################################
+# Preparing the query: feature order, zero-padding, missing modalities.
+################################################################################
+
+
+def _match_modalities(query, ref: _Reference) -> dict[str, str | None]:
+    """``{reference modality: query modality or None}`` (same name, else the one of that kind)."""
+    kinds = ref.kinds
+    if isinstance(query, ad.AnnData):
+        if len(kinds) != 1:
+            raise ValueError(
+                f"the query is an AnnData but the reference has {len(kinds)} modalities "
+                f"{list(kinds)}; pass a MuData whose modalities are named as the reference's"
+            )
+        return {next(iter(kinds)): None}
+    if not isinstance(query, md.MuData):
+        raise TypeError(f"query must be a MuData or an AnnData, got {type(query).__name__}")
+    if getattr(query, "axis", 0) != 0:
+        raise ValueError(f"only MuData with shared cells (axis=0) are supported, got axis={query.axis}")
+    out: dict[str, str | None] = {}
+    for name, kind in kinds.items():
+        if name in query.mod:
+            out[name] = name
+            continue
+        same_kind = [m for m in query.mod if MODALITY_ALIASES.get(m.lower()) == kind]
+        if len(same_kind) > 1:
+            raise ValueError(
+                f"the reference's modality {name!r} ({kind}) is not in the query, and several "
+                f"query modalities could be it: {same_kind}; rename one to {name!r}"
+            )
+        out[name] = same_kind[0] if same_kind else None
+    if all(v is None for v in out.values()):
+        raise ValueError(
+            f"the query has none of the reference's modalities {kinds} (query modalities: {list(query.mod)})"
+        )
+    return out
+
+
+def _select(x, positions: np.ndarray, n_out: int):
+    """Columns ``positions`` of ``x`` (``-1``: a zero column), sparse stays sparse (CSR)."""
+    present = positions >= 0
+    if not sp.issparse(x):
+        x = np.asarray(x)
+    dtype = x.dtype
+    pick = sp.csr_matrix(
+        (np.ones(int(present.sum()), dtype=dtype), (positions[present], np.flatnonzero(present))),
+        shape=(x.shape[1], n_out),
+    )
+    out = x @ pick
+    return sp.csr_matrix(out) if sp.issparse(out) else np.asarray(out)
+
+
+def _pad_modality(adata: ad.AnnData, var_names: list[str], layer: str | None, name: str) -> ad.AnnData:
+    """A new AnnData with the reference's features in its order (missing ones zero-filled)."""
+    if adata.isbacked:
+        adata = adata.to_memory()
+    if not adata.var_names.is_unique:
+        dup = adata.var_names[adata.var_names.duplicated()]
+        raise ValueError(f"query modality {name!r} has duplicated feature names (e.g. {str(dup[0])!r})")
+    ref = pd.Index(var_names)
+    positions = adata.var_names.get_indexer(ref)
+    present = positions >= 0
+    n_common = int(present.sum())
+    if n_common == 0:
+        raise ValueError(
+            f"query modality {name!r} has none of the reference's {len(ref)} features (reference "
+            f"{list(ref[:3])}..., query {list(adata.var_names[:3])}...): are they named alike "
+            "(gene symbols vs Ensembl IDs)?"
+        )
+    if n_common < MIN_FEATURE_OVERLAP * len(ref):
+        warnings.warn(
+            f"query modality {name!r} has {n_common} of the reference's {len(ref)} features "
+            f"({n_common / len(ref):.0%} < {MIN_FEATURE_OVERLAP:.0%}); the others are zero-filled "
+            "and left out of the likelihood, but the mapping may be poor",
+            UserWarning,
+            stacklevel=4,
+        )
+    get_matrix(adata, layer, modality=name)  # a clear error if the layer is missing
+    x = None if adata.X is None else _select(adata.X, positions, len(ref))
+    layers = {} if layer is None else {layer: _select(adata.layers[layer], positions, len(ref))}
+    var = pd.DataFrame({PADDED_KEY: ~present}, index=ref)
+    return ad.AnnData(X=x, obs=adata.obs.copy(), var=var, layers=layers)
+
+
+def _empty_modality(var_names: list[str], layer: str | None) -> ad.AnnData:
+    """A modality with the reference's features and no cell (the query lacks it)."""
+    empty = sp.csr_matrix((0, len(var_names)), dtype=np.float32)
+    var = pd.DataFrame({PADDED_KEY: np.ones(len(var_names), dtype=bool)}, index=pd.Index(var_names))
+    layers = {} if layer is None else {layer: empty.copy()}
+    return ad.AnnData(X=empty, var=var, layers=layers)
+
+
+def _prepare(query, ref: _Reference):
+    """The query with the reference's modalities and features (a new object)."""
+    matches = _match_modalities(query, ref)
+    if isinstance(query, ad.AnnData):
+        ((name, _),) = matches.items()
+        return _pad_modality(query, ref.var_names[name], ref.layers[name], name)
+    mods = {}
+    for name, source in matches.items():
+        if source is None:
+            log.info("the query lacks modality %r: its cells are mapped from the others", name)
+            mods[name] = _empty_modality(ref.var_names[name], ref.layers[name])
+        else:
+            mods[name] = _pad_modality(query.mod[source], ref.var_names[name], ref.layers[name], name)
+    out = md.MuData(mods)
+    if not out.obs_names.equals(query.obs_names):
+        lacking = query.obs_names.difference(out.obs_names)
+        if len(lacking):
+            raise ValueError(
+                f"{len(lacking)} query cell(s) have none of the reference's modalities "
+                f"{list(matches)} (e.g. {str(lacking[0])!r}); drop them first"
+            )
+        out = out[query.obs_names].copy()
+    for column in query.obs.columns:  # global columns (the batch key) travel with the cells
+        if column not in out.obs.columns:
+            out.obs[column] = query.obs[column].to_numpy()
+    return out
+
+
+def _is_prepared(query, ref: _Reference) -> bool:
+    """Whether ``query`` already has the reference's modality names and features, in order."""
+    if isinstance(query, ad.AnnData):
+        return len(ref.var_names) == 1 and list(query.var_names) == next(iter(ref.var_names.values()))
+    return isinstance(query, md.MuData) and all(
+        name in query.mod and list(query.mod[name].var_names) == names
+        for name, names in ref.var_names.items()
+    )
+
+
+################################################################################
+# Extending the batch covariates and freezing.
+################################################################################
+
+
+def _extended_categories(data, ref: _Reference) -> dict[str, list[str]]:
+    """Reference levels, then the query's new levels, for every batch key."""
+    rows = _rows(data, list(ref.kinds)) if isinstance(data, md.MuData) else None
+    out = {}
+    for key in ref.batch_keys:
+        try:
+            values, where = _batch_values(data, key, rows)
+        except KeyError as err:
+            raise KeyError(
+                f"the reference was fitted with batch_key {key!r}; the query needs that column "
+                f"too (one new level per query batch). {err.args[0]}"
+            ) from None
+        levels, _ = check_batch_column(values, key, where=where, warn=False)
+        old = list(ref.batch_categories[key])
+        out[key] = old + [level for level in levels if level not in old]
+    return out
+
+
+def _covariate_columns(old_levels: list[int], new_levels: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of the old one-hot columns among the new ones, and of the added columns."""
+    old_pos, added = [], []
+    offset = 0
+    for n_old, n_new in zip(old_levels, new_levels):
+        old_pos += list(range(offset, offset + n_old))
+        added += list(range(offset + n_old, offset + n_new))
+        offset += n_new
+    return np.asarray(old_pos, dtype=np.int64), np.asarray(added, dtype=np.int64)
+
+
+def _transplant(module: MultiVAE, state: dict, old_levels: tuple[int, ...]) -> dict[str, torch.Tensor]:
+    """Load the reference ``state`` into ``module``, whose batch covariates have more levels.
+
+    A new level's weights start at the mean of that batch key's reference levels. Returns
+    ``{parameter name: bool mask of the entries of new levels}`` for every parameter with such
+    entries (the covariate columns of each layer that sees the batch, the protein background).
+    """
+    new_levels = module.n_batch
+    old_pos, added = _covariate_columns(list(old_levels), list(new_levels))
+    fresh = module.state_dict()
+    state = dict(state)
+    masks: dict[str, torch.Tensor] = {}
+    for name, mlp in module.named_modules():
+        if not isinstance(mlp, MLP) or mlp.n_covariates == 0:
+            continue
+        for i in range(len(mlp.layers)):
+            key = f"{name}.layers.{i}.0.weight"
+            old, new = state[key], fresh[key].clone()
+            n_in = new.shape[1] - mlp.n_covariates
+            new[:, :n_in] = old[:, :n_in]
+            new[:, n_in + old_pos] = old[:, n_in:]
+            start_old = start_new = 0
+            for n_old, n_new in zip(old_levels, new_levels):
+                if n_new > n_old:
+                    mean = old[:, n_in + start_old : n_in + start_old + n_old].mean(1, keepdim=True)
+                    new[:, n_in + start_new + n_old : n_in + start_new + n_new] = mean
+                start_old, start_new = start_old + n_old, start_new + n_new
+            mask = torch.zeros_like(new, dtype=torch.bool)
+            mask[:, n_in + added] = True
+            state[key], masks[key] = new, mask
+    if "protein_background" in fresh and new_levels:
+        old, new = state["protein_background"], fresh["protein_background"].clone()
+        n_old = old.shape[0]
+        new[:n_old] = old
+        new[n_old:] = old.mean(0, keepdim=True)
+        mask = torch.zeros_like(new, dtype=torch.bool)
+        mask[n_old:] = True
+        state["protein_background"], masks["protein_background"] = new, mask
+    module.load_state_dict(state)
+    return masks
+
+
+def _freeze(module: MultiVAE, masks: dict[str, torch.Tensor]) -> int:
+    """Train only the entries of new batch levels: a gradient hook zeroes the gradient of every
+    other entry.
+
+    Returns the number of trainable entries. Adam (without weight decay) leaves an entry whose
+    gradient is always zero exactly where it was. (``requires_grad=False`` would also do, but
+    Pyro's ``pyro.module`` then warns about every such parameter at every step.)
+    """
+    n_trainable = 0
+    for name, param in module.named_parameters():
+        keep = masks.get(name)
+        if keep is None or not keep.any():
+            param.register_hook(torch.zeros_like)
+            continue
+        param.register_hook(lambda grad, keep=keep.to(param.device): grad * keep)
+        n_trainable += int(keep.sum())
+    return n_trainable
+
+
+################################################################################
+# The user API.
+################################################################################
 
 
 class ReferenceMappingMixin:
     """Methods of :class:`~qbm_pyro.QBMVAE` that map query cells onto a fitted reference."""
+
+    @classmethod
+    def prepare_query_data(cls, query: md.MuData | ad.AnnData, reference) -> md.MuData | ad.AnnData:
+        """The query with the reference's modalities and features, in the reference's order.
+
+        Like scvi-tools' ``prepare_query_anndata``/``prepare_query_mudata``, but never in place:
+        ``query`` is not modified.
+
+        Parameters
+        ----------
+        query
+            Query cells: a MuData, or an AnnData when the reference has one modality. Features
+            are matched by name; a reference modality missing from a MuData query is looked for
+            under another name of the same kind (``adt`` for ``prot``...).
+        reference
+            A fitted :class:`~qbm_pyro.QBMVAE`, or the folder it was saved to.
+
+        Returns
+        -------
+        A new MuData (AnnData for an AnnData query), cells in the query's order, with per modality:
+
+        * the reference's features in its order; ``X`` and the reference's layer hold the query's
+          values, zero for features the query lacks (extra query features are dropped);
+        * ``var["qbm_padded"]`` (bool): the feature was missing from the query. A model from
+          :meth:`load_query_data` leaves these features out of the likelihood;
+        * a reference modality the query lacks is a modality with no cell (every cell is then
+          encoded from its other modalities).
+
+        The global ``obs`` columns of a MuData query (the batch key) are kept.
+
+        Raises
+        ------
+        ValueError
+            The query shares no feature with the reference in some modality, has none of its
+            modalities, is an AnnData for a multi-modal reference, or has cells with none of the
+            reference's modalities.
+
+        Warns
+        -----
+        UserWarning
+            Fewer than 80% of the reference's features of a modality are in the query.
+
+        Examples
+        --------
+        >>> import qbm_pyro
+        >>> adata = qbm_pyro.datasets.paul15_myeloid()
+        >>> reference = qbm_pyro.QBMVAE(adata[:200].copy(), n_latent=8, n_continuous=2)
+        >>> _ = reference.train(max_epochs=1, progress_bar=False)
+        >>> query = adata[200:300, ::-1].copy()  # features in another order
+        >>> prepared = qbm_pyro.QBMVAE.prepare_query_data(query, reference)
+        >>> bool((prepared.var_names == adata.var_names).all())
+        True
+        """
+        return _prepare(query, _read_reference(reference, cls))
+
+    @classmethod
+    def load_query_data(
+        cls,
+        query: md.MuData | ad.AnnData,
+        reference,
+        *,
+        freeze: bool = True,
+        sampler=None,
+        sampler_fallback: bool = True,
+        seed: int | None = None,
+    ):
+        """A model of the query cells in the reference's latent space (scArches).
+
+        Parameters
+        ----------
+        query
+            Query cells (prepared by :meth:`prepare_query_data` or not: it is done here when the
+            features are not yet the reference's). It must have the reference's batch column(s);
+            levels the reference does not know are new batches.
+        reference
+            A fitted :class:`~qbm_pyro.QBMVAE`, or the folder it was saved to.
+        freeze
+            ``True`` (scArches): train only the weights of the new batch levels, i.e. their
+            columns in every layer that receives the one-hot batch (decoder; encoders too with
+            ``encode_covariates=True``) and their rows of the protein background. Everything else
+            (encoders, prior, decoder weights, dispersions, the reference levels' weights) stays
+            exactly as in the reference, so a reference cell is encoded as before. scvi-tools'
+            scArches also trains the affine parameters of the decoder's BatchNorm; our decoder
+            uses LayerNorm, whose parameters are shared by every batch, so they stay frozen. With
+            no new level nothing is trainable. ``False``: fine-tune every weight.
+        sampler, sampler_fallback
+            As for :class:`~qbm_pyro.QBMVAE` (default: the reference's kind of sampler, with its
+            persistent chains' state).
+        seed
+            Seed of the query training (default: the reference's).
+
+        Returns
+        -------
+        QBMVAE
+            Not yet trained (``is_trained_`` is ``False``): call ``train(...)``, then
+            ``get_latent_representation()`` (the query's latent; ``model.data`` is the prepared
+            query). ``model.mapping_`` records the new levels and the number of trainable weights.
+
+        Raises
+        ------
+        KeyError
+            The query lacks the reference's batch column.
+        ValueError, TypeError
+            See :meth:`prepare_query_data`; or the reference is not trained.
+
+        Examples
+        --------
+        >>> import qbm_pyro
+        >>> adata = qbm_pyro.datasets.paul15_myeloid()
+        >>> adata.obs["batch"] = "ref"
+        >>> reference = qbm_pyro.QBMVAE(adata[:200].copy(), batch_key="batch", n_latent=8, n_continuous=2)
+        >>> _ = reference.train(max_epochs=1, progress_bar=False)
+        >>> query = adata[200:300].copy()
+        >>> query.obs["batch"] = "new"
+        >>> model = qbm_pyro.QBMVAE.load_query_data(query, reference)
+        >>> _ = model.train(max_epochs=1, progress_bar=False)
+        >>> model.get_latent_representation().shape
+        (100, 10)
+        """
+        ref = _read_reference(reference, cls)
+        data = query if _is_prepared(query, ref) else _prepare(query, ref)
+        categories = _extended_categories(data, ref)
+        init_args = dict(ref.init_args)
+        if seed is not None:
+            init_args["seed"] = int(seed)
+        with warnings.catch_warnings():  # the query's own levels: replaced just below
+            warnings.simplefilter("ignore", UserWarning)
+            model = cls(
+                data, sampler=sampler, sampler_fallback=sampler_fallback, **ref.setup_args, **init_args
+            )
+        with warnings.catch_warnings():  # zero-padded features are zero in every cell
+            warnings.filterwarnings("ignore", message=r".*features are zero in every cell")
+            model.registry = _build(
+                data, kinds=ref.kinds, layers=ref.layers, batch_keys=ref.batch_keys, categories=categories
+            )
+        prior = getattr(model.module, "prior", None)
+        module = MultiVAE(
+            {s.kind: s.n_vars for s in model.registry.modalities.values()},
+            model.registry.n_batch,
+            sampler=prior.sampler if prior is not None else None,
+            **init_args,
+        )
+        old_levels = tuple(len(ref.batch_categories[k]) for k in ref.batch_keys)
+        masks = _transplant(module, ref.state_dict, old_levels)
+        if module.n_binary and ref.sampler_state and sampler is None:
+            module.prior.sampler.load_state_dict(ref.sampler_state)
+        module.feature_masks = _feature_masks(data, model.registry)
+        n_trainable = _freeze(module, masks) if freeze else sum(p.numel() for p in module.parameters())
+        model.module = module.eval()
+        new_levels = {k: list(v[len(ref.batch_categories[k]) :]) for k, v in categories.items()}
+        if freeze and n_trainable == 0:
+            warnings.warn(
+                "the query has no batch level the reference lacks: with freeze=True nothing is "
+                "trained, and the query is encoded by the reference as it is",
+                UserWarning,
+                stacklevel=2,
+            )
+        model.mapping_ = {"new_levels": new_levels, "freeze": bool(freeze), "n_trainable": int(n_trainable)}
+        model.is_trained_ = False
+        log.info("query model: new batch levels %s, %d trainable weights", new_levels, n_trainable)
+        return model
+
+
+def _use_saved_levels(model, categories: dict | None) -> None:
+    """Make a loaded ``model`` read its data with the batch levels it was trained with.
+
+    ``setup_data`` numbers the levels the data has; a model trained on more levels (or saved by
+    :meth:`~ReferenceMappingMixin.load_query_data`) needs its own numbering, else a cell of its
+    second batch would be read as its first. Also restores the likelihood masks of zero-padded
+    features (``var["qbm_padded"]``) of a saved query model.
+
+    Raises
+    ------
+    ValueError
+        The data has batch levels the model was not trained on.
+    """
+    registry = model.registry
+    if categories is not None:
+        saved = {k: tuple(v) for k, v in categories.items()}
+        for key in registry.batch_keys:
+            unknown = sorted(set(registry.batch_categories[key]) - set(saved.get(key, ())))
+            if unknown:
+                raise ValueError(
+                    f"batch column {key!r} has levels the model was not trained on: {unknown[:10]}; "
+                    f"map such cells with {type(model).__name__}.load_query_data(data, model)"
+                )
+        if saved != dict(registry.batch_categories):
+            model.registry = _build(
+                model.data,
+                kinds={n: s.kind for n, s in registry.modalities.items()},
+                layers={n: s.layer for n, s in registry.modalities.items()},
+                batch_keys=list(registry.batch_keys),
+                categories=saved,
+            )
+            prior = getattr(model.module, "prior", None)
+            torch.manual_seed(model.seed)
+            model.module = MultiVAE(
+                {s.kind: s.n_vars for s in model.registry.modalities.values()},
+                model.registry.n_batch,
+                sampler=prior.sampler if prior is not None else None,
+                **model.init_args,
+            )
+    model.module.feature_masks = _feature_masks(model.data, model.registry)
+
+
+def _feature_masks(data, registry) -> dict[str, torch.Tensor]:
+    """``{kind: observed-feature mask}`` for modalities with zero-padded features."""
+    out = {}
+    for name, spec in registry.modalities.items():
+        adata = data.mod[name] if isinstance(data, md.MuData) else data
+        if PADDED_KEY in adata.var.columns:
+            padded = adata.var[PADDED_KEY].to_numpy(dtype=bool)
+            if padded.any():
+                out[spec.kind] = torch.from_numpy(~padded)
+    return out

@@ -21,7 +21,7 @@ from .data import MinibatchLoader, setup_data, train_validation_split
 from .device import batch_to, resolve_device
 from .expression import ExpressionMixin
 from .generation import GenerationMixin
-from .mapping import ReferenceMappingMixin
+from .mapping import ReferenceMappingMixin, _use_saved_levels
 from .module import MultiVAE
 from .samplers import (
     ExactSampler,
@@ -51,6 +51,7 @@ class _SAVE_KEYS_NT(NamedTuple):  # noqa: N801 (scvi-tools naming)
     SETUP_ARGS: str = "setup_args"
     VAR_NAMES: str = "var_names"
     ATTRIBUTES: str = "attributes"
+    BATCH_CATEGORIES: str = "batch_categories"
 
 
 SAVE_KEYS = _SAVE_KEYS_NT()
@@ -422,6 +423,7 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
             SAVE_KEYS.INIT_ARGS: self.init_args,
             SAVE_KEYS.SETUP_ARGS: self.registry.setup_args,
             SAVE_KEYS.VAR_NAMES: {n: list(s.var_names) for n, s in self.registry.modalities.items()},
+            SAVE_KEYS.BATCH_CATEGORIES: {k: list(v) for k, v in self.registry.batch_categories.items()},
             SAVE_KEYS.ATTRIBUTES: {
                 "history_": self.history_,
                 "is_trained_": self.is_trained_,
@@ -488,6 +490,7 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
             **payload[SAVE_KEYS.SETUP_ARGS],
             **payload[SAVE_KEYS.INIT_ARGS],
         )
+        _use_saved_levels(model, payload.get(SAVE_KEYS.BATCH_CATEGORIES))  # the model's level numbering
         saved = payload[SAVE_KEYS.VAR_NAMES]
         for name, spec in model.registry.modalities.items():
             if list(spec.var_names) != saved.get(name):

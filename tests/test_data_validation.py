@@ -171,9 +171,10 @@ def test_batch_key_missing_lists_columns():
 
 def test_batch_single_level_nan_and_singleton():
     mdata = make_mdata()
-    mdata.obs["one"] = "only"
-    with pytest.raises(ValueError, match=r"batch column 'one' in mdata\.obs has a single level"):
-        setup_data(mdata, batch_key="one")
+    mdata.obs["one"] = "only"  # a one-batch reference (for mapping query batches onto it)
+    registry = setup_data(mdata, batch_key="one")
+    assert registry.batch_categories["one"] == ("only",) and registry.n_batch == (1,)
+    assert (registry.batch_codes == 0).all()
     mdata.obs["holes"] = pd.Series(["a", None] * 6, index=mdata.obs_names, dtype=object)
     with pytest.raises(ValueError, match=r"batch column 'holes' .*1 missing|6 missing value"):
         setup_data(mdata, batch_key="holes")

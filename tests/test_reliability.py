@@ -199,11 +199,6 @@ def _batch_missing(m):
     return m, {"batch_key": "donor"}, KeyError, r"batch_key 'donor' not found in mdata\.obs .*'batch'"
 
 
-def _batch_single_level(m):
-    m.obs["one"] = "only"
-    return m, {"batch_key": "one"}, ValueError, r"batch column 'one' in mdata\.obs has a single level"
-
-
 def _batch_with_holes(m):
     m.obs["holes"] = pd.Series(["a", None] * (m.n_obs // 2), index=m.obs_names, dtype=object)
     return m, {"batch_key": "holes"}, ValueError, r"batch column 'holes' .* missing value"
@@ -281,7 +276,6 @@ BAD_INPUTS = {
         _negative,
         _non_integer,
         _batch_missing,
-        _batch_single_level,
         _batch_with_holes,
         _obs_mismatch,
         _duplicated_obs,

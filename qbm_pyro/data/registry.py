@@ -451,7 +451,12 @@ def _register_modality(
     x = get_matrix(adata, layer, modality=name)
     count_layers = find_count_layers(adata, exclude=layer) if kind in REGISTRY_KEYS.COUNT_KINDS else []
     names = {"obs_names": adata.obs_names, "var_names": adata.var_names}
-    summary = check_matrix(x, modality=name, kind=kind, layer=layer, count_layers=count_layers, **names)
+    if isinstance(data, md.MuData) and adata.n_obs == 0 and adata.n_vars > 0:
+        # a modality no cell has (a mapped query without it): every cell lacks it
+        cell_empty = np.zeros(0, dtype=bool)
+    else:
+        summary = check_matrix(x, modality=name, kind=kind, layer=layer, count_layers=count_layers, **names)
+        cell_empty = summary.empty_cells
     if not adata.var_names.is_unique:
         dup = adata.var_names[adata.var_names.duplicated()]
         raise ValueError(f"modality {name!r} has {len(dup)} duplicated var name(s) (e.g. {str(dup[0])!r})")
@@ -459,7 +464,7 @@ def _register_modality(
     spec = ModalitySpec(name=name, kind=kind, layer=layer, n_vars=int(adata.n_vars), var_names=var_names)
     empty = np.zeros(data.n_obs, dtype=bool)
     have = rows >= 0
-    empty[have] = summary.empty_cells[rows[have]]
+    empty[have] = cell_empty[rows[have]]
     return spec, empty
 
 
@@ -559,8 +564,8 @@ def setup_data(
         Unknown modality names, missing layers or batch columns (the message lists what exists).
     ValueError
         Invalid values (NaN/inf, negative or non-integer counts), empty matrices, duplicated or
-        mismatched cell names, two modalities of one kind, a batch column with missing values or
-        a single level.
+        mismatched cell names, two modalities of one kind, a batch column with missing values.
+        (A batch column with a single level is accepted: a one-batch reference for mapping.)
     TypeError
         Non-numeric matrices or arguments of the wrong type.
 

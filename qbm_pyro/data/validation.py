@@ -17,7 +17,8 @@ Decisions
 * Features that are zero in every cell give a :class:`UserWarning`.
 * A batch level that holds a single cell gives a :class:`UserWarning`, not an error: a
   batch-conditioned decoder can still be fitted, and small real data sets have such levels.
-  A batch column with a single level is an error (it carries no batch information).
+  A batch column with a single level is accepted: it is how a reference of one batch is
+  registered, so that query batches can be mapped onto it later (:mod:`qbm_pyro.mapping`).
 """
 
 from __future__ import annotations
@@ -518,7 +519,8 @@ def check_batch_column(
     Raises
     ------
     ValueError
-        If the column has missing values (count and first cell given) or a single level.
+        If the column has missing values (count and first cell given). A single level is
+        accepted: a reference of one batch, onto which query batches are mapped later.
     """
     missing = values.isna().to_numpy()
     if missing.any():
@@ -536,11 +538,6 @@ def check_batch_column(
     if len(set(categories)) != len(categories):
         raise ValueError(
             f"batch column {key!r} in {where} has levels that are equal as strings: {categories}"
-        )
-    if len(categories) < 2:
-        raise ValueError(
-            f"batch column {key!r} in {where} has a single level {categories}; a batch key "
-            "needs at least 2 levels (pass batch_key=None for one batch)"
         )
     codes = pd.Categorical(strings, categories=categories).codes.astype(np.int64)
     counts = np.bincount(codes, minlength=len(categories))

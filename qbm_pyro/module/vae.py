@@ -141,6 +141,9 @@ class MultiVAE(PyroModule):
         self.rna_likelihood = rna_likelihood
         self.encoder_input_kind = encoder_input
         self.protein_depth = bool(protein_depth)
+        #: ``{kind: bool tensor (n_vars,)}``: features left out of the likelihood (False), e.g.
+        #: the zero-padded features of a mapped query (:mod:`qbm_pyro.mapping`); none by default.
+        self.feature_masks: dict[str, torch.Tensor] = {}
         self.n_binary = 0 if prior == "gaussian" else int(n_latent)
         self.n_continuous = int(n_continuous) if (prior != "gaussian" or n_continuous > 0) else int(n_latent)
         if self.n_binary + self.n_continuous == 0:
@@ -315,6 +318,8 @@ class MultiVAE(PyroModule):
                     parts.append(pyro.sample("c", dist.Normal(loc, 1.0).to_event(1)))
             likelihoods = self.decode(torch.cat(parts, -1), batch)
             for kind, fn in likelihoods.items():
+                if kind in self.feature_masks:
+                    fn = fn.mask(self.feature_masks[kind])
                 mask = batch[K.mask_key(kind)]
                 obs = batch[K.x_key(kind)] if observe else None
                 pyro.sample(f"x_{kind}", fn.to_event(1).mask(mask), obs=obs)
