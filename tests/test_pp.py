@@ -207,3 +207,21 @@ def test_non_integer_input_is_refused():
     adata = ad.AnnData(X=sp.csr_matrix((x / x.sum(1, keepdims=True) * 1e4).astype(np.float32)))
     with pytest.raises(ValueError, match="non-integer"), pytest.warns(NonCountInputWarning):
         qbm_pyro.tl.qbm(adata, max_epochs=1, progress_bar=False)
+
+
+def test_cli_n_top_genes_uses_the_same_selection(tmp_path):
+    from qbm_pyro.cli import main
+
+    path, out = tmp_path / "cite.h5mu", tmp_path / "out.h5mu"
+    qbm_pyro.datasets.pbmc_cite_2batch().write_h5mu(path)
+    argv = ["fit", str(path), "-o", str(out), "--batch-key", "batch", "--n-top-genes", "300"]
+    assert main([*argv, "--epochs", "1", "--n-latent", "4", "--quiet"]) == 0
+    mdata = md.read_h5mu(out)
+    assert mdata["rna"].n_vars == 2000 and mdata["rna"].var["qbm_highly_variable"].sum() == 300
+    assert mdata.uns["qbm"]["params"]["n_vars"]["rna"] == 300
+    assert mdata.obsm["X_qbm"].shape == (400, 4 + 8)  # n_continuous followed the 400 cells
+    expected = select_genes(qbm_pyro.datasets.pbmc_cite_2batch(), 300, batch_key="batch")
+    assert list(expected["rna"].var_names) == list(
+        mdata["rna"].var_names[mdata["rna"].var["qbm_highly_variable"]]
+    )
+    assert main(["fit", str(path), "-o", str(tmp_path / "x.h5mu"), "--n-top-genes", "lots"]) == 2
