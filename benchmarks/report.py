@@ -579,6 +579,9 @@ def build(results: Path, out_dir: Path = ROOT) -> tuple[str, list[Path]]:
     md += _trajectory_section(traj)
     md += ["## Trajectories on the fitted latents (benchmarks/trajectory_models.py)", ""]
     md += _trajectory_models_section((_load(results, "trajectory_models") or {}).get("rows"))
+    from benchmarks import small_data  # 300-cell subsamples (its own module and results file)
+
+    md += small_data.section(results)
     return "\n".join(md).rstrip() + "\n", figures
 
 

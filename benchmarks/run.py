@@ -133,6 +133,10 @@ def main(argv: list[str] | None = None) -> None:
             trajectory_models.main(
                 ["--latents", str(quick_out / "latents"), "--out", str(quick_out / "trajectory_models.json")]
             )
+            if has_scvi:  # 300-cell subsamples: QBM-VAE defaults against scVI and PCA (small_data.py)
+                from benchmarks import small_data
+
+                small_data.main(["--out", str(quick_out / "small_data.json")])
         elif stage == "prior":  # does the learned prior matter (held-out LL, codes, generation)
             from benchmarks import prior_matters
 
