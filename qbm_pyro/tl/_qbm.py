@@ -98,8 +98,8 @@ def qbm(
     >>> import qbm_pyro
     >>> mdata = qbm_pyro.datasets.pbmc_cite_2batch()
     >>> qbm_pyro.tl.qbm(mdata, batch_key="batch", n_latent=16, max_epochs=2, progress_bar=False)
-    >>> mdata.obsm["X_qbm"].shape
-    (400, 32)
+    >>> mdata.obsm["X_qbm"].shape  # 16 binary + 8 Gaussian (n_continuous follows the 400 cells)
+    (400, 24)
     """
     data = data.copy() if copy else data
     start = time.perf_counter()
