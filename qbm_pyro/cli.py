@@ -116,8 +116,8 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--layer", help="layer holding the counts (default: X)")
     fit.add_argument("--batch-key", nargs="+", metavar="KEY", help="obs column(s) with batch labels")
     sizes = "default: follows the number of cells, see qbm_pyro.pp.size_defaults"
-    fit.add_argument("--n-latent", type=_positive_int, help=f"binary latent units ({sizes})")
-    fit.add_argument("--n-continuous", type=_non_negative_int, help=f"Gaussian latent units ({sizes})")
+    fit.add_argument("--n-latent", type=_positive_int, help="binary latent units (default 64)")
+    fit.add_argument("--n-continuous", type=_non_negative_int, help="Gaussian latent units (default 16)")
     fit.add_argument(
         "--n-top-genes",
         type=_n_top_genes,

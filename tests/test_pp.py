@@ -132,8 +132,8 @@ def test_select_genes_mudata_reduces_rna_only():
 @pytest.mark.parametrize(
     ("n_cells", "epochs", "val", "stop", "latent"),
     [
-        (271, 400, 0.0, False, (16, 8)),
-        (999, 400, 0.0, False, (16, 8)),
+        (271, 400, 0.0, False, (64, 16)),
+        (999, 400, 0.0, False, (64, 16)),
         (1000, 400, 0.1, True, (64, 16)),
         (1600, 250, 0.1, True, (64, 16)),
         (2641, 200, 0.1, True, (64, 16)),
@@ -166,8 +166,8 @@ def test_tl_qbm_selects_records_and_resolves_sizes():
     assert params["n_vars"] == {"rna": 2000}
     sizes = params["size_defaults"]
     assert sizes["n_cells"] == 60 and sizes["validation_fraction"] == 0.0 and not sizes["early_stopping"]
-    assert (params["n_binary"], params["n_continuous"]) == (16, 8)
-    assert adata.obsm["X_qbm"].shape == (60, 24)
+    assert (params["n_binary"], params["n_continuous"]) == (64, 16)
+    assert adata.obsm["X_qbm"].shape == (60, 80)
     assert len(adata.uns["qbm"]["history"]["epoch"]) == 1  # the given max_epochs is kept
     # a model fit on the selected genes applies to the whole data (restricted to its genes)
     fit = adata[:, adata.var["qbm_highly_variable"].to_numpy()].copy()
@@ -219,7 +219,7 @@ def test_cli_n_top_genes_uses_the_same_selection(tmp_path):
     mdata = md.read_h5mu(out)
     assert mdata["rna"].n_vars == 2000 and mdata["rna"].var["qbm_highly_variable"].sum() == 300
     assert mdata.uns["qbm"]["params"]["n_vars"]["rna"] == 300
-    assert mdata.obsm["X_qbm"].shape == (400, 4 + 8)  # n_continuous followed the 400 cells
+    assert mdata.obsm["X_qbm"].shape == (400, 4 + 16)
     expected = select_genes(qbm_pyro.datasets.pbmc_cite_2batch(), 300, batch_key="batch")
     assert list(expected["rna"].var_names) == list(
         mdata["rna"].var_names[mdata["rna"].var["qbm_highly_variable"]]

@@ -53,8 +53,8 @@ def qbm(
     modalities, layers, batch_key, prior, seed
         As for :class:`~qbm_pyro.QBMVAE` (ignored when ``model`` is given).
     n_latent, n_continuous
-        As for :class:`~qbm_pyro.QBMVAE`; ``None`` follows the number of cells (64 + 16 from
-        1,000 cells, 16 + 8 below; :func:`qbm_pyro.pp.size_defaults`).
+        As for :class:`~qbm_pyro.QBMVAE`; ``None``: 64 and 16, resolved with the other sizes by
+        :func:`qbm_pyro.pp.size_defaults` (a smaller latent lost on 300 cells).
     max_epochs, progress_bar, **train_kwargs
         As for :meth:`~qbm_pyro.QBMVAE.train`. ``max_epochs=None`` and, when not given in
         ``train_kwargs``, ``validation_fraction`` and ``early_stopping`` follow the number of
@@ -98,8 +98,8 @@ def qbm(
     >>> import qbm_pyro
     >>> mdata = qbm_pyro.datasets.pbmc_cite_2batch()
     >>> qbm_pyro.tl.qbm(mdata, batch_key="batch", n_latent=16, max_epochs=2, progress_bar=False)
-    >>> mdata.obsm["X_qbm"].shape  # 16 binary + 8 Gaussian (n_continuous follows the 400 cells)
-    (400, 24)
+    >>> mdata.obsm["X_qbm"].shape  # 16 binary + 16 Gaussian units
+    (400, 32)
     """
     data = data.copy() if copy else data
     start = time.perf_counter()
