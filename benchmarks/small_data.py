@@ -296,7 +296,7 @@ LABELS = {
     "qbm_64_16": "QBM-VAE, defaults but 64 + 16 latent",
     "qbm_old": "QBM-VAE, former defaults (64 + 16, 200 epochs, early stopping)",
     "qbm_all_genes": "QBM-VAE, defaults but all genes",
-    "qbm_tpm": "QBM-VAE, defaults on rounded TPM-like values",
+    "qbm_tpm": "QBM-VAE on rounded TPM-like values (latent: see binary units)",
     "scvi": "scVI (10)",
     "pca": "PCA (30)",
 }
@@ -325,9 +325,11 @@ def section(results: Path) -> list[str]:
             continue
         genes = sorted({r["n_genes_input"] for r in sub})
         lines += [f"### {name} ({sub[0]['n_cells']} cells, {genes[0]}-{genes[-1]} genes input)", ""]
-        metrics = [m for m in ("knn15", "traj_spearman", "dpt_spearman", "energy_trend") if m in sub[0]]
-        lines += ["| method | n | " + " | ".join(metrics) + " | epochs | seconds |"]
-        lines += ["|---" * (len(metrics) + 4) + "|"]
+        metrics = [
+            m for m in ("knn15", "traj_spearman", "dpt_spearman", "energy_trend") if any(m in r for r in sub)
+        ]
+        lines += ["| method | n | binary units | " + " | ".join(metrics) + " | epochs | seconds |"]
+        lines += ["|---" * (len(metrics) + 5) + "|"]
         for method in METHODS:
             mrows = [r for r in sub if r["method"] == method]
             if not mrows:
@@ -335,9 +337,9 @@ def section(results: Path) -> list[str]:
             cells = [_ms([r.get(m) for r in mrows]) for m in metrics]
             epochs = _ms([r.get("epochs_run") for r in mrows], digits=0)
             secs = _ms([r["seconds"] for r in mrows], digits=0)
-            lines.append(
-                f"| {LABELS[method]} | {len(mrows)} | " + " | ".join(cells) + f" | {epochs} | {secs} |"
-            )
+            units = "/".join(sorted({str(r.get("n_binary", "-")) for r in mrows}))
+            lead = f"| {LABELS[method]} | {len(mrows)} | {units} | "
+            lines.append(lead + " | ".join(cells) + f" | {epochs} | {secs} |")
         lines.append("")
         rob = [r for r in sub if "robustness" in r]
         if rob:
@@ -348,7 +350,7 @@ def section(results: Path) -> list[str]:
             ]
             keys = list(rob[0]["robustness"])
             lines += ["| latent | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
-            for method in ("qbm", "pca"):
+            for method in ("qbm", "qbm_16_8", "pca"):
                 mrows = [r for r in rob if r["method"] == method]
                 if mrows:
                     cells = [_ms([r["robustness"][k] for r in mrows]) for k in keys]
