@@ -180,7 +180,7 @@ def select_genes(
     Why select by default: on a few hundred cells, a decoder over tens of thousands of genes
     spends its capacity and its likelihood on genes that are noise at that depth; on a held-out
     time course of 271 cells and 47k genes the pseudotime's Spearman correlation with time went
-    from 0.13 (all genes) to about 0.45 (2,000 seurat_v3 genes), see ``BENCHMARKS.md``.
+    from 0.13 (all genes) to about 0.45 (2,000 seurat_v3 genes), as reported in issue 15.
 
     Parameters
     ----------

@@ -35,7 +35,7 @@ def check_count_input(x, *, where: str = "the RNA values", max_cells: int = 2000
       every cell, scaled values (FPKM, counts × a factor) often do not.
 
     Rounded FPKM with some ones per cell passes both checks silently: nothing in the numbers
-    tells it from counts. ``BENCHMARKS.md`` (small-data section) measures the NB on rounded CPM
+    tells it from counts. ``BENCHMARKS.md`` (small-data section) measures the NB on rounded TPM
     built from the a549 counts against the counts themselves.
 
     Parameters
