@@ -35,7 +35,18 @@ import torch  # noqa: E402
 
 from benchmarks import samplers  # noqa: E402
 
-STAGES = ["samplers", "quality", "baselines", "suite", "trajectory", "prior", "cost", "de", "mapping", "report"]
+STAGES = [
+    "samplers",
+    "quality",
+    "baselines",
+    "suite",
+    "trajectory",
+    "prior",
+    "cost",
+    "de",
+    "mapping",
+    "report",
+]
 #: quality.py methods per data set (every QBM-VAE row of BENCHMARKS.md); --quick: QUICK_METHODS.
 QUALITY_PLAN = {
     "mixology": ["qbm", "qbm_cov", "gaussian", "gaussian_cov", "pca"],
@@ -135,6 +146,10 @@ def main(argv: list[str] | None = None) -> None:
             trajectory_models.main(
                 ["--latents", str(quick_out / "latents"), "--out", str(quick_out / "trajectory_models.json")]
             )
+            if has_scvi:  # 300-cell subsamples: QBM-VAE defaults against scVI and PCA (small_data.py)
+                from benchmarks import small_data
+
+                small_data.main(["--out", str(quick_out / "small_data.json")])
         elif stage == "prior":  # does the learned prior matter (held-out LL, codes, generation)
             from benchmarks import prior_matters
 

@@ -131,9 +131,16 @@ def _parser() -> argparse.ArgumentParser:
         "('rna:counts prot:counts'); default X",
     )
     fit.add_argument("--batch-key", nargs="+", metavar="KEY", help="obs column(s) with batch labels")
-    fit.add_argument("--n-latent", type=_positive_int, default=64, help="binary latent units (default 64)")
+    sizes = "default: follows the number of cells, see qbm_pyro.pp.size_defaults"
+    fit.add_argument("--n-latent", type=_positive_int, help="binary latent units (default 64)")
+    fit.add_argument("--n-continuous", type=_non_negative_int, help="Gaussian latent units (default 16)")
     fit.add_argument(
-        "--n-continuous", type=_non_negative_int, default=16, help="Gaussian latent units (default 16)"
+        "--n-top-genes",
+        type=_n_top_genes,
+        default="auto",
+        metavar="N|auto|all",
+        help="fit on the N most variable RNA genes (seurat_v3); 'auto' (default): 2000 when there are "
+        "more than 4000; 'all': every gene. OUT keeps all genes (var['qbm_highly_variable'])",
     )
     fit.add_argument("--prior", choices=PRIORS, default="boltzmann", help="latent prior (default boltzmann)")
     fit.add_argument(
@@ -142,7 +149,7 @@ def _parser() -> argparse.ArgumentParser:
         default="gibbs",
         help="negative-phase sampler: persistent Gibbs, parallel tempering or simulated annealing (dimod)",
     )
-    fit.add_argument("--epochs", type=_positive_int, default=200, help="maximum epochs (default 200)")
+    fit.add_argument("--epochs", type=_positive_int, help=f"maximum epochs ({sizes})")
     fit.add_argument(
         "--batch-size", type=_positive_int, default=128, help="cells per minibatch (default 128)"
     )
@@ -195,6 +202,12 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _n_top_genes(text: str) -> int | str | None:
+    if text in ("auto", "all"):
+        return None if text == "all" else text
+    return _positive_int(text)
+
+
 def _non_negative_int(text: str) -> int:
     try:
         value = int(text)
@@ -223,6 +236,7 @@ def _configure_logging(quiet: bool) -> None:
 def _fit(args: argparse.Namespace) -> int:
     """Fit a QBM-VAE on IN and write OUT with obsm['X_qbm'], obs['qbm_energy'] and uns['qbm']."""
     from qbm_pyro.model import QBMVAE
+    from qbm_pyro.pp import select_genes, size_defaults
     from qbm_pyro.tl import qbm
 
     _check_paths(args.input, args.output, args.overwrite)
@@ -233,13 +247,19 @@ def _fit(args: argparse.Namespace) -> int:
         raise UsageError("--resume needs --checkpoint PATH")
     data = _read(args.input)
     try:
+        fit_data = select_genes(
+            data, args.n_top_genes, modalities=_modalities(args.modalities), layers=args.layer,
+            batch_key=_one_or_many(args.batch_key),
+        )  # fmt: skip
+        sizes = size_defaults(int(data.n_obs), n_latent=args.n_latent, n_continuous=args.n_continuous,
+                              max_epochs=args.epochs)  # fmt: skip
         model = QBMVAE(
-            data,
+            fit_data,
             modalities=_modalities(args.modalities),
             layers=_layers(args.layer),
             batch_key=_one_or_many(args.batch_key),
-            n_latent=args.n_latent,
-            n_continuous=args.n_continuous,
+            n_latent=sizes["n_latent"],
+            n_continuous=sizes["n_continuous"],
             prior=args.prior,
             sampler=_sampler(args.sampler, args.seed),
             seed=args.seed,
@@ -248,7 +268,9 @@ def _fit(args: argparse.Namespace) -> int:
         raise UsageError(_message(error)) from error
     log.info("%r", model)
     model.train(
-        max_epochs=args.epochs,
+        max_epochs=sizes["max_epochs"],
+        validation_fraction=sizes["validation_fraction"],
+        early_stopping=sizes["early_stopping"],
         batch_size=args.batch_size,
         progress_bar=not args.quiet,
         checkpoint_path=None if args.checkpoint is None else str(args.checkpoint),

@@ -11,6 +11,7 @@ import mudata as md
 import numpy as np
 
 from ..model import QBMVAE
+from ..pp import select_genes, size_defaults
 
 __all__ = ["qbm"]
 
@@ -24,12 +25,13 @@ def qbm(
     modalities=None,
     layers=None,
     batch_key: str | list[str] | None = None,
-    n_latent: int = 64,
-    n_continuous: int = 16,
+    n_latent: int | None = None,
+    n_continuous: int | None = None,
     prior: str = "boltzmann",
     relaxation: str = "overlap",
     sampler=None,
-    max_epochs: int = 200,
+    max_epochs: int | None = None,
+    n_top_genes: int | str | None = "auto",
     representation: str | None = None,
     seed: int = 0,
     model_dir: str | Path | None = None,
@@ -50,11 +52,24 @@ def qbm(
         MuData (RNA, protein, ATAC) or AnnData with counts.
     model
         A fitted model to apply instead of fitting one (its features must match ``data``).
-    modalities, layers, batch_key, n_latent, n_continuous, prior, relaxation, sampler, seed
+    modalities, layers, batch_key, prior, relaxation, sampler, seed
         As for :class:`~qbm_pyro.QBMVAE` (ignored when ``model`` is given): ``sampler`` is any
         :class:`~qbm_pyro.samplers.Sampler` (a ``DimodSampler``, a ``QPUSampler``...).
+    n_latent, n_continuous
+        As for :class:`~qbm_pyro.QBMVAE`; ``None``: 64 and 16, resolved with the other sizes by
+        :func:`qbm_pyro.pp.size_defaults` (a smaller latent lost on 300 cells).
     max_epochs, progress_bar, **train_kwargs
-        As for :meth:`~qbm_pyro.QBMVAE.train`.
+        As for :meth:`~qbm_pyro.QBMVAE.train`. ``max_epochs=None`` and, when not given in
+        ``train_kwargs``, ``validation_fraction`` and ``early_stopping`` follow the number of
+        cells (:func:`qbm_pyro.pp.size_defaults`: 400 epochs without validation set or early
+        stopping below 1,000 cells; 200 epochs, 10 % validation and early stopping from 2,000).
+    n_top_genes
+        Gene selection of the RNA modality before fitting (:func:`qbm_pyro.pp.select_genes`):
+        ``"auto"`` fits on the 2,000 most variable genes (seurat_v3) when there are more than
+        4,000, with a :class:`~qbm_pyro.pp.GeneSelectionWarning`; ``None`` uses all genes; a
+        number selects that many. ``data`` keeps all its genes; the choice is recorded in the
+        RNA modality's ``var['qbm_highly_variable']`` and ``uns['qbm_highly_variable']``.
+        Ignored when ``model`` is given (``data`` is then restricted to the model's genes).
     representation
         As for :meth:`~qbm_pyro.QBMVAE.get_latent_representation`.
     model_dir
@@ -86,29 +101,45 @@ def qbm(
     >>> import qbm_pyro
     >>> mdata = qbm_pyro.datasets.pbmc_cite_2batch()
     >>> qbm_pyro.tl.qbm(mdata, batch_key="batch", n_latent=16, max_epochs=2, progress_bar=False)
-    >>> mdata.obsm["X_qbm"].shape
+    >>> mdata.obsm["X_qbm"].shape  # 16 binary + 16 Gaussian units
     (400, 32)
     """
     data = data.copy() if copy else data
     start = time.perf_counter()
     log.info("running qbm_pyro.tl.qbm")
+    sizes = fit_data = None
     if model is None:
+        fit_data = select_genes(data, n_top_genes, modalities=modalities, layers=layers, batch_key=batch_key)
+        sizes = size_defaults(
+            int(data.n_obs),
+            n_latent=n_latent,
+            n_continuous=n_continuous,
+            max_epochs=max_epochs,
+            validation_fraction=train_kwargs.pop("validation_fraction", None),
+            early_stopping=train_kwargs.pop("early_stopping", None),
+        )
         model = QBMVAE(
-            data,
+            fit_data,
             modalities=modalities,
             layers=layers,
             batch_key=batch_key,
-            n_latent=n_latent,
-            n_continuous=n_continuous,
+            n_latent=sizes["n_latent"],
+            n_continuous=sizes["n_continuous"],
             prior=prior,
             relaxation=relaxation,
             sampler=sampler,
             seed=seed,
         )
-        model.train(max_epochs=max_epochs, progress_bar=progress_bar, **train_kwargs)
+        model.train(
+            max_epochs=sizes["max_epochs"],
+            validation_fraction=sizes["validation_fraction"],
+            early_stopping=sizes["early_stopping"],
+            progress_bar=progress_bar,
+            **train_kwargs,
+        )
     elif not model.is_trained_:
         raise ValueError("the model given is not trained; call model.train() first or pass model=None")
-    target = None if model.data is data else data
+    target = None if model.data is data or model.data is fit_data else _restrict_to_model(data, model)
     latent = model.get_latent_representation(target, representation=representation)
     energy = model.get_energy(target)
     if model_dir is not None:
@@ -122,7 +153,10 @@ def qbm(
         "representation": representation or model.default_representation,
         "modalities": [f"{n}:{s.kind}" for n, s in model.registry.modalities.items()],
         "batch_keys": list(model.registry.batch_keys),
+        "n_vars": {n: s.n_vars for n, s in model.registry.modalities.items()},
     }
+    if sizes is not None:
+        params["size_defaults"] = sizes
     history = {k: np.asarray(v, dtype=np.float64) for k, v in model.history_.items()}
     data.uns[key_added] = {"params": params, "history": history}
     if model.module.n_binary:  # the learned energy, for tl.attractors
@@ -139,3 +173,24 @@ def qbm(
         key_added,
     )
     return data if copy else None
+
+
+def _restrict_to_model(data, model: QBMVAE):
+    """``data`` itself, or (when the model was fit on a gene subset of it, e.g. by
+    ``n_top_genes``) a view of ``data`` restricted to the model's features."""
+    subset = {}
+    for name, spec in model.registry.modalities.items():
+        mod = data if isinstance(data, ad.AnnData) else data.mod.get(name)
+        if mod is None or mod.n_vars == spec.n_vars:
+            continue
+        missing = np.setdiff1d(np.asarray(spec.var_names), np.asarray(mod.var_names))
+        if len(missing):
+            return data  # let the registry say what does not fit
+        subset[name] = mod[:, list(spec.var_names)]
+    if not subset:
+        return data
+    if isinstance(data, ad.AnnData):
+        return next(iter(subset.values()))
+    out = md.MuData({n: subset.get(n, m) for n, m in data.mod.items()})
+    out.obs = out.obs.join(data.obs[[c for c in data.obs.columns if c not in out.obs.columns]])
+    return out
