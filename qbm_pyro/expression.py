@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .data import REGISTRY_KEYS, MinibatchLoader
+from .data import REGISTRY_KEYS
 
 __all__ = ["ExpressionMixin", "estimate_pseudocounts_offset", "fdr_de_prediction"]
 
@@ -86,10 +86,6 @@ class ExpressionMixin:
             raise ValueError(f"transform_batch {label!r} is not a level of obs[{key!r}] (levels: {levels})")
         return levels.index(str(label))
 
-    def _loader(self, data, indices=None, batch_size: int = 512) -> MinibatchLoader:
-        registry = self.registry if data is self.data else self.registry.transfer(data)
-        return MinibatchLoader(data, registry, batch_size=batch_size, shuffle=False, indices=indices)
-
     @torch.no_grad()
     def _decode_values(
         self, data, kind, *, indices=None, n_samples=1, levels=(None,), library_size=1.0, batch_size=512
@@ -105,7 +101,7 @@ class ExpressionMixin:
                 for level in levels
             ]
             parts.append(torch.stack(values).mean(0))
-        return torch.cat(parts).numpy()
+        return torch.cat(parts).cpu().numpy()
 
     # ------------------------------------------------------------------ denoised values
 
@@ -334,7 +330,7 @@ class ExpressionMixin:
                     batch, kind, n_samples=1, use_mean=False, transform_batch=level
                 )
                 parts.append(draws)
-            out.append(torch.cat(parts).numpy())
+            out.append(torch.cat(parts).cpu().numpy())
         return out
 
 
@@ -377,9 +373,9 @@ def _raw_group_sums(model, data, kind, labels: pd.Series, batch_size) -> tuple[l
     codes = pd.Categorical(labels, categories=groups).codes
     sums = np.zeros((len(groups), 3, model.module.n_vars[kind]))
     for batch in model._loader(data, None, batch_size):
-        x = batch[K.x_key(kind)].numpy().astype(np.float64)
+        x = batch[K.x_key(kind)].cpu().numpy().astype(np.float64)
         library = np.maximum(x.sum(1, keepdims=True), 1.0)
-        c = codes[batch[K.INDEX_KEY].numpy()]
+        c = codes[batch[K.INDEX_KEY].cpu().numpy()]
         keep = c >= 0
         for stat, values in enumerate((x, x > 0, x / library * 1e4)):
             np.add.at(sums[:, stat], c[keep], values[keep])

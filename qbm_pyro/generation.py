@@ -21,7 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import distributions as dist
-from .data import REGISTRY_KEYS, MinibatchLoader
+from .data import REGISTRY_KEYS
 from .distributions.relaxed_boltzmann import RELAXATION_KINDS
 
 __all__ = ["GenerationMixin"]
@@ -98,14 +98,14 @@ class GenerationMixin:
         The mean log-likelihood per cell, or an array ``(n_cells,)``.
         """
         n_samples = _positive_int("n_samples", n_samples)
-        loader = self._indexed_batches(data, indices, batch_size)
+        loader = self._loader(data, indices, batch_size)
         m = self.module
         m.eval()
         values = []
         with torch.no_grad(), torch.random.fork_rng(), _seeded(seed):
             for batch in tqdm(loader, desc="marginal LL", disable=not progress_bar):
                 values.append(m.log_marginal(batch, n_samples))
-        out = torch.cat(values).double().numpy()
+        out = torch.cat(values).double().cpu().numpy()
         return float(out.mean()) if return_mean else out
 
     # ------------------------------------------------------------------ the prior
@@ -137,7 +137,7 @@ class GenerationMixin:
         h, J = prior.h.detach(), prior.couplings().detach()
         with torch.no_grad(), torch.random.fork_rng(), _seeded(seed):
             z = sampler.sample(h, J, n_samples)
-        return z.float().numpy()
+        return z.float().cpu().numpy()
 
     def _binary_prior(self, what: str):
         if not self.module.n_binary:
@@ -184,30 +184,31 @@ class GenerationMixin:
         m.eval()
         donors = self._donor_cells(batch, n_cells, seed)
         with torch.no_grad(), torch.random.fork_rng(), _seeded(seed):
+            device = self.device
             if m.n_binary:
-                z = torch.as_tensor(self.sample_prior(n_cells, seed=seed))
-                energy = m.prior.energy(z).numpy()
+                z = torch.as_tensor(self.sample_prior(n_cells, seed=seed), device=device)
+                energy = m.prior.energy(z).cpu().numpy()
             else:
-                z = torch.zeros(n_cells, 0)
+                z = torch.zeros(n_cells, 0, device=device)
                 energy = None
-            cells = MinibatchLoader(self.data, self.registry, shuffle=False).batch(donors)
+            cells = self._loader().batch(donors)
             for spec in self.registry.modalities.values():  # every generated cell has every modality
-                cells[K.mask_key(spec.kind)] = torch.ones(n_cells, dtype=torch.bool)
+                cells[K.mask_key(spec.kind)] = torch.ones(n_cells, dtype=torch.bool, device=device)
             counts = m.sample_counts(m.latent_from_code(z), cells)
         obs = pd.DataFrame(index=pd.Index([f"generated_{i}" for i in range(n_cells)]))
         obs["qbm_size_donor"] = np.asarray(self.registry.obs_names)[donors]
         for j, key in enumerate(self.registry.batch_keys):
             levels = np.asarray(self.registry.batch_categories[key])
-            obs[key] = pd.Categorical(levels[cells[K.BATCH_KEY][:, j].numpy()], categories=levels)
+            obs[key] = pd.Categorical(levels[cells[K.BATCH_KEY][:, j].cpu().numpy()], categories=levels)
         obsm = {}
         if m.n_binary:
-            codes = z.numpy().astype(np.int8)
+            codes = z.cpu().numpy().astype(np.int8)
             obs["qbm_code"] = ["".join(map(str, row)) for row in codes]
             obs["qbm_energy"] = energy.astype(np.float64)
             obsm["qbm_code"] = codes
         mods = {}
         for name, spec in self.registry.modalities.items():
-            x = sp.csr_matrix(counts[spec.kind].numpy().astype(np.float32))
+            x = sp.csr_matrix(counts[spec.kind].cpu().numpy().astype(np.float32))
             mods[name] = ad.AnnData(x, obs=obs.copy(), var=pd.DataFrame(index=pd.Index(spec.var_names)))
             mods[name].obsm.update({k: v.copy() for k, v in obsm.items()})
         if isinstance(self.data, ad.AnnData):
@@ -281,7 +282,7 @@ class GenerationMixin:
         m.eval()
         out = {name: [] for name in wanted}
         with torch.no_grad(), torch.random.fork_rng(), _seeded(seed):
-            for batch in self._indexed_batches(data, indices, batch_size):
+            for batch in self._loader(data, indices, batch_size):
                 draws = {name: [] for name in wanted}
                 posterior = m.encode(batch)
                 for _ in range(n_samples):
@@ -292,18 +293,9 @@ class GenerationMixin:
                     out[name].append(torch.stack(draws[name], -1))
         result = {}
         for name in wanted:
-            arr = torch.cat(out[name]).numpy()
+            arr = torch.cat(out[name]).cpu().numpy()
             result[name] = arr[..., 0] if n_samples == 1 else arr
         return result if modality is None and len(names) > 1 else result[wanted[0]]
-
-    def _indexed_batches(self, data, indices, batch_size: int):
-        data = self.data if data is None else data
-        registry = self.registry if data is self.data else self.registry.transfer(data)
-        if indices is not None:
-            indices = np.asarray(indices)
-            if indices.dtype == bool:
-                indices = np.flatnonzero(indices)
-        return MinibatchLoader(data, registry, batch_size=batch_size, shuffle=False, indices=indices)
 
 
 def _posterior_latent_sample(m, posterior: dict) -> torch.Tensor:

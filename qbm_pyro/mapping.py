@@ -36,7 +36,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from .data._constants import MODALITY_ALIASES
+from ._constants import MODALITY_ALIASES
 from .data.registry import _batch_values, _build, _rows
 from .data.validation import check_batch_column, get_matrix
 from .module import MultiVAE

@@ -334,15 +334,21 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
             return "joint"
         return "probs" if m.n_binary else "continuous"
 
-    def _batches(self, data, batch_size: int = 512):
+    def _loader(self, data=None, indices=None, batch_size: int = 512):
+        """Minibatches of ``data`` (default: the training data) in cell order, on the model's
+        device; ``indices`` (positions or a boolean mask) selects cells."""
         data = self.data if data is None else data
         registry = self.registry if data is self.data else self.registry.transfer(data)
-        return MinibatchLoader(data, registry, batch_size=batch_size, shuffle=False)
+        if indices is not None:
+            indices = np.asarray(indices)
+            indices = np.flatnonzero(indices) if indices.dtype == bool else indices
+        loader = MinibatchLoader(data, registry, batch_size=batch_size, shuffle=False, indices=indices)
+        return _OnDevice(loader, self.device)
 
     @torch.no_grad()
     def _collect(self, fn, data, batch_size) -> np.ndarray:
         self.module.eval()
-        parts = [fn(batch_to(batch, self.device)) for batch in self._batches(data, batch_size)]
+        parts = [fn(batch) for batch in self._loader(data, batch_size=batch_size)]
         return torch.cat(parts).cpu().numpy()
 
     def get_latent_representation(
@@ -512,6 +518,23 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
         for key, value in payload[SAVE_KEYS.ATTRIBUTES].items():
             setattr(model, key, value.numpy() if isinstance(value, torch.Tensor) else value)
         return model
+
+
+class _OnDevice:
+    """A :class:`~qbm_pyro.data.MinibatchLoader` whose minibatches are moved to ``device``."""
+
+    def __init__(self, loader: MinibatchLoader, device: torch.device):
+        self.loader, self.device = loader, device
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        return (batch_to(batch, self.device) for batch in self.loader)
+
+    def batch(self, idx) -> dict[str, torch.Tensor]:
+        """The minibatch of the cells at positions ``idx``, on the device."""
+        return batch_to(self.loader.batch(idx), self.device)
 
 
 def _as_tensor(indices: np.ndarray | None) -> torch.Tensor | None:

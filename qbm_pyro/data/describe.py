@@ -7,7 +7,7 @@ import anndata as ad
 import mudata as md
 import pandas as pd
 
-from qbm_pyro.data._constants import MODALITY_ALIASES
+from qbm_pyro._constants import MODALITY_ALIASES
 from qbm_pyro.data.validation import _looks_like_counts, find_count_layers
 
 __all__ = ["BATCH_HINTS", "LABEL_HINTS", "batch_key_candidates", "describe", "label_columns"]

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..data._constants import REGISTRY_KEYS
+from .._constants import REGISTRY_KEYS
 from ..data.registry import _resolve_layers, _resolve_modalities
 from ._input import check_count_input
 
