@@ -328,7 +328,7 @@ def report_section(results: Path) -> list[str]:
         f"Reference {meta.get('ref_epochs')} epochs, query {meta.get('query_epochs')} epochs, seeds "
         f"{meta.get('seeds')}, mean ± sd; {meta.get('settings')}. `cite_5k` labels are coarse "
         "protein-gated types (see `benchmarks/mapping.py`): QBM-VAE and totalVI see the proteins, "
-        "scVI/scANVI do not.",
+        "scVI/scANVI do not." + (f" {meta['note']}" if meta.get("note") else ""),
         "",
     ]
     for split in dict.fromkeys(r["split"] for r in rows):
