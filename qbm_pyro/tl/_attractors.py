@@ -126,7 +126,7 @@ def attractors(
     >>> mdata = qbm_pyro.datasets.pbmc_cite_2batch()
     >>> qbm_pyro.tl.qbm(mdata, batch_key="batch", n_latent=16, max_epochs=2, progress_bar=False)
     >>> qbm_pyro.tl.attractors(mdata)
-    >>> mdata.obs["qbm_attractor"].str.startswith("A").all()
+    >>> bool(mdata.obs["qbm_attractor"].str.startswith("A").all())
     True
     """
     if method not in ("greedy", "anneal"):
