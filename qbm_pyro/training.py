@@ -144,7 +144,8 @@ def _feed(hasher, obj) -> None:
     if isinstance(obj, torch.Tensor):
         t = obj.detach().cpu().contiguous().reshape(-1)
         hasher.update(f"T{obj.dtype}{tuple(obj.shape)}:".encode())
-        hasher.update(t.view(torch.uint8).numpy().tobytes())
+        if t.numel():  # an empty tensor (no validation cells) may have stride 0, which view refuses
+            hasher.update(t.view(torch.uint8).numpy().tobytes())
     elif isinstance(obj, Mapping):
         hasher.update(f"M{len(obj)}:".encode())
         for key, value in obj.items():

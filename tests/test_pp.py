@@ -225,3 +225,15 @@ def test_cli_n_top_genes_uses_the_same_selection(tmp_path):
         mdata["rna"].var_names[mdata["rna"].var["qbm_highly_variable"]]
     )
     assert main(["fit", str(path), "-o", str(tmp_path / "x.h5mu"), "--n-top-genes", "lots"]) == 2
+
+
+def test_small_data_model_without_validation_cells_saves_and_loads(tmp_path):
+    adata = two_groups(n_genes=200)
+    model = qbm_pyro.QBMVAE(adata, n_latent=4, n_continuous=2)
+    model.train(max_epochs=1, progress_bar=False, **{k: v for k, v in size_defaults(80).items() if k in (
+        "validation_fraction", "early_stopping")})  # fmt: skip
+    model.save(tmp_path / "m")  # its empty validation index is checksummed too
+    again = qbm_pyro.QBMVAE.load(tmp_path / "m", adata)
+    np.testing.assert_allclose(
+        again.get_latent_representation(), model.get_latent_representation(), rtol=1e-6
+    )
