@@ -170,7 +170,6 @@ def _worker_scaling(path: str, steps: int, full_epoch: bool = True, seed: int = 
     cfg = TrainingConfig(max_epochs=1, batch_size=128, seed=seed, progress_bar=False)
     cells = np.arange(adata.n_obs)
     trainer = Trainer(model.module, adata, model.registry, cells, cells[:0], cfg)
-    trainer.elbo.kl_weight = 1.0
     loader = MinibatchLoader(adata, model.registry, batch_size=128, shuffle=True, seed=seed)
 
     def batches():  # as many steps as asked, over several epochs of a small set if need be
@@ -263,7 +262,6 @@ def _worker_prior(n_latent: int, steps: int, seed: int = 0) -> dict:
     cfg = TrainingConfig(max_epochs=1, batch_size=128, seed=seed, progress_bar=False)
     cells = np.arange(data.n_obs)
     trainer = Trainer(model.module, data, model.registry, cells, cells[:0], cfg)
-    trainer.elbo.kl_weight = 1.0
     loader = MinibatchLoader(data, model.registry, batch_size=128, shuffle=True, seed=seed)
     batches = []
     while len(batches) < steps + 5:

@@ -80,7 +80,7 @@ class DVAE(nn.Module):
 
     def model(self, x):
         pyro.module("dvae", self)
-        prior = dist.Boltzmann(self.h, torch.triu(self.J, 1), validate_args=False)
+        prior = dist.Boltzmann(self.h, torch.triu(self.J, 1), relaxed=True)  # scores relaxed ζ
         with pyro.plate("cells", x.shape[0]):
             zeta = pyro.sample("z", prior)  # the guide's relaxed ζ ∈ [0, 1]^n is replayed here
             pyro.sample("x", dist.Bernoulli(logits=self.decoder(zeta)).to_event(1), obs=x)

@@ -397,11 +397,14 @@ class Trainer:
             epoch=epoch,
         )
 
-    def _loss(self, batch: dict) -> torch.Tensor:
-        """The ELBO loss of a minibatch; a distribution refusing non-finite or out-of-range
-        parameters (what diverging weights look like first) is a :class:`NumericalError`."""
+    def _loss(self, batch: dict, kl_weight: float = 1.0) -> torch.Tensor:
+        """The ELBO loss of a minibatch with the latent sites' KL scaled by ``kl_weight``; a
+        distribution refusing non-finite or out-of-range parameters (what diverging weights look
+        like first) is a :class:`NumericalError`."""
         try:
-            return self.elbo.differentiable_loss(self.module.model, self.module.guide, batch)
+            return self.elbo.differentiable_loss(
+                self.module.model, self.module.guide, batch, kl_weight=kl_weight
+            )
         except ValueError as err:
             if "to satisfy the constraint" not in str(err):
                 raise
@@ -415,7 +418,6 @@ class Trainer:
         if len(indices) == 0:
             return math.nan
         self.module.eval()
-        self.elbo.kl_weight = 1.0
         self._phase = "validation"
         total = 0.0
         with torch.no_grad():
@@ -424,7 +426,7 @@ class Trainer:
         self.module.train()
         return total / len(indices)
 
-    def step(self, batch: dict) -> float:
+    def step(self, batch: dict, kl_weight: float = 1.0) -> float:
         """One optimiser step on a minibatch; returns the summed loss of its cells.
 
         Raises :class:`NumericalError` (after restoring the last good state) when the loss or a
@@ -433,7 +435,7 @@ class Trainer:
         self._step += 1
         self._phase = f"training step {self._step} of the epoch"
         self.optimizer.zero_grad()
-        loss = self._loss(batch)
+        loss = self._loss(batch, kl_weight)
         value = float(loss.detach())
         if not math.isfinite(value):
             raise self._numerical_error(f"the loss became {value}", self.epoch)
@@ -452,9 +454,9 @@ class Trainer:
         seed = self.config.seed * 100_003 + epoch
         torch.manual_seed(seed)
         self.module.train()
-        self.elbo.kl_weight = self._kl_weight(epoch)
+        kl_weight = self._kl_weight(epoch)
         self._step = 0
-        total = sum(self.step(batch) for batch in self._loader(self.train_indices, True, seed))
+        total = sum(self.step(batch, kl_weight) for batch in self._loader(self.train_indices, True, seed))
         return total / len(self.train_indices)
 
     def end_epoch(self, epoch: int, train_loss: float) -> bool:

@@ -4,7 +4,7 @@ import pytest
 import torch
 from conftest import random_machine
 
-from qbm_pyro.ais import ais_log_partition
+from qbm_pyro.samplers.ais import ais_log_partition
 from qbm_pyro.samplers.exact import exact_log_partition
 
 

@@ -6,11 +6,13 @@ import torch
 from pyro.distributions import TorchDistribution, constraints
 from torch.distributions.utils import lazy_property
 
-from ..ais import ais_log_partition
 from ..energy import energy, upper_couplings
+from ..samplers.ais import ais_log_partition
+from ..samplers.anneal import minimum_energy_state
 from ..samplers.base import Sampler
 from ..samplers.exact import ExactSampler, enumerate_states, exact_log_partition
 from ..samplers.gibbs import GibbsSampler
+from .log_z_cache import LOG_Z_CACHE, carry_log_z
 
 __all__ = ["RBM", "Boltzmann", "BinaryVectorConstraint"]
 
@@ -46,9 +48,12 @@ class Boltzmann(TorchDistribution):
     lower triangle that is neither zero nor the transpose of the upper one are refused.
 
     **log Z and gradients.** For ``n ≤ exact_max_n`` the log partition function is computed
-    exactly by enumeration and is differentiable. Above that, its *value* comes from annealed
-    importance sampling (or from ``log_z`` if given) and its *gradient* from samples of the
-    attached sampler, through the surrogate
+    exactly by enumeration and is differentiable. Above that, its *value* comes from ``log_z``
+    if given, else from a cache kept across SVI steps (annealed importance sampling on first use
+    and every ``log_z_refresh_every`` parameter updates, carried between by importance sampling
+    with the negative-phase samples: :mod:`qbm_pyro.distributions.log_z_cache` states the policy
+    and how stale the value may be), and its *gradient* from samples of the attached sampler,
+    through the surrogate
 
     .. math::
         \log Z_{sur}(θ) = \mathrm{sg}(\log \hat Z) + \overline{-E_θ(z^{(s)})}
@@ -59,7 +64,10 @@ class Boltzmann(TorchDistribution):
     ``∂ log p(z)/∂h_i = z_i - E_p[z_i]``, ``∂ log p(z)/∂J_ij = z_i z_j - E_p[z_i z_j]``.
 
     **Sampling.** ``sample`` draws from ``sampler``: by default exact draws for
-    ``n ≤ exact_max_n`` and a :class:`~qbm_pyro.samplers.GibbsSampler` otherwise. Pass a sampler
+    ``n ≤ exact_max_n`` and otherwise a :class:`~qbm_pyro.samplers.GibbsSampler` kept with the
+    cached log Z of the same parameters (so its chains persist across SVI steps). A batch of
+    different machines (not made by :meth:`expand`) gives each machine its own chains
+    (:meth:`~qbm_pyro.samplers.Sampler.sample_batched`: one vectorised sweep for Gibbs). Pass a sampler
     object you keep (Gibbs, parallel tempering, a dimod/annealer backend) to keep persistent
     chains across calls; its samples are Boltzmann samples only if it samples at β = 1 (an
     annealer cooled to T ≈ 0 returns minima, not samples).
@@ -80,7 +88,17 @@ class Boltzmann(TorchDistribution):
         A known value of log Z above ``exact_max_n`` (e.g. a cached AIS estimate), used instead
         of running AIS. The gradient still comes from the sampler.
     ais_options
-        Keyword arguments of :func:`qbm_pyro.ais.ais_log_partition`.
+        Keyword arguments of :func:`qbm_pyro.samplers.ais.ais_log_partition`.
+    log_z_refresh_every
+        Above ``exact_max_n``: rerun AIS after this many parameter updates (see above).
+    log_z_min_ess
+        Above ``exact_max_n``: rerun AIS when the importance weights that carry log Z from one
+        step to the next have an effective sample size below this fraction of the samples.
+    relaxed
+        Score relaxed values ``ζ ∈ [0, 1]^n`` (a relaxed posterior's samples replayed at the
+        prior site) with validation on: the support becomes ``[0, 1]^n`` and ``log_prob(ζ)`` is
+        ``-E(ζ) - log Z``, the multilinear extension of the Boltzmann log-density (equal to it at
+        binary ζ). Without it, validation refuses non-binary values.
 
     Examples
     --------
@@ -112,6 +130,9 @@ class Boltzmann(TorchDistribution):
         exact_max_n: int = 20,
         log_z: torch.Tensor | float | None = None,
         ais_options: dict | None = None,
+        log_z_refresh_every: int = 100,
+        log_z_min_ess: float = 0.5,
+        relaxed: bool = False,
         validate_args: bool | None = None,
     ):
         if h.dim() < 1 or J.dim() < 2:
@@ -127,6 +148,14 @@ class Boltzmann(TorchDistribution):
         self.exact_max_n = int(exact_max_n)
         self._log_z = log_z
         self.ais_options = dict(ais_options or {})
+        if int(log_z_refresh_every) < 1 or not 0 < float(log_z_min_ess) <= 1:
+            raise ValueError(
+                f"need log_z_refresh_every >= 1 and 0 < log_z_min_ess <= 1, got {log_z_refresh_every}, "
+                f"{log_z_min_ess}"
+            )
+        self.log_z_refresh_every = int(log_z_refresh_every)
+        self.log_z_min_ess = float(log_z_min_ess)
+        self.relaxed = bool(relaxed)
         self._unbatched: Boltzmann | None = None
         super().__init__(batch_shape, (n,), validate_args=validate_args)
         if self._validate_args:
@@ -151,8 +180,11 @@ class Boltzmann(TorchDistribution):
         """Number of binary units."""
         return self.event_shape[0]
 
-    @constraints.dependent_property(is_discrete=True, event_dim=1)
+    @constraints.dependent_property(event_dim=1)
     def support(self):
+        """``{0,1}^n``; with ``relaxed=True`` the cube ``[0,1]^n`` (relaxed posterior values)."""
+        if self.relaxed:
+            return constraints.independent(constraints.unit_interval, 1)
         return BinaryVectorConstraint(self.n)
 
     def expand(self, batch_shape, _instance=None):
@@ -160,7 +192,16 @@ class Boltzmann(TorchDistribution):
         batch_shape = torch.Size(batch_shape)
         new.h = self.h.expand(batch_shape + (self.n,))
         new.J = self.J.expand(batch_shape + (self.n, self.n))
-        for attr in ("sampler", "num_samples", "exact_max_n", "_log_z", "ais_options"):
+        for attr in (
+            "sampler",
+            "num_samples",
+            "exact_max_n",
+            "_log_z",
+            "ais_options",
+            "log_z_refresh_every",
+            "log_z_min_ess",
+            "relaxed",
+        ):
             setattr(new, attr, getattr(self, attr))
         new._unbatched = self._unbatched or (self if self.batch_shape == () else None)
         super(Boltzmann, new).__init__(batch_shape, self.event_shape, validate_args=False)
@@ -179,18 +220,27 @@ class Boltzmann(TorchDistribution):
         """Whether log Z is computed by enumeration (``n ≤ exact_max_n``)."""
         return self.n <= self.exact_max_n
 
-    def _each(self, fn) -> torch.Tensor:
-        """``fn(h, J)`` on unbatched parameters, over the batch: shape ``batch_shape + out``.
-
-        An instance made by :meth:`expand` from an unbatched one computes ``fn`` once."""
+    def _machines(self) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        """The distinct machines: ``(h (n,), J (n, n), False)`` when all batch elements are one
+        machine (unbatched, or made by :meth:`expand`), else ``(h (B, n), J (B, n, n), True)``
+        over the flattened batch."""
         if self._unbatched is not None or self.batch_shape == ():
             base = self._unbatched or self
-            out = fn(base.h, base.J)
-            return out.expand(self.batch_shape + out.shape)
-        h = self.h.reshape(-1, self.n)
-        J = self.J.reshape(-1, self.n, self.n)
-        out = torch.stack([fn(h[b], J[b]) for b in range(h.shape[0])])
-        return out.reshape(self.batch_shape + out.shape[1:])
+            return base.h, base.J, False
+        return self.h.reshape(-1, self.n), self.J.reshape(-1, self.n, self.n), True
+
+    def _to_batch(self, per_machine: torch.Tensor, batched: bool) -> torch.Tensor:
+        """Per-machine values ``(B, *out)`` (or ``out`` for one machine) as ``batch_shape + out``."""
+        if batched:
+            return per_machine.reshape(self.batch_shape + per_machine.shape[1:])
+        return per_machine.expand(self.batch_shape + per_machine.shape)
+
+    def _draw(self, h: torch.Tensor, J: torch.Tensor, batched: bool, num_samples: int) -> torch.Tensor:
+        """Sampler draws ``(C, n)``, or ``(B, C, n)`` with each machine on its own chains."""
+        sampler = self._sampler()
+        if batched:
+            return sampler.sample_batched(h, J, num_samples)
+        return sampler.sample(h, J, num_samples)
 
     @lazy_property
     def _ais_estimate(self) -> torch.Tensor:
@@ -198,16 +248,59 @@ class Boltzmann(TorchDistribution):
 
         def estimate(h, J):
             result = ais_log_partition(h, J, **self.ais_options)
-            return torch.tensor([result.log_z, result.stderr], dtype=h.dtype)
+            return torch.tensor([result.log_z, result.stderr], dtype=h.dtype, device=h.device)
 
-        return self._each(estimate)
+        h, J, batched = self._machines()
+        if batched:
+            return self._to_batch(torch.stack([estimate(h[b], J[b]) for b in range(h.shape[0])]), True)
+        return self._to_batch(estimate(h, J), False)
+
+    def _cached_log_z(self, samples: torch.Tensor | None = None) -> torch.Tensor:
+        """log Z per distinct machine above ``exact_max_n``, from :data:`LOG_Z_CACHE` (policy in
+        :mod:`qbm_pyro.distributions.log_z_cache`). ``samples``: draws of this machine, if any."""
+        h, J, batched = self._machines()
+        key, leaves, versions = LOG_Z_CACHE.key(h, J)
+        entry = LOG_Z_CACHE.get(key, leaves)
+        hd, Jd = h.detach(), J.detach()
+        if entry is None and not leaves:  # values outside a graph: a parameter entry may match
+            found = LOG_Z_CACHE.find_machine(hd, Jd)
+            if found is not None and found.ais_runs > 0:
+                return found.log_z
+        usable = entry is not None and entry.ais_runs > 0 and entry.h.shape == hd.shape
+        if usable and entry.versions == versions and torch.equal(entry.h, hd) and torch.equal(entry.J, Jd):
+            return entry.log_z
+        if usable and entry.updates + 1 < self.log_z_refresh_every:
+            if samples is None:
+                samples = self._draw(hd, Jd, batched, self.num_samples)
+            e_new = _energies(samples, hd, Jd)
+            e_old = _energies(samples, entry.h, entry.J)
+            log_z, ess = carry_log_z(entry.log_z, e_new, e_old)
+            if bool((ess >= self.log_z_min_ess).all()) and bool(torch.isfinite(log_z).all()):
+                entry.log_z, entry.h, entry.J = log_z, hd.clone(), Jd.clone()
+                entry.versions, entry.updates = versions, entry.updates + 1
+                return log_z
+        estimate = self._ais_estimate.reshape(-1, 2) if batched else self._ais_estimate.reshape(-1, 2)[0]
+        sampler = entry.sampler if entry is not None else self.sampler
+        entry = LOG_Z_CACHE.put(
+            key,
+            leaves,
+            versions,
+            log_z=estimate[..., 0].clone(),
+            stderr=estimate[..., 1].clone(),
+            h=hd.clone(),
+            J=Jd.clone(),
+            ais_runs=(entry.ais_runs if entry is not None else 0) + 1,
+            sampler=sampler,
+        )
+        return entry.log_z
 
     @lazy_property
     def log_partition_function(self) -> torch.Tensor:
         """``log Z``, shape ``batch_shape``.
 
-        Exact and differentiable for ``n ≤ exact_max_n``; above it, the given ``log_z`` or an
-        AIS estimate (a value without gradient; its standard error is ``log_partition_stderr``).
+        Exact and differentiable for ``n ≤ exact_max_n``; above it, the given ``log_z`` or a
+        cached estimate (a value without gradient; see :mod:`~qbm_pyro.distributions.log_z_cache`
+        for how it is refreshed and how stale it may be).
         """
         if self.is_exact:
             if self._unbatched is not None:  # expanded (e.g. by a plate): compute once
@@ -215,12 +308,15 @@ class Boltzmann(TorchDistribution):
                 return exact_log_partition(base.h, base.J).expand(self.batch_shape)
             return exact_log_partition(self.h, self.J)
         if self._log_z is not None:
-            return torch.as_tensor(self._log_z, dtype=self.h.dtype).expand(self.batch_shape)
-        return self._ais_estimate[..., 0]
+            return torch.as_tensor(self._log_z, dtype=self.h.dtype, device=self.h.device).expand(
+                self.batch_shape
+            )
+        _, _, batched = self._machines()
+        return self._to_batch(self._cached_log_z(), batched)
 
     @property
     def log_partition_stderr(self) -> torch.Tensor:
-        """Standard error of :attr:`log_partition_function` (zero when exact or given)."""
+        """Standard error of a fresh AIS estimate of log Z (zero when exact or given)."""
         if self.is_exact or self._log_z is not None:
             return torch.zeros(self.batch_shape, dtype=self.h.dtype)
         return self._ais_estimate[..., 1]
@@ -230,22 +326,43 @@ class Boltzmann(TorchDistribution):
         """A tensor whose value is ``log Z`` and whose gradient in ``h, J`` is ``E_p[(z, zzᵀ)]``.
 
         Exact enumeration for ``n ≤ exact_max_n``; otherwise the sampled surrogate of the class
-        docstring, with ``num_samples`` samples from the sampler (detached)."""
+        docstring, with ``num_samples`` samples from the sampler (detached). Each machine of a
+        batch (not made by :meth:`expand`) has its own chains."""
         if self.is_exact:
             return self.log_partition_function
         if not (torch.is_grad_enabled() and (self.h.requires_grad or self.J.requires_grad)):
             return self.log_partition_function  # no gradient wanted: skip the sampler
-
-        def negative_phase(h, J):
-            z = self._sampler().sample(h, J, self.num_samples)
-            minus_e = -energy(z, h, J).mean()
-            return minus_e - minus_e.detach()
-
-        return self.log_partition_function.detach() + self._each(negative_phase)
+        h, J, batched = self._machines()
+        z = self._draw(h, J, batched, self.num_samples)
+        minus_e = -_energies(z, h, J).mean(-1)
+        if self._log_z is not None:
+            value = self.log_partition_function
+        else:
+            value = self._to_batch(self._cached_log_z(samples=z), batched)
+        return value.detach() + self._to_batch(minus_e - minus_e.detach(), batched)
 
     def _sampler(self) -> Sampler:
         if self.sampler is None:
-            self.sampler = ExactSampler() if self.is_exact else GibbsSampler()
+            if self.is_exact:
+                self.sampler = ExactSampler()
+            else:  # a persistent default sampler per set of parameters (kept by the cache)
+                h, J, _ = self._machines()
+                key, leaves, versions = LOG_Z_CACHE.key(h, J)
+                entry = LOG_Z_CACHE.get(key, leaves)
+                if entry is None:
+                    nan = torch.full(h.shape[:-1], float("nan"), dtype=h.dtype, device=h.device)
+                    entry = LOG_Z_CACHE.put(
+                        key,
+                        leaves,
+                        versions,
+                        log_z=nan,
+                        stderr=nan,
+                        h=h.detach().clone(),
+                        J=J.detach().clone(),
+                    )
+                if entry.sampler is None:
+                    entry.sampler = GibbsSampler()
+                self.sampler = entry.sampler
         return self.sampler
 
     # ------------------------------------------------------------------ Distribution API
@@ -258,13 +375,11 @@ class Boltzmann(TorchDistribution):
     def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
         sample_shape = torch.Size(sample_shape)
         m = sample_shape.numel()
-        if self._unbatched is not None or self.batch_shape == ():
-            base = self._unbatched or self
-            z = self._sampler().sample(base.h, base.J, m * self.batch_shape.numel())
+        h, J, batched = self._machines()
+        if not batched:
+            z = self._draw(h, J, False, m * self.batch_shape.numel())
             return z.reshape(sample_shape + self.batch_shape + (self.n,))
-        h = self.h.reshape(-1, self.n)
-        J = self.J.reshape(-1, self.n, self.n)
-        z = torch.stack([self._sampler().sample(h[b], J[b], m) for b in range(h.shape[0])], 1)
+        z = self._draw(h, J, True, m).transpose(0, 1)  # (m, B, n)
         return z.reshape(sample_shape + self.batch_shape + (self.n,))
 
     def enumerate_support(self, expand: bool = True) -> torch.Tensor:
@@ -272,14 +387,63 @@ class Boltzmann(TorchDistribution):
         z = z.reshape((-1,) + (1,) * len(self.batch_shape) + (self.n,))
         return z.expand((-1,) + self.batch_shape + (self.n,)) if expand else z
 
+    def _exact_probs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """All states ``(2^n, 1…, n)`` and their probabilities ``(2^n, *batch_shape)``."""
+        z = self.enumerate_support(expand=False)
+        return z, (-energy(z, self.h, self.J) - exact_log_partition(self.h, self.J)).exp()
+
     @property
     def mean(self) -> torch.Tensor:
-        """Exact marginals ``E[z_i]`` (enumeration; ``n ≤ exact_max_n`` only)."""
-        if not self.is_exact:
-            raise NotImplementedError(f"exact mean needs n <= exact_max_n={self.exact_max_n}; sample instead")
-        z = self.enumerate_support(expand=False)
-        p = (-energy(z, self.h, self.J) - exact_log_partition(self.h, self.J)).exp()
-        return (p.unsqueeze(-1) * z).sum(0)
+        """Marginals ``E[z_i]``: exact (enumeration) for ``n ≤ exact_max_n``, else the mean of
+        ``num_samples`` draws of the sampler (Monte Carlo, no gradient)."""
+        if self.is_exact:
+            z, p = self._exact_probs()
+            return (p.unsqueeze(-1) * z).sum(0)
+        with torch.no_grad():
+            return self.sample((self.num_samples,)).mean(0)
+
+    @property
+    def variance(self) -> torch.Tensor:
+        """``Var[z_i] = E[z_i](1 - E[z_i])`` (binary units), from :attr:`mean`."""
+        mean = self.mean
+        return mean * (1 - mean)
+
+    def entropy(self) -> torch.Tensor:
+        """``H[p] = log Z + E_p[E(z)]``, shape ``batch_shape``: exact for ``n ≤ exact_max_n``;
+        above, log Z as :attr:`log_partition_function` and ``E_p[E]`` from ``num_samples`` draws."""
+        if self.is_exact:
+            z, p = self._exact_probs()
+            return self.log_partition_function + (p * energy(z, self.h, self.J)).sum(0)
+        with torch.no_grad():
+            z = self.sample((self.num_samples,))
+            return self.log_partition_function + self.energy(z).mean(0)
+
+    def mode(self, *, num_reads: int = 64, num_sweeps: int = 200, seed: int | None = 0) -> torch.Tensor:
+        """The minimum-energy state(s), shape ``batch_shape + (n,)``.
+
+        Exact (enumeration, ties broken towards the lowest state index) for ``n ≤ exact_max_n``;
+        above, :func:`~qbm_pyro.samplers.anneal.minimum_energy_state` (Gibbs annealing to T ≈ 0
+        and a greedy descent, ``num_reads`` chains of ``num_sweeps`` sweeps): a local minimum
+        under single flips, the global one with high probability for moderate ``n``."""
+        h, J, batched = self._machines()
+        with torch.no_grad():
+            if self.is_exact:
+                z = enumerate_states(self.n, dtype=self.h.dtype).to(self.h.device)
+                e = _energies(z.expand(h.shape[:-1] + z.shape), h, J)
+                out = z[e.argmin(-1)]
+            else:
+                options = dict(num_reads=num_reads, num_sweeps=num_sweeps, seed=seed)
+                hs, Js = (h, J) if batched else (h.unsqueeze(0), J.unsqueeze(0))
+                out = torch.stack([minimum_energy_state(hs[b], Js[b], **options) for b in range(hs.shape[0])])
+                out = out.to(self.h) if batched else out[0].to(self.h)
+        return self._to_batch(out, batched)
+
+
+def _energies(z: torch.Tensor, h: torch.Tensor, J: torch.Tensor) -> torch.Tensor:
+    """Energies of samples ``z`` ``(…, C, n)`` of machines ``h`` ``(…, n)``, ``J`` ``(…, n, n)``
+    (one machine per leading index): shape ``(…, C)``."""
+    upper = upper_couplings(J)
+    return -(z * h.unsqueeze(-2)).sum(-1) - ((z @ upper) * z).sum(-1)
 
 
 class RBM(Boltzmann):

@@ -14,7 +14,7 @@ import math
 import torch
 from torch import nn
 
-from ..ais import ais_log_partition
+from ..samplers.ais import ais_log_partition
 from ..distributions import RBM, Boltzmann
 from ..samplers import GibbsSampler, Sampler
 

@@ -1,4 +1,4 @@
-"""The multi-omics VAE with a Boltzmann-machine prior: Pyro ``model`` and ``guide``.
+r"""The multi-omics VAE with a Boltzmann-machine prior: Pyro ``model`` and ``guide``.
 
 The generative model (one model, used alike by training, :meth:`MultiVAE.model`, Pyro's
 ``Predictive``, generation and the marginal likelihood):
@@ -28,16 +28,18 @@ Likelihoods: :mod:`qbm_pyro.module.likelihoods`. This module sees only tensors a
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import pyro
 import torch
+from pyro import poutine
 from pyro.nn import PyroModule
 from torch import nn
 
 from .. import distributions as dist
-from ..distributions.relaxed_boltzmann import RELAXATION_KINDS as RELAXATIONS
 from ..data import REGISTRY_KEYS
+from ..distributions.relaxed_boltzmann import RELAXATION_KINDS as RELAXATIONS
 from .likelihoods import NegativeBinomialMixture, atac_likelihood, rna_likelihood
 from .nets import MLP, one_hot_batches
 from .priors import BoltzmannPrior
@@ -52,6 +54,13 @@ ENCODER_INPUTS = ("log1p", "depth")
 def _check_choice(name: str, value: str, allowed) -> None:
     if value not in allowed:
         raise ValueError(f"{name} must be one of {sorted(allowed)}, got {value!r}")
+
+
+def _kl_scale(kl_weight: float):
+    """``poutine.scale(kl_weight)``, or nothing at weight 1."""
+    if kl_weight == 1.0:
+        return contextlib.nullcontext()
+    return poutine.scale(scale=kl_weight)
 
 
 class MultiVAE(PyroModule):
@@ -224,11 +233,12 @@ class MultiVAE(PyroModule):
         out["scale"] = precision.rsqrt()
         return out
 
-    def guide(self, batch: dict[str, torch.Tensor], observe: bool = True) -> None:
-        """The posterior ``q(ζ, c | x)`` (``observe`` is accepted to mirror :meth:`model`)."""
+    def guide(self, batch: dict[str, torch.Tensor], observe: bool = True, kl_weight: float = 1.0) -> None:
+        """The posterior ``q(ζ, c | x)`` (``observe`` is accepted to mirror :meth:`model`);
+        ``kl_weight`` scales the latent sites (KL warm-up) as in :meth:`model`."""
         pyro.module("qbm_vae", self)
         posterior = self.encode(batch)
-        with pyro.plate("cells", batch[K.BATCH_KEY].shape[0]):
+        with pyro.plate("cells", batch[K.BATCH_KEY].shape[0]), _kl_scale(kl_weight):
             if self.n_binary:
                 relaxed = RELAXATIONS[self.relaxation](posterior["logits"], self.smoothing)
                 pyro.sample("z", relaxed.to_event(1))
@@ -249,7 +259,9 @@ class MultiVAE(PyroModule):
             gate = heads["rna_gate"](hidden) if "rna_gate" in heads else None
             out[K.RNA] = rna_likelihood(library * scale, self.log_theta_rna.exp(), gate)
         if K.PROTEIN in self.n_vars:
-            level = batch[K.BATCH_KEY][:, 0] if self.n_batch else batch[K.BATCH_KEY].new_zeros(latent.shape[0])
+            level = (
+                batch[K.BATCH_KEY][:, 0] if self.n_batch else batch[K.BATCH_KEY].new_zeros(latent.shape[0])
+            )
             background = self.protein_background[level].exp()
             if self.protein_depth:  # observed per-cell tag depth: geometric mean of (1 + counts)
                 x = batch[K.x_key(K.PROTEIN)]
@@ -270,23 +282,27 @@ class MultiVAE(PyroModule):
         """The prior of the decoder's code input ``ζ`` (the smoothed Boltzmann machine)."""
         return dist.RelaxedBoltzmann(self.prior.distribution(), self.relaxation, self.smoothing)
 
-    def model(self, batch: dict[str, torch.Tensor], observe: bool = True) -> None:
+    def model(self, batch: dict[str, torch.Tensor], observe: bool = True, kl_weight: float = 1.0) -> None:
         """The generative model. ``observe=False`` samples the counts instead of scoring
         ``batch``'s (``batch`` then only supplies covariates and size factors), as with Pyro's
-        ``Predictive``."""
+        ``Predictive``. ``kl_weight`` scales the latent sites (``poutine.scale``), so that with
+        :class:`~qbm_pyro.module.AnalyticKL_ELBO` their KL terms are weighted (KL warm-up)."""
         pyro.module("qbm_vae", self)
         B = batch[K.BATCH_KEY].shape[0]
         parts = []
         with pyro.plate("cells", B):
-            if self.n_binary:
-                zeta = pyro.sample("z", self.prior_code())
-                parts.append(zeta)
-            if self.n_continuous:
+            with _kl_scale(kl_weight):
                 if self.n_binary:
-                    loc = self.prior_loc(zeta)
-                else:
-                    loc = batch[K.BATCH_KEY].new_zeros(B, self.n_continuous, dtype=torch.get_default_dtype())
-                parts.append(pyro.sample("c", dist.Normal(loc, 1.0).to_event(1)))
+                    zeta = pyro.sample("z", self.prior_code())
+                    parts.append(zeta)
+                if self.n_continuous:
+                    if self.n_binary:
+                        loc = self.prior_loc(zeta)
+                    else:
+                        loc = batch[K.BATCH_KEY].new_zeros(
+                            B, self.n_continuous, dtype=torch.get_default_dtype()
+                        )
+                    parts.append(pyro.sample("c", dist.Normal(loc, 1.0).to_event(1)))
             likelihoods = self.decode(torch.cat(parts, -1), batch)
             for kind, fn in likelihoods.items():
                 mask = batch[K.mask_key(kind)]

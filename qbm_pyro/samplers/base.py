@@ -14,6 +14,7 @@ so that a restored run continues bit-identically).
 from __future__ import annotations
 
 import abc
+import copy
 from numbers import Integral
 
 import torch
@@ -90,6 +91,35 @@ class Sampler(abc.ABC):
                 f"expected ({num_samples}, {h.shape[0]})"
             )
         return out.to(dtype=h.dtype, device=h.device)
+
+    def sample_batched(
+        self, h: torch.Tensor, J: torch.Tensor, num_samples: int, *, beta: float = 1.0
+    ) -> torch.Tensor:
+        """Draw ``num_samples`` states from each of ``B`` different machines ``h (B, n)``,
+        ``J (B, n, n)``; returns ``(B, num_samples, n)``.
+
+        Each machine gets its own copy of this sampler (made on first use, with its own random
+        stream), so persistent state (chains, initial states) never passes from one machine to
+        another. Samplers that can do better (one vectorised sweep for all machines, as
+        :class:`~qbm_pyro.samplers.GibbsSampler`) override this.
+        """
+        if h.dim() != 2 or J.shape != h.shape + h.shape[-1:]:
+            raise ValueError(f"need h (B, n) and J (B, n, n), got {tuple(h.shape)} and {tuple(J.shape)}")
+        copies = getattr(self, "_machine_copies", None)
+        if copies is None or len(copies) != h.shape[0]:
+            copies = []
+            for b in range(h.shape[0]):
+                twin = copy.copy(self)
+                twin.__dict__ = copy.deepcopy(
+                    {k: v for k, v in self.__dict__.items() if k != "_machine_copies"}
+                )
+                generator = getattr(twin, "generator", None)
+                if isinstance(generator, torch.Generator):
+                    generator.manual_seed(int(torch.randint(2**62, (), generator=generator)) + b)
+                twin.reset()
+                copies.append(twin)
+            self._machine_copies = copies
+        return torch.stack([c.sample(h[b], J[b], num_samples, beta=beta) for b, c in enumerate(copies)])
 
     @abc.abstractmethod
     def _sample(self, h: torch.Tensor, J: torch.Tensor, num_samples: int, beta: float) -> torch.Tensor:

@@ -18,9 +18,9 @@ from collections.abc import Sequence
 import torch
 
 from ..energy import symmetric_couplings
-from .base import Sampler, make_generator
+from .base import Sampler, check_sampler_inputs, make_generator
 
-__all__ = ["GibbsSampler", "colour_blocks", "gibbs_sweep_"]
+__all__ = ["GibbsSampler", "check_blocks", "colour_blocks", "gibbs_sweep_"]
 
 
 ################################################################################
@@ -53,6 +53,32 @@ def colour_blocks(J: torch.Tensor) -> list[torch.Tensor]:
     return [torch.tensor(c, dtype=torch.long) for c in colours]
 
 
+def check_blocks(blocks: Sequence[torch.Tensor], J: torch.Tensor) -> None:
+    """Refuse blocks that are not a Gibbs schedule of ``J`` (``(..., n, n)``): each unit must be in
+    exactly one block, and no two units of a block may be coupled (they would be drawn together
+    from their marginals given the rest, not from their joint: the chain would converge to the
+    wrong distribution)."""
+    n = J.shape[-1]
+    coupled = (symmetric_couplings(J) != 0).reshape(-1, n, n).any(0)
+    seen = torch.zeros(n, dtype=torch.long)
+    for k, block in enumerate(blocks):
+        if block.numel() and (block.min() < 0 or block.max() >= n):
+            raise ValueError(f"Gibbs block {k} has unit indices outside 0..{n - 1}: {block.tolist()}")
+        seen.index_add_(0, block, torch.ones_like(block))
+        inner = coupled[block][:, block]
+        if inner.any():
+            i, j = inner.nonzero()[0].tolist()
+            raise ValueError(
+                f"Gibbs block {k} holds units {int(block[i])} and {int(block[j])}, which are coupled "
+                f"(J = {float(symmetric_couplings(J).reshape(-1, n, n)[:, block[i], block[j]].abs().max()):g}); "
+                "a block must be an independent set of the coupling graph: use blocks='auto' or "
+                "'sequential'"
+            )
+    if (seen != 1).any():
+        bad = (seen != 1).nonzero().flatten().tolist()
+        raise ValueError(f"Gibbs blocks must cover every unit exactly once; units {bad[:10]} are not")
+
+
 def gibbs_sweep_(
     z: torch.Tensor,
     field: torch.Tensor,
@@ -70,7 +96,8 @@ def gibbs_sweep_(
     field
         Local fields ``h + z J̃`` matching ``z``; updated in place.
     Jt
-        Symmetric zero-diagonal couplings ``J̃``, shape ``(n, n)``.
+        Symmetric zero-diagonal couplings ``J̃``, shape ``(n, n)``, or ``(B, n, n)`` for a batch
+        of ``B`` different machines with states ``(B, C, n)`` (one vectorised sweep for all).
     beta
         Inverse temperature: a float, or a tensor broadcastable to ``z[..., :1]`` (one β per
         replica for parallel tempering, shape ``(R, 1, 1)``).
@@ -90,7 +117,7 @@ def gibbs_sweep_(
         new = (uniform[..., block] < torch.sigmoid(beta * field[..., block])).to(z.dtype)
         delta = new - z[..., block]
         z[..., block] = new
-        field.add_(delta @ Jt[block])
+        field.add_(delta @ Jt[..., block, :])
 
 
 @torch.jit.script
@@ -99,12 +126,13 @@ def _sequential_sweep(
 ) -> None:
     """Sequential scan ``i = 0 … n-1`` (TorchScript: about twice as fast as the Python loop).
 
-    ``beta`` has shape ``(1,)`` or ``(R, 1, 1)`` (one β per replica of ``z`` ``(R, C, n)``)."""
+    ``beta`` has shape ``(1,)`` or ``(R, 1, 1)`` (one β per replica of ``z`` ``(R, C, n)``);
+    ``Jt`` is ``(n, n)`` or ``(B, n, n)`` (one machine per leading index of ``z`` ``(B, C, n)``)."""
     for i in range(z.shape[-1]):
         new = (uniform[..., i] < torch.sigmoid(beta[..., 0] * field[..., i])).to(z.dtype)
         delta = new - z[..., i]
         z[..., i] = new
-        field.add_(delta.unsqueeze(-1) * Jt[i])
+        field.add_(delta.unsqueeze(-1) * Jt[..., i, :].unsqueeze(-2))
 
 
 ################################################################################
@@ -166,30 +194,54 @@ class GibbsSampler(Sampler):
         if self.blocks == "sequential":
             return None
         if self.blocks == "auto":
-            blocks = colour_blocks(J)
-            return None if len(blocks) == J.shape[0] else blocks
-        return [torch.as_tensor(b, dtype=torch.long) for b in self.blocks]
+            blocks = colour_blocks(J.reshape(-1, *J.shape[-2:]).ne(0).any(0).to(J.dtype))
+            return None if len(blocks) == J.shape[-1] else blocks
+        blocks = [torch.as_tensor(b, dtype=torch.long) for b in self.blocks]
+        check_blocks(blocks, J)
+        return blocks
 
-    def _chains_for(self, n: int, num_samples: int, dtype: torch.dtype) -> tuple[torch.Tensor, int]:
-        """Existing chains (grown or cut to ``num_samples``) and how many of them are new."""
+    def _chains_for(self, shape: tuple, num_samples: int, dtype: torch.dtype) -> tuple[torch.Tensor, int]:
+        """Existing chains ``shape[:-1] + (num_samples, n)`` (grown or cut to ``num_samples``; new
+        when the machines' batch shape or ``n`` changed) and how many of them are new."""
+        batch, n = tuple(shape[:-1]), shape[-1]
         old = self.chains
-        if old is None or old.shape[-1] != n:
-            old = torch.empty(0, n)
-        old = old[:num_samples].to(dtype)
-        n_new = num_samples - old.shape[0]
-        fresh = (torch.rand(n_new, n, generator=self.generator) < 0.5).to(dtype)
-        return torch.cat([old, fresh]), n_new
+        if old is None or tuple(old.shape[:-2]) != batch or old.shape[-1] != n:
+            old = torch.empty(batch + (0, n))
+        old = old[..., :num_samples, :].to(dtype)
+        n_new = num_samples - old.shape[-2]
+        fresh = (torch.rand(batch + (n_new, n), generator=self.generator) < 0.5).to(dtype)
+        return torch.cat([old, fresh], -2), n_new
 
-    def _sample(self, h, J, num_samples, beta):
-        z, n_new = self._chains_for(h.shape[0], num_samples, h.dtype)
+    def _run(self, h: torch.Tensor, J: torch.Tensor, num_samples: int, beta: float) -> torch.Tensor:
+        z, n_new = self._chains_for(tuple(h.shape), num_samples, h.dtype)
+        z = z.to(h.device)
         Jt = symmetric_couplings(J)
-        field = h + z @ Jt
+        field = h.unsqueeze(-2) + z @ Jt
         blocks = self._blocks_for(J)
         sweeps = self.num_sweeps + (self.burn_in if n_new else 0)
         for _ in range(sweeps):
             gibbs_sweep_(z, field, Jt, beta, blocks, self.generator)
         self.chains = z.clone()
         return z
+
+    def _sample(self, h, J, num_samples, beta):
+        return self._run(h, J, num_samples, beta)
+
+    def sample_batched(
+        self, h: torch.Tensor, J: torch.Tensor, num_samples: int, *, beta: float = 1.0
+    ) -> torch.Tensor:
+        """Draw ``num_samples`` states from each of ``B`` different machines in one vectorised
+        sweep: ``h (B, n)``, ``J (B, n, n)`` → ``(B, num_samples, n)``.
+
+        Every machine has its own persistent chains (kept between calls while ``B`` and ``n``
+        stay the same), so no machine's chains start from another machine's state.
+        """
+        if h.dim() != 2 or J.shape != h.shape + h.shape[-1:]:
+            raise ValueError(f"need h (B, n) and J (B, n, n), got {tuple(h.shape)} and {tuple(J.shape)}")
+        for b in range(h.shape[0]):
+            check_sampler_inputs(h[b], J[b], num_samples, beta)
+        with torch.no_grad():
+            return self._run(h.detach(), J.detach(), int(num_samples), float(beta)).clone()
 
     def reset(self) -> None:
         self.chains = None

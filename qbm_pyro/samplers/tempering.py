@@ -46,7 +46,9 @@ class ParallelTemperingSampler(Sampler):
     Attributes
     ----------
     swap_acceptance
-        Mean swap acceptance per neighbouring pair over the last call, shape ``(R-1,)``.
+        Mean swap acceptance per neighbouring pair over the last call, shape ``(R-1,)``: accepted
+        swaps over attempted swaps of that pair (pairs alternate, so each is tried about every
+        other sweep).
     """
 
     def __init__(
@@ -80,7 +82,7 @@ class ParallelTemperingSampler(Sampler):
             torch.log10(torch.tensor(self.beta_min)), 0.0, self.n_replicas, dtype=torch.float64
         )
 
-    def _swap_(self, z, field, energies, betas, accepted):
+    def _swap_(self, z, field, energies, betas, accepted, attempted):
         first = self._parity
         self._parity ^= 1
         lo = torch.arange(first, self.n_replicas - 1, 2)
@@ -91,6 +93,7 @@ class ParallelTemperingSampler(Sampler):
         u = torch.rand(log_ratio.shape, generator=self.generator, dtype=log_ratio.dtype)
         accept = u.log() < log_ratio  # (pairs, C)
         accepted[lo] += accept.to(accepted.dtype).mean(-1)
+        attempted[lo] += 1
         for tensor in (z, field, energies):
             mask = accept.view(accept.shape + (1,) * (tensor.dim() - 2))
             a, b = tensor[lo], tensor[hi]
@@ -109,13 +112,15 @@ class ParallelTemperingSampler(Sampler):
         betas = self.ladder(beta).to(h.dtype)
         field = h + z @ Jt
         accepted = torch.zeros(R - 1, dtype=torch.float64)
+        attempted = torch.zeros(R - 1, dtype=torch.float64)
         sweeps = self.num_sweeps + (self.burn_in if new else 0)
         for _ in range(sweeps):
             gibbs_sweep_(z, field, Jt, betas.view(R, 1, 1), None, self.generator)
             energies = -0.5 * ((z * (h + field)).sum(-1))
-            self._swap_(z, field, energies, betas, accepted)
+            self._swap_(z, field, energies, betas, accepted, attempted)
         self.replicas = z.clone()
-        self.swap_acceptance = accepted / ((sweeps + 1) // 2)
+        # each pair is tried only in the rounds of its parity, which alternates across calls
+        self.swap_acceptance = accepted / attempted.clamp_min(1)
         return z[-1].clone()
 
     def reset(self) -> None:

@@ -22,9 +22,9 @@ from typing import NamedTuple
 
 import torch
 
-from .energy import energy, symmetric_couplings
-from .samplers.base import make_generator
-from .samplers.gibbs import gibbs_sweep_
+from ..energy import energy, symmetric_couplings
+from .base import make_generator
+from .gibbs import gibbs_sweep_
 
 __all__ = ["AISResult", "ais_log_partition"]
 
