@@ -14,9 +14,9 @@ import math
 import torch
 from torch import nn
 
-from ..samplers.ais import ais_log_partition
 from ..distributions import RBM, Boltzmann
 from ..samplers import GibbsSampler, Sampler
+from ..samplers.ais import ais_log_partition
 
 __all__ = ["BoltzmannPrior"]
 

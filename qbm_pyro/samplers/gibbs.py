@@ -68,9 +68,10 @@ def check_blocks(blocks: Sequence[torch.Tensor], J: torch.Tensor) -> None:
         inner = coupled[block][:, block]
         if inner.any():
             i, j = inner.nonzero()[0].tolist()
+            value = symmetric_couplings(J).reshape(-1, n, n)[:, block[i], block[j]].abs().max()
             raise ValueError(
                 f"Gibbs block {k} holds units {int(block[i])} and {int(block[j])}, which are coupled "
-                f"(J = {float(symmetric_couplings(J).reshape(-1, n, n)[:, block[i], block[j]].abs().max()):g}); "
+                f"(|J| = {float(value):g}); "
                 "a block must be an independent set of the coupling graph: use blocks='auto' or "
                 "'sequential'"
             )
