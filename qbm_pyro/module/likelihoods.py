@@ -26,14 +26,77 @@ from pyro.distributions import (
 )
 from torch.distributions.utils import broadcast_all
 
-__all__ = ["NegativeBinomialMixture", "atac_likelihood", "rna_likelihood"]
+__all__ = ["NegativeBinomial", "NegativeBinomialMixture", "atac_likelihood", "rna_likelihood"]
 
 EPS = 1e-8
 
 
-def negative_binomial(mean: torch.Tensor, inverse_dispersion: torch.Tensor) -> GammaPoisson:
+class NegativeBinomial(TorchDistribution):
+    """NB with mean ``μ`` and inverse dispersion ``θ`` (variance ``μ + μ²/θ``), elementwise.
+
+    The same distribution as ``GammaPoisson(θ, θ / (μ + ε))`` (used for sampling), with a
+    cheaper ``log_prob`` for the training loop: ``lgamma(θ)`` is taken on ``θ`` as given (one
+    value per gene, not per cell and gene) and the graph is a few elementwise operations,
+
+    .. math::
+        \\log p(x) = \\log Γ(x + θ) - \\log Γ(θ) - \\log Γ(x + 1)
+                   + θ \\log\\frac{θ}{θ + μ} + x \\log\\frac{μ}{θ + μ}.
+    """
+
+    arg_constraints = {"mean": constraints.positive, "inverse_dispersion": constraints.positive}
+    support = constraints.nonnegative_integer
+
+    def __init__(self, mean: torch.Tensor, inverse_dispersion: torch.Tensor, *, validate_args=None):
+        self._mu = mean + EPS
+        self.inverse_dispersion = inverse_dispersion
+        shape = torch.broadcast_shapes(mean.shape, inverse_dispersion.shape)
+        super().__init__(shape, validate_args=validate_args)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self._mu.expand(self.batch_shape)
+
+    @property
+    def variance(self) -> torch.Tensor:
+        return self.mean + self.mean**2 / self.inverse_dispersion
+
+    def _gamma_poisson(self) -> GammaPoisson:
+        theta = self.inverse_dispersion.expand(self.batch_shape)
+        return GammaPoisson(theta, theta / self.mean, validate_args=False)
+
+    def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
+        return self._gamma_poisson().sample(sample_shape)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        if self._validate_args:
+            self._validate_sample(value)
+        return _nb_shared(value, self.inverse_dispersion) + _nb_mean_part(
+            value, self._mu, self.inverse_dispersion
+        )
+
+    def expand(self, batch_shape, _instance=None):
+        new = self._get_checked_instance(NegativeBinomial, _instance)
+        batch_shape = torch.Size(batch_shape)
+        new._mu = self._mu.expand(batch_shape)
+        new.inverse_dispersion = self.inverse_dispersion
+        super(NegativeBinomial, new).__init__(batch_shape, validate_args=False)
+        new._validate_args = self._validate_args
+        return new
+
+
+def _nb_shared(value: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """The part of the NB log-density that does not depend on the mean."""
+    return torch.lgamma(value + theta) - torch.lgamma(value + 1) + (theta * theta.log() - torch.lgamma(theta))
+
+
+def _nb_mean_part(value: torch.Tensor, mu: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """The part that depends on the mean: ``x log μ - (x + θ) log(θ + μ)``."""
+    return value * mu.log() - (value + theta) * torch.log(theta + mu)
+
+
+def negative_binomial(mean: torch.Tensor, inverse_dispersion: torch.Tensor) -> NegativeBinomial:
     """NB with the given mean and inverse dispersion ``θ`` (variance ``μ + μ²/θ``)."""
-    return GammaPoisson(inverse_dispersion, inverse_dispersion / (mean + EPS))
+    return NegativeBinomial(mean, inverse_dispersion)
 
 
 def rna_likelihood(
@@ -87,6 +150,7 @@ class NegativeBinomialMixture(TorchDistribution):
         *,
         validate_args=None,
     ):
+        self._theta = torch.as_tensor(inverse_dispersion)
         (
             self.mean_background,
             self.mean_foreground,
@@ -98,8 +162,10 @@ class NegativeBinomialMixture(TorchDistribution):
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         if self._validate_args:
             self._validate_sample(value)
-        log_bg = negative_binomial(self.mean_background, self.inverse_dispersion).log_prob(value)
-        log_fg = negative_binomial(self.mean_foreground, self.inverse_dispersion).log_prob(value)
+        theta = self._theta  # as given (per protein), so lgamma(θ) is not taken per cell
+        shared = _nb_shared(value, theta)  # the same for both components
+        log_bg = shared + _nb_mean_part(value, self.mean_background + EPS, theta)
+        log_fg = shared + _nb_mean_part(value, self.mean_foreground + EPS, theta)
         log_pi = torch.nn.functional.logsigmoid(self.background_logits)
         log_one_minus_pi = torch.nn.functional.logsigmoid(-self.background_logits)
         return torch.logaddexp(log_pi + log_bg, log_one_minus_pi + log_fg)
@@ -122,6 +188,7 @@ class NegativeBinomialMixture(TorchDistribution):
         batch_shape = torch.Size(batch_shape)
         for name in self.arg_constraints:
             setattr(new, name, getattr(self, name).expand(batch_shape))
+        new._theta = self._theta
         super(NegativeBinomialMixture, new).__init__(batch_shape, validate_args=False)
         new._validate_args = self._validate_args
         return new

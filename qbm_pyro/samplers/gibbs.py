@@ -8,7 +8,9 @@ Updating all units of a fully connected machine at once is *not* a Gibbs sweep a
 the wrong distribution.
 
 The local fields ``F = h + z J̃`` are kept up to date by a rank-``|block|`` update after each
-block, so a sweep costs ``O(C n²)`` for ``C`` chains.
+block, so a sweep costs ``O(C n²)`` for ``C`` chains. On CPU the sequential scan runs in a
+compiled kernel (:mod:`qbm_pyro.samplers._kernels`, numba) that updates the fields only when a
+unit flips; elsewhere (GPU) in TorchScript.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Sequence
 import torch
 
 from ..energy import symmetric_couplings
+from ._kernels import compiled_sweep_applies, logistic_thresholds, sequential_sweep_numba
 from .base import Sampler, check_sampler_inputs, make_generator
 
 __all__ = ["GibbsSampler", "check_blocks", "colour_blocks", "gibbs_sweep_"]
@@ -107,7 +110,14 @@ def gibbs_sweep_(
     generator
         Source of randomness.
     """
-    uniform = torch.rand(z.shape, generator=generator, dtype=z.dtype)
+    if blocks is None and compiled_sweep_applies(z, field):
+        # uniforms from a PCG64 stream seeded by the sampler's generator: 5-10x faster than
+        # torch's CPU generator, and all random state still lives in ``generator``
+        threshold = logistic_thresholds(z.shape, z.dtype, generator)
+        beta_t = torch.as_tensor(beta, dtype=torch.float64).reshape(-1)
+        sequential_sweep_numba(z, field, Jt, beta_t, threshold)
+        return
+    uniform = torch.rand(z.shape, generator=generator, dtype=z.dtype, device=z.device)
     if blocks is None:
         beta_t = torch.as_tensor(beta, dtype=z.dtype).reshape(-1, *([1] * (z.dim() - 1)))
         if not torch.is_tensor(beta):
