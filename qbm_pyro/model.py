@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from .data import REGISTRY_KEYS, MinibatchLoader, setup_data, train_validation_split
+from .device import batch_to, resolve_device
 from .expression import ExpressionMixin
 from .generation import GenerationMixin
 from .mapping import ReferenceMappingMixin
@@ -88,6 +89,12 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
         errors then stop training).
     seed
         Seed of the network initialisation, the shuffling and the sampler.
+    accelerator
+        ``"auto"`` (CUDA when available, else CPU), ``"cpu"`` or ``"cuda"`` (an error if CUDA is
+        not available). The module, the minibatches and the torch samplers' chains live there.
+    device
+        A device of that accelerator (index or name, e.g. ``1`` or ``"cuda:1"``); default its
+        current one.
     **module_kwargs
         ``n_hidden``, ``n_layers``, ``dropout``, ``smoothing``, ``num_prior_samples``,
         ``encode_covariates`` (default ``False``: batches reach the decoder only, as in scVI;
@@ -122,6 +129,8 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
         sampler: Sampler | None = None,
         sampler_fallback: bool = True,
         seed: int = 0,
+        accelerator: Literal["auto", "cpu", "cuda"] = "auto",
+        device: str | int | torch.device | None = None,
         **module_kwargs,
     ):
         self.registry = setup_data(data, modalities=modalities, layers=layers, batch_key=batch_key)
@@ -139,6 +148,8 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
         torch.manual_seed(seed)
         n_vars = {spec.kind: spec.n_vars for spec in self.registry.modalities.values()}
         self.module = MultiVAE(n_vars, self.registry.n_batch, sampler=sampler, **self.init_args)
+        self.device = resolve_device(accelerator, device)
+        self.module.to(self.device)
         self.seed = seed
         self.is_trained_ = False
         self.history_: dict = {}
@@ -320,8 +331,8 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
     @torch.no_grad()
     def _collect(self, fn, data, batch_size) -> np.ndarray:
         self.module.eval()
-        parts = [fn(batch) for batch in self._batches(data, batch_size)]
-        return torch.cat(parts).numpy()
+        parts = [fn(batch_to(batch, self.device)) for batch in self._batches(data, batch_size)]
+        return torch.cat(parts).cpu().numpy()
 
     def get_latent_representation(
         self, data=None, *, representation: Representation | None = None, batch_size: int = 512
@@ -438,8 +449,11 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
         *,
         sampler: Sampler | None = None,
         sampler_fallback: bool = True,
+        accelerator: Literal["auto", "cpu", "cuda"] = "auto",
+        device: str | int | torch.device | None = None,
     ) -> QBMVAE:
-        """Load a model saved by :meth:`save` and attach it to ``data`` (same features).
+        """Load a model saved by :meth:`save` and attach it to ``data`` (same features), on
+        ``accelerator``/``device`` (files are read on the CPU: a GPU-trained model loads anywhere).
 
         Uses ``torch.load(weights_only=True)``: a tampered file cannot run code, and a damaged one
         gives a clear error.
@@ -452,6 +466,8 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
             data,
             sampler=sampler,
             sampler_fallback=sampler_fallback,
+            accelerator=accelerator,
+            device=device,
             **payload[SAVE_KEYS.SETUP_ARGS],
             **payload[SAVE_KEYS.INIT_ARGS],
         )

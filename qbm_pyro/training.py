@@ -39,6 +39,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .data import MinibatchLoader
+from .device import batch_to
 from .module import AnalyticKL_ELBO, MultiVAE
 
 __all__ = [
@@ -422,9 +423,14 @@ class Trainer:
         total = 0.0
         with torch.no_grad():
             for batch in self._loader(indices, False, None):
-                total += float(self._loss(batch))
+                total += float(self._loss(batch_to(batch, self.device)))
         self.module.train()
         return total / len(indices)
+
+    @property
+    def device(self) -> torch.device:
+        """The module's device; minibatches are moved there."""
+        return next(self.module.parameters()).device
 
     def step(self, batch: dict, kl_weight: float = 1.0) -> float:
         """One optimiser step on a minibatch; returns the summed loss of its cells.
@@ -435,14 +441,17 @@ class Trainer:
         self._step += 1
         self._phase = f"training step {self._step} of the epoch"
         self.optimizer.zero_grad()
+        batch = batch_to(batch, self.device)
         loss = self._loss(batch, kl_weight)
         value = float(loss.detach())
         if not math.isfinite(value):
             raise self._numerical_error(f"the loss became {value}", self.epoch)
         (loss / batch["index"].shape[0]).backward()
-        for name, p in self.module.named_parameters():
-            if p.grad is not None and not bool(torch.isfinite(p.grad).all()):
-                raise self._numerical_error(f"the gradient of {name!r} became non-finite", self.epoch)
+        grads = [p.grad for p in self.module.parameters() if p.grad is not None]
+        if grads and not bool(torch.isfinite(torch.stack(torch._foreach_norm(grads))).all()):
+            for name, p in self.module.named_parameters():  # one fused check; name the culprit
+                if p.grad is not None and not bool(torch.isfinite(p.grad).all()):
+                    raise self._numerical_error(f"the gradient of {name!r} became non-finite", self.epoch)
         self.optimizer.step()
         prior = getattr(self.module, "prior", None)
         if prior is not None:

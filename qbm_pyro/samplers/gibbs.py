@@ -117,7 +117,7 @@ def gibbs_sweep_(
         beta_t = torch.as_tensor(beta, dtype=torch.float64).reshape(-1)
         sequential_sweep_numba(z, field, Jt, beta_t, threshold)
         return
-    uniform = torch.rand(z.shape, generator=generator, dtype=z.dtype, device=z.device)
+    uniform = torch.rand(z.shape, generator=generator, dtype=z.dtype).to(z.device)  # CPU stream
     if blocks is None:
         beta_t = torch.as_tensor(beta, dtype=z.dtype).reshape(-1, *([1] * (z.dim() - 1)))
         if not torch.is_tensor(beta):
@@ -205,7 +205,7 @@ class GibbsSampler(Sampler):
         if self.blocks == "sequential":
             return None
         if self.blocks == "auto":
-            blocks = colour_blocks(J.reshape(-1, *J.shape[-2:]).ne(0).any(0).to(J.dtype))
+            blocks = colour_blocks(J.reshape(-1, *J.shape[-2:]).ne(0).any(0).to(J.dtype).cpu())
             return None if len(blocks) == J.shape[-1] else blocks
         blocks = [torch.as_tensor(b, dtype=torch.long) for b in self.blocks]
         check_blocks(blocks, J)
@@ -221,7 +221,7 @@ class GibbsSampler(Sampler):
         old = old[..., :num_samples, :].to(dtype)
         n_new = num_samples - old.shape[-2]
         fresh = (torch.rand(batch + (n_new, n), generator=self.generator) < 0.5).to(dtype)
-        return torch.cat([old, fresh], -2), n_new
+        return torch.cat([old.cpu(), fresh], -2), n_new
 
     def _run(self, h: torch.Tensor, J: torch.Tensor, num_samples: int, beta: float) -> torch.Tensor:
         z, n_new = self._chains_for(tuple(h.shape), num_samples, h.dtype)

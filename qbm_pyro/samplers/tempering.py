@@ -90,7 +90,7 @@ class ParallelTemperingSampler(Sampler):
             return
         hi = lo + 1
         log_ratio = (betas[lo] - betas[hi]).unsqueeze(-1) * (energies[lo] - energies[hi])
-        u = torch.rand(log_ratio.shape, generator=self.generator, dtype=log_ratio.dtype)
+        u = torch.rand(log_ratio.shape, generator=self.generator, dtype=log_ratio.dtype).to(log_ratio.device)
         accept = u.log() < log_ratio  # (pairs, C)
         accepted[lo] += accept.to(accepted.dtype).mean(-1)
         attempted[lo] += 1
@@ -107,12 +107,12 @@ class ParallelTemperingSampler(Sampler):
         new = z is None or z.shape[1:] != (num_samples, n)
         if new:
             z = (torch.rand(R, num_samples, n, generator=self.generator) < 0.5).to(h.dtype)
-        z = z.to(h.dtype)
+        z = z.to(h.dtype).to(h.device)
         Jt = symmetric_couplings(J)
-        betas = self.ladder(beta).to(h.dtype)
+        betas = self.ladder(beta).to(h.dtype).to(h.device)
         field = h + z @ Jt
-        accepted = torch.zeros(R - 1, dtype=torch.float64)
-        attempted = torch.zeros(R - 1, dtype=torch.float64)
+        accepted = torch.zeros(R - 1, dtype=torch.float64, device=h.device)
+        attempted = torch.zeros(R - 1, dtype=torch.float64, device=h.device)
         sweeps = self.num_sweeps + (self.burn_in if new else 0)
         for _ in range(sweeps):
             gibbs_sweep_(z, field, Jt, betas.view(R, 1, 1), None, self.generator)
@@ -120,7 +120,7 @@ class ParallelTemperingSampler(Sampler):
             self._swap_(z, field, energies, betas, accepted, attempted)
         self.replicas = z.clone()
         # each pair is tried only in the rounds of its parity, which alternates across calls
-        self.swap_acceptance = accepted / attempted.clamp_min(1)
+        self.swap_acceptance = (accepted / attempted.clamp_min(1)).cpu()
         return z[-1].clone()
 
     def reset(self) -> None:

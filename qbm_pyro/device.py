@@ -1,0 +1,61 @@
+"""Where a model computes: ``accelerator="auto" | "cpu" | "cuda"`` and an optional ``device``.
+
+The module, the minibatches, the torch samplers' persistent chains and the prior's log Z all
+live on that device. Files are always written and read on the CPU side (``map_location="cpu"``),
+so a model trained on a GPU loads on a machine without one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+
+__all__ = ["ACCELERATORS", "batch_to", "resolve_device"]
+
+ACCELERATORS = ("auto", "cpu", "cuda")
+
+
+def resolve_device(accelerator: str = "auto", device: str | int | torch.device | None = None) -> torch.device:
+    """The ``torch.device`` for an ``accelerator`` and an optional ``device``.
+
+    Parameters
+    ----------
+    accelerator
+        ``"auto"`` (CUDA when available, else CPU), ``"cpu"`` or ``"cuda"``.
+    device
+        A device index (``0``), a name (``"cuda:1"``) or a ``torch.device``; default the
+        accelerator's current device.
+
+    Raises
+    ------
+    ValueError
+        Unknown accelerator, or a ``device`` of another kind than the accelerator.
+    RuntimeError
+        ``"cuda"`` asked for on a machine where CUDA is not available.
+    """
+    if accelerator not in ACCELERATORS:
+        raise ValueError(f"accelerator must be one of {list(ACCELERATORS)}, got {accelerator!r}")
+    if accelerator == "auto":
+        if device is not None:
+            accelerator = torch.device(f"cuda:{device}" if isinstance(device, int) else device).type
+        else:
+            accelerator = "cuda" if torch.cuda.is_available() else "cpu"
+    if accelerator == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(
+            "accelerator='cuda' was asked for, but CUDA is not available here (torch "
+            f"{torch.__version__}, built with CUDA {torch.version.cuda}); use accelerator='cpu' or 'auto'"
+        )
+    if device is None:
+        return torch.device(accelerator)
+    out = torch.device(f"{accelerator}:{device}" if isinstance(device, int) else device)
+    if out.type != accelerator:
+        raise ValueError(f"device {str(out)!r} does not match accelerator={accelerator!r}")
+    return out
+
+
+def batch_to(batch: Mapping[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """A minibatch dict with every tensor on ``device`` (the same dict's tensors on CPU)."""
+    if device.type == "cpu":
+        return dict(batch)
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}

@@ -1,0 +1,39 @@
+"""The accelerator/device arguments (CPU tests; the GPU is exercised by benchmarks/gpu.py)."""
+
+import numpy as np
+import pytest
+import torch
+
+import qbm_pyro
+from qbm_pyro import datasets
+from qbm_pyro.device import resolve_device
+
+
+def test_resolve_device():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="accelerator must be one of"):
+        resolve_device("tpu")
+    with pytest.raises(ValueError, match="does not match"):
+        resolve_device("cpu", "cuda:0")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_cuda_asked_for_without_cuda_is_a_clear_error():
+    with pytest.raises(RuntimeError, match="CUDA is not available"):
+        resolve_device("cuda")
+    with pytest.raises(RuntimeError, match="CUDA is not available"):
+        qbm_pyro.QBMVAE(datasets.pbmc_cite_2batch(), batch_key="batch", n_latent=8, accelerator="cuda")
+
+
+def test_cpu_model_trains_saves_and_reloads_on_cpu(tmp_path):
+    mdata = datasets.pbmc_cite_2batch()
+    model = qbm_pyro.QBMVAE(mdata, batch_key="batch", n_latent=16, accelerator="cpu")
+    assert model.device == torch.device("cpu")
+    assert all(p.device.type == "cpu" for p in model.module.parameters())
+    model.train(max_epochs=1, progress_bar=False)
+    latent = model.get_latent_representation()
+    model.save(tmp_path / "m")
+    loaded = qbm_pyro.QBMVAE.load(tmp_path / "m", mdata, accelerator="cpu")
+    assert loaded.device == torch.device("cpu")
+    np.testing.assert_allclose(loaded.get_latent_representation(), latent, atol=1e-6)
