@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from benchmarks import prior_matters  # noqa: E402
+from benchmarks import prior_matters, throughput  # noqa: E402
 
 #: Metrics of the light protocol (quality.py and baselines.py "fit" rows), higher is better.
 LIGHT = ["knn_accuracy", "knn_macro_f1", "ari", "nmi", "batch_mixing"]
@@ -579,6 +579,7 @@ def build(results: Path, out_dir: Path = ROOT) -> tuple[str, list[Path]]:
     md += _trajectory_section(traj)
     md += ["## Trajectories on the fitted latents (benchmarks/trajectory_models.py)", ""]
     md += _trajectory_models_section((_load(results, "trajectory_models") or {}).get("rows"))
+    md += throughput.report_lines(_load(results, "throughput"))
     return "\n".join(md).rstrip() + "\n", figures
 
 

@@ -154,6 +154,12 @@ def main(argv: list[str] | None = None) -> None:
                 else ["--epochs", "15"]
             )
             cost.main(["--parts", *parts, *quick, "--out", str(quick_out / "cost.json")])
+            if has_scvi:  # speed of issue 13: throughput per data shape, sampler, profile
+                from benchmarks import throughput
+
+                throughput.main(
+                    [*(["--quick"] if args.quick else []), "--out", str(quick_out / "throughput.json")]
+                )
         elif stage == "report":
             from benchmarks import report
 
