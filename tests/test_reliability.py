@@ -37,7 +37,7 @@ import torch
 
 import qbm_pyro
 from qbm_pyro import datasets
-from qbm_pyro.module import AnalyticKL_ELBO
+from qbm_pyro.module import MultiVAE
 from qbm_pyro.samplers import DimodSampler, FallbackSampler, GibbsSampler, SamplerFallbackWarning
 from qbm_pyro.training import NumericalError, atomic_torch_save, load_torch_file
 
@@ -578,19 +578,19 @@ def test_resume_refuses_foreign_checkpoints_and_warns_on_changed_settings(tmp_pa
 def _inject(monkeypatch, at_call: int, fault, on_fault=lambda: None):
     """Make the ``at_call``-th training loss evaluation (grad enabled) return ``fault(loss, module)``
     (after calling ``on_fault()``)."""
-    original = AnalyticKL_ELBO.differentiable_loss
+    original = MultiVAE.loss  # the training loop's loss (AnalyticKL_ELBO's number, untraced)
     calls = {"n": 0}
 
-    def patched(self, model, guide, *args, **kwargs):
-        loss = original(self, model, guide, *args, **kwargs)
+    def patched(self, batch, kl_weight=1.0):
+        loss = original(self, batch, kl_weight)
         if torch.is_grad_enabled():
             calls["n"] += 1
             if calls["n"] == at_call:
                 on_fault()
-                return fault(loss, model.__self__)
+                return fault(loss, self)
         return loss
 
-    monkeypatch.setattr(AnalyticKL_ELBO, "differentiable_loss", patched)
+    monkeypatch.setattr(MultiVAE, "loss", patched)
 
 
 def _state_equal(module, state) -> bool:

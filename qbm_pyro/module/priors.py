@@ -120,7 +120,9 @@ class BoltzmannPrior(nn.Module):
         h, J = self.h.detach(), self.couplings().detach()
         if not self.learnable:
             return float(self.log_z)
-        if self.n_latent <= self.exact_max_n:
+        if not bool((J != 0).any()):  # no couplings (e.g. at initialisation): exact, factorial
+            value = float(torch.nn.functional.softplus(h.double()).sum())
+        elif self.n_latent <= self.exact_max_n:
             value = float(
                 Boltzmann(h, J, exact_max_n=self.exact_max_n, validate_args=False).log_partition_function
             )

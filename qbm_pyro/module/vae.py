@@ -34,8 +34,10 @@ import math
 import pyro
 import torch
 from pyro import poutine
+from pyro.distributions.util import scale_and_mask
 from pyro.nn import PyroModule
 from torch import nn
+from torch.distributions import kl_divergence
 
 from .. import distributions as dist
 from ..data import REGISTRY_KEYS
@@ -393,6 +395,39 @@ class MultiVAE(PyroModule):
         :meth:`log_importance_weights`)."""
         log_w = self.log_importance_weights(batch, n_samples)
         return torch.logsumexp(log_w, 0) - math.log(n_samples)
+
+    def loss(self, batch: dict[str, torch.Tensor], kl_weight: float = 1.0) -> torch.Tensor:
+        """The negative ELBO of a minibatch (summed over cells), without Pyro's tracing.
+
+        The same number, drawn with the same random streams, as
+        ``AnalyticKL_ELBO().differentiable_loss(self.model, self.guide, batch, kl_weight=...)``
+        (the training loop's hot path; ``tests/test_boltzmann_fast_right.py`` checks the two agree).
+        """
+        posterior = self.encode(batch)  # the guide: encoders, then the latent draws in site order
+        B = batch[K.BATCH_KEY].shape[0]
+        parts = []
+        if self.n_binary:
+            q_z = RELAXATIONS[self.relaxation](posterior["logits"], self.smoothing).to_event(1)
+            zeta = q_z.rsample()
+            parts.append(zeta)
+        if self.n_continuous:
+            q_c = dist.Normal(posterior["loc"], posterior["scale"]).to_event(1)
+            parts.append(q_c.rsample())
+        elbo = 0.0  # the model's sites, in AnalyticKL_ELBO's order: latent KLs, then likelihoods
+        if self.n_binary:
+            prior = self.prior.distribution().expand(torch.Size([B]))
+            elbo = elbo - scale_and_mask(kl_divergence(q_z, prior), kl_weight).sum()
+        if self.n_continuous:
+            if self.n_binary:
+                loc = self.prior_loc(zeta)
+            else:
+                loc = batch[K.BATCH_KEY].new_zeros(B, self.n_continuous, dtype=torch.get_default_dtype())
+            p_c = dist.Normal(loc, 1.0).to_event(1)
+            elbo = elbo - scale_and_mask(kl_divergence(q_c, p_c), kl_weight).sum()
+        for kind, fn in self.decode(torch.cat(parts, -1), batch).items():
+            mask = batch[K.mask_key(kind)]
+            elbo = elbo + fn.to_event(1).mask(mask).log_prob(batch[K.x_key(kind)]).sum()
+        return -elbo
 
     # ------------------------------------------------------------------ inference helpers
 

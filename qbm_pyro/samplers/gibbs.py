@@ -227,9 +227,15 @@ class GibbsSampler(Sampler):
         z, n_new = self._chains_for(tuple(h.shape), num_samples, h.dtype)
         z = z.to(h.device)
         Jt = symmetric_couplings(J)
+        burn_in = self.burn_in if n_new else 0
+        if n_new and not bool((Jt != 0).any()):  # independent units: draw new chains exactly
+            p = torch.sigmoid(beta * h).unsqueeze(-2).cpu()
+            exact = (torch.rand(z.shape[:-2] + (n_new, z.shape[-1]), generator=self.generator) < p).to(z)
+            z[..., z.shape[-2] - n_new :, :] = exact
+            burn_in = 0
         field = h.unsqueeze(-2) + z @ Jt
         blocks = self._blocks_for(J)
-        sweeps = self.num_sweeps + (self.burn_in if n_new else 0)
+        sweeps = self.num_sweeps + burn_in
         for _ in range(sweeps):
             gibbs_sweep_(z, field, Jt, beta, blocks, self.generator)
         self.chains = z.clone()
