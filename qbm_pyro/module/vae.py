@@ -415,7 +415,7 @@ class MultiVAE(PyroModule):
             parts.append(q_c.rsample())
         elbo = 0.0  # the model's sites, in AnalyticKL_ELBO's order: latent KLs, then likelihoods
         if self.n_binary:
-            prior = self.prior.distribution().expand(torch.Size([B]))
+            prior = self.prior_code().expand(torch.Size([B]))  # as the plate broadcasts the site
             elbo = elbo - scale_and_mask(kl_divergence(q_z, prior), kl_weight).sum()
         if self.n_continuous:
             if self.n_binary:
