@@ -61,6 +61,13 @@ def _kl_scale(kl_weight: float):
     return poutine.scale(scale=kl_weight)
 
 
+def _kl_scale(kl_weight: float):
+    """``poutine.scale(kl_weight)``, or nothing at weight 1."""
+    if kl_weight == 1.0:
+        return contextlib.nullcontext()
+    return poutine.scale(scale=kl_weight)
+
+
 class MultiVAE(PyroModule):
     """Pyro model/guide pair over minibatch dicts of :class:`qbm_pyro.data.MinibatchLoader`.
 
@@ -236,9 +243,9 @@ class MultiVAE(PyroModule):
         out["scale"] = precision.rsqrt()
         return out
 
-    def guide(self, batch: dict[str, torch.Tensor], kl_weight: float = 1.0, observe: bool = True) -> None:
-        """The posterior ``q(ζ, c | x)``; ``kl_weight`` scales the latent sites (KL warm-up) as in
-        :meth:`model` (``observe`` is accepted to mirror it)."""
+    def guide(self, batch: dict[str, torch.Tensor], observe: bool = True, kl_weight: float = 1.0) -> None:
+        """The posterior ``q(ζ, c | x)`` (``observe`` is accepted to mirror :meth:`model`);
+        ``kl_weight`` scales the latent sites (KL warm-up) as in :meth:`model`."""
         pyro.module("qbm_vae", self)
         posterior = self.encode(batch)
         with pyro.plate("cells", batch[K.BATCH_KEY].shape[0]), _kl_scale(kl_weight):
@@ -295,11 +302,11 @@ class MultiVAE(PyroModule):
         """The prior of the decoder's code input ``ζ`` (the smoothed Boltzmann machine)."""
         return dist.RelaxedBoltzmann(self.prior.distribution(), self.relaxation, self.smoothing)
 
-    def model(self, batch: dict[str, torch.Tensor], kl_weight: float = 1.0, observe: bool = True) -> None:
-        """The generative model. ``kl_weight`` scales the latent sites (``poutine.scale``), so that
-        with :class:`~qbm_pyro.module.AnalyticKL_ELBO` their KL terms are weighted (KL warm-up).
-        ``observe=False`` samples the counts instead of scoring ``batch``'s (``batch`` then only
-        supplies covariates and size factors), as with Pyro's ``Predictive``."""
+    def model(self, batch: dict[str, torch.Tensor], observe: bool = True, kl_weight: float = 1.0) -> None:
+        """The generative model. ``observe=False`` samples the counts instead of scoring
+        ``batch``'s (``batch`` then only supplies covariates and size factors), as with Pyro's
+        ``Predictive``. ``kl_weight`` scales the latent sites (``poutine.scale``), so that with
+        :class:`~qbm_pyro.module.AnalyticKL_ELBO` their KL terms are weighted (KL warm-up)."""
         pyro.module("qbm_vae", self)
         B = batch[K.BATCH_KEY].shape[0]
         parts = []
@@ -428,7 +435,7 @@ class MultiVAE(PyroModule):
             parts.append(q_c.rsample())
         elbo = 0.0  # the model's sites, in AnalyticKL_ELBO's order: latent KLs, then likelihoods
         if self.n_binary:
-            prior = self.prior.distribution().expand(torch.Size([B]))
+            prior = self.prior_code().expand(torch.Size([B]))  # as the plate broadcasts the site
             elbo = elbo - scale_and_mask(kl_divergence(q_z, prior), kl_weight).sum()
         if self.n_continuous:
             if self.n_binary:
