@@ -177,7 +177,7 @@ def test_single_batch_reference_missing_modality_and_saved_folder(cite_reference
     mapped = qbm_pyro.QBMVAE.load_query_data(rna_only, model)
     assert mapped.registry.batch_categories["batch"] == ("pbmc10k", "pbmc5k")
     assert mapped.data["prot"].n_obs == 0
-    assert not mapped.registry.has_modality["prot"].any()
+    assert not (mapped.registry.rows["prot"] >= 0).any()
     mapped.train(max_epochs=2, progress_bar=False)
     latent = mapped.get_latent_representation()
     # ground truth: the frozen reference encoders, from RNA alone (batches do not reach the
