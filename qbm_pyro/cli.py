@@ -154,6 +154,11 @@ def _parser() -> argparse.ArgumentParser:
         "--batch-size", type=_positive_int, default=128, help="cells per minibatch (default 128)"
     )
     fit.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (default 0)")
+    fit.add_argument(
+        "--device",
+        default="auto",
+        help="where to train: auto (CUDA when available), cpu, cuda or cuda:N (default auto)",
+    )
     fit.add_argument("--model-dir", type=Path, help="where to save the model (default: OUT stem + '_model/')")
     fit.add_argument("--checkpoint", type=Path, help="write the training state there after every epoch")
     fit.add_argument("--resume", action="store_true", help="continue from --checkpoint if it exists")
@@ -233,6 +238,15 @@ def _configure_logging(quiet: bool) -> None:
 ################################################################################
 
 
+def _device(value: str) -> dict:
+    """``--device`` as QBMVAE's ``accelerator`` / ``device`` arguments."""
+    if value in ("auto", "cpu", "cuda"):
+        return {"accelerator": value}
+    if value.startswith("cuda:"):
+        return {"accelerator": "cuda", "device": value}
+    raise UsageError(f"--device must be auto, cpu, cuda or cuda:N, got {value!r}")
+
+
 def _fit(args: argparse.Namespace) -> int:
     """Fit a QBM-VAE on IN and write OUT with obsm['X_qbm'], obs['qbm_energy'] and uns['qbm']."""
     from qbm_pyro.model import QBMVAE
@@ -263,8 +277,9 @@ def _fit(args: argparse.Namespace) -> int:
             prior=args.prior,
             sampler=_sampler(args.sampler, args.seed),
             seed=args.seed,
+            **_device(args.device),
         )
-    except (ValueError, KeyError, TypeError) as error:
+    except (ValueError, KeyError, TypeError, RuntimeError) as error:
         raise UsageError(_message(error)) from error
     log.info("%r", model)
     model.train(

@@ -143,3 +143,13 @@ def test_subprocess(cite):
     )
     assert bad.returncode == 2 and "OUT is IN" in bad.stderr and "Traceback" not in bad.stderr
     assert digest(path) == sha
+
+
+def test_fit_device_option(cite, tmp_path, capsys):
+    path, _ = cite
+    out = tmp_path / "cpu.h5mu"
+    assert main(["fit", str(path), "-o", str(out), "--device", "cpu", *FAST]) == 0
+    assert main(["fit", str(path), "-o", str(tmp_path / "x.h5mu"), "--device", "tpu", *FAST]) == 2
+    assert "--device must be" in capsys.readouterr().err
+    if not torch.cuda.is_available():  # asking for CUDA on a machine without it is a usage error
+        assert main(["fit", str(path), "-o", str(tmp_path / "y.h5mu"), "--device", "cuda", *FAST]) == 2
