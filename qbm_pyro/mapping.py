@@ -84,7 +84,7 @@ def _read_reference(reference, cls) -> _Reference:
     if isinstance(reference, cls):
         if not reference.is_trained_:
             raise ValueError("the reference model is not trained; call reference.train() first")
-        prior = getattr(reference.module, "prior", None)
+        prior = reference.module.prior
         return _Reference(
             init_args=dict(reference.init_args),
             setup_args=dict(reference.registry.setup_args),
@@ -487,7 +487,7 @@ class ReferenceMappingMixin:
             model.registry = _build(
                 data, kinds=ref.kinds, layers=ref.layers, batch_keys=ref.batch_keys, categories=categories
             )
-        prior = getattr(model.module, "prior", None)
+        prior = model.module.prior
         module = MultiVAE(
             {s.kind: s.n_vars for s in model.registry.modalities.values()},
             model.registry.n_batch,
@@ -546,7 +546,7 @@ def _use_saved_levels(model, categories: dict | None) -> None:
                 batch_keys=list(registry.batch_keys),
                 categories=saved,
             )
-            prior = getattr(model.module, "prior", None)
+            prior = model.module.prior
             torch.manual_seed(model.seed)
             model.module = MultiVAE(
                 {s.kind: s.n_vars for s in model.registry.modalities.values()},

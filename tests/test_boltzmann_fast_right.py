@@ -220,8 +220,8 @@ def test_module_loss_is_the_pyro_estimator_without_tracing(prior, n_latent, n_co
         lambda: AnalyticKL_ELBO().differentiable_loss(module.model, module.guide, batch, kl_weight=kl_weight),
         lambda: module.loss(batch, kl_weight),
     ):
-        module.prior.sampler.reset() if hasattr(module, "prior") else None
-        if hasattr(module, "prior"):
+        if module.prior is not None:
+            module.prior.sampler.reset()
             module.prior.sampler.generator.manual_seed(0)
         torch.manual_seed(0)
         loss = fn()
