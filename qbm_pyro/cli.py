@@ -262,7 +262,7 @@ def _fit(args: argparse.Namespace) -> int:
     data = _read(args.input)
     try:
         fit_data = select_genes(
-            data, args.n_top_genes, modalities=_modalities(args.modalities), layers=args.layer,
+            data, args.n_top_genes, modalities=_modalities(args.modalities), layers=_layers(args.layer),
             batch_key=_one_or_many(args.batch_key),
         )  # fmt: skip
         sizes = size_defaults(int(data.n_obs), n_latent=args.n_latent, n_continuous=args.n_continuous,
