@@ -35,6 +35,7 @@ PACKAGE = Path(qbm_pyro.__file__).resolve().parent
 LAYER = {
     "_checks": 0,
     "_constants": 0,
+    "device": 0,
     "energy": 0,
     "samplers": 1,
     "ais": 1,
@@ -43,6 +44,7 @@ LAYER = {
     "data": 2,
     "datasets": 2,
     "metrics": 2,
+    "pp": 3,
     "training": 3,
     "model": 4,
     "expression": 4,
@@ -56,7 +58,7 @@ LAYER = {
 #: Same-layer pairs that must not import each other.
 APART = {("module", "data"), ("data", "module")}
 #: Parts that hold no cells and must not import the single-cell stack.
-CELL_FREE = {"_checks", "_constants", "energy", "samplers", "ais", "distributions", "module"}
+CELL_FREE = {"_checks", "_constants", "device", "energy", "samplers", "ais", "distributions", "module"}
 CELL_PACKAGES = {"anndata", "mudata", "muon", "scanpy", "h5py"}
 
 
