@@ -147,7 +147,7 @@ def run_qbm(dataset: str, method: str, seed: int, epochs: int) -> dict:
         and model.module.prior.learnable
         and model.module.n_binary > model.module.prior.exact_max_n
     ):
-        model.module.prior.refresh_log_z(n_chains=1024, n_steps=2000)
+        model.module.prior.refresh_log_z(n_chains=512, n_steps=1000)
     held = model.validation_indices_
     row = {
         "dataset": dataset,
