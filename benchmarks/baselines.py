@@ -62,6 +62,17 @@ def _scvi():
     return scvi
 
 
+def scvi_tools_model(method: str, data, batch_key: str | None):
+    """An untrained scVI (``"scvi"``, 10 latent units, on a copy of ``data``) or totalVI
+    (``"totalvi"``) model, set up for ``data``."""
+    scvi = _scvi()
+    if method == "scvi":
+        adata = data.copy()
+        scvi.model.SCVI.setup_anndata(adata, batch_key=batch_key)
+        return scvi.model.SCVI(adata, n_latent=10)
+    return totalvi_model(data, batch_key)
+
+
 def totalvi_model(data, batch_key: str):
     """An untrained ``scvi.model.TOTALVI`` on a copy of ``data`` (MuData with ``rna`` and ``prot``)."""
     scvi = _scvi()

@@ -106,12 +106,7 @@ def _worker_throughput(
         scvi = baselines._scvi()
         scvi.settings.seed = seed
         torch.set_num_threads(1)
-        if method == "scvi":
-            adata = data.copy()
-            scvi.model.SCVI.setup_anndata(adata, batch_key=batch_key)
-            model = scvi.model.SCVI(adata, n_latent=10)
-        else:
-            model = baselines.totalvi_model(data, batch_key)
+        model = baselines.scvi_tools_model(method, data, batch_key)
         start = time.perf_counter()
         model.train(
             max_epochs=epochs,

@@ -34,13 +34,7 @@ def _fit(method: str, shape: str, epochs: int, protein_cells: int) -> dict:
     if method in ("scvi", "totalvi"):
         from benchmarks import baselines
 
-        scvi = baselines._scvi()
-        if method == "scvi":
-            adata = data.copy()
-            scvi.model.SCVI.setup_anndata(adata, batch_key=batch_key)
-            model = scvi.model.SCVI(adata, n_latent=10)
-        else:
-            model = baselines.totalvi_model(data, batch_key)
+        model = baselines.scvi_tools_model(method, data, batch_key)
         start = time.perf_counter()
         model.train(
             max_epochs=epochs, accelerator="gpu", devices=1, enable_progress_bar=False, early_stopping=False
