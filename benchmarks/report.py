@@ -464,6 +464,15 @@ def _header_section() -> list[str]:
         "batch-mixing entropy; scib-metrics; ≥ 3 seeds, mean ± sd, same cells and preprocessing "
         "for every method). Higher is better everywhere.",
         "",
+        "**Which code each section measured.** The sections on latent quality, training length, the "
+        "hierarchical posterior, the linear probe and scib-metrics, cost, samplers and trajectories "
+        "were measured before the model and training changes of issues 11 and 13: the smoothed "
+        "code as the prior's site (same training loss), the compiled Gibbs sweep (another random "
+        "stream), fused Adam and the untraced loss. They have not been re-run on the current main. "
+        "Neither have the QBM-VAE rows of reference mapping and differential expression. Read them "
+        "as the previous code's numbers. The learned-prior, speed and small-data sections ran on "
+        "code that already had these changes, in part or in full; each section's JSON says which.",
+        "",
     ]
 
 
