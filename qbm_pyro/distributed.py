@@ -268,10 +268,10 @@ class DistributedTrainer(Trainer):
         total, count = self._all_sum(local * len(indices) if len(indices) else 0.0, len(indices))
         return total / count if count else math.nan
 
-    def end_epoch(self, epoch: int, train_loss: float) -> bool:
+    def end_epoch(self, epoch: int, train_loss: float, started: float | None = None) -> bool:
         """Check that the replicas agree, then as :meth:`~qbm_pyro.training.Trainer.end_epoch`."""
         self.check_replicas()
-        return super().end_epoch(epoch, train_loss)
+        return super().end_epoch(epoch, train_loss, started=started)
 
     def check_replicas(self) -> bool:
         """Compare the priors of all ranks; re-broadcast rank 0's if they differ.

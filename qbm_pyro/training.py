@@ -29,12 +29,14 @@ import hashlib
 import logging
 import math
 import os
+import time
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pyro
 import torch
 from tqdm.auto import tqdm
 
@@ -467,7 +469,11 @@ class Trainer:
         self._phase = f"training step {self._step} of the epoch"
         self.optimizer.zero_grad()
         batch = batch_to(batch, self.device)
-        loss = self._loss(batch, kl_weight)
+        # Distribution argument checks cost a quarter of a small model's step; the data were
+        # checked at setup, a diverging parameter shows up as a non-finite loss or gradient just
+        # below, and the validation pass (checks on) names the distribution.
+        with pyro.validation_enabled(False):
+            loss = self._loss(batch, kl_weight)
         value = float(loss.detach())
         if not math.isfinite(value):
             raise self._numerical_error(f"the loss became {value}", self.epoch)
@@ -493,8 +499,11 @@ class Trainer:
         total = sum(self.step(batch, kl_weight) for batch in self._loader(self.train_indices, True, seed))
         return total / len(self.train_indices)
 
-    def end_epoch(self, epoch: int, train_loss: float) -> bool:
-        """Refresh log Z, validate, record history, checkpoint; returns whether to stop."""
+    def end_epoch(self, epoch: int, train_loss: float, started: float | None = None) -> bool:
+        """Refresh log Z, validate, record history, checkpoint; returns whether to stop.
+
+        ``started``: :func:`time.perf_counter` at the start of the epoch, for
+        ``history["epoch_seconds"]`` (the epoch's wall time, validation included)."""
         prior = self.module.prior
         if prior is not None:
             exact = prior.n_latent <= prior.exact_max_n  # cheap: refresh every epoch
@@ -517,6 +526,7 @@ class Trainer:
             "kl_weight": kl,
             "log_z": float(prior.log_z) if prior is not None else math.nan,
             "sampler_fallbacks": self._count_fallbacks(epoch),
+            "epoch_seconds": math.nan if started is None else time.perf_counter() - started,
         }
         for key, value in record.items():
             self.history.setdefault(key, []).append(value)
@@ -559,8 +569,9 @@ class Trainer:
                 total=cfg.max_epochs,
             )
             for epoch in bar:
+                start = time.perf_counter()
                 train_loss = self.train_epoch(epoch)
-                stop = self.end_epoch(epoch, train_loss)
+                stop = self.end_epoch(epoch, train_loss, started=start)
                 bar.set_postfix(
                     loss=f"{train_loss:.1f}",
                     val=f"{self.history['validation_loss'][-1]:.1f}",

@@ -538,7 +538,10 @@ def test_sigkill_mid_training_then_resume_is_bit_identical(tmp_path):
     assert a.keys() == b.keys()
     differ = [k for k in a if not torch.equal(a[k], b[k])]
     assert not differ, f"tensors differ after resume: {differ}"
-    assert first["history"] == second["history"]
+    timing = "epoch_seconds"  # wall time, the one record a resumed run cannot reproduce
+    assert {k: v for k, v in first["history"].items() if k != timing} == {
+        k: v for k, v in second["history"].items() if k != timing
+    }
     sa, sb = first["sampler"], second["sampler"]
     assert torch.equal(sa["chains"], sb["chains"]) and torch.equal(sa["generator"], sb["generator"])
     assert torch.equal(first["latent"], second["latent"])

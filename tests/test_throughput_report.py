@@ -12,8 +12,8 @@ throughput = pytest.importorskip("benchmarks.throughput")
 
 def test_report_lines_state_the_measured_ratios():
     rows = {
-        "scvi": {"cells_per_second": 1000.0, "peak_rss_mb": 800.0},
-        "qbm": {"cells_per_second": 1250.0, "peak_rss_mb": 600.0},
+        "scvi": {"cells_per_second": 1000.0, "steady_cells_per_second": 2000.0, "peak_rss_mb": 800.0},
+        "qbm": {"cells_per_second": 1250.0, "steady_cells_per_second": 3000.0, "peak_rss_mb": 600.0},
     }
     result = {
         "config": {"epochs": 3, "batch_size": 128},
@@ -21,13 +21,15 @@ def test_report_lines_state_the_measured_ratios():
             "paul15": {
                 "anchor": "scvi",
                 "rows": rows,
-                "ratios": {"qbm": {"throughput_vs_anchor": 1.25, "peak_rss_vs_anchor": 0.75}},
+                "ratios": {
+                    "qbm": {"throughput_vs_anchor": 1.25, "steady_vs_anchor": 1.5, "peak_rss_vs_anchor": 0.75}
+                },
             }
         },
         "profile": {"paul15": {"seconds_per_step": 0.01, "parts": {"backward": 0.004}}},
     }
     text = "\n".join(throughput.report_lines(result))
-    assert "| paul15 (qbm) | scvi | 1,250 | 1,000 | 1.25 | 0.75 |" in text
+    assert "| paul15 (qbm) | scvi | 3,000 | 2,000 | 1.50 | 1.25 | 0.75 |" in text
     assert "| backward | 4.0 | 40% |" in text
     assert throughput.report_lines(None) == []
 

@@ -213,7 +213,12 @@ class Boltzmann(TorchDistribution):
     def energy(self, value: torch.Tensor) -> torch.Tensor:
         """``E(z)`` for binary or relaxed ``z ∈ [0,1]^n``; shape ``value.shape[:-1]`` broadcast
         with ``batch_shape``. For a factorial Bernoulli ``q`` this is ``E_q[E(z)]`` exactly."""
-        return energy(value, self.h, self.J)
+        base = self._unbatched
+        if base is None:
+            return energy(value, self.h, self.J)
+        # an expanded machine: one (n, n) product, not one per batch element (and its backward)
+        out = energy(value, base.h, base.J)
+        return out.expand(torch.broadcast_shapes(out.shape, self.batch_shape))
 
     @property
     def is_exact(self) -> bool:
