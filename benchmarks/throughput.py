@@ -404,7 +404,9 @@ def run(quick: bool = True, before: str | None = None, log=print) -> dict:
         ratios = {
             m: {
                 "throughput_vs_anchor": rows[m]["cells_per_second"] / rows[anchor]["cells_per_second"],
-                "steady_vs_anchor": rows[m]["steady_cells_per_second"] / rows[anchor]["steady_cells_per_second"],
+                "steady_vs_anchor": (
+                    rows[m]["steady_cells_per_second"] / rows[anchor]["steady_cells_per_second"]
+                ),
                 "peak_rss_vs_anchor": rows[m]["peak_rss_mb"] / rows[anchor]["peak_rss_mb"],
             }
             for m in rows

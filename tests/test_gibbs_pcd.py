@@ -24,9 +24,9 @@ def _learn(mean, second, n, *, exact: bool, steps=400, lr=0.05):
     for _ in range(steps):
         opt.zero_grad()
         Ju = torch.triu(J, 1)
-        prior = dist.Boltzmann(
-            h, Ju, sampler=sampler, num_samples=256, exact_max_n=20 if exact else 0, log_z=None if exact else 0.0
-        )
+        sampled = dict(exact_max_n=0, log_z=0.0)  # log Z's value is not needed, its gradient is
+        options = dict(exact_max_n=20) if exact else sampled
+        prior = dist.Boltzmann(h, Ju, sampler=sampler, num_samples=256, **options)
         data_energy = -(h @ mean) - (Ju * second).sum()
         (data_energy + prior.log_partition_surrogate).backward()
         opt.step()
