@@ -142,7 +142,7 @@ def test_clamp_bounds_and_cleans_the_parameters():
 def test_default_sampler_is_gibbs(structure, blocks):
     prior = BoltzmannPrior(4, structure=structure, seed=7)
     assert isinstance(prior.sampler, GibbsSampler)
-    assert (prior.sampler.blocks, prior.sampler.num_sweeps, prior.sampler.burn_in) == (blocks, 5, 100)
+    assert (prior.sampler.blocks, prior.sampler.num_sweeps, prior.sampler.burn_in) == (blocks, 1, 100)
     assert prior.sampler.seed == 7
 
 
