@@ -91,7 +91,11 @@ def bench(session: nox.Session) -> None:
     # torch again in the same command, so that the extra's requirements cannot move it
     session.install(TORCH, *_bench_requirements())
     session.run("python", "-W", "ignore", "-c", CHECK_TORCH)
-    session.run("python", "benchmarks/run.py", *session.posargs)
+    # One OpenMP thread per process, as every benchmark states: a library that raises the OpenMP
+    # thread count mid-run (seen with threadpoolctl users) otherwise leaves torch on 2 spinning
+    # threads per process, and two benchmark processes on 2 cores then run 2-5x slower.
+    single = dict.fromkeys(("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"), "1")
+    session.run("python", "benchmarks/run.py", *session.posargs, env=single)
 
 
 @nox.session(python=PYTHON)
