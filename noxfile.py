@@ -91,9 +91,9 @@ def bench(session: nox.Session) -> None:
     # torch again in the same command, so that the extra's requirements cannot move it
     session.install(TORCH, *_bench_requirements())
     session.run("python", "-W", "ignore", "-c", CHECK_TORCH)
-    # One OpenMP thread per process, as every benchmark states: a library that raises the OpenMP
-    # thread count mid-run (seen with threadpoolctl users) otherwise leaves torch on 2 spinning
-    # threads per process, and two benchmark processes on 2 cores then run 2-5x slower.
+    # One OpenMP thread per process, as every benchmark states. Without it we saw a second OpenMP
+    # thread of torch's busy in each benchmark process despite torch.set_num_threads(1) (some
+    # library raised the count mid-run), and two benchmark processes on 2 cores ran 2-5x slower.
     single = dict.fromkeys(("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"), "1")
     session.run("python", "benchmarks/run.py", *session.posargs, env=single)
 
