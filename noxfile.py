@@ -94,7 +94,8 @@ def bench(session: nox.Session) -> None:
     # One OpenMP thread per process, as every benchmark states. Without it we saw a second OpenMP
     # thread of torch's busy in each benchmark process despite torch.set_num_threads(1) (some
     # library raised the count mid-run), and two benchmark processes on 2 cores ran 2-5x slower.
-    single = dict.fromkeys(("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"), "1")
+    threads = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
+    single = dict.fromkeys(threads, "1")
     session.run("python", "benchmarks/run.py", *session.posargs, env=single)
 
 
