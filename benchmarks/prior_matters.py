@@ -304,8 +304,9 @@ REPORT_NAMES = {
 DATASET_NOTES = {
     "a549": "Our models fit RNA + ATAC, so their log p(x) is of both modalities; scVI's is of the "
     "RNA alone, a different quantity (not comparable with ours).",
-    "cite": "totalVI's log p(x) is of RNA + protein as ours, but with its own protein likelihood "
-    "(background + foreground mixture); read the gap with that in mind.",
+    "cite": "totalVI's log p(x) is of RNA + protein on the same cells, as ours; both model a "
+    "protein as a background/foreground negative-binomial mixture, but the two models differ in "
+    "detail (priors, batch handling), so the gap is between two models, not two priors.",
 }
 
 #: The fixed-prior model each method's paired log p(x) difference is taken against.
