@@ -159,13 +159,21 @@ def test_root_by_name_position_and_negative_position_agree():
     np.testing.assert_allclose(results[0], results[2])
 
 
-def test_root_group_picks_its_tip():
+def test_root_group_averages_over_its_cells():
     adata = make_adata()
     trajectory(adata, root_key="start", root_value="early")
     root = adata.uns["qbm_trajectory"]["root"]
     assert adata.obs["start"].iloc[root["index"]] == "early"
-    assert "start" in root["method"]
+    assert "start" in root["method"] and "mean" in root["method"]
     assert spearman(adata.obs["qbm_pseudotime"], adata.obs["t"]) > 0.9
+    # the definition: mean DPT from the group's cells, shifted to 0, scaled to max 1
+    lam = adata.uns["qbm_trajectory"]["eigenvalues"]
+    coords = adata.obsm["X_qbm_diffmap"] * (lam / (1 - lam))
+    group = np.flatnonzero(adata.obs["start"].to_numpy() == "early")
+    mean = np.mean([np.linalg.norm(coords - coords[r], axis=1) for r in group], axis=0)
+    expected = (mean - mean.min()) / (mean - mean.min()).max()
+    np.testing.assert_allclose(adata.obs["qbm_pseudotime"].to_numpy(), expected, atol=1e-9)
+    assert adata.obs["qbm_pseudotime"].iloc[root["index"]] == 0.0
 
 
 def test_auto_energy_root_uses_highest_energy_cells():

@@ -48,9 +48,23 @@ def _dpt_weights(eigvals: np.ndarray) -> np.ndarray:
     return weights
 
 
-def _pseudotime(psi: np.ndarray, weights: np.ndarray, root: int, comp_labels: np.ndarray) -> np.ndarray:
+#: At most this many cells of a root group are averaged over (a seeded sample of larger groups).
+MAX_ROOT_CELLS = 256
+
+
+def _pseudotime(
+    psi: np.ndarray, weights: np.ndarray, root: int, comp_labels: np.ndarray, group: np.ndarray | None = None
+) -> np.ndarray:
+    """DPT from ``root``, or, with ``group`` (positions of root cells), the mean DPT from the
+    group's cells in ``root``'s component, shifted so that its smallest value is 0; then / max."""
     coords = psi * weights
-    pt = np.sqrt(((coords - coords[root]) ** 2).sum(axis=1))
-    pt[comp_labels != comp_labels[root]] = np.nan
+    component = comp_labels == comp_labels[root]
+    roots = np.asarray([root]) if group is None else np.asarray(group)[component[group]]
+    pt = np.zeros(coords.shape[0])
+    for r in roots:  # one pass per root cell: memory stays O(n_obs)
+        pt += np.sqrt(((coords - coords[r]) ** 2).sum(axis=1))
+    pt /= len(roots)
+    pt[~component] = np.nan
+    pt -= np.nanmin(pt)
     top = np.nanmax(pt)
     return pt / top if top > 0 else pt

@@ -67,7 +67,7 @@ def _find_root(
     """Position of the root cell and the rule that chose it."""
     if root is None:
         group = (data.obs[root_key] == root_value).to_numpy()
-        return _group_tip(group, psi * weights), f"tip of {root_key} == {root_value!r}"
+        return _group_tip(group, psi * weights), f"mean over {root_key} == {root_value!r}"
     if isinstance(root, str) and root == "auto_diffusion":
         dc1 = psi[:, 0]
         return int(np.abs(dc1 - np.median(dc1)).argmax()), "auto_diffusion"
@@ -79,6 +79,19 @@ def _find_root(
     if isinstance(root, str):
         return int(data.obs_names.get_loc(root)), "cell"
     return int(root) % data.n_obs, "cell"
+
+
+def root_group(data: Data, root_key: str | None, root_value: Any, seed: int) -> np.ndarray | None:
+    """Positions of the root group's cells (a seeded sample of at most
+    :data:`~qbm_pyro.tl._diffusion.MAX_ROOT_CELLS`), or ``None`` for a single root cell."""
+    from qbm_pyro.tl._diffusion import MAX_ROOT_CELLS
+
+    if root_key is None:
+        return None
+    members = np.flatnonzero((data.obs[root_key] == root_value).to_numpy())
+    if members.size > MAX_ROOT_CELLS:
+        members = np.sort(np.random.default_rng(seed).choice(members, MAX_ROOT_CELLS, replace=False))
+    return members
 
 
 def _group_tip(group: np.ndarray, coords: np.ndarray) -> int:
