@@ -345,7 +345,7 @@ def section(results: Path) -> list[str]:
                 continue
             cells = [_ms([r.get(m) for r in mrows]) for m in metrics]
             epochs = _ms([r.get("epochs_run") for r in mrows], digits=0)
-            secs = _ms([r["seconds"] for r in mrows], digits=0)
+            secs = _ms([r.get("seconds") for r in mrows], digits=0)
             units = "/".join(sorted({str(r.get("n_binary", "-")) for r in mrows}))
             lead = f"| {LABELS[method]} | {len(mrows)} | {units} | "
             lines.append(lead + " | ".join(cells) + f" | {epochs} | {secs} |")
@@ -354,7 +354,8 @@ def section(results: Path) -> list[str]:
         if rob:
             lines += [
                 f"Trajectory robustness ({name}, Spearman as `traj`; default n_neighbors=15, n_dcs=10, "
-                "root = tip of the root group):",
+                "root = the root group (mean DPT from its cells); `random_root_*`: 5 single cells of "
+                "the group as the root):",
                 "",
             ]
             keys = list(rob[0]["robustness"])
