@@ -294,7 +294,7 @@ def sampler_ratio(seed: int = 0, margin: float = 0.02, log=print) -> dict:
     from benchmarks.samplers import make_sampler, random_model, timed, total_variation
     from qbm_pyro.samplers.exact import exact_log_probs
 
-    grid = {"gibbs": [1, 2, 5, 10, 20], "dimod-sa": [10, 20, 50, 100, 200, 500]}
+    grid = {"gibbs": [1, 2, 3, 4, 5, 6, 8, 10, 20], "dimod-sa": [5, 6, 8, 10, 15, 20, 50, 100, 200, 500]}
     matched: dict[str, int] = {}
     checks = []
     for n, num in ((10, 50_000), (14, 50_000)):
