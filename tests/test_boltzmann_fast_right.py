@@ -147,14 +147,21 @@ def test_log_z_is_cached_across_svi_steps_and_tracks_the_exact_value():
     n = 14
     g = torch.Generator().manual_seed(6)
     x = (torch.rand(512, n, generator=g) < 0.3).float()
+    sampler = GibbsSampler(seed=0)
 
     def model(x):
         h = pyro.param("h", torch.zeros(n))
         J = pyro.param("J", torch.zeros(n, n))
         with pyro.plate("cells", x.shape[0]):
-            pyro.sample(
-                "x", dist.Boltzmann(h, torch.triu(J, 1), exact_max_n=10, log_z_refresh_every=25), obs=x
+            prior = dist.Boltzmann(
+                h,
+                torch.triu(J, 1),
+                exact_max_n=10,
+                log_z_refresh_every=25,
+                sampler=sampler,  # seeded, so that the test is reproducible
+                ais_options={"seed": 0},
             )
+            pyro.sample("x", prior, obs=x)
 
     svi = SVI(model, lambda x: None, Adam({"lr": 0.05}), Trace_ELBO())
     errors = []
