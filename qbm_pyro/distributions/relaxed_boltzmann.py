@@ -23,6 +23,7 @@ import math
 
 import torch
 from pyro.distributions import Independent, TorchDistribution, constraints
+from pyro.infer.util import is_validation_enabled
 from torch.distributions import register_kl
 
 from .boltzmann import Boltzmann
@@ -165,6 +166,9 @@ def _kl_relaxed_boltzmann(q: Independent, p: RelaxedBoltzmann) -> torch.Tensor:
         raise NotImplementedError(
             f"KL to RelaxedBoltzmann({p.relaxation!r}) needs Independent({kind.__name__}, 1), got {q}"
         )
-    if not torch.allclose(q.base_dist.beta, torch.as_tensor(p.beta, dtype=q.base_dist.beta.dtype)):
+    # an argument check (skipped, as the distributions' own, when validation is off)
+    if is_validation_enabled() and not torch.allclose(
+        q.base_dist.beta, torch.as_tensor(p.beta, dtype=q.base_dist.beta.dtype)
+    ):
         raise NotImplementedError("the posterior relaxation and the prior smoothing need the same beta")
     return kl_bernoulli_boltzmann(q.base_dist.logits, p.base)
