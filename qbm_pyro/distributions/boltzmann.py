@@ -218,6 +218,8 @@ class Boltzmann(TorchDistribution):
             return energy(value, self.h, self.J)
         # an expanded machine: one (n, n) product, not one per batch element (and its backward)
         out = energy(value, base.h, base.J)
+        if out.shape == self.batch_shape:
+            return out
         return out.expand(torch.broadcast_shapes(out.shape, self.batch_shape))
 
     @property
