@@ -450,14 +450,17 @@ def report_lines(result: dict | None) -> list[str]:
     lines = [
         "## Speed (issue 13): throughput against scvi-tools, sampler, custom models",
         "",
+        *([cfg["note"] + ".", ""] if cfg.get("note") else []),
         f"One run, one torch thread per process, {cfg['epochs']} epochs, batch size {cfg['batch_size']}, "
         f"{cfg.get('repeats', 1)} fits per method and shape, interleaved, the fastest per epoch kept; "
         "ratios > 1 mean QBM-VAE processes more cells per second than the anchor.",
         "",
         "Per epoch: the mean wall time of epochs 2 and later (training, validation and the "
         "epoch's bookkeeping; ours from `history_['epoch_seconds']`, scvi-tools' from a Lightning "
-        "callback). Whole fit: `train()` from call to return, so one-time costs (the first epoch's "
-        "imports, compilation and chain burn-in) count.",
+        "callback). Whole fit: `train()` from call to return, so one-time costs count: torch "
+        "imports its compiler stack (`torch._dynamo`, about 2 s) when the first optimiser is built, "
+        "which scvi-tools pays at `import scvi`, before its timer starts; then numba's start-up "
+        "and the chains' burn-in in our first epoch.",
         "",
         "| data shape | anchor | QBM-VAE cells/s per epoch | anchor cells/s per epoch | ratio per epoch "
         "| ratio whole fit | peak RSS ratio |",
