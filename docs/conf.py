@@ -79,4 +79,5 @@ nitpick_ignore = [
     ("py:class", "ExpandedDistribution"),
     ("py:class", "qbm_pyro.distributions.relaxed._RelaxedBinary"),
     ("py:meth", "qbm_pyro.module.priors.BoltzmannPrior.refresh_log_z"),
+    ("py:class", "qbm_pyro.distributions.log_z_cache._Entry"),  # a private record type in signatures
 ]

@@ -234,7 +234,7 @@ class ExpressionMixin:
             Modality name or kind: RNA (expression), protein (foreground) or ATAC
             (accessibility probabilities; ``lfc`` is then the log2 ratio of probabilities).
         mode, delta
-            See above; ``delta`` is the smallest |lfc| that counts as a change.
+            See above; ``delta`` is the smallest ``|lfc|`` that counts as a change.
         batch_correction
             Decode the cells of both groups in every level of the first batch key and pair
             draws of the same level only (scvi-tools' ``batch_correction=True``); ``False``:
@@ -248,8 +248,8 @@ class ExpressionMixin:
             Random pairs of draws the statistics are computed on (``m_permutation``).
         pseudocounts
             Added to the values before the log ratio of ``proba_de``; ``None``: estimated as
-            scvi-tools does (:func:`estimate_pseudocounts_offset`). The ``lfc_*`` columns use a
-            thousandth of it, as scvi-tools.
+            scvi-tools does (:func:`~qbm_pyro.expression.estimate_pseudocounts_offset`). The
+            ``lfc_*`` columns use a thousandth of it, as scvi-tools.
         batch_size
             Cells decoded at once.
         seed

@@ -510,7 +510,7 @@ class Trainer:
     def end_epoch(self, epoch: int, train_loss: float, started: float | None = None) -> bool:
         """Refresh log Z, validate, record history, checkpoint; returns whether to stop.
 
-        ``started``: :func:`time.perf_counter` at the start of the epoch, for
+        ``started``: ``time.perf_counter()`` at the start of the epoch, for
         ``history["epoch_seconds"]`` (the epoch's wall time, validation included)."""
         prior = self.module.prior
         if prior is not None:

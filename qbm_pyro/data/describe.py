@@ -80,7 +80,7 @@ def label_columns(data) -> list[tuple[str, int]]:
 def batch_key_candidates(data) -> list[tuple[str, int]]:
     """Categorical obs columns that may be batch keys, batch-like names first.
 
-    Left out: columns with label-like names (cell types, clusters: :data:`LABEL_HINTS`), the
+    Left out: columns with label-like names (cell types, clusters: ``LABEL_HINTS``), the
     outputs of qbm_pyro (``qbm_state``, ``qbm_branch``...), columns with fewer than 2 levels,
     and columns with more levels than a fifth of the cells (at most 200): identifiers.
 

@@ -45,8 +45,8 @@ def resolve_n_top_genes(n_top_genes: int | str | None, n_vars: int) -> int | Non
     Parameters
     ----------
     n_top_genes
-        ``"auto"``: :data:`DEFAULT_N_TOP_GENES` (2,000) when ``n_vars`` exceeds
-        :data:`AUTO_SELECT_ABOVE` (4,000), else all genes. ``None``: all genes. An ``int``: that
+        ``"auto"``: ``DEFAULT_N_TOP_GENES`` (2,000) when ``n_vars`` exceeds
+        ``AUTO_SELECT_ABOVE`` (4,000), else all genes. ``None``: all genes. An ``int``: that
         many (all genes if ``n_vars`` is not larger).
     n_vars
         Genes in the RNA modality.
@@ -74,7 +74,7 @@ def highly_variable_genes(
 ) -> pd.Series | None:
     """Flag the ``n_top_genes`` most variable genes of a count matrix (scanpy's flavours).
 
-    A thin wrapper of :func:`scanpy.pp.highly_variable_genes` that runs on a private copy of the
+    A thin wrapper of ``scanpy.pp.highly_variable_genes`` that runs on a private copy of the
     counts and writes one column back, so that the user's ``adata`` gains a flag and a record but
     its values and its other columns are left as they were.
 
@@ -175,7 +175,9 @@ def select_genes(
     * ``uns[key_added]`` of the RNA modality: ``n_top_genes``, ``flavor``, ``layer``,
       ``batch_key``, ``n_vars_total``.
 
-    and a :class:`GeneSelectionWarning` names the choice when it was made by ``"auto"``.
+    and a :class:`GeneSelectionWarning` names the choice when it was made by ``"auto"``. The RNA
+    values are also checked for rounded TPM/CPM/FPKM (:func:`qbm_pyro.pp.check_count_input`),
+    which warns.
 
     Why select by default: on a few hundred cells, a decoder over tens of thousands of genes
     spends its capacity and its likelihood on genes that are noise at that depth; on a held-out
@@ -198,9 +200,6 @@ def select_genes(
         See :func:`highly_variable_genes`.
     key_added
         Name of the record.
-
-    The RNA values are also checked for rounded TPM/CPM/FPKM
-    (:func:`qbm_pyro.pp.check_count_input`), which warns.
 
     Returns
     -------

@@ -30,7 +30,7 @@ def size_defaults(
         scvi-tools scales the same way (``min(round(20,000 / n_cells * 400), 400)``). Large data
         keep 200 epochs and early stopping, so their results do not move.
     ``validation_fraction``, ``early_stopping``
-        Below :data:`SMALL_DATA_CELLS` (1,000) cells: no validation set and no early stopping
+        Below ``SMALL_DATA_CELLS`` (1,000) cells: no validation set and no early stopping
         (``0.0``, ``False``). 10 % of 271 cells is 27 cells: their loss is too noisy to stop on,
         and they are worth more as training cells; the fixed epoch count above bounds training
         instead. From 1,000 cells: ``0.1`` and ``True`` (as before). Early stopping is only on

@@ -9,7 +9,7 @@ the wrong distribution.
 
 The local fields ``F = h + z J̃`` are kept up to date by a rank-``|block|`` update after each
 block, so a sweep costs ``O(C n²)`` for ``C`` chains. On CPU the sequential scan runs in a
-compiled kernel (:mod:`qbm_pyro.samplers._kernels`, numba) that updates the fields only when a
+compiled kernel (``qbm_pyro.samplers._kernels``, numba) that updates the fields only when a
 unit flips; elsewhere (GPU) in TorchScript.
 """
 
