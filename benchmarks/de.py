@@ -33,6 +33,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from benchmarks.tables import mean_sd  # noqa: E402
+
 #: Known markers per paul15 type present among its 240 genes (erythroid: haemoglobin, carbonic
 #: anhydrases, Klf1, Ermap, Rhd, Blvrb; GMP/neutrophil granule proteins; monocyte Irf8/Ly6c2).
 MARKERS = {
@@ -130,12 +132,7 @@ def run(seeds, epochs, methods, log=print) -> dict:
 
 
 def _mean_sd(values) -> str:
-    values = [v for v in values if v is not None]
-    if not values:
-        return "–"
-    if len(values) == 1:
-        return f"{values[0]:.2f}"
-    return f"{np.mean(values):.2f} ± {np.std(values, ddof=1):.2f}"
+    return mean_sd(values, digits=2, missing="–", drop_nan=False)
 
 
 def report_section(result: dict | None) -> list[str]:

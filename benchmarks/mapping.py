@@ -61,6 +61,7 @@ from sklearn.metrics import f1_score, roc_auc_score  # noqa: E402
 import qbm_pyro  # noqa: E402
 from benchmarks import quality  # noqa: E402
 from benchmarks.environment import package_versions  # noqa: E402
+from benchmarks.tables import mean_sd  # noqa: E402
 from qbm_pyro.metrics import batch_mixing_entropy  # noqa: E402
 
 warnings.filterwarnings("ignore")
@@ -301,12 +302,7 @@ def main(argv=None) -> None:
 
 
 def _mean_sd(values) -> str:
-    values = [v for v in values if v is not None]
-    if not values:
-        return "–"
-    if len(values) == 1:
-        return f"{values[0]:.3f}"
-    return f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f}"
+    return mean_sd(values, missing="–", drop_nan=False)
 
 
 def report_section(results: Path) -> list[str]:

@@ -40,6 +40,7 @@ from sklearn.neighbors import KNeighborsClassifier
 
 import qbm_pyro
 from benchmarks.quality import load
+from benchmarks.tables import mean_sd
 from qbm_pyro.data import train_validation_split
 from qbm_pyro.metrics import clustering_scores, knn_accuracy
 
@@ -314,12 +315,7 @@ _FIXED_OF = dict.fromkeys(("binary", "binary_fast", "binary_bernoulli"), "binary
 
 
 def _cell(values) -> str:
-    values = [v for v in values if v is not None and np.isfinite(v)]
-    if not values:
-        return "—"
-    if len(values) == 1:
-        return f"{values[0]:.3f}"
-    return f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f}"
+    return mean_sd(values)
 
 
 def _paired(rows: list[dict], method: str, anchor: str, key: str) -> list[float]:

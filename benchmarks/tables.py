@@ -1,0 +1,18 @@
+"""Cells of the benchmarks' markdown tables."""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["mean_sd"]
+
+
+def mean_sd(values, *, digits: int = 3, missing: str = "—", ddof: int = 1, drop_nan: bool = True) -> str:
+    """``"mean ± sd"`` of ``values`` (``None`` left out, and NaN/inf with ``drop_nan``); the value
+    alone when there is one, ``missing`` when there is none."""
+    kept = [v for v in values if v is not None and (not drop_nan or np.isfinite(v))]
+    if not kept:
+        return missing
+    if len(kept) == 1:
+        return f"{kept[0]:.{digits}f}"
+    return f"{np.mean(kept):.{digits}f} ± {np.std(kept, ddof=ddof):.{digits}f}"
