@@ -54,7 +54,9 @@ sys.path.insert(0, str(HERE.parent))
 import torch  # noqa: E402
 
 import qbm_pyro  # noqa: E402
+from benchmarks.tables import mean_sd  # noqa: E402
 from qbm_pyro.metrics import knn_accuracy  # noqa: E402
+from qbm_pyro.tl._diffusion import _dpt_weights  # noqa: E402
 from qbm_pyro.tl._roots import _group_tip  # noqa: E402
 
 SHARED_MIXOLOGY = Path("/work/shared/data/mixology_5batch.h5ad")
@@ -196,8 +198,8 @@ def our_trajectory(adata, latent, n_binary, root, seed, **kwargs) -> tuple[np.nd
     )
     root_index = int(work.uns["qbm_trajectory"]["root"]["index"])
     if not isinstance(root, (int, np.integer)):  # DPT baselines start from the group's tip cell
-        lam = work.uns["qbm_trajectory"]["eigenvalues"]
-        coords = work.obsm["X_qbm_diffmap"] * np.where((lam > 0) & (lam < 1), lam / (1 - lam), 0.0)
+        lam = work.uns["qbm_trajectory"]["eigenvalues"]  # the non-trivial ones
+        coords = work.obsm["X_qbm_diffmap"] * _dpt_weights(np.r_[1.0, lam])
         root_index = _group_tip(work.obs[root[0]].astype(str).to_numpy() == root[1], coords)
     return work.obs["qbm_pseudotime"].to_numpy(dtype=float), root_index
 
@@ -370,12 +372,7 @@ def section(results: Path) -> list[str]:
 
 
 def _ms(values, digits: int = 3) -> str:
-    values = [v for v in values if v is not None and np.isfinite(v)]
-    if not values:
-        return "-"
-    if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{np.mean(values):.{digits}f} ± {np.std(values):.{digits}f}"
+    return mean_sd(values, digits=digits, missing="-", ddof=0)  # sd over draws, ddof 0 as reported
 
 
 def main(argv=None) -> None:
