@@ -144,7 +144,13 @@ def highly_variable_genes(
     flags = pd.Series(work.var["highly_variable"].to_numpy(bool), index=adata.var_names, name=key_added)
     if not inplace:
         return flags
-    adata.var[key_added] = flags.to_numpy()
+    _record(adata, flags.to_numpy(), key_added, n_top_genes, flavor, layer, batch_key)
+    return None
+
+
+def _record(adata: ad.AnnData, mask, key_added: str, n_top_genes: int, flavor, layer, batch_key) -> None:
+    """Write the selection into ``adata``: ``var[key_added]`` (the flags) and ``uns[key_added]``."""
+    adata.var[key_added] = mask
     adata.uns[key_added] = {
         "n_top_genes": int(n_top_genes),
         "flavor": flavor,
@@ -152,7 +158,6 @@ def highly_variable_genes(
         "batch_key": "" if batch_key is None else batch_key,
         "n_vars_total": int(adata.n_vars),
     }
-    return None
 
 
 def select_genes(
@@ -239,14 +244,7 @@ def select_genes(
         inplace=False,
     )
     mask = flags.to_numpy()
-    rna.var[key_added] = mask
-    rna.uns[key_added] = {
-        "n_top_genes": int(n),
-        "flavor": flavor,
-        "layer": "X" if layer is None else layer,
-        "batch_key": "" if batch_key is None else batch_key,
-        "n_vars_total": int(rna.n_vars),
-    }
+    _record(rna, mask, key_added, n, flavor, layer, batch_key)
     if n_top_genes == "auto":
         where = "var" if isinstance(data, ad.AnnData) else f"mod[{rna_name!r}].var"
         warnings.warn(
