@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from qbm_pyro.tl._diffusion import MAX_ROOT_CELLS
+
 Data = Any  # anndata.AnnData | mudata.MuData; both expose obs, obs_names, n_obs.
 
 AUTO_ROOTS = ("auto_energy", "auto_diffusion")
@@ -84,8 +86,6 @@ def _find_root(
 def root_group(data: Data, root_key: str | None, root_value: Any, seed: int) -> np.ndarray | None:
     """Positions of the root group's cells (a seeded sample of at most
     :data:`~qbm_pyro.tl._diffusion.MAX_ROOT_CELLS`), or ``None`` for a single root cell."""
-    from qbm_pyro.tl._diffusion import MAX_ROOT_CELLS
-
     if root_key is None:
         return None
     members = np.flatnonzero((data.obs[root_key] == root_value).to_numpy())
