@@ -212,8 +212,12 @@ def test_analytic_kl_elbo_matches_trace_mean_field_and_scales_the_kl():
     ("prior", "n_latent", "n_continuous", "kl_weight"),
     [("boltzmann", 16, 4, 0.3), ("boltzmann", 8, 0, 1.0), ("gaussian", 0, 4, 0.5), ("rbm", 16, 4, 1.0)],
 )
-def test_module_loss_is_the_pyro_estimator_without_tracing(prior, n_latent, n_continuous, kl_weight):
+@pytest.mark.parametrize("masked", [False, True])
+def test_module_loss_is_the_pyro_estimator_without_tracing(prior, n_latent, n_continuous, kl_weight, masked):
+    """Same loss and gradients; ``masked``: some cells lack the protein modality and two protein
+    features are zero-padded (a query model's ``feature_masks``)."""
     from qbm_pyro import datasets
+    from qbm_pyro._constants import REGISTRY_KEYS as K
     from qbm_pyro.data import MinibatchLoader, setup_data
     from qbm_pyro.module import MultiVAE
 
@@ -222,6 +226,11 @@ def test_module_loss_is_the_pyro_estimator_without_tracing(prior, n_latent, n_co
     n_vars = {spec.kind: spec.n_vars for spec in registry.modalities.values()}
     module = MultiVAE(n_vars, registry.n_batch, prior=prior, n_latent=n_latent, n_continuous=n_continuous)
     batch = next(iter(MinibatchLoader(mdata, registry, batch_size=64, seed=0)))
+    if masked:
+        batch[K.mask_key(K.PROTEIN)][:10] = False
+        features = torch.ones(n_vars[K.PROTEIN], dtype=torch.bool)
+        features[:2] = False
+        module.feature_masks = {K.PROTEIN: features}
     losses = []
     for fn in (
         lambda: AnalyticKL_ELBO().differentiable_loss(module.model, module.guide, batch, kl_weight=kl_weight),
@@ -238,3 +247,11 @@ def test_module_loss_is_the_pyro_estimator_without_tracing(prior, n_latent, n_co
         losses.append((loss.detach(), grads))
     assert torch.equal(losses[0][0], losses[1][0])
     assert all(torch.equal(a, b) for a, b in zip(losses[0][1], losses[1][1]))
+    if masked:  # the masks matter: the loss differs from the unmasked one
+        module.feature_masks = {}
+        batch[K.mask_key(K.PROTEIN)][:] = True
+        if module.prior is not None:
+            module.prior.sampler.reset()
+            module.prior.sampler.generator.manual_seed(0)
+        torch.manual_seed(0)
+        assert not torch.equal(module.loss(batch, kl_weight).detach(), losses[1][0])

@@ -37,11 +37,11 @@ from pyro import poutine
 from pyro.distributions.util import scale_and_mask
 from pyro.nn import PyroModule
 from torch import nn
-from torch.distributions import kl_divergence
 
 from .. import distributions as dist
 from .._checks import check_choice
 from .._constants import REGISTRY_KEYS
+from ..distributions.kl import kl_bernoulli_boltzmann
 from ..distributions.relaxed_boltzmann import RELAXATION_KINDS as RELAXATIONS
 from .likelihoods import NegativeBinomialMixture, atac_likelihood, rna_likelihood
 from .nets import MLP, one_hot_batches
@@ -54,11 +54,9 @@ PRIORS = ("boltzmann", "rbm", "bernoulli", "gaussian")
 ENCODER_INPUTS = ("log1p", "depth")
 
 
-def _kl_scale(kl_weight: float):
-    """``poutine.scale(kl_weight)``, or nothing at weight 1."""
-    if kl_weight == 1.0:
-        return contextlib.nullcontext()
-    return poutine.scale(scale=kl_weight)
+def _masked(mask: torch.Tensor | None, value: torch.Tensor) -> torch.Tensor:
+    """``mask * value``, or ``value`` itself for ``mask=None`` (every cell observed)."""
+    return value if mask is None else mask * value
 
 
 def _kl_scale(kl_weight: float):
@@ -229,15 +227,17 @@ class MultiVAE(PyroModule):
         weighted_loc = cov.new_zeros(B, self.n_continuous)
         out = {}
         for kind in self.n_vars:
-            mask = batch[K.mask_key(kind)].to(cov.dtype).unsqueeze(-1)
+            observed = batch[K.mask_key(kind)]
+            # a minibatch in which every cell has the modality (the usual case) skips the masking
+            mask = None if bool(observed.all()) else observed.to(cov.dtype).unsqueeze(-1)
             hidden = self.encoders[kind](self.encoder_input(kind, batch), cov)
             head = self.encoder_heads[kind](hidden)
-            logits = logits + mask * head[:, : self.n_binary]
+            logits = logits + _masked(mask, head[:, : self.n_binary])
             if self.n_continuous:
                 loc, log_var = head[:, self.n_binary :].chunk(2, -1)
                 expert_precision = torch.exp(-log_var.clamp(-10, 10))
-                precision = precision + mask * expert_precision
-                weighted_loc = weighted_loc + mask * expert_precision * loc
+                precision = precision + _masked(mask, expert_precision)
+                weighted_loc = weighted_loc + _masked(mask, expert_precision * loc)
         out["logits"] = logits
         out["loc"] = weighted_loc / precision
         out["scale"] = precision.rsqrt()
@@ -422,31 +422,36 @@ class MultiVAE(PyroModule):
         The same number, drawn with the same random streams, as
         ``AnalyticKL_ELBO().differentiable_loss(self.model, self.guide, batch, kl_weight=...)``
         (the training loop's hot path; ``tests/test_boltzmann_fast_right.py`` checks the two agree).
+        The KL terms are the registered ones called directly (the codes' from
+        :func:`~qbm_pyro.distributions.kl.kl_bernoulli_boltzmann`, the Gaussian's in closed form):
+        no distribution objects are built for them.
         """
         posterior = self.encode(batch)  # the guide: encoders, then the latent draws in site order
-        B = batch[K.BATCH_KEY].shape[0]
         parts = []
         if self.n_binary:
-            q_z = RELAXATIONS[self.relaxation](posterior["logits"], self.smoothing).to_event(1)
-            zeta = q_z.rsample()
+            logits = posterior["logits"]
+            zeta = RELAXATIONS[self.relaxation](logits, self.smoothing).rsample()
             parts.append(zeta)
         if self.n_continuous:
-            q_c = dist.Normal(posterior["loc"], posterior["scale"]).to_event(1)
-            parts.append(q_c.rsample())
+            loc, scale = posterior["loc"], posterior["scale"]
+            parts.append(loc + torch.empty_like(loc).normal_() * scale)  # Normal(loc, scale).rsample()
         elbo = 0.0  # the model's sites, in AnalyticKL_ELBO's order: latent KLs, then likelihoods
-        if self.n_binary:
-            prior = self.prior_code().expand(torch.Size([B]))  # as the plate broadcasts the site
-            elbo = elbo - scale_and_mask(kl_divergence(q_z, prior), kl_weight).sum()
-        if self.n_continuous:
-            if self.n_binary:
-                loc = self.prior_loc(zeta)
-            else:
-                loc = batch[K.BATCH_KEY].new_zeros(B, self.n_continuous, dtype=torch.get_default_dtype())
-            p_c = dist.Normal(loc, 1.0).to_event(1)
-            elbo = elbo - scale_and_mask(kl_divergence(q_c, p_c), kl_weight).sum()
+        if self.n_binary:  # KL(q(ζ) ‖ relaxed prior) = KL of the codes (the smoothing is shared)
+            prior = self.prior.distribution()
+            elbo = elbo - scale_and_mask(kl_bernoulli_boltzmann(logits, prior), kl_weight).sum()
+        if self.n_continuous:  # KL(N(loc, scale) ‖ N(prior_loc, 1)) as torch's _kl_normal_normal
+            prior_loc = self.prior_loc(zeta) if self.n_binary else torch.zeros_like(loc)
+            var_ratio = scale.pow(2)
+            kl_c = 0.5 * (var_ratio + (loc - prior_loc).pow(2) - 1 - var_ratio.log())
+            elbo = elbo - scale_and_mask(kl_c.sum(-1), kl_weight).sum()
         for kind, fn in self.decode(torch.cat(parts, -1), batch).items():
+            if kind in self.feature_masks:  # zero-padded features of a query model: not scored
+                fn = fn.mask(self.feature_masks[kind])
+            fn = fn.to_event(1)
             mask = batch[K.mask_key(kind)]
-            elbo = elbo + fn.to_event(1).mask(mask).log_prob(batch[K.x_key(kind)]).sum()
+            if not bool(mask.all()):  # (the usual minibatch has the modality in every cell)
+                fn = fn.mask(mask)
+            elbo = elbo + fn.log_prob(batch[K.x_key(kind)]).sum()
         return -elbo
 
     # ------------------------------------------------------------------ inference helpers
