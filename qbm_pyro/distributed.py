@@ -82,6 +82,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from .flat_parameters import FlatParameters
 from .training import Trainer, checksum
 
 __all__ = ["DistributedTrainer", "prior_state", "shard_indices", "train_distributed", "train_rank"]
@@ -166,30 +167,23 @@ def _broadcast_state(module: torch.nn.Module, src: int = 0) -> None:
 class _GradientAllReduce:
     """Wraps an optimiser: ``step()`` first averages the gradients over the ranks.
 
-    One flat all-reduce per step carries every parameter's gradient plus a has-gradient flag, so
-    a parameter that got no gradient on any rank keeps ``grad=None`` (Adam then skips it, as it
-    would in a single process).
+    The gradients live in the trainer's flat buffers
+    (:class:`~qbm_pyro.flat_parameters.FlatParameters`); one all-reduce per step carries them
+    all, in their own dtype, and the average is written back in place.
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer, params: list[torch.nn.Parameter]):
+    def __init__(self, optimizer: torch.optim.Optimizer, flat: FlatParameters):
         self.optimizer = optimizer
-        self.params = params
+        self.flat = flat
 
     def step(self) -> None:
-        world = dist.get_world_size()
-        flags = torch.tensor([p.grad is not None for p in self.params], dtype=torch.float64)
-        grads = [
-            (p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).to(torch.float64)
-            for p in self.params
-        ]
-        flat = torch.cat([flags, *grads])
-        dist.all_reduce(flat)
-        offset = len(self.params)
-        for p, has in zip(self.params, flat[: len(self.params)]):
-            size = p.numel()
-            if has > 0:
-                p.grad = (flat[offset : offset + size] / world).view_as(p).to(p.dtype)
-            offset += size
+        grads = [buffer.grad for buffer in self.flat.buffers]
+        if grads:
+            joined = grads[0] if len(grads) == 1 else torch.cat(grads)
+            dist.all_reduce(joined)
+            joined /= dist.get_world_size()
+            if len(grads) > 1:
+                torch._foreach_copy_(grads, list(joined.split([g.numel() for g in grads])))
         self.optimizer.step()
 
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -241,7 +235,7 @@ class DistributedTrainer(Trainer):
         self.validation_indices = shard_indices(self.validation_indices, self.rank, self.world_size)
         if self.rank != 0:
             self.config = dataclasses.replace(self.config, progress_bar=False)
-        self.optimizer = _GradientAllReduce(self.optimizer, list(self.module.parameters()))
+        self.optimizer = _GradientAllReduce(self.optimizer, self.flat)
         _broadcast_state(self.module)
 
     def read_checkpoint(self, path) -> dict | None:

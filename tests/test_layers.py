@@ -37,6 +37,7 @@ LAYER = {
     "_constants": 0,
     "device": 0,
     "energy": 0,
+    "flat_parameters": 0,
     "samplers": 1,
     "ais": 1,
     "distributions": 1,
@@ -58,7 +59,17 @@ LAYER = {
 #: Same-layer pairs that must not import each other.
 APART = {("module", "data"), ("data", "module")}
 #: Parts that hold no cells and must not import the single-cell stack.
-CELL_FREE = {"_checks", "_constants", "device", "energy", "samplers", "ais", "distributions", "module"}
+CELL_FREE = {
+    "_checks",
+    "_constants",
+    "device",
+    "energy",
+    "flat_parameters",
+    "samplers",
+    "ais",
+    "distributions",
+    "module",
+}
 CELL_PACKAGES = {"anndata", "mudata", "muon", "scanpy", "h5py"}
 
 

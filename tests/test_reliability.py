@@ -871,6 +871,19 @@ def test_checkpoint_without_training_state_or_as_a_folder(tmp_path):
         model.train(**QUICK, checkpoint_path=tmp_path / "folder.pt", resume=True)
 
 
+def test_checkpoint_of_an_earlier_format_says_so(trained_files, tmp_path):
+    """A v1 checkpoint (per-parameter optimiser state) is refused by name, the model untouched."""
+    _, ckpt, _ = trained_files
+    state = load_torch_file(ckpt, what="checkpoint")
+    state["format"] = "qbm_pyro.checkpoint.v1"
+    atomic_torch_save(state, tmp_path / "old.pt")
+    fresh = qbm_pyro.QBMVAE(cite(), batch_key="batch", **SMALL)
+    before = {k: v.clone() for k, v in fresh.module.state_dict().items()}
+    with pytest.raises(ValueError, match="written by an earlier qbm_pyro.*resume=False"):
+        fresh.train(**QUICK, checkpoint_path=tmp_path / "old.pt", resume=True)
+    assert _state_equal(fresh.module, before)
+
+
 # ---------------------------------------------------------------------------------------------
 # Output files are written atomically.
 # ---------------------------------------------------------------------------------------------
