@@ -5,6 +5,7 @@
 - :class:`BoltzmannPrior`: ``log_prob`` and ``log Z`` against brute-force enumeration of all
   ``2^n`` states, the RBM's coupling layout, the frozen Bernoulli(1/2) ablation, ``clamp_`` and
   the default sampler.
+- :class:`~qbm_pyro.module.nets.Dropout`: keep rate, scaling and gradient of its CPU mask.
 - :class:`MultiVAE`: which prior it holds (``None`` for the Gaussian twin), the model's
   likelihood sites against :meth:`MultiVAE.decode` evaluated by hand, and masked cells.
 """
@@ -211,3 +212,23 @@ def test_multivae_masked_cells_add_nothing(cite_batch):
     model.compute_log_prob()
     log_p = model.nodes[f"x_{K.PROTEIN}"]["log_prob"]
     assert (log_p[::2] == 0).all() and (log_p[1::2] < 0).all()
+
+
+def test_dropout_keeps_units_with_probability_one_minus_p_and_rescales():
+    """The CPU mask (U(0,1) >= p): keep rate 1 - p, kept units scaled by 1/(1-p), the gradient is
+    the mask; eval mode and p = 0 are the identity, p = 1 zeroes."""
+    from qbm_pyro.module.nets import Dropout
+
+    torch.manual_seed(0)
+    x = torch.ones(400, 500, requires_grad=True)
+    drop = Dropout(0.3)
+    y = drop(x)
+    kept = y != 0
+    assert abs(float(kept.float().mean()) - 0.7) < 0.005
+    assert torch.allclose(y[kept], torch.full_like(y[kept], 1 / 0.7))
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())
+    drop.eval()
+    assert torch.equal(drop(x), x)
+    assert torch.equal(Dropout(0.0)(x), x)
+    assert not Dropout(1.0)(x).any()

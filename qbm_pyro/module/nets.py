@@ -5,7 +5,21 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["MLP", "one_hot_batches"]
+__all__ = ["MLP", "Dropout", "one_hot_batches"]
+
+
+class Dropout(nn.Dropout):
+    """:class:`torch.nn.Dropout` whose CPU mask is ``U(0, 1) ≥ p`` from ``torch.rand``.
+
+    The same distribution (each unit kept with probability ``1 - p`` and scaled by
+    ``1 / (1 - p)``) in about half the time of the built-in CPU kernel's Bernoulli draw, which
+    costs a small model's training step several percent; elsewhere it is the built-in one.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0 or x.device.type != "cpu" or self.p == 1:
+            return super().forward(x)
+        return x * torch.rand_like(x).ge_(self.p).mul_(1.0 / (1.0 - self.p))
 
 
 class MLP(nn.Module):
@@ -42,7 +56,7 @@ class MLP(nn.Module):
                 nn.Linear(w_in + n_covariates, w_out),
                 nn.LayerNorm(w_out),
                 nn.ReLU(),
-                nn.Dropout(dropout),
+                Dropout(dropout),
             )
             for w_in, w_out in zip(widths[:-1], widths[1:])
         )
