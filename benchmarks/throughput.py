@@ -388,7 +388,7 @@ def custom_log_z(steps: int = 20, n: int = 32, log=print) -> dict:
 # ---------------------------------------------------------------------- run and report
 
 
-def run(quick: bool = True, before: str | None = None, log=print, repeats: int = 2) -> dict:
+def run(quick: bool = True, before: str | None = None, log=print, repeats: int = 3) -> dict:
     """All parts; ``before``: a source tree of the package to add QBM-VAE "before" rows from;
     ``repeats``: fits per method and shape, interleaved (the fastest counts)."""
     epochs = 3 if quick else 10
@@ -529,8 +529,9 @@ def main(argv=None) -> None:
     parser.add_argument("--quick", action="store_true", help="3 epochs, 20,000 protein-only cells")
     parser.add_argument("--before", help="a source tree of the package for 'before' QBM-VAE rows")
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved fits per method and shape")
     args = parser.parse_args(argv)
-    result = run(quick=args.quick, before=args.before)
+    result = run(quick=args.quick, before=args.before, repeats=args.repeats)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print("\n".join(report_lines(result)))
