@@ -42,7 +42,7 @@ from tqdm.auto import tqdm
 
 from .data import MinibatchLoader
 from .device import batch_to
-from .flat_parameters import FlatParameters
+from .flat_parameters import FlatAdam, FlatParameters
 from .module import AnalyticKL_ELBO, MultiVAE
 from .samplers import SamplerFallbackWarning
 
@@ -311,10 +311,7 @@ class Trainer:
         self.elbo = AnalyticKL_ELBO()
         # one buffer per group: Adam, zeroing and the gradient check touch 1-2 tensors, not 20-30
         self.flat = FlatParameters(_parameter_groups(self.module, self.config))
-        # fused: one kernel per buffer (the same update up to float rounding)
-        self.optimizer = torch.optim.Adam(
-            self.flat.groups, lr=self.config.lr, weight_decay=self.config.weight_decay, fused=True
-        )
+        self.optimizer = FlatAdam(self.flat, lr=self.config.lr, weight_decay=self.config.weight_decay)
         self.epoch = 0
         self.best_loss = math.inf
         self.best_state = None
