@@ -238,7 +238,9 @@ def _worker_profile(shape: str, steps: int, n_protein_cells: int, seed: int = 0)
     return {"shape": shape, "steps": n, "seconds_per_step": total / n, "parts": parts}
 
 
-def _worker_distributed(world_size: int, epochs: int, seed: int = 0) -> dict:
+def _worker_distributed(
+    world_size: int, epochs: int, seed: int = 0, shape: str = "paul15", n_protein_cells: int = 20_000
+) -> dict:
     import torch
 
     import qbm_pyro
@@ -246,7 +248,7 @@ def _worker_distributed(world_size: int, epochs: int, seed: int = 0) -> dict:
     from qbm_pyro.distributed import train_distributed
 
     torch.set_num_threads(1)
-    data, _, batch_key, kwargs = quality.load("paul15")
+    data, batch_key, kwargs = load(shape, n_protein_cells)
     model = qbm_pyro.QBMVAE(data, batch_key=batch_key, seed=seed, **kwargs, **quality.METHODS["qbm"])
     start = time.perf_counter()
     if world_size == 1:
@@ -261,6 +263,7 @@ def _worker_distributed(world_size: int, epochs: int, seed: int = 0) -> dict:
     n_train = int(data.n_obs - round(0.1 * data.n_obs))
     epoch_seconds = list(history["epoch_seconds"])  # rank 0's: an epoch ends when all ranks' do
     return {
+        "shape": shape,
         "world_size": world_size,
         "epochs": epochs,
         "seconds": seconds,
@@ -411,12 +414,14 @@ def run(quick: bool = True, before: str | None = None, log=print, repeats: int =
     result["throughput"] = {}
     for shape, anchor in SHAPES.items():
         rows: dict[str, dict] = {}
+        every: dict[str, list[float]] = {}  # per-epoch cells/s of every fit, in run order
         for _ in range(repeats):  # interleaved; each method keeps its fastest run (per epoch)
             for method in (anchor, "qbm") + (("qbm_before",) if before else ()):
                 path = before if method == "qbm_before" else None
                 kwargs = dict(method="qbm" if method == "qbm_before" else method, shape=shape, epochs=epochs)
                 row = _in_subprocess("fit", python_path=path, n_protein_cells=n_protein, **kwargs)
                 log(json.dumps(row))
+                every.setdefault(method, []).append(row["steady_cells_per_second"])
                 best = rows.get(method)
                 if best is None or row["steady_cells_per_second"] > best["steady_cells_per_second"]:
                     rows[method] = row
@@ -427,20 +432,25 @@ def run(quick: bool = True, before: str | None = None, log=print, repeats: int =
                     rows[m]["steady_cells_per_second"] / rows[anchor]["steady_cells_per_second"]
                 ),
                 "peak_rss_vs_anchor": rows[m]["peak_rss_mb"] / rows[anchor]["peak_rss_mb"],
+                "median_vs_anchor": float(np.median(every[m]) / np.median(every[anchor])),
+                "paired_vs_anchor": [a / b for a, b in zip(every[m], every[anchor])],
             }
             for m in rows
             if m != anchor
         }
-        result["throughput"][shape] = {"anchor": anchor, "rows": rows, "ratios": ratios}
-    one = _in_subprocess("distributed", world_size=1, epochs=epochs)
-    two = _in_subprocess("distributed", world_size=2, epochs=epochs)
-    result["distributed"] = {
-        "1": one,
-        "2": two,
-        "ratio": two["steady_cells_per_second"] / one["steady_cells_per_second"],
-        "ratio_whole": two["cells_per_second"] / one["cells_per_second"],
-    }
-    log(json.dumps(result["distributed"]))
+        result["throughput"][shape] = {"anchor": anchor, "rows": rows, "ratios": ratios, "every": every}
+    result["distributed"] = {}
+    for shape in ("paul15", "protein"):
+        options = dict(epochs=epochs, shape=shape, n_protein_cells=n_protein // 5)
+        one = _in_subprocess("distributed", world_size=1, **options)
+        two = _in_subprocess("distributed", world_size=2, **options)
+        result["distributed"][shape] = {
+            "1": one,
+            "2": two,
+            "ratio": two["steady_cells_per_second"] / one["steady_cells_per_second"],
+            "ratio_whole": two["cells_per_second"] / one["cells_per_second"],
+        }
+        log(json.dumps(result["distributed"][shape]))
     return result
 
 
@@ -459,23 +469,26 @@ def report_lines(result: dict | None) -> list[str]:
         "",
         "Per epoch: the mean wall time of epochs 2 and later (training, validation and the "
         "epoch's bookkeeping; ours from `history_['epoch_seconds']`, scvi-tools' from a Lightning "
-        "callback). Whole fit: `train()` from call to return, so one-time costs count: torch "
-        "imports its compiler stack (`torch._dynamo`, about 2 s) when the first optimiser is built, "
-        "which scvi-tools pays at `import scvi`, before its timer starts; then numba's start-up "
-        "and the chains' burn-in in our first epoch.",
+        "callback). Median: the ratio of the medians over all fits, and the range of the ratios of "
+        "fits run back to back (the machine's speed drifts between fits). Whole fit: `train()` from "
+        "call to return, so one-time costs count: numba's start-up and the chains' burn-in in our "
+        "first epoch; scvi-tools imports torch's compiler stack at `import scvi`, before its timer "
+        "starts.",
         "",
         "| data shape | anchor | QBM-VAE cells/s per epoch | anchor cells/s per epoch | ratio per epoch "
-        "| ratio whole fit | peak RSS ratio |",
-        "|---|---|---|---|---|---|---|",
+        "| median (back-to-back range) | ratio whole fit | peak RSS ratio |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for shape, block in result.get("throughput", {}).items():
         anchor = block["anchor"]
         for method, ratio in block["ratios"].items():
             mine, theirs = block["rows"][method], block["rows"][anchor]
             steady = ratio.get("steady_vs_anchor", math.nan)
+            paired = ratio.get("paired_vs_anchor") or [math.nan]
+            median = f"{ratio.get('median_vs_anchor', math.nan):.2f} ({min(paired):.2f}–{max(paired):.2f})"
             lines.append(
                 f"| {shape} ({method}) | {anchor} | {mine.get('steady_cells_per_second', math.nan):,.0f} | "
-                f"{theirs.get('steady_cells_per_second', math.nan):,.0f} | {steady:.2f} | "
+                f"{theirs.get('steady_cells_per_second', math.nan):,.0f} | {steady:.2f} | {median} | "
                 f"{ratio['throughput_vs_anchor']:.2f} | {ratio['peak_rss_vs_anchor']:.2f} |"
             )
     s = result.get("sampler")
@@ -497,11 +510,16 @@ def report_lines(result: dict | None) -> list[str]:
         ]
     d = result.get("distributed")
     if d:
+        d = {"paul15": d} if "ratio" in d else d  # (older results: paul15 only)
+        parts = [
+            f"{shape} {v['ratio']:.2f}x per epoch ({v.get('ratio_whole', math.nan):.2f}x over the whole call)"
+            for shape, v in d.items()
+        ]
         lines += [
             "",
-            f"paul15, 2 CPU processes against 1 (torch.distributed, gloo): {d['ratio']:.2f}x cells/s per "
-            f"epoch; {d.get('ratio_whole', math.nan):.2f}x over the whole call, which includes starting "
-            "the two worker processes and handing them the data through a file.",
+            "2 CPU processes against 1 (torch.distributed, gloo; cells/s): " + "; ".join(parts) + ". The "
+            "whole call includes starting the two worker processes and handing them the data through "
+            "a file.",
         ]
     for shape, p in result.get("profile", {}).items():
         lines += [

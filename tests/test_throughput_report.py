@@ -22,14 +22,22 @@ def test_report_lines_state_the_measured_ratios():
                 "anchor": "scvi",
                 "rows": rows,
                 "ratios": {
-                    "qbm": {"throughput_vs_anchor": 1.25, "steady_vs_anchor": 1.5, "peak_rss_vs_anchor": 0.75}
+                    "qbm": {
+                        "throughput_vs_anchor": 1.25,
+                        "steady_vs_anchor": 1.5,
+                        "peak_rss_vs_anchor": 0.75,
+                        "median_vs_anchor": 1.4,
+                        "paired_vs_anchor": [1.2, 1.6, 1.4],
+                    }
                 },
             }
         },
         "profile": {"paul15": {"seconds_per_step": 0.01, "parts": {"backward": 0.004}}},
+        "distributed": {"protein": {"ratio": 1.7, "ratio_whole": 0.9}},
     }
     text = "\n".join(throughput.report_lines(result))
-    assert "| paul15 (qbm) | scvi | 3,000 | 2,000 | 1.50 | 1.25 | 0.75 |" in text
+    assert "| paul15 (qbm) | scvi | 3,000 | 2,000 | 1.50 | 1.40 (1.20–1.60) | 1.25 | 0.75 |" in text
+    assert "protein 1.70x per epoch (0.90x over the whole call)" in text
     assert "| backward | 4.0 | 40% |" in text
     assert throughput.report_lines(None) == []
 
