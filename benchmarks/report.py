@@ -464,14 +464,19 @@ def _header_section() -> list[str]:
         "batch-mixing entropy; scib-metrics; ≥ 3 seeds, mean ± sd, same cells and preprocessing "
         "for every method). Higher is better everywhere.",
         "",
-        "**Which code each section measured.** On the final code (PCD-1 negative phase, the "
-        "training-step changes, the root-group trajectory): the learned-prior study (every row but "
-        "the `prior lr ×30` lever), the speed section, the small-data section (its one-draw "
-        "variant rows excepted), and the QBM-VAE "
-        "rows of the latent-quality table (`quality.json`, method `qbm`) and of the trajectories "
-        "on the fitted latents. Measured on earlier code and not re-run: the other methods' "
-        "rows of those tables (the Gaussian twin, binary-only, fixed-prior and PCA fits, scvi-tools "
-        "baselines), training length, the hierarchical posterior, the linear probe and "
+        "**Which code each section measured.** The speed section ran on the final code (the "
+        "speed change of 2026-11-29: implicit relaxation gradient, flat parameter buffers with "
+        "FlatAdam, the `torch.rand` dropout mask), and so did the QBM-VAE rows of the latent-quality "
+        "table (`quality.json`, method `qbm`) for paul15, mixology and CITE-seq, but for one detail: "
+        "they used torch's fused Adam on the buffers, which FlatAdam then replaced with the same "
+        "update up to float rounding. That change leaves the model and its objective as they were "
+        "and alters only random streams (dropout) and rounding, so the rest stands as measured on "
+        "the code just before it (PCD-1 negative phase, the training-step changes, the root-group "
+        "trajectory): the learned-prior study (every row but the `prior lr ×30` lever), the "
+        "small-data section (its one-draw variant rows excepted), a549's QBM-VAE quality rows and "
+        "the trajectories on the fitted latents. Measured on earlier code and not re-run: the other "
+        "methods' rows of those tables (the Gaussian twin, binary-only, fixed-prior and PCA fits, "
+        "scvi-tools baselines), training length, the hierarchical posterior, the linear probe and "
         "scib-metrics, cost, samplers, trajectories on PCA latents, and the QBM-VAE rows of "
         "reference mapping and differential expression. Each JSON's meta says which code it ran.",
         "",

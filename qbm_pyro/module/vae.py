@@ -423,7 +423,7 @@ class MultiVAE(PyroModule):
         ``AnalyticKL_ELBO().differentiable_loss(self.model, self.guide, batch, kl_weight=...)``
         (the training loop's hot path; ``tests/test_boltzmann_fast_right.py`` checks the two agree).
         The KL terms are the registered ones called directly (the codes' from
-        :func:`~qbm_pyro.distributions.kl.kl_bernoulli_boltzmann`, the Gaussian's in closed form):
+        ``qbm_pyro.distributions.kl.kl_bernoulli_boltzmann``, the Gaussian's in closed form):
         no distribution objects are built for them.
         """
         posterior = self.encode(batch)  # the guide: encoders, then the latent draws in site order
