@@ -82,7 +82,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from .flat_parameters import FlatParameters
+from .flat_parameters import FlatAdam, FlatParameters
 from .training import Trainer, checksum
 
 __all__ = ["DistributedTrainer", "prior_state", "shard_indices", "train_distributed", "train_rank"]
@@ -172,7 +172,7 @@ class _GradientAllReduce:
     all, in their own dtype, and the average is written back in place.
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer, flat: FlatParameters):
+    def __init__(self, optimizer: FlatAdam, flat: FlatParameters):
         self.optimizer = optimizer
         self.flat = flat
 
