@@ -232,3 +232,16 @@ def test_dropout_keeps_units_with_probability_one_minus_p_and_rescales():
     assert torch.equal(drop(x), x)
     assert torch.equal(Dropout(0.0)(x), x)
     assert not Dropout(1.0)(x).any()
+
+
+def test_broadcast_shapes_is_torchs_without_sympy():
+    """Same answers as torch.broadcast_shapes; a mismatch is a ValueError naming the shapes."""
+    from qbm_pyro._shapes import broadcast_shapes
+
+    cases = [((), ()), ((3,), ()), ((1, 3), (4, 1)), ((2, 1, 5), (7, 1)), (torch.Size([6]), (1,))]
+    for a, b in cases:
+        assert broadcast_shapes(a, b) == torch.broadcast_shapes(a, b)
+        assert isinstance(broadcast_shapes(a, b), torch.Size)
+    assert broadcast_shapes((2, 1), (1, 3), (4, 1, 1)) == torch.Size([4, 2, 3])
+    with pytest.raises(ValueError, match=r"shapes \[\(2, 3\), \(4,\)\] do not broadcast"):
+        broadcast_shapes((2, 3), (4,))
