@@ -28,14 +28,17 @@ def _loss(net, step):
     return (net(x) ** 2).sum()
 
 
+@pytest.mark.parametrize("fused", [True, False])
 @pytest.mark.parametrize("weight_decay", [0.0, 0.1])
-def test_flat_adam_is_torch_adam(weight_decay):
-    """Bit-identical parameters to torch.optim.Adam (single-tensor) after 20 steps with two groups
-    (the second at another lr), and a frozen parameter that neither touches."""
+def test_flat_adam_is_torch_adam(weight_decay, fused):
+    """Bit-identical parameters to torch.optim.Adam (fused, or single-tensor) after 20 steps with
+    two groups (the second at another lr), and a frozen parameter that neither touches."""
     ref, flat_net = _net(), _net()
-    opt_ref = torch.optim.Adam(_groups(ref), lr=0.01, weight_decay=weight_decay, foreach=False)
+    kind = {"fused": True} if fused else {"foreach": False}
+    opt_ref = torch.optim.Adam(_groups(ref), lr=0.01, weight_decay=weight_decay, **kind)
     flat = FlatParameters(_groups(flat_net))
-    opt_flat = FlatAdam(flat, lr=0.01, weight_decay=weight_decay)
+    opt_flat = FlatAdam(flat, lr=0.01, weight_decay=weight_decay, fused=fused)
+    assert opt_flat.fused is fused
     assert [b.numel() for b in flat.buffers] == [5 * 8 + 8 + 8 + 8, 8 * 3 + 3]  # the frozen one left out
     for step in range(20):
         opt_ref.zero_grad()
