@@ -79,10 +79,10 @@ class FlatParameters:
         return [group["params"][0] for group in self.groups]
 
     def zero_grad(self) -> None:
-        """Zero the gradient buffers (every parameter's gradient is a view into one)."""
+        """Zero the gradient buffers (every parameter's gradient is a view into one; call
+        :meth:`collect` after the backward pass for any that other code replaced)."""
         for flat in self.buffers:
             flat.grad.zero_()
-        self.collect()
 
     def collect(self) -> None:
         """Put back into the buffers any gradient that is not a view of them any more (set to

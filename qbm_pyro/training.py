@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 from .data import MinibatchLoader
 from .device import batch_to
 from .flat_parameters import FlatAdam, FlatParameters
-from .module import AnalyticKL_ELBO, MultiVAE
+from .module import MultiVAE
 from .samplers import SamplerFallbackWarning
 
 __all__ = [
@@ -308,7 +308,6 @@ class Trainer:
     meta: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        self.elbo = AnalyticKL_ELBO()
         # one buffer per group: Adam, zeroing and the gradient check touch 1-2 tensors, not 20-30
         self.flat = FlatParameters(_parameter_groups(self.module, self.config))
         self.optimizer = FlatAdam(self.flat, lr=self.config.lr, weight_decay=self.config.weight_decay)
@@ -438,7 +437,7 @@ class Trainer:
         distribution refusing non-finite or out-of-range parameters (what diverging weights look
         like first) is a :class:`NumericalError`."""
         try:
-            # = self.elbo.differentiable_loss(module.model, module.guide, ...), without the tracing
+            # = AnalyticKL_ELBO().differentiable_loss(module.model, module.guide, ...), untraced
             return self.module.loss(batch, kl_weight)
         except ValueError as err:
             if "to satisfy the constraint" not in str(err):
