@@ -466,10 +466,8 @@ def _header_section() -> list[str]:
         "",
         "**Which code each section measured.** The speed section ran on the final code (the "
         "speed change of 2026-11-29: implicit relaxation gradient, flat parameter buffers with "
-        "FlatAdam, the `torch.rand` dropout mask) but for its last two fixes, which make it "
-        "faster, so its ratios are conservative: shape broadcasting without sympy (about a second "
-        "less in a process's first training step) and FlatAdam on torch's fused kernel (one pass "
-        "over the buffers instead of six; the optimiser was 9 % of a mixology step). So did the "
+        "FlatAdam on torch's fused kernel, the `torch.rand` dropout mask, shape broadcasting "
+        "without sympy). So did the "
         "QBM-VAE rows of the latent-quality table (`quality.json`, method `qbm`): paul15's, "
         "mixology's and CITE-seq's with torch's fused Adam kernel on the buffers (what FlatAdam now "
         "runs), a549's with FlatAdam's single-tensor update (the same update up to float rounding). "
