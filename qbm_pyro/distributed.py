@@ -183,7 +183,8 @@ class _GradientAllReduce:
             dist.all_reduce(joined)
             joined /= dist.get_world_size()
             if len(grads) > 1:
-                torch._foreach_copy_(grads, list(joined.split([g.numel() for g in grads])))
+                for grad, part in zip(grads, joined.split([g.numel() for g in grads])):
+                    grad.copy_(part)
         self.optimizer.step()
 
     def zero_grad(self, set_to_none: bool = True) -> None:

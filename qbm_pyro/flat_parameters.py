@@ -8,12 +8,8 @@ group, the gradient check is one norm per group, and a data-parallel run all-red
 in place. Autograd accumulates into the gradient views in place, and every update is elementwise,
 so the numbers are those of the per-parameter optimiser.
 
-:class:`FlatAdam` is Adam on those buffers: torch's fused Adam kernel, or ``torch.optim.Adam``'s
-single-tensor update operation for operation (tests check both are bit-identical to
-``torch.optim.Adam``). It exists because building any
-``torch.optim`` optimiser imports torch's compiler stack (``torch._dynamo``: about 2.5 s, paid by
-every process's first fit) and ``Adam.step`` spends about 0.1 ms per call in bookkeeping, a few
-percent of a small model's step.
+:class:`FlatAdam` is ``torch.optim.Adam`` (fused kernel where torch has one) on those buffers,
+with a checkpoint format that names the buffers' moments.
 """
 
 from __future__ import annotations
@@ -25,8 +21,8 @@ from torch import nn
 
 __all__ = ["FlatAdam", "FlatParameters"]
 
-#: torch's fused Adam kernel (a native operator: using it imports nothing), if this torch has it.
-_FUSED_ADAM = getattr(torch, "_fused_adam_", None)
+#: The options of a group that :class:`FlatAdam` keeps (and saves in its checkpoints).
+_GROUP_OPTIONS = ("lr", "betas", "eps", "weight_decay")
 
 
 class FlatParameters:
@@ -112,11 +108,17 @@ class FlatParameters:
 
 
 class FlatAdam:
-    """Adam (Kingma and Ba, 2015) on the buffers of a :class:`FlatParameters`.
+    """``torch.optim.Adam`` on the buffers of a :class:`FlatParameters`.
 
-    The update is ``torch.optim.Adam``'s (``fused=True``, or ``foreach=False``) with L2 weight
-    decay added to the gradient, step for step; each group keeps its own ``lr`` and
-    ``weight_decay``.
+    A thin wrapper: the update is torch's own (``fused=True``: one kernel pass over each buffer,
+    or ``foreach=False``: the single-tensor update), with L2 weight decay added to the gradient;
+    each group keeps its own ``lr`` and ``weight_decay``. What it adds is a checkpoint format
+    that names the buffers' moments (``steps``, ``exp_avg``, ``exp_avg_sq``, ``param_groups``)
+    and checks their sizes on loading.
+
+    Building the first ``torch.optim`` optimiser of a process imports ``torch._dynamo`` (torch
+    wraps its optimisers' methods to keep its compiler out of them); that one-off cost is part of
+    the first fit's time in ``benchmarks/``.
 
     Parameters
     ----------
@@ -125,9 +127,15 @@ class FlatAdam:
     lr, betas, eps, weight_decay
         Defaults for groups that do not set them, as for ``torch.optim.Adam``.
     fused
-        Update each buffer with torch's fused Adam kernel (one pass over memory, as
-        ``torch.optim.Adam(fused=True)``); ``False``: the single-tensor update's six operations
-        (as ``foreach=False``). ``None``: fused where torch has the kernel for the buffers' device.
+        ``True``: torch's fused kernel (``ValueError`` where this torch has none for the buffers'
+        device or dtype); ``False``: the single-tensor update; ``None``: fused where available.
+
+    Attributes
+    ----------
+    adam : torch.optim.Adam
+        The optimiser doing the work.
+    fused : bool
+        Whether it runs the fused kernel.
     """
 
     def __init__(
@@ -144,64 +152,33 @@ class FlatAdam:
                 f"invalid Adam settings: lr={lr}, betas={betas}, eps={eps}, weight_decay={weight_decay}"
             )
         self.flat = flat
-        self.param_groups = [
-            {
-                "params": group["params"],
-                "lr": float(group.get("lr", lr)),
-                "betas": tuple(betas),
-                "eps": float(eps),
-                "weight_decay": float(group.get("weight_decay", weight_decay)),
-            }
-            for group in flat.groups
-        ]
-        self.steps = 0
-        self.exp_avg = [torch.zeros_like(buffer) for buffer in flat.buffers]
-        self.exp_avg_sq = [torch.zeros_like(buffer) for buffer in flat.buffers]
-        kernel_everywhere = _FUSED_ADAM is not None and all(
-            b.device.type in ("cpu", "cuda") and b.dtype in (torch.float32, torch.float64)
-            for b in flat.buffers
-        )
-        if fused and not kernel_everywhere:
-            raise ValueError("torch has no fused Adam kernel for these buffers' device or dtype")
-        self.fused = kernel_everywhere if fused is None else bool(fused)
-        # the step count as torch's fused kernel reads it (a float32 scalar per buffer)
-        self._step_tensors = [torch.zeros((), dtype=torch.float32, device=b.device) for b in flat.buffers]
+        groups = [{k: v for k, v in g.items() if k in _GROUP_OPTIONS or k == "params"} for g in flat.groups]
+        options = {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay}
+        self.adam: torch.optim.Adam | None = None
+        if fused is not False:
+            try:
+                self.adam = torch.optim.Adam(groups, **options, fused=True)
+            except RuntimeError as err:  # no fused kernel for this device or dtype
+                if fused:
+                    raise ValueError(f"torch has no fused Adam kernel for these buffers: {err}") from err
+        if self.adam is None:
+            self.adam = torch.optim.Adam(groups, **options, foreach=False)
+        self.fused = bool(self.adam.defaults["fused"])
 
-    @torch.no_grad()
+    @property
+    def param_groups(self) -> list[dict]:
+        """The optimiser's groups (one flat buffer each)."""
+        return self.adam.param_groups
+
+    @property
+    def steps(self) -> int:
+        """Updates made so far."""
+        states = [self.adam.state.get(b) for b in self.flat.buffers]
+        return int(states[0]["step"]) if states and states[0] else 0
+
     def step(self) -> None:
         """One Adam update of every buffer from its gradient."""
-        self.steps += 1
-        parts = zip(self.param_groups, self.exp_avg, self.exp_avg_sq, self._step_tensors)
-        for group, exp_avg, exp_avg_sq, step_tensor in parts:
-            param = group["params"][0]
-            beta1, beta2 = group["betas"]
-            if self.fused:
-                step_tensor.fill_(self.steps)
-                _FUSED_ADAM(
-                    [param],
-                    [param.grad],
-                    [exp_avg],
-                    [exp_avg_sq],
-                    [],
-                    [step_tensor],
-                    amsgrad=False,
-                    lr=group["lr"],
-                    beta1=beta1,
-                    beta2=beta2,
-                    weight_decay=group["weight_decay"],
-                    eps=group["eps"],
-                    maximize=False,
-                )
-                continue
-            grad = param.grad
-            if group["weight_decay"] != 0:
-                grad = grad.add(param, alpha=group["weight_decay"])
-            exp_avg.lerp_(grad, 1 - beta1)
-            exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-            bias_correction1 = 1 - beta1**self.steps
-            bias_correction2_sqrt = (1 - beta2**self.steps) ** 0.5
-            denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(group["eps"])
-            param.addcdiv_(exp_avg, denom, value=-group["lr"] / bias_correction1)
+        self.adam.step()
 
     def zero_grad(self, set_to_none: bool = False) -> None:  # noqa: ARG002 (the buffers stay)
         """Zero the gradient buffers (they are never set to ``None``: the parameters' gradients
@@ -210,11 +187,15 @@ class FlatAdam:
 
     def state_dict(self) -> dict:
         """Step count, moments and group settings (tensors are copies)."""
+        moments = {"exp_avg": [], "exp_avg_sq": []}
+        for buffer in self.flat.buffers:
+            state = self.adam.state.get(buffer) or {}
+            for key, saved in moments.items():
+                saved.append(state[key].clone() if key in state else torch.zeros_like(buffer.detach()))
         return {
             "steps": self.steps,
-            "exp_avg": [t.clone() for t in self.exp_avg],
-            "exp_avg_sq": [t.clone() for t in self.exp_avg_sq],
-            "param_groups": [{k: v for k, v in g.items() if k != "params"} for g in self.param_groups],
+            **moments,
+            "param_groups": [{k: g[k] for k in _GROUP_OPTIONS} for g in self.adam.param_groups],
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -225,8 +206,19 @@ class FlatAdam:
             raise ValueError(f"optimiser state for buffers of sizes {saved}, this model has {sizes}")
         if not math.isfinite(state["steps"]) or state["steps"] < 0:
             raise ValueError(f"invalid optimiser step count {state['steps']!r}")
-        self.steps = int(state["steps"])
-        for mine, theirs in zip(self.exp_avg + self.exp_avg_sq, state["exp_avg"] + state["exp_avg_sq"]):
-            mine.copy_(theirs)
-        for group, saved_group in zip(self.param_groups, state["param_groups"]):
-            group.update({k: (tuple(v) if k == "betas" else v) for k, v in saved_group.items()})
+        groups = []
+        for i, (group, saved_group) in enumerate(zip(self.adam.param_groups, state["param_groups"])):
+            options = {k: v for k, v in group.items() if k != "params"}
+            options.update({k: (tuple(v) if k == "betas" else v) for k, v in saved_group.items()})
+            groups.append({**options, "params": [i]})
+        moments = {}
+        if state["steps"] > 0:
+            moments = {
+                i: {
+                    "step": torch.tensor(float(state["steps"])),
+                    "exp_avg": a.clone(),
+                    "exp_avg_sq": b.clone(),
+                }
+                for i, (a, b) in enumerate(zip(state["exp_avg"], state["exp_avg_sq"]))
+            }
+        self.adam.load_state_dict({"state": moments, "param_groups": groups})

@@ -35,7 +35,6 @@ PACKAGE = Path(qbm_pyro.__file__).resolve().parent
 LAYER = {
     "_checks": 0,
     "_constants": 0,
-    "_shapes": 0,
     "device": 0,
     "energy": 0,
     "flat_parameters": 0,
@@ -62,7 +61,6 @@ APART = {("module", "data"), ("data", "module")}
 #: Parts that hold no cells and must not import the single-cell stack.
 CELL_FREE = {
     "_checks",
-    "_shapes",
     "_constants",
     "device",
     "energy",

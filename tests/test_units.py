@@ -234,14 +234,15 @@ def test_dropout_keeps_units_with_probability_one_minus_p_and_rescales():
     assert not Dropout(1.0)(x).any()
 
 
-def test_broadcast_shapes_is_torchs_without_sympy():
-    """Same answers as torch.broadcast_shapes; a mismatch is a ValueError naming the shapes."""
-    from qbm_pyro._shapes import broadcast_shapes
+def test_mismatched_batch_shapes_are_refused_by_name():
+    """Boltzmann and NegativeBinomial broadcast with Pyro's broadcast_shape: a mismatch is a
+    ValueError naming both shapes; matching ones broadcast."""
+    from qbm_pyro.distributions import Boltzmann
+    from qbm_pyro.module.likelihoods import NegativeBinomial
 
-    cases = [((), ()), ((3,), ()), ((1, 3), (4, 1)), ((2, 1, 5), (7, 1)), (torch.Size([6]), (1,))]
-    for a, b in cases:
-        assert broadcast_shapes(a, b) == torch.broadcast_shapes(a, b)
-        assert isinstance(broadcast_shapes(a, b), torch.Size)
-    assert broadcast_shapes((2, 1), (1, 3), (4, 1, 1)) == torch.Size([4, 2, 3])
-    with pytest.raises(ValueError, match=r"shapes \[\(2, 3\), \(4,\)\] do not broadcast"):
-        broadcast_shapes((2, 3), (4,))
+    with pytest.raises(ValueError, match=r"broadcast.*\[2\].*\[4\]"):
+        Boltzmann(torch.zeros(2, 3), torch.zeros(4, 3, 3))
+    assert Boltzmann(torch.zeros(2, 1, 3), torch.zeros(4, 3, 3)).batch_shape == torch.Size([2, 4])
+    with pytest.raises(ValueError, match=r"broadcast.*\[3\].*\[2\]"):
+        NegativeBinomial(torch.ones(3), torch.ones(2))
+    assert NegativeBinomial(torch.ones(2, 1), torch.ones(3)).batch_shape == torch.Size([2, 3])

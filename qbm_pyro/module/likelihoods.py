@@ -24,9 +24,8 @@ from pyro.distributions import (
     ZeroInflatedDistribution,
     constraints,
 )
+from pyro.distributions.util import broadcast_shape
 from torch.distributions.utils import broadcast_all
-
-from .._shapes import broadcast_shapes
 
 __all__ = ["NegativeBinomial", "NegativeBinomialMixture", "atac_likelihood", "rna_likelihood"]
 
@@ -51,7 +50,7 @@ class NegativeBinomial(TorchDistribution):
     def __init__(self, mean: torch.Tensor, inverse_dispersion: torch.Tensor, *, validate_args=None):
         self._mu = mean + EPS
         self.inverse_dispersion = inverse_dispersion
-        shape = broadcast_shapes(mean.shape, inverse_dispersion.shape)
+        shape = broadcast_shape(mean.shape, inverse_dispersion.shape)
         super().__init__(shape, validate_args=validate_args)
 
     @property
