@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-__all__ = ["MODALITY_ALIASES", "REGISTRY_KEYS"]
+__all__ = ["MODALITY_ALIASES", "PRIORS", "REGISTRY_KEYS"]
+
+#: The latent priors of :class:`~qbm_pyro.module.MultiVAE` (``prior=``).
+PRIORS = ("boltzmann", "rbm", "bernoulli", "gaussian")
 
 
 class _REGISTRY_KEYS_NT(NamedTuple):  # noqa: N801 (scvi-tools naming)

@@ -102,8 +102,8 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-q", "--quiet", action="store_true", help="no progress bar, logging or warnings")
     common.add_argument("--debug", action="store_true", help="show tracebacks")
-    from qbm_pyro import __version__
-    from qbm_pyro.module.vae import PRIORS
+    from qbm_pyro import __version__  # cheap: the package loads its parts on first use
+    from qbm_pyro._constants import PRIORS
 
     parser = argparse.ArgumentParser(
         prog="qbm-pyro",

@@ -35,6 +35,7 @@ PACKAGE = Path(qbm_pyro.__file__).resolve().parent
 LAYER = {
     "_checks": 0,
     "_constants": 0,
+    "_lazy": 0,
     "device": 0,
     "energy": 0,
     "flat_parameters": 0,
@@ -62,6 +63,7 @@ APART = {("module", "data"), ("data", "module")}
 CELL_FREE = {
     "_checks",
     "_constants",
+    "_lazy",
     "device",
     "energy",
     "flat_parameters",

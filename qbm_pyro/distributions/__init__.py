@@ -1,5 +1,5 @@
 """Everything in :mod:`pyro.distributions`, plus the Boltzmann machines and the relaxations of
-binary variables used by discrete VAEs.
+binary variables used by discrete VAEs (these load on first use, with the samplers under them).
 
 >>> import qbm_pyro.distributions as dist
 >>> dist.Normal, dist.Boltzmann  # doctest: +ELLIPSIS
@@ -9,19 +9,19 @@ binary variables used by discrete VAEs.
 from pyro.distributions import *  # noqa: F403
 from pyro.distributions import __all__ as _pyro_all
 
-from qbm_pyro.distributions.boltzmann import RBM, BinaryVectorConstraint, Boltzmann
-from qbm_pyro.distributions.kl import kl_bernoulli_boltzmann
-from qbm_pyro.distributions.relaxed import OverlappingExponentials, SpikeAndExponential
-from qbm_pyro.distributions.relaxed_boltzmann import RelaxedBoltzmann, smooth_code
+from qbm_pyro._lazy import attach
 
-__all__ = list(_pyro_all) + [
-    "BinaryVectorConstraint",
-    "Boltzmann",
-    "OverlappingExponentials",
-    "RBM",
-    "RelaxedBoltzmann",
-    "SpikeAndExponential",
-    "kl_bernoulli_boltzmann",
-    "smooth_code",
-]
-__all__[:] = sorted(set(__all__))
+__getattr__, __dir__, _ours = attach(
+    __name__,
+    attributes={
+        "BinaryVectorConstraint": ".boltzmann",
+        "Boltzmann": ".boltzmann",
+        "RBM": ".boltzmann",
+        "kl_bernoulli_boltzmann": ".kl",
+        "OverlappingExponentials": ".relaxed",
+        "SpikeAndExponential": ".relaxed",
+        "RelaxedBoltzmann": ".relaxed_boltzmann",
+        "smooth_code": ".relaxed_boltzmann",
+    },
+)
+__all__ = sorted(set(_pyro_all) | set(_ours))

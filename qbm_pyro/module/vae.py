@@ -40,7 +40,7 @@ from torch import nn
 
 from .. import distributions as dist
 from .._checks import check_choice
-from .._constants import REGISTRY_KEYS
+from .._constants import PRIORS, REGISTRY_KEYS
 from ..distributions.kl import kl_bernoulli_boltzmann
 from ..distributions.relaxed_boltzmann import RELAXATION_KINDS as RELAXATIONS
 from .likelihoods import NegativeBinomialMixture, atac_likelihood, rna_likelihood
@@ -50,7 +50,6 @@ from .priors import BoltzmannPrior
 __all__ = ["MultiVAE"]
 
 K = REGISTRY_KEYS
-PRIORS = ("boltzmann", "rbm", "bernoulli", "gaussian")
 ENCODER_INPUTS = ("log1p", "depth")
 
 

@@ -1,21 +1,22 @@
-"""Plots (scanpy style): the data object (or model) first, keyword-only options, an Axes returned."""
+"""Plots (scanpy style): the data object first (a model only where a plot needs one), keyword-only
+options, an Axes returned. Each loads on first use (matplotlib with it)."""
 
-from qbm_pyro.pl._model import couplings, energy, training_curve
-from qbm_pyro.pl._trajectory import pseudotime_energy, state_graph, trajectory
+from qbm_pyro._lazy import attach
 
-__all__ = ["couplings", "energy", "pseudotime_energy", "state_graph", "training_curve", "trajectory"]
-from qbm_pyro.pl._samplers import (  # noqa: E402  (sampler diagnostics)
-    autocorrelation,
-    effective_sample_size,
-    energy_trace,
-    record_energy_trace,
-    swap_acceptance,
+__getattr__, __dir__, __all__ = attach(
+    __name__,
+    attributes={
+        "couplings": "._model",
+        "energy": "._model",
+        "training_curve": "._model",
+        "pseudotime_energy": "._trajectory",
+        "state_graph": "._trajectory",
+        "trajectory": "._trajectory",
+        # sampler diagnostics
+        "autocorrelation": "._samplers",
+        "effective_sample_size": "._samplers",
+        "energy_trace": "._samplers",
+        "record_energy_trace": "._samplers",
+        "swap_acceptance": "._samplers",
+    },
 )
-
-__all__ += [
-    "autocorrelation",
-    "effective_sample_size",
-    "energy_trace",
-    "record_energy_trace",
-    "swap_acceptance",
-]

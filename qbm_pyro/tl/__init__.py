@@ -1,16 +1,19 @@
-"""Tools (muon/scanpy style): each verb takes the data object first and writes its results into it."""
+"""Tools (muon/scanpy style): each verb takes the data object first and writes its results into it.
 
-from qbm_pyro.tl._attractors import attractors
-from qbm_pyro.tl._qbm import qbm
-from qbm_pyro.tl._trajectory import cell_graph, energy_along_pseudotime, trajectory, trajectory_graph
-from qbm_pyro.tl._transfer import transfer_labels
+Each tool loads on first use.
+"""
 
-__all__ = [
-    "attractors",
-    "cell_graph",
-    "energy_along_pseudotime",
-    "qbm",
-    "trajectory",
-    "trajectory_graph",
-    "transfer_labels",
-]
+from qbm_pyro._lazy import attach
+
+__getattr__, __dir__, __all__ = attach(
+    __name__,
+    attributes={
+        "attractors": "._attractors",
+        "cell_graph": "._trajectory",
+        "energy_along_pseudotime": "._trajectory",
+        "qbm": "._qbm",
+        "trajectory": "._trajectory",
+        "trajectory_graph": "._trajectory",
+        "transfer_labels": "._transfer",
+    },
+)
