@@ -1,4 +1,6 @@
-"""Where a model computes: ``accelerator="auto" | "cpu" | "cuda"`` and an optional ``device``.
+"""Where a model computes: ``accelerator="auto" | "cpu" | "cuda" | "gpu"`` and an optional ``device``.
+
+``"gpu"`` is Lightning's and scvi-tools' name for ``"cuda"``.
 
 The module, the minibatches, the torch samplers' persistent chains and the prior's log Z all
 live on that device. Files are always written and read on the CPU side (``map_location="cpu"``),
@@ -13,7 +15,7 @@ import torch
 
 __all__ = ["ACCELERATORS", "batch_to", "resolve_device"]
 
-ACCELERATORS = ("auto", "cpu", "cuda")
+ACCELERATORS = ("auto", "cpu", "cuda", "gpu")
 
 
 def resolve_device(accelerator: str = "auto", device: str | int | torch.device | None = None) -> torch.device:
@@ -22,7 +24,8 @@ def resolve_device(accelerator: str = "auto", device: str | int | torch.device |
     Parameters
     ----------
     accelerator
-        ``"auto"`` (CUDA when available, else CPU), ``"cpu"`` or ``"cuda"``.
+        ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, or ``"cuda"`` (also spelled
+        ``"gpu"``, as in Lightning and scvi-tools).
     device
         A device index (``0``), a name (``"cuda:1"``) or a ``torch.device``; default the
         accelerator's current device.
@@ -36,6 +39,8 @@ def resolve_device(accelerator: str = "auto", device: str | int | torch.device |
     """
     if accelerator not in ACCELERATORS:
         raise ValueError(f"accelerator must be one of {list(ACCELERATORS)}, got {accelerator!r}")
+    if accelerator == "gpu":
+        accelerator = "cuda"
     if accelerator == "auto":
         if device is not None:
             accelerator = torch.device(f"cuda:{device}" if isinstance(device, int) else device).type

@@ -99,8 +99,8 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
     seed
         Seed of the network initialisation, the shuffling and the sampler.
     accelerator
-        ``"auto"`` (CUDA when available, else CPU), ``"cpu"`` or ``"cuda"`` (an error if CUDA is
-        not available). The module, the minibatches and the torch samplers' chains live there.
+        ``"auto"`` (CUDA when available, else CPU), ``"cpu"`` or ``"cuda"`` (also ``"gpu"``, as in
+        Lightning; an error if CUDA is not available). The module, the minibatches and the torch samplers' chains live there.
     device
         A device of that accelerator (index or name, e.g. ``1`` or ``"cuda:1"``); default its
         current one.

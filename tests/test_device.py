@@ -16,6 +16,9 @@ def test_resolve_device():
         resolve_device("tpu")
     with pytest.raises(ValueError, match="does not match"):
         resolve_device("cpu", "cuda:0")
+    if torch.cuda.is_available():
+        assert resolve_device("gpu") == torch.device("cuda")  # Lightning's / scvi-tools' spelling
+        assert resolve_device("gpu", 0) == torch.device("cuda:0")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
@@ -24,6 +27,21 @@ def test_cuda_asked_for_without_cuda_is_a_clear_error():
         resolve_device("cuda")
     with pytest.raises(RuntimeError, match="CUDA is not available"):
         qbm_pyro.QBMVAE(datasets.pbmc_cite_2batch(), batch_key="batch", n_latent=8, accelerator="cuda")
+    with pytest.raises(RuntimeError, match="CUDA is not available"):
+        resolve_device("gpu")
+    with pytest.raises(RuntimeError, match="CUDA is not available"):
+        qbm_pyro.tl.qbm(datasets.pbmc_cite_2batch(), batch_key="batch", accelerator="gpu", max_epochs=1)
+
+
+def test_tl_qbm_takes_accelerator_and_device():
+    """tl.qbm passes accelerator/device to the model, as the CLI's --device does."""
+    mdata = datasets.pbmc_cite_2batch()
+    qbm_pyro.tl.qbm(
+        mdata, batch_key="batch", n_latent=8, max_epochs=1, progress_bar=False, accelerator="cpu", device=0
+    )
+    assert mdata.obsm["X_qbm"].shape == (mdata.n_obs, 8 + 16)
+    with pytest.raises(ValueError, match="does not match"):
+        qbm_pyro.tl.qbm(mdata, batch_key="batch", accelerator="cpu", device="cuda:0", max_epochs=1)
 
 
 def test_cpu_model_trains_saves_and_reloads_on_cpu(tmp_path):

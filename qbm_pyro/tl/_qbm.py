@@ -34,6 +34,8 @@ def qbm(
     n_top_genes: int | str | None = "auto",
     representation: str | None = None,
     seed: int = 0,
+    accelerator: str = "auto",
+    device: str | int | None = None,
     model_dir: str | Path | None = None,
     key_added: str = "qbm",
     progress_bar: bool = True,
@@ -55,6 +57,11 @@ def qbm(
     modalities, layers, batch_key, prior, relaxation, sampler, seed
         As for :class:`~qbm_pyro.QBMVAE` (ignored when ``model`` is given): ``sampler`` is any
         :class:`~qbm_pyro.samplers.Sampler` (a ``DimodSampler``, a ``QPUSampler``...).
+    accelerator, device
+        Where to fit, as for :class:`~qbm_pyro.QBMVAE` and the CLI's ``--device``:
+        ``accelerator="auto"`` (CUDA when available), ``"cpu"``, ``"gpu"`` or ``"cuda"``
+        (Lightning's and scvi-tools' spellings), and optionally ``device`` (``1``,
+        ``"cuda:1"``). Ignored when ``model`` is given (it stays where it is).
     n_latent, n_continuous
         As for :class:`~qbm_pyro.QBMVAE`; ``None``: 64 and 16, resolved with the other sizes by
         :func:`qbm_pyro.pp.size_defaults` (a smaller latent lost on 300 cells).
@@ -129,6 +136,8 @@ def qbm(
             relaxation=relaxation,
             sampler=sampler,
             seed=seed,
+            accelerator=accelerator,
+            device=device,
         )
         model.train(
             max_epochs=sizes["max_epochs"],
