@@ -263,7 +263,9 @@ class GenerationMixin:
         n_samples
             Draws per cell.
         modality
-            A modality name; default: the model's only one, or every modality as a dict.
+            A modality's name (``"prot"``) or kind (``"protein"``), as everywhere in
+            :class:`~qbm_pyro.QBMVAE`; default: the model's only one, or every modality as a dict
+            keyed by name.
         seed
             Seed of the draws.
 
@@ -275,9 +277,7 @@ class GenerationMixin:
         """
         n_samples = _positive_int("n_samples", n_samples)
         names = list(self.registry.modalities)
-        if modality is not None and modality not in names:
-            raise ValueError(f"modality must be one of {names}, got {modality!r}")
-        wanted = [modality] if modality else names
+        wanted = [self._resolve_modality(modality)[0]] if modality is not None else names
         m = self.module
         m.eval()
         out = {name: [] for name in wanted}
@@ -296,6 +296,83 @@ class GenerationMixin:
             arr = torch.cat(out[name]).cpu().numpy()
             result[name] = arr[..., 0] if n_samples == 1 else arr
         return result if modality is None and len(names) > 1 else result[wanted[0]]
+
+    def predictive(
+        self,
+        data=None,
+        *,
+        indices=None,
+        num_samples: int = 1,
+        posterior: bool = True,
+        return_sites: list[str] | None = None,
+        batch_size: int = 256,
+        seed: int | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Pyro's :class:`~pyro.infer.Predictive` on the model's Pyro ``model`` and ``guide``, fed
+        with this model's own minibatches (registry, covariates, size factors, device).
+
+        Sites: ``"z"`` (the smoothed binary code ζ), ``"c"`` (the Gaussian part) and one
+        ``"x_<kind>"`` per modality (``"x_rna"``, ``"x_protein"``, ``"x_atac"``). Sample sites are
+        named by modality *kind*: a model holds at most one modality per kind, so a kind names a
+        modality as well as its name does, and every ``modality=`` argument of
+        :class:`~qbm_pyro.QBMVAE` takes either (``"prot"`` or ``"protein"``).
+
+        Parameters
+        ----------
+        data, indices, batch_size
+            Cells to condition on (default: all training cells): their batch covariates and size
+            factors, and with ``posterior=True`` their counts through the encoder.
+        num_samples
+            Draws per cell.
+        posterior
+            ``True``: latents from the guide ``q(ζ, c | x)`` (the posterior predictive, as
+            :meth:`posterior_predictive_sample`); ``False``: from the prior (as :meth:`generate`,
+            but with these cells' covariates and size factors).
+        return_sites
+            Sites to return (default: all sample sites).
+        seed
+            Seed of the draws.
+
+        Returns
+        -------
+        ``{site: tensor (num_samples, n_cells, ...)}`` on the CPU, cells in the order asked for.
+
+        Examples
+        --------
+        >>> import qbm_pyro
+        >>> mdata = qbm_pyro.datasets.pbmc_cite_2batch()
+        >>> model = qbm_pyro.QBMVAE(mdata, batch_key="batch", n_latent=8, n_continuous=4)
+        >>> draws = model.predictive(indices=range(5), num_samples=3, seed=0)
+        >>> sorted(draws)
+        ['c', 'x_protein', 'x_rna', 'z']
+        >>> tuple(draws["x_protein"].shape)  # 3 draws, 5 cells, 14 proteins
+        (3, 5, 14)
+        """
+        from pyro.infer import Predictive
+
+        num_samples = _positive_int("num_samples", num_samples)
+        m = self.module
+        m.eval()
+        indices = (
+            None if indices is None else np.asarray(list(indices) if isinstance(indices, range) else indices)
+        )
+        predictive = Predictive(
+            m.model, guide=m.guide if posterior else None, num_samples=num_samples, return_sites=return_sites
+        )
+        parts: dict[str, list[torch.Tensor]] = {}
+        # Predictive runs the model once unconditioned per call (to find its plates and sites):
+        # that draws from the prior's sampler, so its persistent chains are put back afterwards
+        sampler = m.prior.sampler if m.prior is not None else None
+        chains = copy.deepcopy(sampler.state_dict()) if sampler is not None else None
+        try:
+            with torch.no_grad(), torch.random.fork_rng(), _seeded(seed):
+                for batch in self._loader(data, indices, batch_size):
+                    for site, value in predictive(batch, observe=False).items():
+                        parts.setdefault(site, []).append(value.detach().cpu())
+        finally:
+            if sampler is not None:
+                sampler.load_state_dict(chains)
+        return {site: torch.cat(values, 1) for site, values in parts.items()}
 
 
 def _posterior_latent_sample(m, posterior: dict) -> torch.Tensor:

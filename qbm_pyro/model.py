@@ -100,7 +100,8 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
         Seed of the network initialisation, the shuffling and the sampler.
     accelerator
         ``"auto"`` (CUDA when available, else CPU), ``"cpu"`` or ``"cuda"`` (also ``"gpu"``, as in
-        Lightning; an error if CUDA is not available). The module, the minibatches and the torch samplers' chains live there.
+        Lightning; an error if CUDA is not available). The module, the minibatches and the torch
+        samplers' chains live there.
     device
         A device of that accelerator (index or name, e.g. ``1`` or ``"cuda:1"``); default its
         current one.
@@ -138,7 +139,7 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
         sampler: Sampler | None = None,
         sampler_fallback: bool = True,
         seed: int = 0,
-        accelerator: Literal["auto", "cpu", "cuda"] = "auto",
+        accelerator: Literal["auto", "cpu", "cuda", "gpu"] = "auto",
         device: str | int | torch.device | None = None,
         **module_kwargs,
     ):
@@ -327,6 +328,24 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
     # ------------------------------------------------------------------ outputs
 
     @property
+    def sampler(self) -> Sampler | None:
+        """The sampler of the prior's negative phase (``None`` for the Gaussian and Bernoulli
+        priors): the ``sampler`` given (a non-torch one such as a ``DimodSampler`` wrapped in a
+        :class:`~qbm_pyro.samplers.FallbackSampler` unless ``sampler_fallback=False``), or the
+        default :class:`~qbm_pyro.samplers.GibbsSampler`. Its persistent chains are the model's
+        own; to draw from the learned prior use :meth:`sample_prior`.
+
+        Examples
+        --------
+        >>> import qbm_pyro
+        >>> model = qbm_pyro.QBMVAE(qbm_pyro.datasets.pbmc_cite_2batch(), n_latent=8)
+        >>> type(model.sampler).__name__
+        'GibbsSampler'
+        """
+        prior = self.module.prior
+        return None if prior is None else prior.sampler
+
+    @property
     def default_representation(self) -> Representation:
         """``"joint"`` when the latent has binary and Gaussian parts, else the part it has."""
         m = self.module
@@ -447,7 +466,7 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
         *,
         sampler: Sampler | None = None,
         sampler_fallback: bool = True,
-        accelerator: Literal["auto", "cpu", "cuda"] = "auto",
+        accelerator: Literal["auto", "cpu", "cuda", "gpu"] = "auto",
         device: str | int | torch.device | None = None,
     ) -> QBMVAE:
         """Load a model saved by :meth:`save` and attach it to ``data`` (same features), on

@@ -277,8 +277,35 @@ def test_generate_gaussian_twin_and_posterior_predictive():
     assert pp["rna"].shape == (5, data["rna"].n_vars, 3) and pp["prot"].shape == (5, 14, 3)
     one = model.posterior_predictive_sample(indices=np.arange(5), modality="prot", seed=0)
     assert one.shape == (5, 14) and (one >= 0).all()
+    # one naming rule: a modality's name or its kind, as get_normalized_expression takes
+    by_kind = model.posterior_predictive_sample(indices=np.arange(5), modality="protein", seed=0)
+    np.testing.assert_array_equal(by_kind, one)
+    assert model.get_normalized_expression(modality="protein", return_pandas=False).shape[1] == 14
     with pytest.raises(ValueError, match="modality"):
         model.posterior_predictive_sample(modality="nope")
+
+
+def test_predictive_uses_the_models_own_minibatches():
+    """model.predictive: Pyro's Predictive over the model's loader; sites named by kind; seeded;
+    the prior path (posterior=False) gives the same sites; model.sampler is the prior's."""
+    data = datasets.pbmc_cite_2batch()
+    model = qbm_pyro.QBMVAE(data, batch_key="batch", n_latent=4, n_continuous=2, n_hidden=16)
+    assert model.sampler is model.module.prior.sampler
+    cells = np.array([3, 0, 7])
+    chains = model.sampler.state_dict()["generator"].clone()
+    draws = model.predictive(indices=cells, num_samples=2, seed=1, batch_size=2)  # two minibatches
+    assert sorted(draws) == ["c", "x_protein", "x_rna", "z"]
+    assert draws["x_rna"].shape == (2, 3, data["rna"].n_vars) and draws["z"].shape == (2, 3, 4)
+    assert (draws["x_protein"] == draws["x_protein"].round()).all() and (draws["x_protein"] >= 0).all()
+    again = model.predictive(indices=cells, num_samples=2, seed=1, batch_size=2)
+    assert all(torch.equal(draws[k], again[k]) for k in draws)
+    assert torch.equal(model.sampler.state_dict()["generator"], chains)  # the model's chains are left alone
+    prior = model.predictive(indices=cells, posterior=False, return_sites=["x_rna"], seed=0)
+    assert list(prior) == ["x_rna"] and prior["x_rna"].shape == (1, 3, data["rna"].n_vars)
+    with pytest.raises(ValueError, match="num_samples"):
+        model.predictive(num_samples=0)
+    gaussian = qbm_pyro.QBMVAE(data, prior="gaussian", n_continuous=2, n_hidden=16)
+    assert gaussian.sampler is None
 
 
 def test_negative_binomial_mixture_sample_moments():
