@@ -14,16 +14,54 @@ from ._style import axes, finish
 __all__ = ["couplings", "energy", "training_curve"]
 
 
+def _uns(data, key: str, entry: str, what: str):
+    """``data.uns[key][entry]``, or a ``KeyError`` saying how to get it."""
+    try:
+        return data.uns[key][entry]
+    except (KeyError, TypeError):
+        raise KeyError(
+            f"data.uns[{key!r}][{entry!r}] not found: run qbm_pyro.tl.qbm(data, key_added={key!r}) first, "
+            f"or pass the fitted model as model= for its {what}"
+        ) from None
+
+
+def _is_model(obj) -> bool:
+    return hasattr(obj, "module") and hasattr(obj, "history_")
+
+
 def training_curve(
-    history, *, ax: Axes | None = None, show: bool = False, save: str | Path | None = None
+    data=None,
+    *,
+    model=None,
+    key: str = "qbm",
+    ax: Axes | None = None,
+    show: bool = False,
+    save: str | Path | None = None,
 ) -> Axes:
     """Training and validation loss (negative ELBO per cell) and the KL weight per epoch.
 
     Parameters
     ----------
-    history
-        ``model.history_`` or ``data.uns["qbm"]["history"]``.
+    data
+        The MuData/AnnData :func:`qbm_pyro.tl.qbm` wrote into (its ``uns[key]["history"]``), or a
+        history dict (``model.history_``).
+    model
+        A fitted :class:`~qbm_pyro.QBMVAE` to read the history from instead.
+    key
+        ``key_added`` of :func:`~qbm_pyro.tl.qbm`.
     """
+    if model is None and _is_model(data):  # pl.training_curve(model)
+        data, model = None, data
+    if model is not None:
+        history = model.history_
+    elif isinstance(data, (md.MuData, ad.AnnData)):
+        history = _uns(data, key, "history", "history")
+    elif isinstance(data, dict):
+        history = data
+    else:
+        raise TypeError(
+            f"training_curve takes a MuData/AnnData, a history dict or model=, got {type(data).__name__}"
+        )
     ax = axes(ax)
     epochs = np.asarray(history["epoch"])
     ax.plot(epochs, history["train_loss"], label="train")
@@ -38,15 +76,52 @@ def training_curve(
     return finish(ax, show, save)
 
 
-def couplings(model, *, ax: Axes | None = None, show: bool = False, save: str | Path | None = None) -> Axes:
+def couplings(
+    data=None,
+    *,
+    model=None,
+    key: str = "qbm",
+    ax: Axes | None = None,
+    show: bool = False,
+    save: str | Path | None = None,
+) -> Axes:
     """Heat map of the learned prior's couplings ``J`` (symmetrised) with the biases ``h`` on the
-    diagonal."""
-    prior = model.module.prior
-    if prior is None:
-        raise ValueError("this model has no Boltzmann prior (prior='gaussian')")
-    J = prior.couplings().detach().numpy()
+    diagonal.
+
+    Parameters
+    ----------
+    data
+        The MuData/AnnData :func:`qbm_pyro.tl.qbm` wrote into (the prior it stored in
+        ``uns[key]["prior"]``).
+    model
+        A fitted :class:`~qbm_pyro.QBMVAE` to read the prior from instead (also accepted as the
+        first argument).
+    key
+        ``key_added`` of :func:`~qbm_pyro.tl.qbm`.
+
+    Examples
+    --------
+    After :func:`qbm_pyro.tl.qbm` (tested in ``tests/test_pl_model.py``):
+
+    >>> qbm_pyro.tl.qbm(mdata, batch_key="batch")  # doctest: +SKIP
+    >>> qbm_pyro.pl.couplings(mdata)  # doctest: +SKIP
+    """
+    if model is None and _is_model(data):  # pl.couplings(model)
+        data, model = None, data
+    if model is not None:
+        prior = model.module.prior
+        if prior is None:
+            raise ValueError("this model has no Boltzmann prior (prior='gaussian')")
+        h, J = prior.h.detach().cpu().numpy(), prior.couplings().detach().cpu().numpy()
+    elif isinstance(data, (md.MuData, ad.AnnData)):
+        if key in data.uns and "history" in data.uns[key] and "prior" not in data.uns[key]:
+            raise ValueError(f"data.uns[{key!r}] holds no prior: the model had none (prior='gaussian')")
+        stored = _uns(data, key, "prior", "prior")
+        h, J = np.asarray(stored["h"]), np.asarray(stored["J"])
+    else:
+        raise TypeError(f"couplings takes a MuData/AnnData or model=, got {type(data).__name__}")
     J = J + J.T
-    np.fill_diagonal(J, prior.h.detach().numpy())
+    np.fill_diagonal(J, h)
     bound = np.abs(J).max() or 1.0
     ax = axes(ax, (4.5, 4))
     image = ax.imshow(J, cmap="RdBu_r", vmin=-bound, vmax=bound)
