@@ -393,9 +393,11 @@ def train_distributed(
     >>> from qbm_pyro.distributed import train_distributed
     >>> mdata = qbm_pyro.datasets.pbmc_cite_2batch()
     >>> model = qbm_pyro.QBMVAE(mdata, batch_key="batch", n_latent=16)
-    >>> history = train_distributed(model, world_size=2, max_epochs=2, progress_bar=False)
-    >>> model.is_trained_
+    >>> history = train_distributed(model, world_size=2, max_epochs=2)  # doctest: +SKIP
+    >>> model.is_trained_  # doctest: +SKIP
     True
+
+    (Not run as a doctest: it starts processes; ``tests/test_distributed.py`` runs it.)
     """
     payload = _spawn(model, world_size, num_threads=num_threads, timeout=timeout, **train_kwargs)
     digests = {_digest(state) for state in payload["replicas"]}

@@ -25,3 +25,15 @@ def total_variation(samples: torch.Tensor, h: torch.Tensor, J: torch.Tensor) -> 
 @pytest.fixture
 def machine10():
     return random_machine(10, seed=0)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``slow`` (they train for minutes or start processes) are skipped unless a
+    marker expression is given: ``pytest -m slow`` runs them (CI's second step, ``.ci/run``),
+    ``pytest -m "slow or not slow"`` runs everything."""
+    if config.getoption("markexpr"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with pytest -m slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

@@ -48,6 +48,7 @@ def test_one_rank_equals_single_process_training(tmp_path):
         assert torch.equal(model.module.state_dict()[key], value), key
 
 
+@pytest.mark.slow  # starts two processes
 def test_two_ranks_keep_prior_and_chains_identical(monkeypatch):
     model = qbm_pyro.QBMVAE(qbm_pyro.datasets.pbmc_cite_2batch(), **SMALL)
     h0 = model.module.prior.h.detach().clone()

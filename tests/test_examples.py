@@ -53,6 +53,7 @@ def test_every_example_is_tested():
     assert present == set(SCRIPTS)
 
 
+@pytest.mark.slow  # five processes training at once (minutes on 2 cores)
 @pytest.mark.parametrize("name", SCRIPTS)
 def test_example_runs_quick(runs, name):
     code, out, err = runs[name]

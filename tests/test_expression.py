@@ -167,6 +167,7 @@ def _up_ranking(de: pd.DataFrame, group: str) -> list[str]:
     return list(d.sort_values(["proba_de", "lfc_mean"], ascending=False, kind="stable").index)
 
 
+@pytest.mark.slow  # differential expression over every paul15 group (minutes)
 def test_markers_come_out_and_agree_with_wilcoxon(paul15_model):
     sc = pytest.importorskip("scanpy")
     adata, model = paul15_model

@@ -317,6 +317,7 @@ def test_transfer_labels_errors():
         qbm_pyro.tl.transfer_labels(query, ref, "t", n_neighbors=21)
 
 
+@pytest.mark.slow  # 20 epochs on real data
 def test_map_and_transfer_real_labels(paul):
     """Map held-out paul15 cells (a new batch) and transfer the cell types: far above chance."""
     ref = paul[:450].copy()

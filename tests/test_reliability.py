@@ -486,6 +486,7 @@ def _wait_for_epoch(path: Path, proc: subprocess.Popen, epoch: int, timeout: flo
     raise AssertionError(f"no checkpoint of epoch {epoch} within {timeout} s")
 
 
+@pytest.mark.slow  # trains in three processes
 def test_sigkill_mid_training_then_resume_is_bit_identical(tmp_path):
     script = tmp_path / "train.py"
     script.write_text(textwrap.dedent(CHILD.format(model=CKPT_MODEL, train=CKPT_TRAIN)))
