@@ -255,3 +255,23 @@ def test_module_loss_is_the_pyro_estimator_without_tracing(prior, n_latent, n_co
             module.prior.sampler.generator.manual_seed(0)
         torch.manual_seed(0)
         assert not torch.equal(module.loss(batch, kl_weight).detach(), losses[1][0])
+
+
+def test_first_ais_run_is_announced_once(caplog):
+    """A custom model's first step above exact_max_n runs AIS: one INFO line says so (per size)."""
+    import logging
+
+    from qbm_pyro.distributions import log_z_cache
+
+    LOG_Z_CACHE.clear()
+    log_z_cache._ANNOUNCED.discard(12)
+    h = torch.nn.Parameter(torch.zeros(12))
+    J = torch.nn.Parameter(torch.zeros(12, 12))
+    x = torch.zeros(3, 12)
+    options = {"exact_max_n": 10, "ais_options": {"n_chains": 32, "n_steps": 20, "seed": 0}}
+    with caplog.at_level(logging.INFO, logger="qbm_pyro.distributions.log_z_cache"):
+        dist.Boltzmann(h, torch.triu(J, 1), **options).log_prob(x)
+        LOG_Z_CACHE.clear()  # a second AIS run of the same size is not announced again
+        dist.Boltzmann(h, torch.triu(J, 1), **options).log_prob(x)
+    lines = [r.getMessage() for r in caplog.records if "estimated by AIS" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].startswith("log Z of a 12-unit Boltzmann machine")

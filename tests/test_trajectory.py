@@ -287,10 +287,38 @@ def test_disconnected_components_warn_and_get_nan():
     far = np.clip(adata.obsm["X_qbm"][:40] * 0.0 + 0.999, 0, 1)  # a far-away clump
     far += np.random.default_rng(0).uniform(-1e-3, 0, size=far.shape)
     adata.obsm["X_qbm"] = np.vstack([adata.obsm["X_qbm"][40:], far])
-    with pytest.warns(UserWarning, match="connected components"):
+    with pytest.warns(UserWarning, match=r"2 connected components.*40 of 300 cells \(13\.3%\) lie outside"):
         trajectory(adata, 0, n_neighbors=10)
     pseudotime = adata.obs["qbm_pseudotime"].to_numpy()
     assert np.isnan(pseudotime[-40:]).all() and np.isfinite(pseudotime[:-40]).all()
+    component = adata.obs["qbm_component"].astype(str).to_numpy()
+    root_component = adata.uns["qbm_trajectory"]["root_component"]
+    assert (component[:-40] == root_component).all() and (component[-40:] != root_component).all()
+    # the state graph draws states without a pseudotime in grey, not in the root's colour
+    import matplotlib.pyplot as plt
+
+    from qbm_pyro import pl
+
+    ax = pl.state_graph(adata)
+    nan_states = {
+        s
+        for s, t in zip(
+            adata.uns["qbm_trajectory"]["states"], adata.uns["qbm_trajectory"]["state_mean_pseudotime"]
+        )
+        if np.isnan(t)
+    }
+    assert nan_states
+    grey = [c for c in ax.collections if c.get_label() == "no mean pseudotime"]
+    assert len(grey) == 1 and len(grey[0].get_offsets()) == len(nan_states)
+    assert np.allclose(grey[0].get_facecolor()[:, :3], matplotlib.colors.to_rgb("lightgrey"))
+    plt.close("all")
+
+
+def test_states_are_not_named_like_leiden_clusters():
+    adata = make_adata(150)
+    trajectory(adata, 0)
+    states = adata.obs["qbm_state"].cat.categories
+    assert all(s.startswith("S") and s[1:].isdigit() for s in states)
 
 
 def test_logs_start_and_added(caplog):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import torch
 from pyro.distributions import TorchDistribution, constraints
 from pyro.distributions.util import broadcast_shape
@@ -13,7 +15,7 @@ from ..samplers.anneal import minimum_energy_state
 from ..samplers.base import Sampler
 from ..samplers.exact import ExactSampler, enumerate_states, exact_log_partition
 from ..samplers.gibbs import GibbsSampler
-from .log_z_cache import LOG_Z_CACHE, carry_log_z
+from .log_z_cache import LOG_Z_CACHE, announce_ais, carry_log_z
 
 __all__ = ["RBM", "Boltzmann", "BinaryVectorConstraint"]
 
@@ -287,7 +289,9 @@ class Boltzmann(TorchDistribution):
                 entry.log_z, entry.h, entry.J = log_z, hd.clone(), Jd.clone()
                 entry.versions, entry.updates = versions, entry.updates + 1
                 return log_z
+        start = time.perf_counter()
         estimate = self._ais_estimate.reshape(-1, 2) if batched else self._ais_estimate.reshape(-1, 2)[0]
+        announce_ais(self.n, time.perf_counter() - start, self.log_z_refresh_every)
         sampler = entry.sampler if entry is not None else self.sampler
         entry = LOG_Z_CACHE.put(
             key,

@@ -29,6 +29,7 @@ gradient is the sampled negative phase at every step whatever the cache holds.
 
 from __future__ import annotations
 
+import logging
 import math
 import weakref
 from collections import OrderedDict
@@ -37,6 +38,25 @@ from dataclasses import dataclass
 import torch
 
 __all__ = ["LOG_Z_CACHE", "LogZCache"]
+
+logger = logging.getLogger(__name__)
+_ANNOUNCED: set[int] = set()
+
+
+def announce_ais(n: int, seconds: float, refresh_every: int) -> None:
+    """Log, once per machine size and process, that log Z was estimated by AIS and what the
+    later steps do (so that a slow first SVI step of a custom model is explained)."""
+    if n in _ANNOUNCED:
+        return
+    _ANNOUNCED.add(n)
+    logger.info(
+        "log Z of a %d-unit Boltzmann machine (above exact_max_n) estimated by AIS in %.1f s; later "
+        "steps carry it by importance sampling and rerun AIS every %d parameter updates or when "
+        "the parameters move far (pass log_z= to skip AIS)",
+        n,
+        seconds,
+        refresh_every,
+    )
 
 
 @dataclass

@@ -233,7 +233,8 @@ def state_graph(
     """The coarse state graph, drawn with networkx.
 
     Node size grows with the number of cells, node colour is the state's mean pseudotime or
-    mean energy, edge width is the connectivity; branch-tree edges are drawn solid, the others
+    mean energy (grey for states without one, e.g. off the root's component), edge width is
+    the connectivity; branch-tree edges are drawn solid, the others
     dashed.
 
     Parameters
@@ -282,17 +283,31 @@ def state_graph(
     graph = trajectory_graph(data, key)
     ax = axes(ax, (5.5, 4.5))
     pos = _state_layout(graph, layout, seed)
-    n_cells = np.array([graph.nodes[v]["n_cells"] for v in graph.nodes], dtype=float)
-    values = np.array([graph.nodes[v][color] for v in graph.nodes], dtype=float)
-    nodes = nx.draw_networkx_nodes(
-        graph,
-        pos,
-        ax=ax,
-        node_size=100 + 900 * n_cells / max(n_cells.max(), 1),
-        node_color=np.nan_to_num(values, nan=np.nanmin(values) if np.isfinite(values).any() else 0),
-        cmap=cmap,
-        edgecolors=["red" if graph.nodes[v]["root"] else "black" for v in graph.nodes],
-    )
+    names = list(graph.nodes)
+    n_cells = np.array([graph.nodes[v]["n_cells"] for v in names], dtype=float)
+    values = np.array([graph.nodes[v][color] for v in names], dtype=float)
+    sizes = 100 + 900 * n_cells / max(n_cells.max(), 1)
+    finite = np.isfinite(values)
+    nodes = None
+    # states without a value (off the root's component: no pseudotime) in grey, never in the
+    # colour of the root's end of the scale
+    for chosen in (finite, ~finite):
+        if not chosen.any():
+            continue
+        listed = [v for v, keep in zip(names, chosen) if keep]
+        drawn = nx.draw_networkx_nodes(
+            graph,
+            pos,
+            nodelist=listed,
+            ax=ax,
+            node_size=sizes[chosen],
+            node_color=values[chosen] if chosen is finite else "lightgrey",
+            cmap=cmap if chosen is finite else None,
+            edgecolors=["red" if graph.nodes[v]["root"] else "black" for v in listed],
+            label=None if chosen is finite else f"no {color.replace('_', ' ')}",
+        )
+        if chosen is finite:
+            nodes = drawn
     nx.draw_networkx_labels(graph, pos, ax=ax, font_size=7)
     top = max((d["connectivity"] for _, _, d in graph.edges(data=True)), default=1.0) or 1.0
     for in_tree in (True, False):
@@ -310,7 +325,10 @@ def state_graph(
             ax=ax,
             arrows=True,
         )
-    ax.figure.colorbar(nodes, ax=ax, label=color.replace("_", " "))
+    if nodes is not None:
+        ax.figure.colorbar(nodes, ax=ax, label=color.replace("_", " "))
+    if not finite.all():
+        ax.legend(loc="best", fontsize=7)
     ax.set_title("state graph (red: root state)")
     return finish(ax, show, save)
 

@@ -214,7 +214,13 @@ def trajectory(
         `obs[f"{key_added}_pseudotime"]` : :class:`pandas.Series` (dtype ``float64``)
             Diffusion pseudotime in ``[0, 1]``, 0 at the root; ``NaN`` off the root's component.
         `obs[f"{key_added}_state"]` : :class:`pandas.Series` (dtype ``category``)
-            State of each cell (Leiden cluster or ``groups_key`` value).
+            State of each cell: ``"S0"``, ``"S1"``, ... (from Leiden clusters of the cell graph,
+            renamed so as not to be read as ``sc.tl.leiden``'s numbers) or the ``groups_key``
+            value.
+        `obs[f"{key_added}_component"]` : :class:`pandas.Series` (dtype ``category``)
+            Connected component of the cell graph (``"C0"``, ...); cells outside the root's
+            (``uns[...]["root_component"]``) get pseudotime ``NaN``, with a warning giving their
+            number and fraction.
         `obs[f"{key_added}_branch"]` : :class:`pandas.Series` (dtype ``category``)
             Branch of each cell (``"trunk"``, ``"to_<state>"``, ...).
         `obsm[f"X_{key_added}_diffmap"]` : :class:`numpy.ndarray` (``float64``, ``(n_obs, n_dcs)``)
@@ -225,7 +231,8 @@ def trajectory(
             Symmetric Gaussian-kernel affinities :math:`W` (no self-loops).
         `uns[f"{key_added}_trajectory"]` : :class:`dict`
             Serialisable summary (arrays, strings and numbers only): ``params``, ``root``
-            (``index``, ``name``, ``state``, ``method``), ``eigenvalues``, ``states``,
+            (``index``, ``name``, ``state``, ``method``), ``eigenvalues``, ``n_components``,
+            ``root_component``, ``states``,
             ``state_n_cells``, ``state_mean_pseudotime``, ``state_mean_energy``,
             ``state_branch``, ``terminal_states``, ``edges`` (``(n_edges, 2)`` int positions in
             ``states``, earlier to later), ``edge_flow``, ``edge_connectivity``,
@@ -288,13 +295,6 @@ def trajectory(
     eigvals, psi, kernel = _diffusion_components(affinities, n_dcs, seed)
     weights = _dpt_weights(eigvals)
     n_comp, comp_labels = connected_components(affinities, directed=False)
-    if n_comp > 1:
-        warnings.warn(
-            f"The kNN graph has {n_comp} connected components; cells outside the root's "
-            "component get pseudotime NaN. Increase `n_neighbors` to connect them.",
-            UserWarning,
-            stacklevel=2,
-        )
 
     # Root and pseudotime.
     energy = _get_energy(data, energy_key)
@@ -303,10 +303,12 @@ def trajectory(
     pseudotime = _pseudotime(psi, weights, root_index, comp_labels, group)
     if group is not None:  # the group cell the mean pseudotime starts from
         root_index = int(group[np.nanargmin(pseudotime[group])])
+    if n_comp > 1:
+        _warn_components(comp_labels, root_index, key_added)
 
     # States, flows and branches.
-    if groups_key is None:
-        states = _leiden(affinities, resolution, seed)
+    if groups_key is None:  # "S0", "S1", ...: states, not to be read as Leiden cluster numbers
+        states = np.char.add("S", _leiden(affinities, resolution, seed).astype(str))
     else:
         states = data.obs[groups_key].astype(str).to_numpy()
     summary = _state_graph(states, kernel, pseudotime, energy)
@@ -316,6 +318,9 @@ def trajectory(
     root_state = str(states[root_index])
     data.obs[f"{key_added}_pseudotime"] = pseudotime
     data.obs[f"{key_added}_state"] = pd.Categorical(states, categories=summary["states"].tolist())
+    data.obs[f"{key_added}_component"] = pd.Categorical(
+        np.char.add("C", comp_labels.astype(str)), categories=[f"C{i}" for i in range(n_comp)]
+    )
     data.obs[f"{key_added}_branch"] = pd.Categorical(
         cell_branch, categories=sorted(set(summary["state_branch"].tolist()))
     )
@@ -346,6 +351,7 @@ def trajectory(
         },
         "eigenvalues": eigvals[1:].astype(np.float64),
         "n_components": int(n_comp),
+        "root_component": f"C{int(comp_labels[root_index])}",
         **summary,
     }
     logger.info(
@@ -367,6 +373,21 @@ def trajectory(
 ################################################################################
 # Argument checks and accessors.
 ################################################################################
+
+
+def _warn_components(comp_labels: np.ndarray, root_index: int, key_added: str) -> None:
+    """Warn, with the numbers, that cells off the root's component get no pseudotime."""
+    n_comp = int(comp_labels.max()) + 1
+    off = comp_labels != comp_labels[root_index]
+    sizes = np.bincount(comp_labels, minlength=n_comp)
+    warnings.warn(
+        f"The kNN graph has {n_comp} connected components (sizes {sorted(sizes.tolist(), reverse=True)}): "
+        f"{int(off.sum())} of {len(off)} cells ({100 * off.mean():.1f}%) lie outside the root's "
+        f"component and get pseudotime NaN. obs['{key_added}_component'] names each cell's "
+        "component; increase `n_neighbors`, or run tl.trajectory on each component with its own root.",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 def _get_rep(data: Data, use_rep: str) -> np.ndarray:
