@@ -52,6 +52,7 @@ def run(before: Path, repeats: int = 3, log=print) -> dict:
                 wall, cpu, _ = _run(path, args)
                 rows.append({"command": name, "tree": tree, "repeat": repeat, "wall": wall, "cpu": cpu})
                 log(f"{name:32s} {tree:6s} wall {wall:6.2f} s  cpu {cpu:6.2f} s")
+        OUT.write_text(json.dumps({"repeats": repeat + 1, "rows": rows}, indent=1))  # kept if cut short
     summary = {
         name: {
             tree: {
