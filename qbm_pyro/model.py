@@ -480,8 +480,17 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
         """
         path = Path(dir_path) / SAVE_KEYS.MODEL_FNAME
         payload = load_torch_file(path, what="model file")
+        if SAVE_KEYS.CLASS_NAME not in payload:
+            raise ValueError(
+                f"{path} is not a {cls.__name__} model file: it has no {SAVE_KEYS.CLASS_NAME!r} "
+                f"(a training checkpoint, a state dict or another library's file?); "
+                f"its keys: {sorted(map(str, payload))[:8]}"
+            )
         if payload.get(SAVE_KEYS.CLASS_NAME) != cls.__name__:
             raise ValueError(f"{path} holds a {payload.get(SAVE_KEYS.CLASS_NAME)!r}, not a {cls.__name__}")
+        unknown = set(payload.get(SAVE_KEYS.ATTRIBUTES, {})) - set(_SAVED_ATTRIBUTES)
+        if unknown:  # a model file is data: it sets only the attributes save() writes
+            raise ValueError(f"{path} sets unknown attribute(s) {sorted(unknown)}; refused (edited file?)")
         restore_sampler = sampler is None
         config = payload.get(SAVE_KEYS.SAMPLER_CONFIG)
         if sampler is None and config is not None:
@@ -541,6 +550,9 @@ def _as_tensor(indices: np.ndarray | None) -> torch.Tensor | None:
     """Cell positions as a tensor, which ``torch.load(weights_only=True)`` reads back."""
     return None if indices is None else torch.as_tensor(np.asarray(indices, dtype=np.int64))
 
+
+#: The attributes :meth:`QBMVAE.save` stores and :meth:`QBMVAE.load` sets (no others).
+_SAVED_ATTRIBUTES = ("history_", "is_trained_", "train_indices_", "validation_indices_")
 
 _TORCH_SAMPLERS = (ExactSampler, FallbackSampler, GibbsSampler, ParallelTemperingSampler)
 
