@@ -23,6 +23,7 @@ from .expression import ExpressionMixin
 from .generation import GenerationMixin
 from .mapping import ReferenceMappingMixin, _use_saved_levels
 from .module import MultiVAE
+from .pp._input import warn_non_counts
 from .samplers import (
     ExactSampler,
     FallbackSampler,
@@ -143,6 +144,7 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
         **module_kwargs,
     ):
         self.registry = setup_data(data, modalities=modalities, layers=layers, batch_key=batch_key)
+        warn_non_counts(data, self.registry)  # rounded TPM/CPM/FPKM pass the checks: say so
         sampler = _prepare_sampler(sampler, sampler_fallback, prior=prior, seed=seed)
         self.data = data
         self.init_args = dict(

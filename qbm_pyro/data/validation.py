@@ -23,6 +23,7 @@ Decisions
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -274,12 +275,22 @@ def check_matrix(
     for axis, off, block in iter_blocks(x, chunk_size):
         block = _canonical(block)
         values = _stored_values(block)
-        _check_values(block, values, kind in REGISTRY_KEYS.COUNT_KINDS, labels, axis, off)
-        if is_binary and values.dtype.kind != "b":
-            is_binary = bool(np.all((values == 0) | (values == 1)))
-        rows, cols = _nonzero_rows_cols(block, values != 0)
-        nonzero_cells[rows + off if axis == 0 else rows] = True
-        nonzero_features[cols if axis == 0 else cols + off] = True
+        lo, hi = _check_values(block, values, kind in REGISTRY_KEYS.COUNT_KINDS, labels, axis, off)
+        if is_binary and values.dtype.kind != "b" and values.size:
+            is_binary = lo >= 0 and hi <= 1 and bool(np.all((values == 0) | (values == 1)))
+        if sp.issparse(block):
+            rows, cols = _nonzero_rows_cols(block, values != 0)
+            nonzero_cells[rows + off if axis == 0 else rows] = True
+            nonzero_features[cols if axis == 0 else cols + off] = True
+        else:  # dense: one boolean pass, no index arrays
+            nz = np.asarray(block) != 0
+            rows_any, cols_any = nz.any(axis=1), nz.any(axis=0)
+            if axis == 0:
+                nonzero_cells[off : off + len(rows_any)] |= rows_any
+                nonzero_features |= cols_any
+            else:
+                nonzero_cells |= rows_any
+                nonzero_features[off : off + len(cols_any)] |= cols_any
     empty_cells, empty_features = ~nonzero_cells, ~nonzero_features
     if warn:
         _warn_empty(empty_cells, empty_features, labels)
@@ -323,10 +334,51 @@ def _check_shape_and_dtype(x: Any, kind: str, where: str) -> tuple[int, int]:
     return n_obs, n_vars
 
 
+#: Values scanned at a time by the fast path of :func:`_check_values` (bounds its temporaries).
+VALUE_CHUNK = 1 << 22
+
+
 def _check_values(
     block: Any, values: np.ndarray, needs_counts: bool, labels: _Labels, axis: int, off: int
+) -> tuple[float, float]:
+    """Step 2 of :func:`check_matrix`, per block: finite, non-negative, integer where counts are
+    needed; returns the smallest and largest value (``(0, 0)`` when nothing is stored).
+
+    One pass over ``values`` in slices of :data:`VALUE_CHUNK`: the minimum and maximum (NaN
+    propagates through them, so they also find NaN and infinities) and, for counts in a float
+    dtype, the distance to the nearest integer in one reused buffer. Only when a slice fails
+    are the full masks built, to name the first offending entry and count them.
+    """
+    if values.size == 0:
+        return 0.0, 0.0
+    kind = values.dtype.kind
+    lo, hi = math.inf, -math.inf
+    buffer = None
+    for start in range(0, values.size, VALUE_CHUNK):
+        part = values[start : start + VALUE_CHUNK]
+        part_lo, part_hi = part.min(), part.max()
+        if kind == "f" and not (np.isfinite(part_lo) and np.isfinite(part_hi)):
+            break
+        if kind in "if" and part_lo < 0:
+            break
+        if needs_counts and kind == "f":
+            buffer = np.empty_like(part) if buffer is None or buffer.size != part.size else buffer
+            np.rint(part, out=buffer)
+            np.subtract(part, buffer, out=buffer)
+            np.abs(buffer, out=buffer)
+            if buffer.max() > INTEGER_TOLERANCE:
+                break
+        lo, hi = min(lo, float(part_lo)), max(hi, float(part_hi))
+    else:
+        return lo, hi
+    _check_values_in_full(block, values, needs_counts, labels, axis, off)
+    raise AssertionError("unreachable: a slice failed but the whole values passed")  # pragma: no cover
+
+
+def _check_values_in_full(
+    block: Any, values: np.ndarray, needs_counts: bool, labels: _Labels, axis: int, off: int
 ) -> None:
-    """Step 2 of :func:`check_matrix`, per block: finite, non-negative, integer where counts are needed."""
+    """The failure path of :func:`_check_values`: the full masks, in the order of the problems."""
     if values.dtype.kind == "f":
         bad = ~np.isfinite(values)
         if bad.any():
@@ -356,6 +408,8 @@ def _fail(
         if labels.count_layers:
             hint = labels.count_layers[0]
             msg += f" — layer {hint!r} looks like raw counts: pass layers={{{labels.modality!r}: {hint!r}}}"
+        else:
+            msg += " (normalised, log-transformed, scaled or ambient-corrected values are not counts)"
     raise ValueError(msg)
 
 

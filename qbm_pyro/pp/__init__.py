@@ -13,7 +13,7 @@ from qbm_pyro.pp._genes import (
     resolve_n_top_genes,
     select_genes,
 )
-from qbm_pyro.pp._input import NonCountInputWarning, check_count_input
+from qbm_pyro.pp._input import NonCountInputWarning, check_count_input, check_input, warn_non_counts
 from qbm_pyro.pp._sizes import SMALL_DATA_CELLS, size_defaults
 
 __all__ = [
@@ -23,8 +23,10 @@ __all__ = [
     "GeneSelectionWarning",
     "NonCountInputWarning",
     "check_count_input",
+    "check_input",
     "highly_variable_genes",
     "resolve_n_top_genes",
     "select_genes",
     "size_defaults",
+    "warn_non_counts",
 ]
