@@ -111,7 +111,8 @@ def warn_non_counts(data: md.MuData | ad.AnnData, registry: DataRegistry, *, max
         x = get_matrix(adata, spec.layer, modality=name)
         if isinstance(x, ad.abc.CSCDataset):
             continue
-        where = f"the values of modality {name!r} ({'X' if spec.layer is None else 'layer ' + repr(spec.layer)})"
+        source = "X" if spec.layer is None else f"layer {spec.layer!r}"
+        where = f"the values of modality {name!r} ({source})"
         check_count_input(x[: min(max_cells, adata.n_obs)], where=where, max_cells=max_cells)
 
 
