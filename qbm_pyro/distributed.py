@@ -22,8 +22,16 @@ checkpoint cannot hold "the" sampler state).
 
 Everything that decides the control flow is reduced over the ranks so that all ranks take the
 same branch: the training loss, the validation loss (hence early stopping), the number of
-minibatches (the shards are padded to equal size by repeating cells). Only rank 0 writes
-checkpoints and shows a progress bar.
+minibatches (the shards are padded to equal size by repeating cells). A non-finite loss or
+gradient on any rank is a flag in the same all-reduce as the gradients, so every rank stops at
+that step with a :class:`~qbm_pyro.training.NumericalError` naming the rank, instead of the
+others waiting in the next collective until the timeout; a failed validation pass is reduced
+the same way. Only rank 0 writes checkpoints and shows a progress bar.
+
+The model reaches the spawned processes of :func:`train_distributed` as a pickle written by
+this process into its own temporary folder, and rank 0 reads a checkpoint with
+``torch.load(weights_only=True)`` before broadcasting it: nothing is unpickled from a file
+that a user or another program supplied.
 
 **Single node.** :func:`train_distributed` spawns ``world_size`` processes with
 :mod:`torch.multiprocessing` and copies the trained state back into the model::
