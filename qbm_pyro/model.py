@@ -498,15 +498,20 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
         if sampler is None and config is not None:
             sampler = sampler_from_config(config)  # exactly what was trained: no extra wrapping
             sampler_fallback = False
-        model = cls(
-            data,
-            sampler=sampler,
-            sampler_fallback=sampler_fallback,
-            accelerator=accelerator,
-            device=device,
-            **payload[SAVE_KEYS.SETUP_ARGS],
-            **payload[SAVE_KEYS.INIT_ARGS],
-        )
+        settings = {**payload.get(SAVE_KEYS.SETUP_ARGS, {}), **payload.get(SAVE_KEYS.INIT_ARGS, {})}
+        try:
+            model = cls(
+                data,
+                sampler=sampler,
+                sampler_fallback=sampler_fallback,
+                accelerator=accelerator,
+                device=device,
+                **settings,
+            )
+        except TypeError as error:  # settings QBMVAE does not take: an edited or foreign file
+            if "argument" not in str(error):
+                raise
+            raise ValueError(f"{path}: its saved settings do not fit {cls.__name__} ({error})") from error
         _use_saved_levels(model, payload.get(SAVE_KEYS.BATCH_CATEGORIES))  # the model's level numbering
         saved = payload[SAVE_KEYS.VAR_NAMES]
         for name, spec in model.registry.modalities.items():

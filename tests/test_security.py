@@ -160,3 +160,11 @@ def test_model_file_of_another_kind_is_a_clear_error(saved, small, other, tmp_pa
         pattern = "unsafe content is refused, never run"
     with pytest.raises(ValueError, match=pattern):
         qbm_pyro.QBMVAE.load(saved.parent, small)
+
+
+def test_saved_settings_the_model_does_not_take_are_a_clear_error(saved, small):
+    payload = load_torch_file(saved, what="model file")
+    payload["init_args"]["callback"] = "os.system"
+    atomic_torch_save(payload, saved)
+    with pytest.raises(ValueError, match="its saved settings do not fit QBMVAE"):
+        qbm_pyro.QBMVAE.load(saved.parent, small)
