@@ -3,6 +3,9 @@
 :func:`highly_variable_genes` flags genes (scanpy's flavours, ``seurat_v3`` by default) and
 :func:`select_genes` returns the data a model is fit on; :func:`qbm_pyro.tl.qbm` calls it with
 ``n_top_genes="auto"``. :func:`size_defaults` holds the settings that follow the number of cells.
+:func:`check_input` checks the whole input of every modality before any of these steps (the
+first step of ``tl.qbm`` and ``qbm-pyro fit``); :func:`check_count_input` warns on rounded
+TPM/CPM/FPKM.
 """
 
 from qbm_pyro.pp._genes import (
