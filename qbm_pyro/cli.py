@@ -250,7 +250,7 @@ def _device(value: str) -> dict:
 def _fit(args: argparse.Namespace) -> int:
     """Fit a QBM-VAE on IN and write OUT with obsm['X_qbm'], obs['qbm_energy'] and uns['qbm']."""
     from qbm_pyro.model import QBMVAE
-    from qbm_pyro.pp import select_genes, size_defaults
+    from qbm_pyro.pp import NonCountInputWarning, check_input, select_genes, size_defaults
     from qbm_pyro.tl import qbm
 
     _check_paths(args.input, args.output, args.overwrite)
@@ -261,24 +261,31 @@ def _fit(args: argparse.Namespace) -> int:
         raise UsageError("--resume needs --checkpoint PATH")
     data = _read(args.input)
     try:
-        fit_data = select_genes(
-            data, args.n_top_genes, modalities=_modalities(args.modalities), layers=_layers(args.layer),
-            batch_key=_one_or_many(args.batch_key),
-        )  # fmt: skip
+        # the whole input of every modality, before selection or normalisation touches it
+        check_input(data, modalities=_modalities(args.modalities), layers=_layers(args.layer),
+                    batch_key=_one_or_many(args.batch_key))  # fmt: skip
+        with warnings.catch_warnings():  # check_input warned about non-count values once
+            warnings.simplefilter("ignore", NonCountInputWarning)
+            fit_data = select_genes(
+                data, args.n_top_genes, modalities=_modalities(args.modalities), layers=_layers(args.layer),
+                batch_key=_one_or_many(args.batch_key),
+            )  # fmt: skip
         sizes = size_defaults(int(data.n_obs), n_latent=args.n_latent, n_continuous=args.n_continuous,
                               max_epochs=args.epochs)  # fmt: skip
-        model = QBMVAE(
-            fit_data,
-            modalities=_modalities(args.modalities),
-            layers=_layers(args.layer),
-            batch_key=_one_or_many(args.batch_key),
-            n_latent=sizes["n_latent"],
-            n_continuous=sizes["n_continuous"],
-            prior=args.prior,
-            sampler=_sampler(args.sampler, args.seed),
-            seed=args.seed,
-            **_device(args.device),
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NonCountInputWarning)
+            model = QBMVAE(
+                fit_data,
+                modalities=_modalities(args.modalities),
+                layers=_layers(args.layer),
+                batch_key=_one_or_many(args.batch_key),
+                n_latent=sizes["n_latent"],
+                n_continuous=sizes["n_continuous"],
+                prior=args.prior,
+                sampler=_sampler(args.sampler, args.seed),
+                seed=args.seed,
+                **_device(args.device),
+            )
     except (ValueError, KeyError, TypeError, RuntimeError) as error:
         raise UsageError(_message(error)) from error
     log.info("%r", model)

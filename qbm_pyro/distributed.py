@@ -22,8 +22,16 @@ checkpoint cannot hold "the" sampler state).
 
 Everything that decides the control flow is reduced over the ranks so that all ranks take the
 same branch: the training loss, the validation loss (hence early stopping), the number of
-minibatches (the shards are padded to equal size by repeating cells). Only rank 0 writes
-checkpoints and shows a progress bar.
+minibatches (the shards are padded to equal size by repeating cells). A non-finite loss or
+gradient on any rank is a flag in the same all-reduce as the gradients, so every rank stops at
+that step with a :class:`~qbm_pyro.training.NumericalError` naming the rank, instead of the
+others waiting in the next collective until the timeout; a failed validation pass is reduced
+the same way. Only rank 0 writes checkpoints and shows a progress bar.
+
+The model reaches the spawned processes of :func:`train_distributed` as a pickle written by
+this process into its own temporary folder, and rank 0 reads a checkpoint with
+``torch.load(weights_only=True)`` before broadcasting it: nothing is unpickled from a file
+that a user or another program supplied.
 
 **Single node.** :func:`train_distributed` spawns ``world_size`` processes with
 :mod:`torch.multiprocessing` and copies the trained state back into the model::
@@ -78,12 +86,14 @@ from typing import Any
 import anndata as ad
 import mudata as md
 import numpy as np
+import pyro
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from .device import batch_to
 from .flat_parameters import FlatAdam, FlatParameters
-from .training import Trainer, checksum
+from .training import NumericalError, Trainer, checksum
 
 __all__ = ["DistributedTrainer", "prior_state", "shard_indices", "train_distributed", "train_rank"]
 
@@ -164,28 +174,50 @@ def _broadcast_state(module: torch.nn.Module, src: int = 0) -> None:
             prior.sampler.load_state_dict(box[0])
 
 
+#: What a rank reports in the per-step flags of :class:`_GradientAllReduce` (0: all well).
+_PROBLEMS = {
+    1: "the loss became non-finite",
+    2: "a gradient became non-finite",
+    3: "a distribution got invalid parameters",
+}
+
+
 class _GradientAllReduce:
     """Wraps an optimiser: ``step()`` first averages the gradients over the ranks.
 
     The gradients live in the trainer's flat buffers
     (:class:`~qbm_pyro.flat_parameters.FlatParameters`); one all-reduce per step carries them
-    all, in their own dtype, and the average is written back in place.
+    all, in their own dtype, and the average is written back in place. The same all-reduce
+    carries one flag per rank (the :data:`_PROBLEMS` code of a rank whose loss or gradient was
+    not finite), so every rank learns of a failure at the same step and stops with it instead
+    of waiting in the next collective until the timeout.
     """
 
     def __init__(self, optimizer: FlatAdam, flat: FlatParameters):
         self.optimizer = optimizer
         self.flat = flat
 
-    def step(self) -> None:
+    def step(self, problem: int = 0) -> dict[int, int]:
+        """All-reduce the gradients and the flags; step unless a rank had a problem.
+
+        Returns ``{rank: problem code}`` of the ranks that had one (then no step is taken).
+        """
         grads = [buffer.grad for buffer in self.flat.buffers]
-        if grads:
-            joined = grads[0] if len(grads) == 1 else torch.cat(grads)
-            dist.all_reduce(joined)
-            joined /= dist.get_world_size()
-            if len(grads) > 1:
-                for grad, part in zip(grads, joined.split([g.numel() for g in grads])):
-                    grad.copy_(part)
+        world, rank = dist.get_world_size(), dist.get_rank()
+        dtype = grads[0].dtype if grads else torch.float32
+        flags = torch.zeros(world, dtype=dtype, device=grads[0].device if grads else "cpu")
+        flags[rank] = problem
+        joined = torch.cat([*grads, flags])
+        dist.all_reduce(joined)
+        bad = {r: int(code) for r, code in enumerate(joined[-world:].tolist()) if code}
+        if bad:
+            return bad
+        joined = joined[:-world]
+        joined /= world
+        for grad, part in zip(grads, joined.split([g.numel() for g in grads]), strict=True):
+            grad.copy_(part.view_as(grad))
         self.optimizer.step()
+        return {}
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         self.optimizer.zero_grad(set_to_none=set_to_none)
@@ -239,6 +271,42 @@ class DistributedTrainer(Trainer):
         self.optimizer = _GradientAllReduce(self.optimizer, self.flat)
         _broadcast_state(self.module)
 
+    def step(self, batch: dict, kl_weight: float = 1.0) -> float:
+        """As :meth:`~qbm_pyro.training.Trainer.step`, but a non-finite loss or gradient on
+        *any* rank stops *every* rank at this step with a :class:`~qbm_pyro.training.NumericalError`
+        naming the rank (the flag travels with the gradient all-reduce: no extra message)."""
+        self._step += 1
+        self._phase = f"training step {self._step} of the epoch"
+        self.flat.zero_grad()
+        batch = batch_to(batch, self.device)
+        problem, detail, value = 0, "", math.nan
+        try:
+            with pyro.validation_enabled(False):
+                loss = self._loss(batch, kl_weight)
+            value = float(loss.detach())
+        except NumericalError as error:
+            problem, detail = 3, str(error).split(" in epoch ")[0]
+        if not problem and not math.isfinite(value):
+            problem, detail = 1, f"the loss became {value}"
+        if not problem:
+            (loss / batch["index"].shape[0]).backward()
+            self.flat.collect()
+            if not self.flat.grads_finite():
+                names = [n for n, p in self.module.named_parameters() if p.grad is not None]
+                bad = [n for n in names if not bool(torch.isfinite(self.module.get_parameter(n).grad).all())]
+                problem, detail = 2, f"the gradient of {bad[0] if bad else 'a parameter'!r} became non-finite"
+        failed = self.optimizer.step(problem)
+        if failed:
+            ranks = ", ".join(f"rank {r} ({_PROBLEMS.get(c, 'failed')})" for r, c in sorted(failed.items()))
+            here = f"; here on rank {self.rank}: {detail}" if detail else ""
+            raise self._numerical_error(
+                f"{ranks} of {self.world_size}{here}; every rank stopped at this step", self.epoch
+            )
+        prior = self.module.prior
+        if prior is not None:
+            prior.clamp_()
+        return value
+
     def read_checkpoint(self, path) -> dict | None:
         """Rank 0 reads the checkpoint (safely) and broadcasts it to the other ranks."""
         box = [super().read_checkpoint(path) if self.rank == 0 else None]
@@ -258,9 +326,25 @@ class DistributedTrainer(Trainer):
         return total / count if count else math.nan
 
     def evaluate(self, indices: np.ndarray) -> float:
-        """Mean negative ELBO per cell over the ``indices`` of all ranks (KL weight 1)."""
-        local = super().evaluate(indices) if len(indices) else 0.0
-        total, count = self._all_sum(local * len(indices) if len(indices) else 0.0, len(indices))
+        """Mean negative ELBO per cell over the ``indices`` of all ranks (KL weight 1).
+
+        A rank whose validation pass fails (:class:`~qbm_pyro.training.NumericalError`) still
+        joins the reduction, with a flag, and then every rank raises: none is left waiting."""
+        detail = ""
+        try:
+            local = super().evaluate(indices) if len(indices) else 0.0
+        except NumericalError as error:
+            local, detail = 0.0, str(error).split(" in epoch ")[0]
+        total, count, failed = self._all_sum(
+            local * len(indices) if len(indices) else 0.0, len(indices), float(bool(detail))
+        )
+        if failed:
+            here = f"; here on rank {self.rank}: {detail}" if detail else ""
+            raise self._numerical_error(
+                f"the validation pass failed on {int(failed)} of {self.world_size} rank(s){here}; "
+                "every rank stopped",
+                self.epoch,
+            )
         return total / count if count else math.nan
 
     def end_epoch(self, epoch: int, train_loss: float, started: float | None = None) -> bool:

@@ -23,6 +23,7 @@ from .expression import ExpressionMixin
 from .generation import GenerationMixin
 from .mapping import ReferenceMappingMixin, _use_saved_levels
 from .module import MultiVAE
+from .pp._input import warn_non_counts
 from .samplers import (
     ExactSampler,
     FallbackSampler,
@@ -144,6 +145,7 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
         **module_kwargs,
     ):
         self.registry = setup_data(data, modalities=modalities, layers=layers, batch_key=batch_key)
+        warn_non_counts(data, self.registry)  # rounded TPM/CPM/FPKM pass the checks: say so
         sampler = _prepare_sampler(sampler, sampler_fallback, prior=prior, seed=seed)
         self.data = data
         self.init_args = dict(
@@ -499,22 +501,36 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
         """
         path = Path(dir_path) / SAVE_KEYS.MODEL_FNAME
         payload = load_torch_file(path, what="model file")
+        if SAVE_KEYS.CLASS_NAME not in payload:
+            raise ValueError(
+                f"{path} is not a {cls.__name__} model file: it has no {SAVE_KEYS.CLASS_NAME!r} "
+                f"(a training checkpoint, a state dict or another library's file?); "
+                f"its keys: {sorted(map(str, payload))[:8]}"
+            )
         if payload.get(SAVE_KEYS.CLASS_NAME) != cls.__name__:
             raise ValueError(f"{path} holds a {payload.get(SAVE_KEYS.CLASS_NAME)!r}, not a {cls.__name__}")
+        unknown = set(payload.get(SAVE_KEYS.ATTRIBUTES, {})) - set(_SAVED_ATTRIBUTES)
+        if unknown:  # a model file is data: it sets only the attributes save() writes
+            raise ValueError(f"{path} sets unknown attribute(s) {sorted(unknown)}; refused (edited file?)")
         restore_sampler = sampler is None
         config = payload.get(SAVE_KEYS.SAMPLER_CONFIG)
         if sampler is None and config is not None:
             sampler = sampler_from_config(config)  # exactly what was trained: no extra wrapping
             sampler_fallback = False
-        model = cls(
-            data,
-            sampler=sampler,
-            sampler_fallback=sampler_fallback,
-            accelerator=accelerator,
-            device=device,
-            **payload[SAVE_KEYS.SETUP_ARGS],
-            **payload[SAVE_KEYS.INIT_ARGS],
-        )
+        settings = {**payload.get(SAVE_KEYS.SETUP_ARGS, {}), **payload.get(SAVE_KEYS.INIT_ARGS, {})}
+        try:
+            model = cls(
+                data,
+                sampler=sampler,
+                sampler_fallback=sampler_fallback,
+                accelerator=accelerator,
+                device=device,
+                **settings,
+            )
+        except TypeError as error:  # settings QBMVAE does not take: an edited or foreign file
+            if "argument" not in str(error):
+                raise
+            raise ValueError(f"{path}: its saved settings do not fit {cls.__name__} ({error})") from error
         _use_saved_levels(model, payload.get(SAVE_KEYS.BATCH_CATEGORIES))  # the model's level numbering
         saved = payload[SAVE_KEYS.VAR_NAMES]
         for name, spec in model.registry.modalities.items():
@@ -560,6 +576,9 @@ def _as_tensor(indices: np.ndarray | None) -> torch.Tensor | None:
     """Cell positions as a tensor, which ``torch.load(weights_only=True)`` reads back."""
     return None if indices is None else torch.as_tensor(np.asarray(indices, dtype=np.int64))
 
+
+#: The attributes :meth:`QBMVAE.save` stores and :meth:`QBMVAE.load` sets (no others).
+_SAVED_ATTRIBUTES = ("history_", "is_trained_", "train_indices_", "validation_indices_")
 
 _TORCH_SAMPLERS = (ExactSampler, FallbackSampler, GibbsSampler, ParallelTemperingSampler)
 

@@ -29,6 +29,7 @@ import hashlib
 import logging
 import math
 import os
+import re
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -248,9 +249,16 @@ def load_torch_file(path: str | os.PathLike, *, what: str) -> dict:
     except PermissionError:
         raise
     except Exception as err:  # the unpickler and zip reader raise many types; all mean "bad file"
+        unsafe = re.search(r"GLOBAL ([\w.]+)", str(err)) if "Weights only load failed" in str(err) else None
+        detail = (
+            f"it holds objects outside torch's weights_only allow-list (first: {unsafe.group(1)}), "
+            "which could run code"
+            if unsafe
+            else f"{type(err).__name__}: {err}"
+        )
         raise ValueError(
             f"{path} is not a valid qbm_pyro {what} (truncated, corrupted or not written by "
-            f"qbm_pyro; unsafe content is refused, never run): {type(err).__name__}: {err}"
+            f"qbm_pyro; unsafe content is refused, never run): {detail}"
         ) from err
     if not isinstance(payload, dict):
         raise ValueError(

@@ -23,8 +23,9 @@ Decisions
 
 from __future__ import annotations
 
+import math
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
 
 import anndata as ad
@@ -34,6 +35,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from qbm_pyro._constants import REGISTRY_KEYS
+from qbm_pyro.data.name_checks import check_batch_column, check_modality_names, check_obs_names
 
 __all__ = [
     "MatrixSummary",
@@ -212,6 +214,24 @@ def _nonzero_rows_cols(block: Any, nonzero: np.ndarray) -> tuple[np.ndarray, np.
     return rows, cols
 
 
+def _nonzero_lines(block: Any, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Which rows and which columns of ``block`` hold a nonzero value (one pass over ``values``)."""
+    nonzero = values != 0
+    if not sp.issparse(block):
+        nz = nonzero.reshape(block.shape)
+        return nz.any(axis=1), nz.any(axis=0)
+    if block.format in ("csr", "csc") and nonzero.all():  # no explicit zeros: the indices say it all
+        major = np.diff(block.indptr) > 0
+        minor = np.zeros(block.shape[1 if block.format == "csr" else 0], dtype=bool)
+        minor[block.indices] = True
+        return (major, minor) if block.format == "csr" else (minor, major)
+    rows, cols = _nonzero_rows_cols(block, nonzero)
+    rows_any, cols_any = np.zeros(block.shape[0], dtype=bool), np.zeros(block.shape[1], dtype=bool)
+    rows_any[rows] = True
+    cols_any[cols] = True
+    return rows_any, cols_any
+
+
 def _fmt(value: float) -> str:
     return f"{value:.4g}"
 
@@ -274,12 +294,16 @@ def check_matrix(
     for axis, off, block in iter_blocks(x, chunk_size):
         block = _canonical(block)
         values = _stored_values(block)
-        _check_values(block, values, kind in REGISTRY_KEYS.COUNT_KINDS, labels, axis, off)
-        if is_binary and values.dtype.kind != "b":
-            is_binary = bool(np.all((values == 0) | (values == 1)))
-        rows, cols = _nonzero_rows_cols(block, values != 0)
-        nonzero_cells[rows + off if axis == 0 else rows] = True
-        nonzero_features[cols if axis == 0 else cols + off] = True
+        lo, hi = _check_values(block, values, kind in REGISTRY_KEYS.COUNT_KINDS, labels, axis, off)
+        if is_binary and values.dtype.kind != "b" and values.size:
+            is_binary = lo >= 0 and hi <= 1 and bool(np.all((values == 0) | (values == 1)))
+        rows_any, cols_any = _nonzero_lines(block, values)
+        if axis == 0:
+            nonzero_cells[off : off + len(rows_any)] |= rows_any
+            nonzero_features |= cols_any
+        else:
+            nonzero_cells |= rows_any
+            nonzero_features[off : off + len(cols_any)] |= cols_any
     empty_cells, empty_features = ~nonzero_cells, ~nonzero_features
     if warn:
         _warn_empty(empty_cells, empty_features, labels)
@@ -323,10 +347,51 @@ def _check_shape_and_dtype(x: Any, kind: str, where: str) -> tuple[int, int]:
     return n_obs, n_vars
 
 
+#: Values scanned at a time by the fast path of :func:`_check_values` (bounds its temporaries).
+VALUE_CHUNK = 1 << 22
+
+
 def _check_values(
     block: Any, values: np.ndarray, needs_counts: bool, labels: _Labels, axis: int, off: int
+) -> tuple[float, float]:
+    """Step 2 of :func:`check_matrix`, per block: finite, non-negative, integer where counts are
+    needed; returns the smallest and largest value (``(0, 0)`` when nothing is stored).
+
+    One pass over ``values`` in slices of :data:`VALUE_CHUNK`: the minimum and maximum (NaN
+    propagates through them, so they also find NaN and infinities) and, for counts in a float
+    dtype, the distance to the nearest integer in one reused buffer. Only when a slice fails
+    are the full masks built, to name the first offending entry and count them.
+    """
+    if values.size == 0:
+        return 0.0, 0.0
+    kind = values.dtype.kind
+    lo, hi = math.inf, -math.inf
+    buffer = None
+    for start in range(0, values.size, VALUE_CHUNK):
+        part = values[start : start + VALUE_CHUNK]
+        part_lo, part_hi = part.min(), part.max()
+        if kind == "f" and not (np.isfinite(part_lo) and np.isfinite(part_hi)):
+            break
+        if kind in "if" and part_lo < 0:
+            break
+        if needs_counts and kind == "f":
+            buffer = np.empty_like(part) if buffer is None or buffer.size != part.size else buffer
+            np.rint(part, out=buffer)
+            np.subtract(part, buffer, out=buffer)
+            np.abs(buffer, out=buffer)
+            if buffer.max() > INTEGER_TOLERANCE:
+                break
+        lo, hi = min(lo, float(part_lo)), max(hi, float(part_hi))
+    else:
+        return lo, hi
+    _check_values_in_full(block, values, needs_counts, labels, axis, off)
+    raise AssertionError("unreachable: a slice failed but the whole values passed")  # pragma: no cover
+
+
+def _check_values_in_full(
+    block: Any, values: np.ndarray, needs_counts: bool, labels: _Labels, axis: int, off: int
 ) -> None:
-    """Step 2 of :func:`check_matrix`, per block: finite, non-negative, integer where counts are needed."""
+    """The failure path of :func:`_check_values`: the full masks, in the order of the problems."""
     if values.dtype.kind == "f":
         bad = ~np.isfinite(values)
         if bad.any():
@@ -356,6 +421,8 @@ def _fail(
         if labels.count_layers:
             hint = labels.count_layers[0]
             msg += f" — layer {hint!r} looks like raw counts: pass layers={{{labels.modality!r}: {hint!r}}}"
+        else:
+            msg += " (normalised, log-transformed, scaled or ambient-corrected values are not counts)"
     raise ValueError(msg)
 
 
@@ -419,133 +486,3 @@ def find_count_layers(adata: ad.AnnData, *, exclude: str | None = None) -> list[
     names = [k for k in adata.layers.keys() if k != exclude]
     names.sort(key=lambda k: (k not in ("counts", "raw"),))
     return [k for k in names if _looks_like_counts(adata.layers[k])]
-
-
-def check_modality_names(available: Sequence[str], requested: Sequence[str]) -> None:
-    """Check that every requested modality exists.
-
-    Parameters
-    ----------
-    available
-        Modality names in the data.
-    requested
-        Modality names asked for.
-
-    Raises
-    ------
-    KeyError
-        Naming the unknown modalities and listing the available ones.
-    """
-    unknown = [m for m in requested if m not in available]
-    if unknown:
-        raise KeyError(f"unknown modality name(s) {unknown}; available modalities: {list(available)}")
-
-
-def check_obs_names(
-    obs_names: pd.Index,
-    modalities: Mapping[str, pd.Index],
-) -> None:
-    """Check cell names: unique everywhere, and shared between modalities.
-
-    Parameters
-    ----------
-    obs_names
-        Cell names of the whole object (``mdata.obs_names``).
-    modalities
-        Cell names of each registered modality.
-
-    Raises
-    ------
-    ValueError
-        If names are duplicated, if a modality holds cells absent from ``obs_names`` (the
-        MuData is out of sync: run ``mdata.update()`` on your copy), or if two modalities share
-        no cell at all (their names do not match, e.g. ``_rna`` / ``_atac`` suffixes).
-    """
-    for label, names in [
-        ("the data", obs_names),
-        *((f"modality {m!r}", n) for m, n in modalities.items()),
-    ]:
-        if not names.is_unique:
-            dup = names[names.duplicated()]
-            raise ValueError(
-                f"{label} has {len(dup)} duplicated obs name(s) (e.g. {str(dup[0])!r}); make them unique"
-            )
-    for mod, names in modalities.items():
-        missing = names.difference(obs_names)
-        if len(missing):
-            raise ValueError(
-                f"modality {mod!r} has {len(missing)} obs name(s) not in the MuData obs_names "
-                f"(e.g. {str(missing[0])!r}); the MuData is out of sync with its modalities — "
-                "call mdata.update() on it first"
-            )
-    mods = list(modalities)
-    for i, a in enumerate(mods):
-        for b in mods[i + 1 :]:
-            if len(modalities[a]) and len(modalities[b]):
-                if len(modalities[a].intersection(modalities[b])) == 0:
-                    raise ValueError(
-                        f"obs names do not match across modalities: {a!r} and {b!r} share no cell "
-                        f"(e.g. {str(modalities[a][0])!r} vs {str(modalities[b][0])!r})"
-                    )
-
-
-def check_batch_column(
-    values: pd.Series,
-    key: str,
-    *,
-    where: str = "mdata.obs",
-    warn: bool = True,
-) -> tuple[list[str], np.ndarray]:
-    """Check a batch column and encode it.
-
-    Parameters
-    ----------
-    values
-        The column, one entry per cell, indexed by cell name.
-    key
-        Column name, used in messages.
-    where
-        Where the column was read from, used in messages.
-    warn
-        Warn about levels that hold a single cell.
-
-    Returns
-    -------
-    categories : list of str
-        The levels as strings: the categorical order for a categorical column, else sorted.
-    codes : numpy.ndarray
-        Integer codes of shape ``(n_obs,)`` into ``categories``.
-
-    Raises
-    ------
-    ValueError
-        If the column has missing values (count and first cell given). A single level is
-        accepted: a reference of one batch, onto which query batches are mapped later.
-    """
-    missing = values.isna().to_numpy()
-    if missing.any():
-        raise ValueError(
-            f"batch column {key!r} in {where} has {int(missing.sum())} missing value(s) "
-            f"(e.g. cell {str(values.index[np.flatnonzero(missing)[0]])!r}); fill them in"
-        )
-    if isinstance(values.dtype, pd.CategoricalDtype):
-        used = values.cat.remove_unused_categories()
-        categories = [str(c) for c in used.cat.categories]
-        strings = used.astype(str).to_numpy()
-    else:
-        strings = values.astype(str).to_numpy()
-        categories = sorted(set(strings))
-    if len(set(categories)) != len(categories):
-        raise ValueError(
-            f"batch column {key!r} in {where} has levels that are equal as strings: {categories}"
-        )
-    codes = pd.Categorical(strings, categories=categories).codes.astype(np.int64)
-    counts = np.bincount(codes, minlength=len(categories))
-    if warn and (counts == 1).any():
-        lonely = [categories[i] for i in np.flatnonzero(counts == 1)]
-        warnings.warn(
-            f"batch column {key!r} in {where}: level(s) {lonely} hold a single cell",
-            UserWarning,
-            stacklevel=2,
-        )
-    return categories, codes

@@ -7,6 +7,7 @@ import warnings
 from typing import Literal
 
 import anndata as ad
+import h5py
 import mudata as md
 import numpy as np
 import pandas as pd
@@ -126,6 +127,10 @@ def highly_variable_genes(
     x = adata.X if layer is None else adata.layers[layer]
     if x is None:
         raise ValueError("adata.X is None; pass the layer that holds the counts")
+    if isinstance(x, ad.abc.CSRDataset | ad.abc.CSCDataset):  # backed sparse: the ranking needs it whole
+        x = x.to_memory()
+    elif isinstance(x, h5py.Dataset):  # backed dense
+        x = x[()]
     x = sp.csr_matrix(x, dtype=np.float32) if not sp.issparse(x) else x.tocsr().astype(np.float32)
     obs = adata.obs[[batch_key]].copy() if batch_key is not None else pd.DataFrame(index=adata.obs_names)
     work = ad.AnnData(X=x, obs=obs, var=pd.DataFrame(index=adata.var_names.copy()))
@@ -146,6 +151,12 @@ def highly_variable_genes(
         return flags
     _record(adata, flags.to_numpy(), key_added, n_top_genes, flavor, layer, batch_key)
     return None
+
+
+def _subset(adata: ad.AnnData, mask: np.ndarray) -> ad.AnnData:
+    """A new in-memory AnnData of the genes in ``mask`` (a backed one is read for those genes)."""
+    view = adata[:, mask]
+    return view.to_memory() if adata.isbacked else view.copy()
 
 
 def _record(adata: ad.AnnData, mask, key_added: str, n_top_genes: int, flavor, layer, batch_key) -> None:
@@ -256,8 +267,8 @@ def select_genes(
         )
     log.info("selected %d of %d genes (%s)", n, rna.n_vars, flavor)
     if isinstance(data, ad.AnnData):
-        return data[:, mask].copy()
-    mods = {name: (mod[:, mask].copy() if name == rna_name else mod) for name, mod in data.mod.items()}
+        return _subset(data, mask)
+    mods = {name: (_subset(mod, mask) if name == rna_name else mod) for name, mod in data.mod.items()}
     with warnings.catch_warnings():  # mudata's notices about its own update() defaults
         warnings.simplefilter("ignore", FutureWarning)
         out = md.MuData(mods)

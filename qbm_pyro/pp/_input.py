@@ -1,13 +1,20 @@
-"""What the model does with integer values that are not raw counts (rounded TPM, CPM, FPKM)."""
+"""Checks on the input before anything touches it: the whole data (:func:`check_input`) and
+integer values that are not raw counts (rounded TPM, CPM, FPKM: :func:`check_count_input`)."""
 
 from __future__ import annotations
 
 import warnings
 
+import anndata as ad
+import mudata as md
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["NonCountInputWarning", "check_count_input"]
+from qbm_pyro._constants import REGISTRY_KEYS
+from qbm_pyro.data.registry import DataRegistry, setup_data
+from qbm_pyro.data.validation import get_matrix
+
+__all__ = ["NonCountInputWarning", "check_count_input", "check_input", "warn_non_counts"]
 
 #: Per-cell totals whose relative spread is below this look normalised (TPM/CPM).
 CONSTANT_TOTALS_CV = 0.02
@@ -78,3 +85,79 @@ def check_count_input(x, *, where: str = "the RNA values", max_cells: int = 2000
             stacklevel=3,
         )
     return out
+
+
+def warn_non_counts(data: md.MuData | ad.AnnData, registry: DataRegistry, *, max_cells: int = 2000) -> None:
+    """Run :func:`check_count_input` on every RNA modality of ``registry`` (its first cells).
+
+    Backed matrices are read for their first ``max_cells`` rows only (a backed CSC matrix, whose
+    rows cannot be read without reading all of it, is skipped). Nothing is modified.
+
+    Parameters
+    ----------
+    data
+        The data ``registry`` was made from.
+    registry
+        From :func:`qbm_pyro.data.setup_data`.
+    max_cells
+        Rows read per modality.
+    """
+    for name, spec in registry.modalities.items():
+        if spec.kind != REGISTRY_KEYS.RNA:
+            continue
+        adata = data if isinstance(data, ad.AnnData) else data.mod[name]
+        if adata.n_obs < 2:
+            continue
+        x = get_matrix(adata, spec.layer, modality=name)
+        if isinstance(x, ad.abc.CSCDataset):
+            continue
+        source = "X" if spec.layer is None else f"layer {spec.layer!r}"
+        where = f"the values of modality {name!r} ({source})"
+        check_count_input(x[: min(max_cells, adata.n_obs)], where=where, max_cells=max_cells)
+
+
+def check_input(
+    data: md.MuData | ad.AnnData, *, modalities=None, layers=None, batch_key=None
+) -> DataRegistry:
+    """Check the whole input of every modality before any selection or normalisation.
+
+    This is the first step of :func:`qbm_pyro.tl.qbm` and of ``qbm-pyro fit``: every value of
+    every registered modality (all genes, not only those a gene selection would keep) is read
+    once, in blocks for backed data, and checked for NaN, infinite, negative and (RNA, protein)
+    non-integer values; cell and feature names must be unique, modalities must have features
+    and share their cells; batch columns must be complete. Rounded TPM/CPM/FPKM in the RNA
+    modality give a :class:`NonCountInputWarning`. ``data`` is not modified.
+
+    Parameters
+    ----------
+    data
+        MuData or AnnData (in memory or backed).
+    modalities, layers, batch_key
+        As for :class:`~qbm_pyro.QBMVAE`.
+
+    Returns
+    -------
+    DataRegistry
+        The registration of ``data`` (as :func:`qbm_pyro.data.setup_data`).
+
+    Raises
+    ------
+    ValueError, KeyError, TypeError
+        As :func:`qbm_pyro.data.setup_data`: the message names the modality, the cell and the
+        feature of the first offending value, and how many there are.
+
+    Examples
+    --------
+    >>> import numpy as np, qbm_pyro
+    >>> mdata = qbm_pyro.datasets.pbmc_cite_2batch()
+    >>> x = mdata.mod["rna"].X.toarray().astype(np.float32)
+    >>> x[0, 1] = np.nan
+    >>> mdata.mod["rna"].X = x
+    >>> qbm_pyro.pp.check_input(mdata)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: modality 'rna' X has NaN or infinite values (1 value(s), e.g. nan at cell ..., gene ...)
+    """
+    registry = setup_data(data, modalities=modalities, layers=layers, batch_key=batch_key)
+    warn_non_counts(data, registry)
+    return registry

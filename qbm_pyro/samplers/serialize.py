@@ -13,6 +13,14 @@ in any mode, and :class:`~qbm_pyro.samplers.FallbackSampler` over any of those. 
 :class:`~qbm_pyro.samplers.QPUSampler`, a dimod sampler with settings of its own (hardware,
 composites, mocks) or a user-defined sampler is recorded by name only: rebuilding it raises
 :class:`SamplerNotRebuildableError` with a message asking for ``sampler=``.
+
+**A model file is data.** A config read from a file never names code to run: the dimod backend
+is rebuilt only when its name is one of :data:`REBUILDABLE_DIMOD`, compared as an exact string
+*before* anything is imported, and every other name is refused with
+:class:`SamplerNotRebuildableError` (nothing imported, nothing called). The other kinds map to
+the fixed classes above; their settings are keyword arguments, and settings those classes do
+not take are refused with a :class:`ValueError`. The checksum inside a model file only detects
+damage: anyone can recompute it, so it is not what keeps a file from running code.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ from qbm_pyro.samplers.gibbs import GibbsSampler
 from qbm_pyro.samplers.qpu import QPUSampler
 from qbm_pyro.samplers.tempering import ParallelTemperingSampler
 
-__all__ = ["SamplerNotRebuildableError", "sampler_from_config", "sampler_to_config"]
+__all__ = ["REBUILDABLE_DIMOD", "SamplerNotRebuildableError", "sampler_from_config", "sampler_to_config"]
 
 #: dimod samplers built with no arguments, so that a class name is enough to rebuild them.
 REBUILDABLE_DIMOD = (
@@ -66,6 +74,17 @@ def _plain(value: Any) -> bool:
 
 
 def _import(path: str) -> Any:
+    """The class named by ``path``, which must be one of :data:`REBUILDABLE_DIMOD`.
+
+    The name is compared as an exact string before anything is imported: a name read from a
+    file can only select one of the fixed entries, never choose a module to import.
+    """
+    if not isinstance(path, str) or path not in REBUILDABLE_DIMOD:
+        raise SamplerNotRebuildableError(
+            f"refusing to rebuild the saved dimod sampler {path!r}: a model file may only name one "
+            f"of {list(REBUILDABLE_DIMOD)} (nothing else is imported from a file); if you trust it, "
+            "build the sampler yourself and pass it as QBMVAE.load(..., sampler=...)"
+        )
     module_name, _, name = path.rpartition(".")
     return getattr(importlib.import_module(module_name), name)
 
@@ -203,7 +222,14 @@ def sampler_from_config(config: dict | None) -> Sampler | None:
         The config describes a QPU, a dimod sampler with settings of its own or a user-defined
         sampler (also inside a ``FallbackSampler``); the message asks for ``sampler=``.
     ValueError
-        The config is not one this function wrote.
+        The config is not one this function wrote (unknown kind, settings the sampler does not
+        take).
+
+    Notes
+    -----
+    A dimod backend is rebuilt only when its name is in :data:`REBUILDABLE_DIMOD` (exact
+    string, checked before any import); any other name raises
+    :class:`SamplerNotRebuildableError` and nothing is imported.
     """
     if config is None:
         return None
@@ -214,6 +240,16 @@ def sampler_from_config(config: dict | None) -> Sampler | None:
         raise _not_rebuildable(bad)
     kind = config["kind"]
     settings = {k: v for k, v in config.items() if k not in ("kind", "rebuildable")}
+    try:
+        return _build(kind, settings)
+    except (TypeError, KeyError) as error:  # settings the class does not take: an edited or foreign file
+        raise ValueError(
+            f"the saved sampler config {config!r} does not fit its kind {kind!r}: {error}"
+        ) from error
+
+
+def _build(kind: str, settings: dict) -> Sampler:
+    """Step 2 of :func:`sampler_from_config`: the sampler of one (rebuildable) ``kind``."""
     if kind == "gibbs":
         blocks = settings.pop("blocks")
         if not isinstance(blocks, str):
@@ -224,8 +260,10 @@ def sampler_from_config(config: dict | None) -> Sampler | None:
     if kind == "exact":
         return ExactSampler(**settings)
     if kind == "dimod":
-        inner = _import(settings.pop("backend"))()
-        sample_kwargs = settings.pop("sample_kwargs") or {}
+        inner = _import(settings.pop("backend", None))()  # refuses any name not in REBUILDABLE_DIMOD
+        sample_kwargs = settings.pop("sample_kwargs", None) or {}
+        if not isinstance(sample_kwargs, dict):
+            raise ValueError(f"the saved sample_kwargs of a dimod sampler are not a dict: {sample_kwargs!r}")
         return DimodSampler(inner, **settings, **sample_kwargs)
     if kind == "fallback":
         return FallbackSampler(
@@ -235,4 +273,4 @@ def sampler_from_config(config: dict | None) -> Sampler | None:
             max_failures=settings.get("max_failures"),
             seed=settings.get("seed"),
         )
-    raise ValueError(f"unknown sampler kind {kind!r} in {config!r}")
+    raise ValueError(f"unknown sampler kind {kind!r} (settings {settings!r})")

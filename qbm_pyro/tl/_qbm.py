@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from pathlib import Path
 
 import anndata as ad
@@ -11,7 +12,7 @@ import mudata as md
 import numpy as np
 
 from ..model import QBMVAE
-from ..pp import select_genes, size_defaults
+from ..pp import NonCountInputWarning, check_input, select_genes, size_defaults
 
 __all__ = ["qbm"]
 
@@ -51,7 +52,9 @@ def qbm(
     Parameters
     ----------
     data
-        MuData (RNA, protein, ATAC) or AnnData with counts.
+        MuData (RNA, protein, ATAC) or AnnData with counts, in memory or backed. All of it is
+        checked first (:func:`qbm_pyro.pp.check_input`: every value of every modality, before
+        any gene selection), and it is left untouched when a check fails.
     model
         A fitted model to apply instead of fitting one (its features must match ``data``).
     modalities, layers, batch_key, prior, relaxation, sampler, seed
@@ -116,7 +119,13 @@ def qbm(
     log.info("running qbm_pyro.tl.qbm")
     sizes = fit_data = None
     if model is None:
-        fit_data = select_genes(data, n_top_genes, modalities=modalities, layers=layers, batch_key=batch_key)
+        # the whole input of every modality, before selection or normalisation touches it
+        check_input(data, modalities=modalities, layers=layers, batch_key=batch_key)
+        with warnings.catch_warnings():  # check_input warned about non-count values once
+            warnings.simplefilter("ignore", NonCountInputWarning)
+            fit_data = select_genes(
+                data, n_top_genes, modalities=modalities, layers=layers, batch_key=batch_key
+            )
         sizes = size_defaults(
             int(data.n_obs),
             n_latent=n_latent,
@@ -125,20 +134,22 @@ def qbm(
             validation_fraction=train_kwargs.pop("validation_fraction", None),
             early_stopping=train_kwargs.pop("early_stopping", None),
         )
-        model = QBMVAE(
-            fit_data,
-            modalities=modalities,
-            layers=layers,
-            batch_key=batch_key,
-            n_latent=sizes["n_latent"],
-            n_continuous=sizes["n_continuous"],
-            prior=prior,
-            relaxation=relaxation,
-            sampler=sampler,
-            seed=seed,
-            accelerator=accelerator,
-            device=device,
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NonCountInputWarning)
+            model = QBMVAE(
+                fit_data,
+                modalities=modalities,
+                layers=layers,
+                batch_key=batch_key,
+                n_latent=sizes["n_latent"],
+                n_continuous=sizes["n_continuous"],
+                prior=prior,
+                relaxation=relaxation,
+                sampler=sampler,
+                seed=seed,
+                accelerator=accelerator,
+                device=device,
+            )
         model.train(
             max_epochs=sizes["max_epochs"],
             validation_fraction=sizes["validation_fraction"],
