@@ -41,3 +41,44 @@ def test_spike_atom_mass_is_the_probability_of_the_zero_code():
     prior = dist.RelaxedBoltzmann(base, "spike", 5.0)
     zero = torch.zeros(1, 2, dtype=torch.float64)
     assert torch.allclose(prior.log_prob(zero), base.log_prob(zero))
+
+
+def _tiny_masked_model():
+    """An RNA model of 3 genes whose gene 2 of 3 is zero-padded (a query model's feature mask),
+    with a huge count in that gene, so that scoring it changes log p(x) by far."""
+    import anndata as ad
+
+    import qbm_pyro
+    from qbm_pyro.data import MinibatchLoader
+
+    rng = np.random.default_rng(0)
+    x = rng.poisson(2.0, size=(8, 3)).astype(np.float32)
+    x[:, 0] += 1
+    x[:, 1] = 500.0  # the padded gene: never scored
+    adata = ad.AnnData(x)
+    adata.obs_names = [f"c{i}" for i in range(8)]
+    adata.var_names = ["g0", "g1", "g2"]
+    model = qbm_pyro.QBMVAE(adata, n_latent=3, n_continuous=1, n_hidden=8, dropout=0.0, seed=0)
+    model.module.feature_masks = {"rna": torch.tensor([True, False, True])}
+    model.module.eval()
+    batch = MinibatchLoader(adata, model.registry, shuffle=False, batch_size=100).batch(np.arange(8))
+    return model, batch
+
+
+def test_marginal_ll_scores_the_model_that_was_trained_with_feature_masks():
+    """The importance weights of get_marginal_ll leave masked features out, as the loss does:
+    the mean S = 1 log weight is the negative mean loss (both are the ELBO)."""
+    model, batch = _tiny_masked_model()
+    m = model.module
+    torch.manual_seed(0)
+    with torch.no_grad():
+        losses = torch.stack([m.loss(batch) for _ in range(1000)])
+        log_w = m.log_importance_weights(batch, 1000).sum(-1)
+    se = float((losses.std() ** 2 / len(losses) + log_w.std() ** 2 / len(log_w)).sqrt())
+    assert abs(float(losses.mean() + log_w.mean())) < 4 * se + 1e-3
+    # the likelihood of a latent is that of the unmasked genes only
+    with torch.no_grad():
+        latent = m.posterior_latent(batch)
+        per_gene = m.decode(latent, batch)["rna"].log_prob(batch["x_rna"])
+        expected = per_gene[:, [0, 2]].sum(-1)
+        assert torch.allclose(m.log_likelihood(latent, batch), expected)
