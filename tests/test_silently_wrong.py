@@ -82,3 +82,60 @@ def test_marginal_ll_scores_the_model_that_was_trained_with_feature_masks():
         per_gene = m.decode(latent, batch)["rna"].log_prob(batch["x_rna"])
         expected = per_gene[:, [0, 2]].sum(-1)
         assert torch.allclose(m.log_likelihood(latent, batch), expected)
+
+
+def _scvi_tools_change_mode(scales_1, scales_2, pseudocounts, delta, test_mode="three"):
+    """scvi-tools 1.4's change mode on given pairs (``DifferentialComputation.get_bayes_factors``,
+    ``scvi/model/base/_differential.py``), written out from its source."""
+    eps = 1e-8
+    change = np.log2(scales_1 + pseudocounts) - np.log2(scales_2 + pseudocounts)
+    proba_m1 = np.mean(change >= delta, 0)
+    proba_m2 = np.mean(change < -delta, 0)
+    if test_mode == "two":
+        proba_de, sign = proba_m1 + proba_m2, 1.0
+    else:
+        proba_de, sign = np.maximum(proba_m1, proba_m2), np.sign(proba_m1 - proba_m2)
+    return proba_de, sign * (np.log(proba_de + eps) - np.log(1.0 - proba_de + eps))
+
+
+@pytest.mark.parametrize("test_mode", ["three", "two"])
+def test_proba_de_follows_scvi_tools_on_the_same_draws(test_mode):
+    """proba_de and bayes_factor are scvi-tools 1.4's on the same pairs of draws; the default is
+    the larger tail ("three"), not the two-tail sum."""
+    from qbm_pyro.expression import _bayes_stats
+
+    rng = np.random.default_rng(0)
+    n_genes = 6
+    # gene 0: no change, lfc sd 0.4; gene 1: very uncertain, no change; 2: up; 3: down; 4-5: noise
+    sd = np.array([0.4, 3.0, 0.2, 0.2, 0.1, 1.0])
+    shift = np.array([0.0, 0.0, 1.5, -1.5, 0.0, 0.3])
+    base = np.exp(rng.normal(-6, 0.5, n_genes))
+    d1 = [base * 2 ** (shift + sd / np.sqrt(2) * rng.standard_normal((4000, n_genes)))]
+    d2 = [base * 2 ** (sd / np.sqrt(2) * rng.standard_normal((4000, n_genes)))]
+    pc, delta = 1e-6, 0.25
+    where_zero = (np.zeros(n_genes, bool), np.zeros(n_genes, bool))
+    kwargs = {} if test_mode == "three" else {"test_mode": "two"}
+    ours = _bayes_stats(d1, d2, "change", delta, pc, where_zero, 20000, np.random.default_rng(1), **kwargs)
+    pairs = np.random.default_rng(1)  # the same pairs: one batch level, n_pairs draws of each group
+    a = d1[0][pairs.integers(0, 4000, 20000)]
+    b = d2[0][pairs.integers(0, 4000, 20000)]
+    proba_de, bayes_factor = _scvi_tools_change_mode(a, b, pc, delta, test_mode)
+    np.testing.assert_allclose(ours["proba_de"], proba_de)
+    np.testing.assert_allclose(ours["bayes_factor"], bayes_factor)
+    if test_mode == "three":  # an unchanged gene with lfc sd 0.4: P(lfc >= 0.25) ~ 0.27, not 0.53
+        assert ours["proba_de"][0] == pytest.approx(0.27, abs=0.03)
+        assert ours["proba_de"][1] < 0.5  # very uncertain, unchanged: never above one tail
+        assert ours["bayes_factor"][2] > 0 > ours["bayes_factor"][3]  # signed: up, down
+
+
+def test_differential_expression_rejects_an_unknown_test_mode():
+    import anndata as ad
+
+    import qbm_pyro
+
+    x = np.random.default_rng(0).poisson(2.0, size=(20, 4)).astype(np.float32) + 1
+    adata = ad.AnnData(x, obs={"g": ["a", "b"] * 10})
+    adata.obs_names = [f"c{i}" for i in range(20)]
+    model = qbm_pyro.QBMVAE(adata, n_latent=2, n_continuous=1, n_hidden=8, seed=0)
+    with pytest.raises(ValueError, match="test_mode"):
+        model.differential_expression(groupby="g", test_mode="four")
