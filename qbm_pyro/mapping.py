@@ -417,6 +417,8 @@ class ReferenceMappingMixin:
         sampler=None,
         sampler_fallback: bool = True,
         seed: int | None = None,
+        accelerator: str = "auto",
+        device=None,
     ):
         """A model of the query cells in the reference's latent space (scArches).
 
@@ -442,6 +444,9 @@ class ReferenceMappingMixin:
             persistent chains' state).
         seed
             Seed of the query training (default: the reference's).
+        accelerator, device
+            Where the query model computes, as for :class:`~qbm_pyro.QBMVAE` (default: CUDA
+            when available).
 
         Returns
         -------
@@ -480,7 +485,13 @@ class ReferenceMappingMixin:
         with warnings.catch_warnings():  # the query's own levels: replaced just below
             warnings.simplefilter("ignore", UserWarning)
             model = cls(
-                data, sampler=sampler, sampler_fallback=sampler_fallback, **ref.setup_args, **init_args
+                data,
+                sampler=sampler,
+                sampler_fallback=sampler_fallback,
+                accelerator=accelerator,
+                device=device,
+                **ref.setup_args,
+                **init_args,
             )
         with warnings.catch_warnings():  # zero-padded features are zero in every cell
             warnings.filterwarnings("ignore", message=r".*features are zero in every cell")
@@ -488,17 +499,12 @@ class ReferenceMappingMixin:
                 data, kinds=ref.kinds, layers=ref.layers, batch_keys=ref.batch_keys, categories=categories
             )
         prior = model.module.prior
-        module = MultiVAE(
-            {s.kind: s.n_vars for s in model.registry.modalities.values()},
-            model.registry.n_batch,
-            sampler=prior.sampler if prior is not None else None,
-            **init_args,
-        )
+        module = model._build_module(prior.sampler if prior is not None else None)  # on model.device
         old_levels = tuple(len(ref.batch_categories[k]) for k in ref.batch_keys)
         masks = _transplant(module, ref.state_dict, old_levels)
         if module.n_binary and ref.sampler_state and sampler is None:
             module.prior.sampler.load_state_dict(ref.sampler_state)
-        module.feature_masks = _feature_masks(data, model.registry)
+        module.feature_masks = _feature_masks(data, model.registry, model.device)
         n_trainable = _freeze(module, masks) if freeze else sum(p.numel() for p in module.parameters())
         model.module = module.eval()
         new_levels = {k: list(v[len(ref.batch_categories[k]) :]) for k, v in categories.items()}
@@ -548,22 +554,17 @@ def _use_saved_levels(model, categories: dict | None) -> None:
             )
             prior = model.module.prior
             torch.manual_seed(model.seed)
-            model.module = MultiVAE(
-                {s.kind: s.n_vars for s in model.registry.modalities.values()},
-                model.registry.n_batch,
-                sampler=prior.sampler if prior is not None else None,
-                **model.init_args,
-            )
-    model.module.feature_masks = _feature_masks(model.data, model.registry)
+            model.module = model._build_module(prior.sampler if prior is not None else None)
+    model.module.feature_masks = _feature_masks(model.data, model.registry, model.device)
 
 
-def _feature_masks(data, registry) -> dict[str, torch.Tensor]:
-    """``{kind: observed-feature mask}`` for modalities with zero-padded features."""
+def _feature_masks(data, registry, device: torch.device) -> dict[str, torch.Tensor]:
+    """``{kind: observed-feature mask}`` on ``device`` for modalities with zero-padded features."""
     out = {}
     for name, spec in registry.modalities.items():
         adata = data.mod[name] if isinstance(data, md.MuData) else data
         if PADDED_KEY in adata.var.columns:
             padded = adata.var[PADDED_KEY].to_numpy(dtype=bool)
             if padded.any():
-                out[spec.kind] = torch.from_numpy(~padded)
+                out[spec.kind] = torch.from_numpy(~padded).to(device)
     return out

@@ -154,11 +154,9 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
             seed=seed,
             **module_kwargs,
         )
-        torch.manual_seed(seed)
-        n_vars = {spec.kind: spec.n_vars for spec in self.registry.modalities.values()}
-        self.module = MultiVAE(n_vars, self.registry.n_batch, sampler=sampler, **self.init_args)
         self.device = resolve_device(accelerator, device)
-        self.module.to(self.device)
+        torch.manual_seed(seed)
+        self.module = self._build_module(sampler)
         self.seed = seed
         self.is_trained_ = False
         self.history_: dict = {}
@@ -173,6 +171,18 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
             f"n_continuous={self.module.n_continuous}, modalities=[{kinds}], "
             f"batch_keys={list(self.registry.batch_keys)}, trained={self.is_trained_})"
         )
+
+    def _build_module(self, sampler: Sampler | None) -> MultiVAE:
+        """The one factory of this model's modules: a :class:`~qbm_pyro.module.MultiVAE` sized by
+        the registry (features per kind, batch levels), with ``init_args``, on ``self.device``.
+
+        Every place that (re)builds the module goes through here (``__init__``,
+        :meth:`load_query_data`, loading a model whose batch levels differ from the data's), so
+        a module never stays on the CPU of a GPU host.
+        """
+        n_vars = {spec.kind: spec.n_vars for spec in self.registry.modalities.values()}
+        module = MultiVAE(n_vars, self.registry.n_batch, sampler=sampler, **self.init_args)
+        return module.to(self.device)
 
     # ------------------------------------------------------------------ training
 

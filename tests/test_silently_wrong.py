@@ -139,3 +139,48 @@ def test_differential_expression_rejects_an_unknown_test_mode():
     model = qbm_pyro.QBMVAE(adata, n_latent=2, n_continuous=1, n_hidden=8, seed=0)
     with pytest.raises(ValueError, match="test_mode"):
         model.differential_expression(groupby="g", test_mode="four")
+
+
+def _small_batched_rna(n_cells=40, seed=0):
+    import anndata as ad
+
+    rng = np.random.default_rng(seed)
+    x = rng.poisson(2.0, size=(n_cells, 12)).astype(np.float32) + 1
+    adata = ad.AnnData(x)
+    adata.obs_names = [f"c{i}" for i in range(n_cells)]
+    adata.var_names = [f"g{j}" for j in range(12)]
+    adata.obs["batch"] = np.where(np.arange(n_cells) % 2 == 0, "a", "b")
+    return adata
+
+
+def test_every_module_is_built_on_the_models_device(monkeypatch, tmp_path):
+    """A query model (load_query_data) and a loaded model whose batch levels are renumbered
+    (_use_saved_levels) build new modules: each must be moved to model.device (a GPU on a GPU
+    host). A fake device check on the CPU: every module ends up `.to(model.device)`."""
+    import qbm_pyro
+    from qbm_pyro.module import MultiVAE
+
+    moved = {}
+    original_to = MultiVAE.to
+
+    def recording_to(self, *args, **kwargs):
+        moved[id(self)] = args[0] if args else kwargs.get("device")
+        return original_to(self, *args, **kwargs)
+
+    monkeypatch.setattr(MultiVAE, "to", recording_to)
+    adata = _small_batched_rna()
+    small = dict(n_latent=3, n_continuous=1, n_hidden=8, num_prior_samples=8)
+    reference = qbm_pyro.QBMVAE(adata[:30].copy(), batch_key="batch", **small)
+    assert moved.get(id(reference.module)) == reference.device
+    reference.train(max_epochs=1, progress_bar=False, validation_fraction=0.0)
+
+    query = adata[30:].copy()
+    query.obs["batch"] = "new"
+    mapped = qbm_pyro.QBMVAE.load_query_data(query, reference)
+    assert moved.get(id(mapped.module)) == mapped.device
+
+    reference.save(tmp_path / "ref")
+    only_b = adata[:30][adata[:30].obs["batch"] == "b"].copy()  # one level: renumbered on load
+    loaded = qbm_pyro.QBMVAE.load(tmp_path / "ref", only_b)
+    assert moved.get(id(loaded.module)) == loaded.device
+    assert all(mask.device == loaded.device for mask in loaded.module.feature_masks.values())
