@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from .convergence import warn_if_untrained
 from .data import REGISTRY_KEYS
 
 __all__ = ["ExpressionMixin", "estimate_pseudocounts_offset", "fdr_de_prediction"]
@@ -161,6 +162,7 @@ class ExpressionMixin:
         name, kind = self._resolve_modality(modality)
         if int(n_samples) < 1:
             raise ValueError(f"n_samples must be a positive int, got {n_samples!r}")
+        warn_if_untrained(self, "get_normalized_expression")
         data = self.data if data is None else data
         if transform_batch is None:
             levels: Sequence = (None,)
@@ -288,6 +290,7 @@ class ExpressionMixin:
         if int(n_samples) < 1 or int(n_pairs) < 1:
             raise ValueError(f"n_samples and n_pairs must be positive, got {n_samples}, {n_pairs}")
         name, kind = self._resolve_modality(modality)
+        warn_if_untrained(self, "differential_expression")
         data = self.data if data is None else data
         labels = _group_labels(data, groupby)
         comparisons = _comparisons(labels, groupby, group1, group2)

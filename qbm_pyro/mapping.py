@@ -42,7 +42,7 @@ from .data.validation import check_batch_column, get_matrix
 from .module import MultiVAE
 from .module.nets import MLP
 
-__all__ = ["MIN_FEATURE_OVERLAP", "PADDED_KEY", "ReferenceMappingMixin"]
+__all__ = ["MIN_FEATURE_OVERLAP", "PADDED_KEY", "MissingModalityWarning", "ReferenceMappingMixin"]
 
 log = logging.getLogger(__name__)
 
@@ -462,6 +462,15 @@ class ReferenceMappingMixin:
         ValueError, TypeError
             See :meth:`prepare_query_data`; or the reference is not trained.
 
+        Warns
+        -----
+        MissingModalityWarning
+            Query cells lack a modality of the reference: they are encoded from their other
+            modalities alone, which the reference's encoders were not trained to do (measured on
+            the bundled CITE-seq set, ``BENCHMARKS.md`` "Queries that lack a modality": a
+            protein-only query maps near chance). Check the uncertainty of
+            :func:`qbm_pyro.tl.transfer_labels`, which grows for cells mapped off the reference.
+
         Examples
         --------
         >>> import qbm_pyro
@@ -498,6 +507,7 @@ class ReferenceMappingMixin:
             model.registry = _build(
                 data, kinds=ref.kinds, layers=ref.layers, batch_keys=ref.batch_keys, categories=categories
             )
+        _warn_missing_modalities(model.registry)
         prior = model.module.prior
         module = model._build_module(prior.sampler if prior is not None else None)  # on model.device
         old_levels = tuple(len(ref.batch_categories[k]) for k in ref.batch_keys)
@@ -519,6 +529,27 @@ class ReferenceMappingMixin:
         model.is_trained_ = False
         log.info("query model: new batch levels %s, %d trainable weights", new_levels, n_trainable)
         return model
+
+
+class MissingModalityWarning(UserWarning):
+    """Query cells lack a modality of the reference (see :meth:`~ReferenceMappingMixin.load_query_data`)."""
+
+
+def _warn_missing_modalities(registry) -> None:
+    """Warn when query cells lack a modality the reference was trained with."""
+    lacking = {name: int((registry.rows[name] < 0).sum()) for name in registry.modalities}
+    lacking = {name: n for name, n in lacking.items() if n}
+    if not lacking:
+        return
+    shown = ", ".join(f"{n} of {registry.n_obs} lack {name!r}" for name, n in lacking.items())
+    warnings.warn(
+        f"query cells lack modalities of the reference ({shown}): they are encoded from their other "
+        "modalities alone, which the reference's encoders were not trained to do, and may map far "
+        "off the reference (a protein-only query of an RNA + protein reference maps near chance); "
+        "qbm_pyro.tl.transfer_labels' uncertainty grows for such cells",
+        MissingModalityWarning,
+        stacklevel=3,
+    )
 
 
 def _use_saved_levels(model, categories: dict | None) -> None:

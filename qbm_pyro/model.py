@@ -17,6 +17,7 @@ import mudata as md
 import numpy as np
 import torch
 
+from .convergence import check_fit, warn_if_untrained
 from .data import MinibatchLoader, setup_data, train_validation_split
 from .device import batch_to, resolve_device
 from .expression import ExpressionMixin
@@ -244,6 +245,12 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
             ``log_z_every``, ``prior_lr_factor`` (the Boltzmann prior's learning rate is
             ``lr * prior_lr_factor``).
 
+        Warns
+        -----
+        qbm_pyro.convergence.NotConvergedWarning
+            The fit has clearly not converged: the loss still falls fast at ``max_epochs``, or the
+            decoder ignores its latent input (see :func:`qbm_pyro.convergence.check_fit`).
+
         Returns
         -------
         The training history: ``epoch``, ``train_loss``, ``validation_loss`` (negative ELBO per
@@ -300,6 +307,7 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
         if self.module.prior is not None:
             self.module.prior.refresh_log_z()
         self.is_trained_ = True
+        check_fit(self, stopped_early=len(self.history_.get("epoch", ())) < max_epochs)  # NotConvergedWarning
         return self.history_
 
     def _checkpoint_meta(self) -> dict:
@@ -380,6 +388,7 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
         -------
         Array of shape ``(n_obs, d)``.
         """
+        warn_if_untrained(self, "get_latent_representation")
         m = self.module
         representation = representation or self.default_representation
         needs = {
@@ -410,6 +419,7 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
     def get_energy(self, data=None, *, batch_size: int = 512) -> np.ndarray:
         """Each cell's energy under the learned prior, ``E(q) = E_q[E(z)]`` (the "cell-state
         potential"; lower is more probable). For ``prior="gaussian"``: ``½‖μ‖²``."""
+        warn_if_untrained(self, "get_energy")
         m = self.module
 
         def fn(batch):

@@ -13,7 +13,7 @@ import torch
 import qbm_pyro
 from qbm_pyro import datasets
 from qbm_pyro.data import MinibatchLoader
-from qbm_pyro.mapping import PADDED_KEY
+from qbm_pyro.mapping import PADDED_KEY, MissingModalityWarning
 
 SMALL = dict(n_latent=6, n_continuous=2, n_hidden=32, num_prior_samples=32)
 
@@ -174,7 +174,8 @@ def test_single_batch_reference_missing_modality_and_saved_folder(cite_reference
     assert model.registry.batch_categories["batch"] == ("pbmc10k",)
     rna_only = md.MuData({"rna": query["rna"].copy()})
     rna_only.obs["batch"] = query.obs["batch"].to_numpy()
-    mapped = qbm_pyro.QBMVAE.load_query_data(rna_only, model)
+    with pytest.warns(MissingModalityWarning, match="200 of 200 lack 'prot'"):
+        mapped = qbm_pyro.QBMVAE.load_query_data(rna_only, model)
     assert mapped.registry.batch_categories["batch"] == ("pbmc10k", "pbmc5k")
     assert mapped.data["prot"].n_obs == 0
     assert not (mapped.registry.rows["prot"] >= 0).any()
@@ -191,8 +192,10 @@ def test_single_batch_reference_missing_modality_and_saved_folder(cite_reference
     np.testing.assert_allclose(latent, truth, rtol=1e-5, atol=1e-6)
 
     model.save(tmp_path / "ref")
-    from_folder = qbm_pyro.QBMVAE.load_query_data(rna_only, tmp_path / "ref")
-    from_object = qbm_pyro.QBMVAE.load_query_data(rna_only, model)
+    with pytest.warns(MissingModalityWarning):
+        from_folder = qbm_pyro.QBMVAE.load_query_data(rna_only, tmp_path / "ref")
+    with pytest.warns(MissingModalityWarning):
+        from_object = qbm_pyro.QBMVAE.load_query_data(rna_only, model)
     folder_state, object_state = from_folder.module.state_dict(), from_object.module.state_dict()
     assert folder_state.keys() == object_state.keys()
     for key, value in folder_state.items():

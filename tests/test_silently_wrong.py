@@ -184,3 +184,161 @@ def test_every_module_is_built_on_the_models_device(monkeypatch, tmp_path):
     loaded = qbm_pyro.QBMVAE.load(tmp_path / "ref", only_b)
     assert moved.get(id(loaded.module)) == loaded.device
     assert all(mask.device == loaded.device for mask in loaded.module.feature_masks.values())
+
+
+# ------------------------------------------------------------------ untrained / not converged
+
+
+def _tiny_model(adata=None, **kwargs):
+    import qbm_pyro
+
+    adata = _small_batched_rna() if adata is None else adata
+    small = dict(n_latent=3, n_continuous=1, n_hidden=8, num_prior_samples=8, seed=0)
+    return qbm_pyro.QBMVAE(adata, batch_key="batch", **{**small, **kwargs})
+
+
+def test_outputs_of_an_untrained_model_warn():
+    """As scvi-tools: every output of a model that was never trained warns; after train() none."""
+    from qbm_pyro.convergence import NotTrainedWarning
+
+    model = _tiny_model()
+    calls = {
+        "get_latent_representation": lambda: model.get_latent_representation(),
+        "get_energy": lambda: model.get_energy(),
+        "get_normalized_expression": lambda: model.get_normalized_expression(),
+        "differential_expression": lambda: model.differential_expression(
+            groupby="batch", group1="a", n_samples=20, n_pairs=20
+        ),
+        "get_marginal_ll": lambda: model.get_marginal_ll(n_samples=2),
+        "sample_prior": lambda: model.sample_prior(3),
+        "generate": lambda: model.generate(3, seed=0),
+        "posterior_predictive_sample": lambda: model.posterior_predictive_sample(),
+    }
+    for name, call in calls.items():
+        with pytest.warns(
+            NotTrainedWarning, match=f"{name} is computed with a model that has not been trained"
+        ):
+            call()
+    model.is_trained_ = True
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NotTrainedWarning)
+        for call in calls.values():
+            call()
+
+
+def test_frozen_query_latent_needs_no_training():
+    """A frozen query model encodes with the reference's trained encoders: its latent does not
+    warn before its own train(), but its decoded outputs do."""
+    import warnings
+
+    import qbm_pyro
+    from qbm_pyro.convergence import NotTrainedWarning
+
+    adata = _small_batched_rna()
+    reference = _tiny_model(adata[:30].copy())
+    reference.is_trained_ = True  # (what train() sets; the weights do not matter here)
+    query = adata[30:].copy()
+    query.obs["batch"] = "new"
+    mapped = qbm_pyro.QBMVAE.load_query_data(query, reference)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NotTrainedWarning)
+        mapped.get_latent_representation()
+    with pytest.warns(NotTrainedWarning):
+        mapped.get_normalized_expression()
+
+
+def test_loss_fall_rate_tells_a_falling_curve_from_a_flat_one():
+    from qbm_pyro.convergence import MAX_RELATIVE_FALL, loss_fall_rate
+
+    rng = np.random.default_rng(0)
+    epochs = np.arange(60)
+    kl = np.minimum(1.0, (epochs + 1) / 15)
+    falling = 1000 - 2.0 * epochs + rng.normal(0, 0.5, 60)  # 4% per 20 epochs at the end
+    flat = 1000 + rng.normal(0, 2.0, 60)
+    assert loss_fall_rate({"validation_loss": falling, "kl_weight": kl}) > MAX_RELATIVE_FALL
+    assert abs(loss_fall_rate({"validation_loss": flat, "kl_weight": kl})) < MAX_RELATIVE_FALL
+    nan = np.full(60, np.nan)  # no validation cells: the training loss
+    assert loss_fall_rate({"validation_loss": nan, "train_loss": falling, "kl_weight": kl}) > 0.03
+    assert loss_fall_rate({"validation_loss": falling[:3], "kl_weight": kl[:3]}) is None
+
+
+def _ignore_code(model):
+    """Zero, and keep at zero, the decoder's weights of its latent inputs: its output no longer
+    depends on the code (what 60 epochs on 300 cells left in the issue's example)."""
+    first = model.module.decoder.layers[0][0]
+    n_latent = model.module.n_binary + model.module.n_continuous
+    with torch.no_grad():
+        first.weight[:, :n_latent] = 0.0
+    keep = torch.ones_like(first.weight)
+    keep[:, :n_latent] = 0.0
+    first.weight.register_hook(lambda grad: grad * keep)
+
+
+def test_train_warns_when_the_decoder_ignores_its_code():
+    from qbm_pyro.convergence import NotConvergedWarning, decoded_spread
+
+    model = _tiny_model()
+    _ignore_code(model)
+    with pytest.warns(NotConvergedWarning, match="decoder ignores its latent input"):
+        model.train(max_epochs=2, progress_bar=False, weight_decay=0.0)
+    assert max(decoded_spread(model).values()) < 1e-6
+    model = _tiny_model()  # the same model, its decoder left alone: it uses the code
+    with torch.no_grad():
+        model.module.decoder.layers[0][0].weight.mul_(20.0)
+    assert min(decoded_spread(model).values()) > 0.05
+
+
+def test_check_fit_warns_about_a_loss_still_falling():
+    from qbm_pyro.convergence import NotConvergedWarning, check_fit
+
+    model = _tiny_model()
+    epochs = np.arange(60)
+    model.history_ = {
+        "epoch": list(epochs),
+        "validation_loss": list(1000 - 2.0 * epochs),
+        "kl_weight": list(np.minimum(1.0, (epochs + 1) / 15)),
+    }
+    with torch.no_grad():  # a decoder that uses its code: only the loss is the problem
+        model.module.decoder.layers[0][0].weight.mul_(20.0)
+    with pytest.warns(NotConvergedWarning, match="loss still fell by"):
+        check_fit(model, stopped_early=False)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NotConvergedWarning)
+        check_fit(model, stopped_early=True)  # early stopping: converged by its own rule
+
+
+# ------------------------------------------------------------------ queries that lack a modality
+
+
+def test_transfer_labels_uncertainty_grows_off_the_reference():
+    """Query cells mapped far off the reference (as a protein-only query of an RNA + protein
+    reference is) get a high uncertainty although all their neighbours share a label; cells from
+    the reference's own distribution keep scArches' vote uncertainty and a distance ratio ~1."""
+    import anndata as ad
+
+    from qbm_pyro.tl import transfer_labels
+
+    rng = np.random.default_rng(0)
+    centres = np.array([[0.0, 0.0, 0.0], [3.0, 0.0, 0.0]])
+    labels = np.repeat(["a", "b"], 100)
+    ref = ad.AnnData(np.zeros((200, 1)), obs={"t": labels})
+    ref.obs_names = [f"r{i}" for i in range(200)]
+    ref.obsm["X_qbm"] = centres[np.repeat([0, 1], 100)] + rng.normal(0, 0.3, (200, 3))
+    inside = centres[np.repeat([0, 1], 20)] + rng.normal(0, 0.3, (40, 3))
+    off = np.array([0.0, 0.0, 4.0]) + rng.normal(0, 0.3, (20, 3))  # nearest: type a, far away
+    query = ad.AnnData(np.zeros((60, 1)))
+    query.obs_names = [f"q{i}" for i in range(60)]
+    query.obsm["X_qbm"] = np.concatenate([inside, off])
+    before = transfer_labels(query, ref, "t", distance_aware=False, copy=True)
+    after = transfer_labels(query, ref, "t", copy=True)
+    assert (after.obs["t_pred"] == before.obs["t_pred"]).all()  # the same labels
+    ratio = after.obs["t_distance_ratio"].to_numpy()
+    assert 0.7 < np.median(ratio[:40]) < 1.3 and ratio[40:].min() > 3
+    u_before, u_after = before.obs["t_uncertainty"].to_numpy(), after.obs["t_uncertainty"].to_numpy()
+    assert u_before[40:].max() < 0.05  # vote-only: confident, all neighbours are type a
+    assert u_after[40:].min() > 0.5
+    np.testing.assert_allclose(np.median(u_after[:40]), np.median(u_before[:40]), atol=0.02)

@@ -14,6 +14,10 @@ from sklearn.neighbors import NearestNeighbors
 
 __all__ = ["transfer_labels"]
 
+#: A query cell whose neighbours are at most this many times farther than the reference cells'
+#: own neighbours are (``{key}_distance_ratio``) keeps its vote share as confidence.
+DISTANCE_RATIO_OK = 1.5
+
 log = logging.getLogger(__name__)
 
 
@@ -61,6 +65,32 @@ def weighted_knn_votes(
     return classes, probs
 
 
+def distance_ratio(reference_rep: np.ndarray, query_rep: np.ndarray, n_neighbors: int) -> np.ndarray:
+    """How far each query cell lies from the reference, relative to the reference's own spacing.
+
+    The mean distance of a query cell to its ``n_neighbors`` nearest reference cells, divided by
+    the mean over those reference cells of their own mean distance to their ``n_neighbors``
+    nearest other reference cells (a local outlier factor). About 1 for a query cell inside the
+    reference's cloud; much larger for one off it, e.g. a cell mapped from a modality the
+    reference's encoders never learnt to use alone.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(n_query,)``, nonnegative.
+    """
+    n_ref = reference_rep.shape[0]
+    k = min(n_neighbors, n_ref - 1)
+    if k < 1:
+        return np.ones(query_rep.shape[0])
+    nn = NearestNeighbors(n_neighbors=k + 1).fit(reference_rep)
+    ref_dist, _ = nn.kneighbors(reference_rep)
+    ref_scale = ref_dist[:, 1:].mean(1)  # the first neighbour of a reference cell is itself
+    floor = max(float(np.median(ref_scale)) * 1e-3, 1e-12)  # duplicated reference cells
+    dist, idx = nn.kneighbors(query_rep, n_neighbors=k)
+    return dist.mean(1) / np.maximum(ref_scale[idx].mean(1), floor)
+
+
 def transfer_labels(
     query: md.MuData | ad.AnnData,
     reference: md.MuData | ad.AnnData,
@@ -68,6 +98,7 @@ def transfer_labels(
     *,
     use_rep: str = "X_qbm",
     n_neighbors: int = 15,
+    distance_aware: bool = True,
     copy: bool = False,
 ) -> md.MuData | ad.AnnData | None:
     """Predict the labels ``reference.obs[key]`` for the query cells from their nearest reference
@@ -87,6 +118,9 @@ def transfer_labels(
         The latent in ``obsm`` of both.
     n_neighbors
         Reference neighbours per query cell (at most the number of labelled reference cells).
+    distance_aware
+        Let the uncertainty grow for query cells that lie off the reference (see below);
+        ``False``: scArches' vote-only uncertainty.
     copy
         Return a modified copy of ``query`` instead of writing into it.
 
@@ -97,7 +131,15 @@ def transfer_labels(
     `key + '_pred'` : categorical
         The label with the largest weighted vote (scArches' distance-weighted kNN).
     `key + '_uncertainty'` : float in ``[0, 1)``
-        ``1 -`` that label's vote share: 0 when all neighbours agree.
+        ``1 -`` the confidence. scArches' confidence is that label's vote share (0 uncertainty
+        when all neighbours agree). With ``distance_aware`` it is also divided by
+        ``max(1, r / 1.5)``, ``r`` the cell's ``key + '_distance_ratio'``: a cell whose
+        neighbours are all of one label but much farther away than reference cells' neighbours
+        are is not a confident call (the nearest reference cells of a cell mapped off the
+        reference, e.g. from a modality the reference never learnt to use alone, are all of one
+        label for no reason).
+    `key + '_distance_ratio'` : float
+        See :func:`distance_ratio` (written with ``distance_aware``).
 
     Raises
     ------
@@ -146,7 +188,22 @@ def transfer_labels(
     order = [str(c) for c in labels.cat.categories] if isinstance(labels.dtype, pd.CategoricalDtype) else None
     categories = [c for c in order if c in set(classes)] if order else list(classes)
     query.obs[f"{key}_pred"] = pd.Categorical(classes[best], categories=categories)
-    query.obs[f"{key}_uncertainty"] = np.clip(1.0 - probs[np.arange(len(best)), best], 0.0, 1.0)
+    confidence = probs[np.arange(len(best)), best]
+    if distance_aware:
+        ratio = distance_ratio(ref_rep[labelled], query_rep, int(n_neighbors))
+        confidence = confidence / np.maximum(1.0, ratio / DISTANCE_RATIO_OK)
+        query.obs[f"{key}_distance_ratio"] = ratio
+        far = ratio > 2 * DISTANCE_RATIO_OK
+        if far.mean() > 0.5:
+            log.warning(
+                "%d of %d query cells lie far off the reference (distance ratio > %.0f): their "
+                "labels are unreliable; was the query mapped from fewer modalities than the "
+                "reference was trained on?",
+                int(far.sum()),
+                len(far),
+                2 * DISTANCE_RATIO_OK,
+            )
+    query.obs[f"{key}_uncertainty"] = np.clip(1.0 - confidence, 0.0, 1.0)
     log.info(
         "    finished (%.1fs): added '%s_pred', '%s_uncertainty' (obs)", time.perf_counter() - start, key, key
     )
