@@ -215,9 +215,7 @@ def test_outputs_of_an_untrained_model_warn():
         "posterior_predictive_sample": lambda: model.posterior_predictive_sample(),
     }
     for name, call in calls.items():
-        with pytest.warns(
-            NotTrainedWarning, match=f"{name} is computed with a model that has not been trained"
-        ):
+        with pytest.warns(NotTrainedWarning, match=f"{name} is computed with a model that has not been"):
             call()
     model.is_trained_ = True
     import warnings
