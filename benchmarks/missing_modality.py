@@ -188,18 +188,19 @@ def main(argv=None) -> None:
     parser.add_argument("--query-epochs", type=int, default=50)
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
-    rows = []
+    rows, done = [], []
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     for seed in args.seeds:
         rows += run(seed, args.ref_epochs, args.query_epochs)
+        done.append(seed)
         print(json.dumps(rows[-6:], indent=1), flush=True)
-    meta = {
-        "seeds": args.seeds,
-        "ref_epochs": args.ref_epochs,
-        "query_epochs": args.query_epochs,
-        "versions": package_versions(),
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+        meta = {
+            "seeds": done,
+            "ref_epochs": args.ref_epochs,
+            "query_epochs": args.query_epochs,
+            "versions": package_versions(),
+        }
+        args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))  # after every seed
     print("\n".join(report_section({"meta": meta, "rows": rows})))
 
 

@@ -286,10 +286,13 @@ def test_transfer_labels_known_labels_anndata_and_mudata():
     ref.obs.loc[ref.obs_names[:30], "t"] = np.nan  # unlabelled reference cells do not vote
     query = ad.AnnData(np.zeros((100, 1)))
     query.obsm["X_qbm"] = q_rep
+    votes_only = qbm_pyro.tl.transfer_labels(query, ref, "t", distance_aware=False, copy=True)
+    u = votes_only.obs["t_uncertainty"].to_numpy()
+    assert ((u >= 0) & (u < 1e-6)).all()  # well separated: every neighbour agrees
     qbm_pyro.tl.transfer_labels(query, ref, "t")
     assert (query.obs["t_pred"].astype(str).to_numpy() == q_labels).mean() == 1.0
-    u = query.obs["t_uncertainty"].to_numpy()
-    assert ((u >= 0) & (u < 1e-6)).all()  # well separated: every neighbour agrees
+    u = query.obs["t_uncertainty"].to_numpy()  # + distance: a query from the reference's blobs
+    assert ((u >= 0) & (u < 0.2)).all() and np.median(u) < 1e-6
     # a query cell half-way between x and y is uncertain
     mid = ad.AnnData(np.zeros((1, 1)))
     mid.obsm["X_qbm"] = np.array([[3.0, 0.0]])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 
 import anndata as ad
 import mudata as md
@@ -14,9 +15,9 @@ from sklearn.neighbors import NearestNeighbors
 
 __all__ = ["transfer_labels"]
 
-#: A query cell whose neighbours are at most this many times farther than the reference cells'
-#: own neighbours are (``{key}_distance_ratio``) keeps its vote share as confidence.
-DISTANCE_RATIO_OK = 1.5
+#: Quantile of the reference cells' own distance ratios up to which a query cell keeps its vote
+#: share as confidence.
+DISTANCE_RATIO_QUANTILE = 0.99
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,9 @@ def weighted_knn_votes(
     return classes, probs
 
 
-def distance_ratio(reference_rep: np.ndarray, query_rep: np.ndarray, n_neighbors: int) -> np.ndarray:
+def distance_ratio(
+    reference_rep: np.ndarray, query_rep: np.ndarray, n_neighbors: int
+) -> tuple[np.ndarray, float]:
     """How far each query cell lies from the reference, relative to the reference's own spacing.
 
     The mean distance of a query cell to its ``n_neighbors`` nearest reference cells, divided by
@@ -76,19 +79,25 @@ def distance_ratio(reference_rep: np.ndarray, query_rep: np.ndarray, n_neighbors
 
     Returns
     -------
-    numpy.ndarray
+    ratio : numpy.ndarray
         Shape ``(n_query,)``, nonnegative.
+    threshold : float
+        The :data:`DISTANCE_RATIO_QUANTILE` quantile of the same ratio for the reference cells
+        themselves (each one against the others): a query cell from the reference's own
+        distribution exceeds it with that small probability, whatever the latent's dimension.
     """
     n_ref = reference_rep.shape[0]
     k = min(n_neighbors, n_ref - 1)
     if k < 1:
-        return np.ones(query_rep.shape[0])
+        return np.ones(query_rep.shape[0]), 1.0
     nn = NearestNeighbors(n_neighbors=k + 1).fit(reference_rep)
-    ref_dist, _ = nn.kneighbors(reference_rep)
+    ref_dist, ref_idx = nn.kneighbors(reference_rep)
     ref_scale = ref_dist[:, 1:].mean(1)  # the first neighbour of a reference cell is itself
     floor = max(float(np.median(ref_scale)) * 1e-3, 1e-12)  # duplicated reference cells
+    own = ref_scale / np.maximum(ref_scale[ref_idx[:, 1:]].mean(1), floor)
     dist, idx = nn.kneighbors(query_rep, n_neighbors=k)
-    return dist.mean(1) / np.maximum(ref_scale[idx].mean(1), floor)
+    ratio = dist.mean(1) / np.maximum(ref_scale[idx].mean(1), floor)
+    return ratio, max(float(np.quantile(own, DISTANCE_RATIO_QUANTILE)), 1.0)
 
 
 def transfer_labels(
@@ -133,7 +142,8 @@ def transfer_labels(
     `key + '_uncertainty'` : float in ``[0, 1)``
         ``1 -`` the confidence. scArches' confidence is that label's vote share (0 uncertainty
         when all neighbours agree). With ``distance_aware`` it is also divided by
-        ``max(1, r / 1.5)``, ``r`` the cell's ``key + '_distance_ratio'``: a cell whose
+        ``max(1, r / t)``, ``r`` the cell's ``key + '_distance_ratio'`` and ``t`` the 99th
+        percentile of that ratio among the reference cells themselves: a cell whose
         neighbours are all of one label but much farther away than reference cells' neighbours
         are is not a confident call (the nearest reference cells of a cell mapped off the
         reference, e.g. from a modality the reference never learnt to use alone, are all of one
@@ -190,18 +200,18 @@ def transfer_labels(
     query.obs[f"{key}_pred"] = pd.Categorical(classes[best], categories=categories)
     confidence = probs[np.arange(len(best)), best]
     if distance_aware:
-        ratio = distance_ratio(ref_rep[labelled], query_rep, int(n_neighbors))
-        confidence = confidence / np.maximum(1.0, ratio / DISTANCE_RATIO_OK)
+        ratio, threshold = distance_ratio(ref_rep[labelled], query_rep, int(n_neighbors))
+        confidence = confidence / np.maximum(1.0, ratio / threshold)
         query.obs[f"{key}_distance_ratio"] = ratio
-        far = ratio > 2 * DISTANCE_RATIO_OK
+        far = ratio > 2 * threshold
         if far.mean() > 0.5:
-            log.warning(
-                "%d of %d query cells lie far off the reference (distance ratio > %.0f): their "
-                "labels are unreliable; was the query mapped from fewer modalities than the "
-                "reference was trained on?",
-                int(far.sum()),
-                len(far),
-                2 * DISTANCE_RATIO_OK,
+            warnings.warn(
+                f"{int(far.sum())} of {len(far)} query cells lie far off the reference (their "
+                f"neighbours are > {2 * threshold:.1f} times farther than reference cells' are): "
+                "their labels are unreliable (see their uncertainty); was the query mapped from "
+                "fewer modalities than the reference was trained on?",
+                UserWarning,
+                stacklevel=2,
             )
     query.obs[f"{key}_uncertainty"] = np.clip(1.0 - confidence, 0.0, 1.0)
     log.info(
