@@ -62,6 +62,9 @@ class _Reference:
     batch_categories: dict[str, tuple[str, ...]]
     state_dict: dict
     sampler_state: dict
+    #: Per modality, the fraction of the reference's cells that lacked it (``None``: unknown, a
+    #: saved folder).
+    lacking: dict[str, float] | None = None
 
     @property
     def kinds(self) -> dict[str, str]:
@@ -92,6 +95,7 @@ def _read_reference(reference, cls) -> _Reference:
             batch_categories=dict(reference.registry.batch_categories),
             state_dict={k: v.detach().clone() for k, v in reference.module.state_dict().items()},
             sampler_state=prior.sampler.state_dict() if prior is not None else {},
+            lacking={n: float((rows < 0).mean()) for n, rows in reference.registry.rows.items()},
         )
     if not isinstance(reference, str | os.PathLike):
         raise TypeError(
@@ -507,7 +511,7 @@ class ReferenceMappingMixin:
             model.registry = _build(
                 data, kinds=ref.kinds, layers=ref.layers, batch_keys=ref.batch_keys, categories=categories
             )
-        _warn_missing_modalities(model.registry)
+        _warn_missing_modalities(model.registry, ref.lacking)
         prior = model.module.prior
         module = model._build_module(prior.sampler if prior is not None else None)  # on model.device
         old_levels = tuple(len(ref.batch_categories[k]) for k in ref.batch_keys)
@@ -535,10 +539,20 @@ class MissingModalityWarning(UserWarning):
     """Query cells lack a modality of the reference (see :meth:`~ReferenceMappingMixin.load_query_data`)."""
 
 
-def _warn_missing_modalities(registry) -> None:
-    """Warn when query cells lack a modality the reference was trained with."""
+#: A reference in which at least this fraction of cells lacked a modality was trained to encode
+#: cells without it: its query cells lacking it are not warned about.
+TRAINED_WITHOUT_FRACTION = 0.1
+
+
+def _warn_missing_modalities(registry, trained_without: dict[str, float] | None) -> None:
+    """Warn when query cells lack a modality that (nearly) every reference cell had."""
+    trained_without = trained_without or {}
     lacking = {name: int((registry.rows[name] < 0).sum()) for name in registry.modalities}
-    lacking = {name: n for name, n in lacking.items() if n}
+    lacking = {
+        name: n
+        for name, n in lacking.items()
+        if n and trained_without.get(name, 0.0) < TRAINED_WITHOUT_FRACTION
+    }
     if not lacking:
         return
     shown = ", ".join(f"{n} of {registry.n_obs} lack {name!r}" for name, n in lacking.items())

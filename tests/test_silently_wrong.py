@@ -340,3 +340,33 @@ def test_transfer_labels_uncertainty_grows_off_the_reference():
     assert u_before[40:].max() < 0.05  # vote-only: confident, all neighbours are type a
     assert u_after[40:].min() > 0.5
     np.testing.assert_allclose(np.median(u_after[:40]), np.median(u_before[:40]), atol=0.02)
+
+
+def test_load_query_data_warns_about_a_modality_the_reference_always_had():
+    """Query cells without protein warn for a reference whose cells all had protein, not for one
+    trained with many cells lacking it (its encoders learnt to do without)."""
+    import warnings
+
+    import mudata as md
+
+    import qbm_pyro
+    from qbm_pyro.datasets._simulate import simulated_trimodal
+    from qbm_pyro.mapping import MissingModalityWarning
+
+    small = dict(n_latent=3, n_continuous=1, n_hidden=8, num_prior_samples=8)
+    query_full = simulated_trimodal(60, n_genes=30, n_peaks=40, seed=1)
+    query = md.MuData({"rna": query_full["rna"].copy(), "atac": query_full["atac"].copy()})
+    query.obs["batch"] = "new"
+    for fraction, warns in ((0.0, True), (0.4, False)):
+        ref_data = simulated_trimodal(120, n_genes=30, n_peaks=40, missing_fraction=fraction, seed=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # cells lacking modalities: set-up warns
+            reference = qbm_pyro.QBMVAE(ref_data, batch_key="batch", **small)
+        reference.is_trained_ = True
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            qbm_pyro.QBMVAE.load_query_data(query, reference)
+        warned = [w for w in caught if issubclass(w.category, MissingModalityWarning)]
+        assert bool(warned) == warns, (fraction, [str(w.message) for w in caught])
+        if warns:
+            assert "60 of 60 lack 'prot'" in str(warned[0].message)
