@@ -314,8 +314,9 @@ def test_check_fit_warns_about_a_loss_still_falling():
 
 def test_transfer_labels_uncertainty_grows_off_the_reference():
     """Query cells mapped far off the reference (as a protein-only query of an RNA + protein
-    reference is) get a high uncertainty although all their neighbours share a label; cells from
-    the reference's own distribution keep scArches' vote uncertainty and a distance ratio ~1."""
+    reference is) are no more certain than a guess of their label, although all their neighbours
+    share it; cells from the reference's own distribution keep scArches' vote uncertainty and a
+    distance ratio ~1."""
     import anndata as ad
 
     from qbm_pyro.tl import transfer_labels
@@ -338,7 +339,8 @@ def test_transfer_labels_uncertainty_grows_off_the_reference():
     assert 0.7 < np.median(ratio[:40]) < 1.3 and ratio[40:].min() > 3
     u_before, u_after = before.obs["t_uncertainty"].to_numpy(), after.obs["t_uncertainty"].to_numpy()
     assert u_before[40:].max() < 0.05  # vote-only: confident, all neighbours are type a
-    assert u_after[40:].min() > 0.5
+    # far off: no more certain than guessing "a", half the labelled reference cells
+    np.testing.assert_allclose(u_after[40:], 0.5, atol=0.15)
     np.testing.assert_allclose(np.median(u_after[:40]), np.median(u_before[:40]), atol=0.02)
 
 

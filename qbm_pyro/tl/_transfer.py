@@ -140,14 +140,15 @@ def transfer_labels(
     `key + '_pred'` : categorical
         The label with the largest weighted vote (scArches' distance-weighted kNN).
     `key + '_uncertainty'` : float in ``[0, 1)``
-        ``1 -`` the confidence. scArches' confidence is that label's vote share (0 uncertainty
-        when all neighbours agree). With ``distance_aware`` it is also divided by
-        ``max(1, r / t)``, ``r`` the cell's ``key + '_distance_ratio'`` and ``t`` the 99th
-        percentile of that ratio among the reference cells themselves: a cell whose
+        ``1 -`` the confidence. scArches' confidence is that label's vote share ``v`` (0
+        uncertainty when all neighbours agree). With ``distance_aware`` it is
+        ``w v + (1 - w) f``, ``f`` the share of that label among the labelled reference cells
+        and ``w = min(1, t / r)``, ``r`` the cell's ``key + '_distance_ratio'`` and ``t`` the
+        99th percentile of that ratio among the reference cells themselves. A cell whose
         neighbours are all of one label but much farther away than reference cells' neighbours
-        are is not a confident call (the nearest reference cells of a cell mapped off the
-        reference, e.g. from a modality the reference never learnt to use alone, are all of one
-        label for no reason).
+        are is no more certain than a guess of that label (the nearest reference cells of a
+        cell mapped off the reference, e.g. from a modality the reference never learnt to use
+        alone, are all of one label for no reason).
     `key + '_distance_ratio'` : float
         See :func:`distance_ratio` (written with ``distance_aware``).
 
@@ -201,7 +202,14 @@ def transfer_labels(
     confidence = probs[np.arange(len(best)), best]
     if distance_aware:
         ratio, threshold = distance_ratio(ref_rep[labelled], query_rep, int(n_neighbors))
-        confidence = confidence / np.maximum(1.0, ratio / threshold)
+        # off the reference, the neighbours' agreement says little: shrink towards the share
+        # of the predicted label among the reference cells (what a guess of that label is worth)
+        trust = np.minimum(1.0, threshold / np.maximum(ratio, 1e-12))
+        share = np.bincount(
+            np.searchsorted(classes, labels[labelled].astype(str).to_numpy()), minlength=len(classes)
+        )
+        share = share / share.sum()
+        confidence = trust * confidence + (1.0 - trust) * share[best]
         query.obs[f"{key}_distance_ratio"] = ratio
         far = ratio > 2 * threshold
         if far.mean() > 0.5:
