@@ -119,8 +119,8 @@ def fit_latents(seed: int, ref_epochs: int, query_epochs: int) -> dict:
         model.train(max_epochs=ref_epochs, progress_bar=False)
     out = {
         "reference": model.get_latent_representation(),
-        "reference_labels": ref.obs["cell_type"].astype(str).to_numpy(),
-        "truth": query.obs["cell_type"].astype(str).to_numpy(),
+        "reference_labels": np.asarray(ref.obs["cell_type"], dtype=str),
+        "truth": np.asarray(query.obs["cell_type"], dtype=str),
     }
     ceiling = raw_knn(ref, query, out["reference_labels"], out["truth"])
     for kind in QUERIES:

@@ -342,6 +342,9 @@ def test_transfer_labels_uncertainty_grows_off_the_reference():
     # far off: no more certain than guessing "a", half the labelled reference cells
     np.testing.assert_allclose(u_after[40:], 0.5, atol=0.15)
     np.testing.assert_allclose(np.median(u_after[:40]), np.median(u_before[:40]), atol=0.02)
+    far_only = query[40:].copy()  # most cells off the reference: said out loud
+    with pytest.warns(UserWarning, match="20 of 20 query cells lie farther from the reference"):
+        transfer_labels(far_only, ref, "t")
 
 
 def test_load_query_data_warns_about_a_modality_the_reference_always_had():

@@ -211,13 +211,13 @@ def transfer_labels(
         share = share / share.sum()
         confidence = trust * confidence + (1.0 - trust) * share[best]
         query.obs[f"{key}_distance_ratio"] = ratio
-        far = ratio > 2 * threshold
+        far = ratio > threshold
         if far.mean() > 0.5:
             warnings.warn(
-                f"{int(far.sum())} of {len(far)} query cells lie far off the reference (their "
-                f"neighbours are > {2 * threshold:.1f} times farther than reference cells' are): "
-                "their labels are unreliable (see their uncertainty); was the query mapped from "
-                "fewer modalities than the reference was trained on?",
+                f"{int(far.sum())} of {len(far)} query cells lie farther from the reference than "
+                f"99% of reference cells do from each other (distance ratio > {threshold:.2f}): "
+                "their labels may be unreliable (their uncertainty says how much); was the query "
+                "mapped from fewer modalities than the reference was trained on?",
                 UserWarning,
                 stacklevel=2,
             )
