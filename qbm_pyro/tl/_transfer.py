@@ -159,6 +159,14 @@ def transfer_labels(
     ValueError
         Latents of different widths, no labelled reference cell, or a bad ``n_neighbors``.
 
+    Warns
+    -----
+    UserWarning
+        With ``distance_aware``: more than half of the query cells lie farther from the
+        reference than 99% of reference cells do from each other (e.g. a query mapped from
+        fewer modalities than the reference was trained on, see ``BENCHMARKS.md``, "Queries
+        that lack a modality").
+
     Examples
     --------
     >>> import anndata as ad, numpy as np, pandas as pd
