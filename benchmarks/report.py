@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from benchmarks import bad_inputs, de, mapping, prior_matters, small_data, throughput  # noqa: E402
+from benchmarks import bad_inputs, de, mapping, missing_modality, prior_matters, small_data, throughput  # noqa: E402
 from benchmarks.methods import METHOD_NAMES, METHOD_ORDER, OWN_VARIANTS, TWINS  # noqa: E402
 
 #: Metrics of the light protocol (quality.py and baselines.py "fit" rows), higher is better.
@@ -431,6 +431,7 @@ def build(results: Path, out_dir: Path = ROOT) -> tuple[str, list[Path]]:
     md += throughput.report_lines(_load(results, "throughput"))
     md += de.report_section(_load(results, "de"))
     md += mapping.report_section(results)
+    md += missing_modality.report_section(_load(results, "missing_modality"))
     md += small_data.section(results)
     md += bad_inputs.report_section(results)
     return "\n".join(md).rstrip() + "\n", figures

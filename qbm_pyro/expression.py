@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from .convergence import warn_if_untrained
 from .data import REGISTRY_KEYS
 
 __all__ = ["ExpressionMixin", "estimate_pseudocounts_offset", "fdr_de_prediction"]
@@ -161,6 +162,7 @@ class ExpressionMixin:
         name, kind = self._resolve_modality(modality)
         if int(n_samples) < 1:
             raise ValueError(f"n_samples must be a positive int, got {n_samples!r}")
+        warn_if_untrained(self, "get_normalized_expression")
         data = self.data if data is None else data
         if transform_batch is None:
             levels: Sequence = (None,)
@@ -196,6 +198,7 @@ class ExpressionMixin:
         modality: str = "rna",
         mode: Literal["change", "vanilla"] = "change",
         delta: float = 0.25,
+        test_mode: Literal["three", "two"] = "three",
         batch_correction: bool = False,
         fdr_target: float = 0.05,
         n_samples: int = 5000,
@@ -205,7 +208,7 @@ class ExpressionMixin:
         seed: int | None = None,
         progress_bar: bool = False,
     ) -> pd.DataFrame:
-        """Bayesian differential expression between groups of cells, as scvi-tools computes it.
+        """Bayesian differential expression between groups of cells, as scvi-tools 1.4 computes it.
 
         For each comparison, denoised values (:meth:`get_normalized_expression`) are drawn from
         the posterior of cells of ``group1`` and of ``group2`` (``n_samples`` draws per group,
@@ -213,8 +216,12 @@ class ExpressionMixin:
         feature:
 
         - ``mode="change"``: the log2 fold change ``lfc = log2(s1 + pc) - log2(s2 + pc)`` per
-          pair; ``proba_de = P(|lfc| >= delta)``, ``bayes_factor = log(proba_de / (1 -
-          proba_de))``, and the mean, median, sd, min and max of ``lfc``;
+          pair, ``p_up = P(lfc >= delta)`` and ``p_down = P(lfc < -delta)``. With scvi-tools
+          1.4's default ``test_mode="three"`` (up, down, unchanged), ``proba_de = max(p_up,
+          p_down)`` (the larger tail) and ``bayes_factor = sign(p_up - p_down) · log(proba_de /
+          (1 - proba_de))``; with ``test_mode="two"`` (scvi-tools' older rule), ``proba_de =
+          p_up + p_down`` and ``bayes_factor = log(proba_de / (1 - proba_de))``. Also the mean,
+          median, sd, min and max of ``lfc``;
         - ``mode="vanilla"``: ``proba_m1 = P(s1 > s2)`` and its Bayes factor.
 
         In change mode ``is_de_fdr_<fdr_target>`` calls features at that posterior expected FDR.
@@ -235,6 +242,10 @@ class ExpressionMixin:
             (accessibility probabilities; ``lfc`` is then the log2 ratio of probabilities).
         mode, delta
             See above; ``delta`` is the smallest ``|lfc|`` that counts as a change.
+        test_mode
+            ``"three"`` (default, scvi-tools 1.4's default: ``proba_de`` is the larger tail) or
+            ``"two"`` (the sum of both tails: an unchanged gene with a wide ``lfc`` posterior
+            gets up to twice the ``proba_de``); see above.
         batch_correction
             Decode the cells of both groups in every level of the first batch key and pair
             draws of the same level only (scvi-tools' ``batch_correction=True``); ``False``:
@@ -274,9 +285,12 @@ class ExpressionMixin:
             raise ValueError(f"mode must be 'change' or 'vanilla', got {mode!r}")
         if not delta > 0 and mode == "change":
             raise ValueError(f"delta must be positive, got {delta!r}")
+        if test_mode not in ("three", "two"):
+            raise ValueError(f"test_mode must be 'three' or 'two', got {test_mode!r}")
         if int(n_samples) < 1 or int(n_pairs) < 1:
             raise ValueError(f"n_samples and n_pairs must be positive, got {n_samples}, {n_pairs}")
         name, kind = self._resolve_modality(modality)
+        warn_if_untrained(self, "differential_expression")
         data = self.data if data is None else data
         labels = _group_labels(data, groupby)
         comparisons = _comparisons(labels, groupby, group1, group2)
@@ -301,7 +315,9 @@ class ExpressionMixin:
                 members2 = [g for g in raw[0] if g != g1] if g2 == REST else [g2]
                 raw1, raw2 = _raw_stats(raw, [g1]), _raw_stats(raw, members2)
                 where_zero = (raw1["raw_mean"] < THRESHOLD_COUNTS, raw2["raw_mean"] < THRESHOLD_COUNTS)
-                stats = _bayes_stats(draws[0], draws[1], mode, delta, pseudocounts, where_zero, n_pairs, rng)
+                stats = _bayes_stats(
+                    draws[0], draws[1], mode, delta, pseudocounts, where_zero, n_pairs, rng, test_mode
+                )
                 table = pd.DataFrame(stats, index=pd.Index(var_names, name=None))
                 for suffix, raw_group in (("1", raw1), ("2", raw2)):
                     for stat, values in raw_group.items():
@@ -403,9 +419,10 @@ def estimate_pseudocounts_offset(scales_a, scales_b, where_zero_a, where_zero_b,
 
 
 def _bayes_stats(
-    draws1, draws2, mode, delta, pseudocounts, where_zero, n_pairs, rng
+    draws1, draws2, mode, delta, pseudocounts, where_zero, n_pairs, rng, test_mode="three"
 ) -> dict[str, np.ndarray]:
-    """scvi-tools' statistics from posterior draws of two groups (lists over batch levels)."""
+    """scvi-tools 1.4's statistics (``DifferentialComputation.get_bayes_factors``) from posterior
+    draws of two groups (lists over batch levels)."""
     n_levels = len(draws1)
     per_level = max(1, int(n_pairs) // n_levels)
     a, b = [], []
@@ -427,12 +444,16 @@ def _bayes_stats(
     if pseudocounts is None:
         pseudocounts = estimate_pseudocounts_offset(a, b, *where_zero)
     lfc = np.log2(a + pseudocounts) - np.log2(b + pseudocounts)
-    proba = (lfc >= delta).mean(0) + (lfc < -delta).mean(0)
+    proba_up, proba_down = (lfc >= delta).mean(0), (lfc < -delta).mean(0)
+    if test_mode == "two":
+        proba, sign = proba_up + proba_down, 1.0
+    else:  # scvi-tools 1.4's default, "three": the larger tail, signed Bayes factor
+        proba, sign = np.maximum(proba_up, proba_down), np.sign(proba_up - proba_down)
     lfc = np.log2(a + 1e-3 * pseudocounts) - np.log2(b + 1e-3 * pseudocounts)  # as scvi-tools
     return {
         "proba_de": proba,
         "proba_not_de": 1.0 - proba,
-        "bayes_factor": np.log(proba + EPS) - np.log(1.0 - proba + EPS),
+        "bayes_factor": sign * (np.log(proba + EPS) - np.log(1.0 - proba + EPS)),
         "scale1": scale1,
         "scale2": scale2,
         "pseudocounts": np.full(a.shape[1], float(pseudocounts)),

@@ -21,6 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import distributions as dist
+from .convergence import warn_if_untrained
 from .data import REGISTRY_KEYS
 from .distributions.relaxed_boltzmann import RELAXATION_KINDS
 
@@ -98,6 +99,7 @@ class GenerationMixin:
         The mean log-likelihood per cell, or an array ``(n_cells,)``.
         """
         n_samples = _positive_int("n_samples", n_samples)
+        warn_if_untrained(self, "get_marginal_ll")
         loader = self._loader(data, indices, batch_size)
         m = self.module
         m.eval()
@@ -129,7 +131,13 @@ class GenerationMixin:
         Array ``(n_samples, n_latent)`` of zeros and ones (float32).
         """
         n_samples = _positive_int("n_samples", n_samples)
-        prior = self._binary_prior("sample_prior")
+        self._binary_prior("sample_prior")  # a clear error for the Gaussian twin
+        warn_if_untrained(self, "sample_prior")
+        return self._draw_prior(n_samples, seed)
+
+    def _draw_prior(self, n_samples: int, seed: int | None) -> np.ndarray:
+        """:meth:`sample_prior` without the checks."""
+        prior = self.module.prior
         sampler = copy.deepcopy(prior.sampler)
         sampler.reset()
         if seed is not None and isinstance(getattr(sampler, "generator", None), torch.Generator):
@@ -180,13 +188,14 @@ class GenerationMixin:
         batch key; the code also in ``obsm['qbm_code']``.
         """
         n_cells = _positive_int("n_cells", n_cells)
+        warn_if_untrained(self, "generate")
         m = self.module
         m.eval()
         donors = self._donor_cells(batch, n_cells, seed)
         with torch.no_grad(), torch.random.fork_rng(), _seeded(seed):
             device = self.device
             if m.n_binary:
-                z = torch.as_tensor(self.sample_prior(n_cells, seed=seed), device=device)
+                z = torch.as_tensor(self._draw_prior(n_cells, seed), device=device)
                 energy = m.prior.energy(z).cpu().numpy()
             else:
                 z = torch.zeros(n_cells, 0, device=device)
@@ -278,6 +287,7 @@ class GenerationMixin:
         n_samples = _positive_int("n_samples", n_samples)
         names = list(self.registry.modalities)
         wanted = [self._resolve_modality(modality)[0]] if modality is not None else names
+        warn_if_untrained(self, "posterior_predictive_sample")
         m = self.module
         m.eval()
         out = {name: [] for name in wanted}

@@ -42,7 +42,7 @@ from .data.validation import check_batch_column, get_matrix
 from .module import MultiVAE
 from .module.nets import MLP
 
-__all__ = ["MIN_FEATURE_OVERLAP", "PADDED_KEY", "ReferenceMappingMixin"]
+__all__ = ["MIN_FEATURE_OVERLAP", "PADDED_KEY", "MissingModalityWarning", "ReferenceMappingMixin"]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,9 @@ class _Reference:
     batch_categories: dict[str, tuple[str, ...]]
     state_dict: dict
     sampler_state: dict
+    #: Per modality, the fraction of the reference's cells that lacked it (``None``: unknown, a
+    #: saved folder).
+    lacking: dict[str, float] | None = None
 
     @property
     def kinds(self) -> dict[str, str]:
@@ -92,6 +95,7 @@ def _read_reference(reference, cls) -> _Reference:
             batch_categories=dict(reference.registry.batch_categories),
             state_dict={k: v.detach().clone() for k, v in reference.module.state_dict().items()},
             sampler_state=prior.sampler.state_dict() if prior is not None else {},
+            lacking={n: float((rows < 0).mean()) for n, rows in reference.registry.rows.items()},
         )
     if not isinstance(reference, str | os.PathLike):
         raise TypeError(
@@ -417,6 +421,8 @@ class ReferenceMappingMixin:
         sampler=None,
         sampler_fallback: bool = True,
         seed: int | None = None,
+        accelerator: str = "auto",
+        device=None,
     ):
         """A model of the query cells in the reference's latent space (scArches).
 
@@ -442,6 +448,9 @@ class ReferenceMappingMixin:
             persistent chains' state).
         seed
             Seed of the query training (default: the reference's).
+        accelerator, device
+            Where the query model computes, as for :class:`~qbm_pyro.QBMVAE` (default: CUDA
+            when available).
 
         Returns
         -------
@@ -456,6 +465,15 @@ class ReferenceMappingMixin:
             The query lacks the reference's batch column.
         ValueError, TypeError
             See :meth:`prepare_query_data`; or the reference is not trained.
+
+        Warns
+        -----
+        MissingModalityWarning
+            Query cells lack a modality of the reference: they are encoded from their other
+            modalities alone, which the reference's encoders were not trained to do (measured on
+            the bundled CITE-seq set, ``BENCHMARKS.md`` "Queries that lack a modality": a
+            protein-only query maps near chance). Check the uncertainty of
+            :func:`qbm_pyro.tl.transfer_labels`, which grows for cells mapped off the reference.
 
         Examples
         --------
@@ -480,25 +498,27 @@ class ReferenceMappingMixin:
         with warnings.catch_warnings():  # the query's own levels: replaced just below
             warnings.simplefilter("ignore", UserWarning)
             model = cls(
-                data, sampler=sampler, sampler_fallback=sampler_fallback, **ref.setup_args, **init_args
+                data,
+                sampler=sampler,
+                sampler_fallback=sampler_fallback,
+                accelerator=accelerator,
+                device=device,
+                **ref.setup_args,
+                **init_args,
             )
         with warnings.catch_warnings():  # zero-padded features are zero in every cell
             warnings.filterwarnings("ignore", message=r".*features are zero in every cell")
             model.registry = _build(
                 data, kinds=ref.kinds, layers=ref.layers, batch_keys=ref.batch_keys, categories=categories
             )
+        _warn_missing_modalities(model.registry, ref.lacking)
         prior = model.module.prior
-        module = MultiVAE(
-            {s.kind: s.n_vars for s in model.registry.modalities.values()},
-            model.registry.n_batch,
-            sampler=prior.sampler if prior is not None else None,
-            **init_args,
-        )
+        module = model._build_module(prior.sampler if prior is not None else None)  # on model.device
         old_levels = tuple(len(ref.batch_categories[k]) for k in ref.batch_keys)
         masks = _transplant(module, ref.state_dict, old_levels)
         if module.n_binary and ref.sampler_state and sampler is None:
             module.prior.sampler.load_state_dict(ref.sampler_state)
-        module.feature_masks = _feature_masks(data, model.registry)
+        module.feature_masks = _feature_masks(data, model.registry, model.device)
         n_trainable = _freeze(module, masks) if freeze else sum(p.numel() for p in module.parameters())
         model.module = module.eval()
         new_levels = {k: list(v[len(ref.batch_categories[k]) :]) for k, v in categories.items()}
@@ -513,6 +533,37 @@ class ReferenceMappingMixin:
         model.is_trained_ = False
         log.info("query model: new batch levels %s, %d trainable weights", new_levels, n_trainable)
         return model
+
+
+class MissingModalityWarning(UserWarning):
+    """Query cells lack a modality of the reference (see :meth:`~ReferenceMappingMixin.load_query_data`)."""
+
+
+#: A reference in which at least this fraction of cells lacked a modality was trained to encode
+#: cells without it: its query cells lacking it are not warned about.
+TRAINED_WITHOUT_FRACTION = 0.1
+
+
+def _warn_missing_modalities(registry, trained_without: dict[str, float] | None) -> None:
+    """Warn when query cells lack a modality that (nearly) every reference cell had."""
+    trained_without = trained_without or {}
+    lacking = {name: int((registry.rows[name] < 0).sum()) for name in registry.modalities}
+    lacking = {
+        name: n
+        for name, n in lacking.items()
+        if n and trained_without.get(name, 0.0) < TRAINED_WITHOUT_FRACTION
+    }
+    if not lacking:
+        return
+    shown = ", ".join(f"{n} of {registry.n_obs} lack {name!r}" for name, n in lacking.items())
+    warnings.warn(
+        f"query cells lack modalities of the reference ({shown}): they are encoded from their other "
+        "modalities alone, which the reference's encoders were not trained to do, and may map far "
+        "off the reference (a protein-only query of an RNA + protein reference maps near chance); "
+        "qbm_pyro.tl.transfer_labels' uncertainty grows for such cells",
+        MissingModalityWarning,
+        stacklevel=3,
+    )
 
 
 def _use_saved_levels(model, categories: dict | None) -> None:
@@ -548,22 +599,17 @@ def _use_saved_levels(model, categories: dict | None) -> None:
             )
             prior = model.module.prior
             torch.manual_seed(model.seed)
-            model.module = MultiVAE(
-                {s.kind: s.n_vars for s in model.registry.modalities.values()},
-                model.registry.n_batch,
-                sampler=prior.sampler if prior is not None else None,
-                **model.init_args,
-            )
-    model.module.feature_masks = _feature_masks(model.data, model.registry)
+            model.module = model._build_module(prior.sampler if prior is not None else None)
+    model.module.feature_masks = _feature_masks(model.data, model.registry, model.device)
 
 
-def _feature_masks(data, registry) -> dict[str, torch.Tensor]:
-    """``{kind: observed-feature mask}`` for modalities with zero-padded features."""
+def _feature_masks(data, registry, device: torch.device) -> dict[str, torch.Tensor]:
+    """``{kind: observed-feature mask}`` on ``device`` for modalities with zero-padded features."""
     out = {}
     for name, spec in registry.modalities.items():
         adata = data.mod[name] if isinstance(data, md.MuData) else data
         if PADDED_KEY in adata.var.columns:
             padded = adata.var[PADDED_KEY].to_numpy(dtype=bool)
             if padded.any():
-                out[spec.kind] = torch.from_numpy(~padded)
+                out[spec.kind] = torch.from_numpy(~padded).to(device)
     return out

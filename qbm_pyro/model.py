@@ -17,6 +17,7 @@ import mudata as md
 import numpy as np
 import torch
 
+from .convergence import check_fit, warn_if_untrained
 from .data import MinibatchLoader, setup_data, train_validation_split
 from .device import batch_to, resolve_device
 from .expression import ExpressionMixin
@@ -157,11 +158,9 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
             seed=seed,
             **module_kwargs,
         )
-        torch.manual_seed(seed)
-        n_vars = {spec.kind: spec.n_vars for spec in self.registry.modalities.values()}
-        self.module = MultiVAE(n_vars, self.registry.n_batch, sampler=sampler, **self.init_args)
         self.device = resolve_device(accelerator, device)
-        self.module.to(self.device)
+        torch.manual_seed(seed)
+        self.module = self._build_module(sampler)
         self.seed = seed
         self.is_trained_ = False
         self.history_: dict = {}
@@ -176,6 +175,18 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
             f"n_continuous={self.module.n_continuous}, modalities=[{kinds}], "
             f"batch_keys={list(self.registry.batch_keys)}, trained={self.is_trained_})"
         )
+
+    def _build_module(self, sampler: Sampler | None) -> MultiVAE:
+        """The one factory of this model's modules: a :class:`~qbm_pyro.module.MultiVAE` sized by
+        the registry (features per kind, batch levels), with ``init_args``, on ``self.device``.
+
+        Every place that (re)builds the module goes through here (``__init__``,
+        :meth:`load_query_data`, loading a model whose batch levels differ from the data's), so
+        a module never stays on the CPU of a GPU host.
+        """
+        n_vars = {spec.kind: spec.n_vars for spec in self.registry.modalities.values()}
+        module = MultiVAE(n_vars, self.registry.n_batch, sampler=sampler, **self.init_args)
+        return module.to(self.device)
 
     # ------------------------------------------------------------------ training
 
@@ -237,6 +248,12 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
             ``log_z_every``, ``prior_lr_factor`` (the Boltzmann prior's learning rate is
             ``lr * prior_lr_factor``).
 
+        Warns
+        -----
+        qbm_pyro.convergence.NotConvergedWarning
+            The fit has clearly not converged: the loss still falls fast at ``max_epochs``, or the
+            decoder ignores its latent input (see :func:`qbm_pyro.convergence.check_fit`).
+
         Returns
         -------
         The training history: ``epoch``, ``train_loss``, ``validation_loss`` (negative ELBO per
@@ -293,6 +310,7 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
         if self.module.prior is not None:
             self.module.prior.refresh_log_z()
         self.is_trained_ = True
+        check_fit(self, stopped_early=len(self.history_.get("epoch", ())) < max_epochs)  # NotConvergedWarning
         return self.history_
 
     def _checkpoint_meta(self) -> dict:
@@ -391,6 +409,7 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
         -------
         Array of shape ``(n_obs, d)``.
         """
+        warn_if_untrained(self, "get_latent_representation")
         m = self.module
         representation = representation or self.default_representation
         needs = {
@@ -421,6 +440,7 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
     def get_energy(self, data=None, *, batch_size: int = 512) -> np.ndarray:
         """Each cell's energy under the learned prior, ``E(q) = E_q[E(z)]`` (the "cell-state
         potential"; lower is more probable). For ``prior="gaussian"``: ``½‖μ‖²``."""
+        warn_if_untrained(self, "get_energy")
         m = self.module
 
         def fn(batch):

@@ -1,6 +1,8 @@
 """Reference mapping (scArches-style) and kNN label transfer: ground truth from the reference
 itself (frozen weights, identical latents), known labels and exact feature bookkeeping."""
 
+import warnings
+
 import anndata as ad
 import mudata as md
 import numpy as np
@@ -13,7 +15,7 @@ import torch
 import qbm_pyro
 from qbm_pyro import datasets
 from qbm_pyro.data import MinibatchLoader
-from qbm_pyro.mapping import PADDED_KEY
+from qbm_pyro.mapping import PADDED_KEY, MissingModalityWarning
 
 SMALL = dict(n_latent=6, n_continuous=2, n_hidden=32, num_prior_samples=32)
 
@@ -174,7 +176,12 @@ def test_single_batch_reference_missing_modality_and_saved_folder(cite_reference
     assert model.registry.batch_categories["batch"] == ("pbmc10k",)
     rna_only = md.MuData({"rna": query["rna"].copy()})
     rna_only.obs["batch"] = query.obs["batch"].to_numpy()
-    mapped = qbm_pyro.QBMVAE.load_query_data(rna_only, model)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", MissingModalityWarning)
+        mapped = qbm_pyro.QBMVAE.load_query_data(rna_only, model)
+    assert any(
+        "200 of 200 lack 'prot'" in str(w.message) for w in caught if w.category is MissingModalityWarning
+    )
     assert mapped.registry.batch_categories["batch"] == ("pbmc10k", "pbmc5k")
     assert mapped.data["prot"].n_obs == 0
     assert not (mapped.registry.rows["prot"] >= 0).any()
@@ -191,8 +198,10 @@ def test_single_batch_reference_missing_modality_and_saved_folder(cite_reference
     np.testing.assert_allclose(latent, truth, rtol=1e-5, atol=1e-6)
 
     model.save(tmp_path / "ref")
-    from_folder = qbm_pyro.QBMVAE.load_query_data(rna_only, tmp_path / "ref")
-    from_object = qbm_pyro.QBMVAE.load_query_data(rna_only, model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MissingModalityWarning)  # (checked above)
+        from_folder = qbm_pyro.QBMVAE.load_query_data(rna_only, tmp_path / "ref")
+        from_object = qbm_pyro.QBMVAE.load_query_data(rna_only, model)
     folder_state, object_state = from_folder.module.state_dict(), from_object.module.state_dict()
     assert folder_state.keys() == object_state.keys()
     for key, value in folder_state.items():
@@ -283,14 +292,18 @@ def test_transfer_labels_known_labels_anndata_and_mudata():
     ref.obs.loc[ref.obs_names[:30], "t"] = np.nan  # unlabelled reference cells do not vote
     query = ad.AnnData(np.zeros((100, 1)))
     query.obsm["X_qbm"] = q_rep
+    votes_only = qbm_pyro.tl.transfer_labels(query, ref, "t", distance_aware=False, copy=True)
+    u = votes_only.obs["t_uncertainty"].to_numpy()
+    assert ((u >= 0) & (u < 1e-6)).all()  # well separated: every neighbour agrees
     qbm_pyro.tl.transfer_labels(query, ref, "t")
     assert (query.obs["t_pred"].astype(str).to_numpy() == q_labels).mean() == 1.0
-    u = query.obs["t_uncertainty"].to_numpy()
-    assert ((u >= 0) & (u < 1e-6)).all()  # well separated: every neighbour agrees
+    u = query.obs["t_uncertainty"].to_numpy()  # + distance: a query from the reference's blobs
+    assert ((u >= 0) & (u < 0.2)).all() and np.median(u) < 1e-6
     # a query cell half-way between x and y is uncertain
     mid = ad.AnnData(np.zeros((1, 1)))
     mid.obsm["X_qbm"] = np.array([[3.0, 0.0]])
-    out = qbm_pyro.tl.transfer_labels(mid, ref, "t", n_neighbors=30, copy=True)
+    with pytest.warns(UserWarning, match="1 of 1 query cells lie farther from the reference"):
+        out = qbm_pyro.tl.transfer_labels(mid, ref, "t", n_neighbors=30, copy=True)
     assert "t_pred" not in mid.obs and out.obs["t_uncertainty"].iloc[0] > 0.2
     mquery = md.MuData({"rna": ad.AnnData(np.zeros((100, 1)))})
     mquery.obsm["X_qbm"] = q_rep

@@ -60,6 +60,8 @@ def smooth_code(z: torch.Tensor, relaxation: str = "overlap", beta: float = 5.0,
     e = math.exp(-beta)
     one = 1 + torch.log(rho * (1 - e) + e) / beta
     if relaxation == "spike":
+        # rho == 0 would put the slab's draw on the atom, where the slab has no mass
+        one = one.clamp_min(torch.finfo(one.dtype).tiny)
         zero = torch.zeros_like(one)
     else:
         zero = -torch.log1p(-rho * (1 - e)) / beta
@@ -67,12 +69,20 @@ def smooth_code(z: torch.Tensor, relaxation: str = "overlap", beta: float = 5.0,
 
 
 def smoothing_log_density(zeta: torch.Tensor, z: torch.Tensor, relaxation: str, beta: float) -> torch.Tensor:
-    """``log r(ζ | z)`` elementwise; for ``"spike"`` with respect to ``δ_0`` + Lebesgue measure."""
+    """``log r(ζ | z)`` elementwise; for ``"spike"`` with respect to ``δ_0`` + Lebesgue measure.
+
+    Under that measure the point ``ζ = 0`` is the atom: ``r(0 | 0) = 1`` and ``r(0 | 1) = 0``
+    (the slab puts no mass on a single point), while ``r(ζ | 1)`` for ``ζ > 0`` is the slab's
+    Lebesgue density and ``r(ζ | 0) = 0``.
+    """
     _check_kind(relaxation)
     log_norm = math.log(-math.expm1(-beta)) - math.log(beta)
     one = beta * (zeta - 1) - log_norm
     if relaxation == "spike":
-        zero = torch.where(zeta == 0, torch.zeros_like(zeta), torch.full_like(zeta, -math.inf))
+        at_zero = zeta == 0
+        minus_inf = torch.full_like(zeta, -math.inf)
+        zero = torch.where(at_zero, torch.zeros_like(zeta), minus_inf)
+        one = torch.where(at_zero, minus_inf, one)  # the slab has no atom at 0
     else:
         zero = -beta * zeta - log_norm
     return torch.where(z > 0.5, one, zero)

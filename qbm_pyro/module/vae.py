@@ -366,9 +366,13 @@ class MultiVAE(PyroModule):
         return out
 
     def log_likelihood(self, latent: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """``log p(x | latent, s)`` per cell ``(B,)``, summed over the modalities the cell has."""
+        """``log p(x | latent, s)`` per cell ``(B,)``, summed over the modalities the cell has and
+        over the features the likelihood scores (``feature_masks``: not the zero-padded features
+        of a query model), as in :meth:`model` and :meth:`loss`."""
         total = 0.0
         for kind, fn in self.decode(latent, batch).items():
+            if kind in self.feature_masks:
+                fn = fn.mask(self.feature_masks[kind])
             mask = batch[K.mask_key(kind)].to(latent.dtype)
             total = total + fn.log_prob(batch[K.x_key(kind)]).sum(-1) * mask
         return total

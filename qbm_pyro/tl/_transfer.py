@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 
 import anndata as ad
 import mudata as md
@@ -13,6 +14,10 @@ import pandas as pd
 from sklearn.neighbors import NearestNeighbors
 
 __all__ = ["transfer_labels"]
+
+#: Quantile of the reference cells' own distance ratios up to which a query cell keeps its vote
+#: share as confidence.
+DISTANCE_RATIO_QUANTILE = 0.99
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +66,40 @@ def weighted_knn_votes(
     return classes, probs
 
 
+def distance_ratio(
+    reference_rep: np.ndarray, query_rep: np.ndarray, n_neighbors: int
+) -> tuple[np.ndarray, float]:
+    """How far each query cell lies from the reference, relative to the reference's own spacing.
+
+    The mean distance of a query cell to its ``n_neighbors`` nearest reference cells, divided by
+    the mean over those reference cells of their own mean distance to their ``n_neighbors``
+    nearest other reference cells (a local outlier factor). About 1 for a query cell inside the
+    reference's cloud; much larger for one off it, e.g. a cell mapped from a modality the
+    reference's encoders never learnt to use alone.
+
+    Returns
+    -------
+    ratio : numpy.ndarray
+        Shape ``(n_query,)``, nonnegative.
+    threshold : float
+        The :data:`DISTANCE_RATIO_QUANTILE` quantile of the same ratio for the reference cells
+        themselves (each one against the others): a query cell from the reference's own
+        distribution exceeds it with that small probability, whatever the latent's dimension.
+    """
+    n_ref = reference_rep.shape[0]
+    k = min(n_neighbors, n_ref - 1)
+    if k < 1:
+        return np.ones(query_rep.shape[0]), 1.0
+    nn = NearestNeighbors(n_neighbors=k + 1).fit(reference_rep)
+    ref_dist, ref_idx = nn.kneighbors(reference_rep)
+    ref_scale = ref_dist[:, 1:].mean(1)  # the first neighbour of a reference cell is itself
+    floor = max(float(np.median(ref_scale)) * 1e-3, 1e-12)  # duplicated reference cells
+    own = ref_scale / np.maximum(ref_scale[ref_idx[:, 1:]].mean(1), floor)
+    dist, idx = nn.kneighbors(query_rep, n_neighbors=k)
+    ratio = dist.mean(1) / np.maximum(ref_scale[idx].mean(1), floor)
+    return ratio, max(float(np.quantile(own, DISTANCE_RATIO_QUANTILE)), 1.0)
+
+
 def transfer_labels(
     query: md.MuData | ad.AnnData,
     reference: md.MuData | ad.AnnData,
@@ -68,6 +107,7 @@ def transfer_labels(
     *,
     use_rep: str = "X_qbm",
     n_neighbors: int = 15,
+    distance_aware: bool = True,
     copy: bool = False,
 ) -> md.MuData | ad.AnnData | None:
     """Predict the labels ``reference.obs[key]`` for the query cells from their nearest reference
@@ -87,6 +127,9 @@ def transfer_labels(
         The latent in ``obsm`` of both.
     n_neighbors
         Reference neighbours per query cell (at most the number of labelled reference cells).
+    distance_aware
+        Let the uncertainty grow for query cells that lie off the reference (see below);
+        ``False``: scArches' vote-only uncertainty.
     copy
         Return a modified copy of ``query`` instead of writing into it.
 
@@ -97,7 +140,17 @@ def transfer_labels(
     `key + '_pred'` : categorical
         The label with the largest weighted vote (scArches' distance-weighted kNN).
     `key + '_uncertainty'` : float in ``[0, 1)``
-        ``1 -`` that label's vote share: 0 when all neighbours agree.
+        ``1 -`` the confidence. scArches' confidence is that label's vote share ``v`` (0
+        uncertainty when all neighbours agree). With ``distance_aware`` it is
+        ``w v + (1 - w) f``, ``f`` the share of that label among the labelled reference cells
+        and ``w = min(1, t / r)``, ``r`` the cell's ``key + '_distance_ratio'`` and ``t`` the
+        99th percentile of that ratio among the reference cells themselves. A cell whose
+        neighbours are all of one label but much farther away than reference cells' neighbours
+        are is no more certain than a guess of that label (the nearest reference cells of a
+        cell mapped off the reference, e.g. from a modality the reference never learnt to use
+        alone, are all of one label for no reason).
+    `key + '_distance_ratio'` : float
+        See :func:`distance_ratio` (written with ``distance_aware``).
 
     Raises
     ------
@@ -105,6 +158,14 @@ def transfer_labels(
         ``key`` not in ``reference.obs`` or ``use_rep`` not in an ``obsm``.
     ValueError
         Latents of different widths, no labelled reference cell, or a bad ``n_neighbors``.
+
+    Warns
+    -----
+    UserWarning
+        With ``distance_aware``: more than half of the query cells lie farther from the
+        reference than 99% of reference cells do from each other (e.g. a query mapped from
+        fewer modalities than the reference was trained on, see ``BENCHMARKS.md``, "Queries
+        that lack a modality").
 
     Examples
     --------
@@ -146,7 +207,29 @@ def transfer_labels(
     order = [str(c) for c in labels.cat.categories] if isinstance(labels.dtype, pd.CategoricalDtype) else None
     categories = [c for c in order if c in set(classes)] if order else list(classes)
     query.obs[f"{key}_pred"] = pd.Categorical(classes[best], categories=categories)
-    query.obs[f"{key}_uncertainty"] = np.clip(1.0 - probs[np.arange(len(best)), best], 0.0, 1.0)
+    confidence = probs[np.arange(len(best)), best]
+    if distance_aware:
+        ratio, threshold = distance_ratio(ref_rep[labelled], query_rep, int(n_neighbors))
+        # off the reference, the neighbours' agreement says little: shrink towards the share
+        # of the predicted label among the reference cells (what a guess of that label is worth)
+        trust = np.minimum(1.0, threshold / np.maximum(ratio, 1e-12))
+        share = np.bincount(
+            np.searchsorted(classes, labels[labelled].astype(str).to_numpy()), minlength=len(classes)
+        )
+        share = share / share.sum()
+        confidence = trust * confidence + (1.0 - trust) * share[best]
+        query.obs[f"{key}_distance_ratio"] = ratio
+        far = ratio > threshold
+        if far.mean() > 0.5:
+            warnings.warn(
+                f"{int(far.sum())} of {len(far)} query cells lie farther from the reference than "
+                f"99% of reference cells do from each other (distance ratio > {threshold:.2f}): "
+                "their labels may be unreliable (their uncertainty says how much); was the query "
+                "mapped from fewer modalities than the reference was trained on?",
+                UserWarning,
+                stacklevel=2,
+            )
+    query.obs[f"{key}_uncertainty"] = np.clip(1.0 - confidence, 0.0, 1.0)
     log.info(
         "    finished (%.1fs): added '%s_pred', '%s_uncertainty' (obs)", time.perf_counter() - start, key, key
     )

@@ -1,0 +1,237 @@
+"""Queries that lack a modality: label transfer from an RNA + protein reference to RNA-only and
+protein-only queries, accuracy and calibration of the uncertainty.
+
+Usage: ``python benchmarks/missing_modality.py [--seeds 0 1] [--ref-epochs 100]
+[--query-epochs 50] [--out benchmarks/results/missing_modality.json]``.
+
+Data: the bundled CITE-seq set (``qbm_pyro.datasets.pbmc_cite_2batch``); reference ``pbmc10k``,
+query ``pbmc5k`` (200 cells each), with the coarse protein-gated labels of
+``benchmarks/mapping.py`` (:func:`benchmarks.mapping.cite_labels`: T, B, monocyte, NK). The
+reference (QBM-VAE defaults) is fitted on RNA + protein; the query is mapped
+(``QBMVAE.load_query_data``, scArches, frozen) with both modalities, RNA only and protein only,
+and labelled by :func:`qbm_pyro.tl.transfer_labels` (15 neighbours). Per query kind and seed:
+
+* ``accuracy``;
+* calibration of ``1 - uncertainty`` as the confidence of the predicted label: the mean
+  uncertainty of right and of wrong calls, the expected calibration error (``ece``, 10 equal-width
+  bins) and the AUROC of the uncertainty for telling wrong from right calls;
+* ``warned``: whether ``load_query_data`` warned (``MissingModalityWarning``).
+
+``before`` rows use scArches' vote-only uncertainty (``distance_aware=False``, what
+``transfer_labels`` computed before), ``after`` rows the distance-aware one (the default), on
+the same latents: the predicted labels and so the accuracy are the same. A kNN on the query's raw
+protein CLR (the labels' own source) and RNA (log-normalised) against the reference's gives the
+ceiling of each modality.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+import anndata as ad  # noqa: E402
+import mudata as md  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.metrics import roc_auc_score  # noqa: E402
+from sklearn.neighbors import KNeighborsClassifier  # noqa: E402
+
+import qbm_pyro  # noqa: E402
+from benchmarks.environment import package_versions  # noqa: E402
+from benchmarks.mapping import cite_labels  # noqa: E402
+from benchmarks.tables import mean_sd  # noqa: E402
+from qbm_pyro.mapping import MissingModalityWarning  # noqa: E402
+
+OUT = HERE / "results" / "missing_modality.json"
+QUERIES = ("both", "rna_only", "protein_only")
+METRICS = ("accuracy", "uncertainty_right", "uncertainty_wrong", "ece", "uncertainty_auroc")
+
+
+def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, n_bins: int = 10) -> float:
+    """Σ_bins (n_bin / n) |accuracy_bin - mean confidence_bin| over equal-width confidence bins."""
+    bins = np.minimum((confidence * n_bins).astype(int), n_bins - 1)
+    total = 0.0
+    for b in range(n_bins):
+        rows = bins == b
+        if rows.any():
+            total += rows.mean() * abs(correct[rows].mean() - confidence[rows].mean())
+    return float(total)
+
+
+def calibration(truth: np.ndarray, predicted: np.ndarray, uncertainty: np.ndarray) -> dict:
+    correct = predicted == truth
+    wrong = ~correct
+    return {
+        "accuracy": float(correct.mean()),
+        "uncertainty_right": float(uncertainty[correct].mean()) if correct.any() else None,
+        "uncertainty_wrong": float(uncertainty[wrong].mean()) if wrong.any() else None,
+        "ece": expected_calibration_error(1.0 - uncertainty, correct.astype(float)),
+        "uncertainty_auroc": (
+            float(roc_auc_score(wrong, uncertainty)) if 0 < wrong.sum() < len(wrong) else None
+        ),
+    }
+
+
+def query_variant(query: md.MuData, kind: str) -> md.MuData:
+    if kind == "both":
+        return query
+    name = "rna" if kind == "rna_only" else "prot"
+    out = md.MuData({name: query[name].copy()})
+    out.obs["batch"] = query.obs["batch"].to_numpy()
+    return out
+
+
+def raw_knn(ref: md.MuData, query: md.MuData, labels_ref, labels_query) -> dict:
+    """Accuracy of a 15-NN on raw protein CLR / log-normalised RNA (no model)."""
+
+    def protein(m):
+        x = np.log1p(np.asarray(m["prot"].X.todense() if hasattr(m["prot"].X, "todense") else m["prot"].X))
+        return x - x.mean(1, keepdims=True)
+
+    def rna(m):
+        x = m["rna"].X
+        x = np.asarray(x.todense() if hasattr(x, "todense") else x, dtype=np.float64)
+        return np.log1p(x / np.maximum(x.sum(1, keepdims=True), 1) * 1e4)
+
+    out = {}
+    for name, fn in (("protein_only", protein), ("rna_only", rna)):
+        knn = KNeighborsClassifier(15).fit(fn(ref), labels_ref)
+        out[name] = float((knn.predict(fn(query)) == labels_query).mean())
+    return out
+
+
+def fit_latents(seed: int, ref_epochs: int, query_epochs: int) -> dict:
+    """Fit the reference, map the three query kinds; latents, labels and warnings."""
+    data = qbm_pyro.datasets.pbmc_cite_2batch()
+    data.obs["cell_type"] = cite_labels(data)
+    ref = data[data.obs["batch"] == "pbmc10k"].copy()
+    query = data[data.obs["batch"] == "pbmc5k"].copy()
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = qbm_pyro.QBMVAE(ref, batch_key="batch", seed=seed)
+        model.train(max_epochs=ref_epochs, progress_bar=False)
+    out = {
+        "reference": model.get_latent_representation(),
+        "reference_labels": np.asarray(ref.obs["cell_type"], dtype=str),
+        "truth": np.asarray(query.obs["cell_type"], dtype=str),
+    }
+    ceiling = raw_knn(ref, query, out["reference_labels"], out["truth"])
+    for kind in QUERIES:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            mapped = qbm_pyro.QBMVAE.load_query_data(query_variant(query, kind), model)
+            mapped.train(max_epochs=query_epochs, progress_bar=False)
+            out[kind] = mapped.get_latent_representation()
+        out[f"{kind}_warned"] = any(issubclass(w.category, MissingModalityWarning) for w in caught)
+        out[f"{kind}_raw_knn"] = ceiling.get(kind, np.nan)
+    out["seconds"] = time.perf_counter() - start
+    return out
+
+
+def score(seed: int, fitted: dict) -> list[dict]:
+    """Label transfer with the vote-only (before) and the distance-aware (after) uncertainty."""
+    holder_ref = ad.AnnData(np.zeros((len(fitted["reference_labels"]), 1)))
+    holder_ref.obs["cell_type"] = fitted["reference_labels"]
+    holder_ref.obsm["X_qbm"] = fitted["reference"]
+    truth = fitted["truth"]
+    rows = []
+    for kind in QUERIES:
+        for when, aware in (("before", False), ("after", True)):
+            holder = ad.AnnData(np.zeros((len(truth), 1)))
+            holder.obsm["X_qbm"] = fitted[kind]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # far off the reference: measured here
+                qbm_pyro.tl.transfer_labels(
+                    holder, holder_ref, "cell_type", n_neighbors=15, distance_aware=aware
+                )
+            predicted = holder.obs["cell_type_pred"].astype(str).to_numpy()
+            uncertainty = holder.obs["cell_type_uncertainty"].to_numpy()
+            row = {"seed": seed, "query": kind, "uncertainty": when, "warned": bool(fitted[f"{kind}_warned"])}
+            row.update(calibration(truth, predicted, uncertainty))
+            row["predicted_classes"] = sorted(set(predicted))
+            if aware:
+                row["median_distance_ratio"] = float(np.median(holder.obs["cell_type_distance_ratio"]))
+            if kind != "both":
+                row["raw_knn_accuracy"] = float(fitted[f"{kind}_raw_knn"])
+            row["seconds"] = float(fitted["seconds"])
+            rows.append(row)
+    return rows
+
+
+def report_section(result: dict | None) -> list[str]:
+    """The BENCHMARKS.md section (mean ± sd over seeds)."""
+    if result is None:
+        return ["_missing_modality.json missing: run `python benchmarks/missing_modality.py`._", ""]
+    meta = result["meta"]
+    lines = [
+        "## Queries that lack a modality",
+        "",
+        f"`benchmarks/missing_modality.py`: QBM-VAE reference on RNA + protein (pbmc10k, "
+        f"{meta['ref_epochs']} epochs), query pbmc5k mapped with both modalities, RNA only or protein "
+        f"only ({meta['query_epochs']} epochs, scArches frozen), labels by `tl.transfer_labels` "
+        f"(15 neighbours) against the protein-gated types; seeds {meta['seeds']}. `before`: "
+        "scArches' vote-only uncertainty; `after`: the distance-aware one (same latents, same "
+        "labels). `ece`: expected calibration error of 1 − uncertainty (10 bins; lower is better). "
+        "`raw kNN`: a 15-NN on the query modality's raw values (no model). `warned`: "
+        "`load_query_data` raised `MissingModalityWarning`.",
+        "",
+        "| query | uncertainty | accuracy | unc. right | unc. wrong | ECE | AUROC wrong | raw kNN | warned |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    rows = result["rows"]
+    for kind in QUERIES:
+        for when in ("before", "after"):
+            sel = [r for r in rows if r["query"] == kind and r["uncertainty"] == when]
+            if not sel:
+                continue
+            cells = [mean_sd([r[m] for r in sel if r.get(m) is not None]) for m in METRICS]
+            raw = mean_sd([r["raw_knn_accuracy"] for r in sel]) if "raw_knn_accuracy" in sel[0] else "—"
+            warned = "yes" if all(r["warned"] for r in sel) else "no"
+            lines.append(f"| {kind} | {when} | " + " | ".join(cells) + f" | {raw} | {warned} |")
+    lines.append("")
+    return lines
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--ref-epochs", type=int, default=100)
+    parser.add_argument("--query-epochs", type=int, default=50)
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument(
+        "--cache", type=Path, default=None, help="keep the fitted latents there (npz) and reuse them"
+    )
+    args = parser.parse_args(argv)
+    rows, done = [], []
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    for seed in args.seeds:
+        cached = None if args.cache is None else args.cache / f"latents_seed{seed}.npz"
+        if cached is not None and cached.exists():
+            fitted = dict(np.load(cached, allow_pickle=False))
+        else:
+            fitted = fit_latents(seed, args.ref_epochs, args.query_epochs)
+            if cached is not None:
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                np.savez(cached, **fitted)
+        rows += score(seed, fitted)
+        done.append(seed)
+        print(json.dumps(rows[-6:], indent=1), flush=True)
+        meta = {
+            "seeds": done,
+            "ref_epochs": args.ref_epochs,
+            "query_epochs": args.query_epochs,
+            "versions": package_versions(),
+        }
+        args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))  # after every seed
+    print("\n".join(report_section({"meta": meta, "rows": rows})))
+
+
+if __name__ == "__main__":
+    main()
