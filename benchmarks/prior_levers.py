@@ -34,7 +34,6 @@ import torch
 
 import qbm_pyro
 from benchmarks.quality import load
-from benchmarks.tables import mean_sd
 from qbm_pyro.metrics import knn_accuracy
 from qbm_pyro.samplers import ParallelTemperingSampler
 from qbm_pyro.tl._attractors import descend
@@ -89,7 +88,9 @@ def run(dataset: str, method: str, seed: int, epochs: int) -> dict:
     spec = dict(METHODS[method])
     train_kw = spec.pop("train", {})
     start = time.perf_counter()
-    model = qbm_pyro.QBMVAE(data, batch_key=batch_key, seed=seed, n_latent=64, n_continuous=16, **kwargs, **spec)
+    model = qbm_pyro.QBMVAE(
+        data, batch_key=batch_key, seed=seed, n_latent=64, n_continuous=16, **kwargs, **spec
+    )
     history = model.train(max_epochs=epochs, progress_bar=False, **train_kw)
     fit_s = time.perf_counter() - start
     prior = model.module.prior

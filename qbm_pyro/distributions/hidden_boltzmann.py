@@ -240,7 +240,9 @@ class HiddenBoltzmann(TorchDistribution):
                 states, log_w = self._exact_log_weights()
                 idx = torch.multinomial(torch.softmax(log_w, 0), count, replacement=True)
                 z = states[idx]
-                u = (torch.rand(count, self.n_hidden, dtype=z.dtype) < torch.sigmoid(self.hidden_input(z))).to(z)
+                u = (
+                    torch.rand(count, self.n_hidden, dtype=z.dtype) < torch.sigmoid(self.hidden_input(z))
+                ).to(z)
             else:
                 hj, Jj = joint_machine(self.h.detach(), self.J.detach(), self.b.detach(), self.W.detach())
                 zu = self.joint()._sampler().sample(hj, Jj, count)

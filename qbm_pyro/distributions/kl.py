@@ -20,8 +20,8 @@ Registered for ``Independent(base, 1)`` against :class:`Boltzmann`, with ``base`
 ``F(z) = E(z) - Σ_k softplus(b_k + (Wᵀz)_k)``):
 
 .. math::
-    KL(q \| p) = -H[q] + E(q) - \mathbb{E}_q\Big[\sum_k \operatorname{softplus}(b_k + (W^\top z)_k)\Big]
-    + \log Z .
+    KL(q \\| p) = -H[q] + E(q)
+    - \\mathbb{E}_q\\Big[\\sum_k \\operatorname{softplus}(b_k + (W^\\top z)_k)\\Big] + \\log Z .
 
 The softplus term has no closed form under ``q``. :func:`kl_bernoulli_hidden_boltzmann` estimates
 it from hard codes ``z ~ q`` (fresh Bernoulli draws; the posterior's relaxed sample the decoder

@@ -1,10 +1,10 @@
 """Learned latent priors: a Boltzmann machine over the binary code, and the Gaussian twin.
 
 :class:`BoltzmannPrior` holds the learnable ``h`` and ``J`` (full couplings, or bipartite for an
-RBM, or full couplings plus hidden units of the prior's own), the sampler whose persistent chains estimate the negative phase of ``∇ log Z``, and a
-cached value of ``log Z`` for ``n`` above the enumeration limit (refreshed by AIS with
-:meth:`BoltzmannPrior.refresh_log_z`; the value only enters the reported loss, never the
-gradient).
+RBM, or full couplings plus hidden units of the prior's own), the sampler whose persistent
+chains estimate the negative phase of ``∇ log Z``, and a cached value of ``log Z`` for ``n``
+above the enumeration limit (refreshed by AIS with :meth:`BoltzmannPrior.refresh_log_z`; the
+value only enters the reported loss, never the gradient).
 """
 
 from __future__ import annotations

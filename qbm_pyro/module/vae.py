@@ -441,6 +441,9 @@ class MultiVAE(PyroModule):
         if self.n_continuous:
             loc, scale = posterior["loc"], posterior["scale"]
             parts.append(loc + torch.empty_like(loc).normal_() * scale)  # Normal(loc, scale).rsample()
+        # the model's likelihoods first (decoder dropout draws), then the KLs, as Pyro computes
+        # them after the model's trace (a prior with hidden units draws codes for its KL)
+        likelihoods = self.decode(torch.cat(parts, -1), batch)
         elbo = 0.0  # the model's sites, in AnalyticKL_ELBO's order: latent KLs, then likelihoods
         if self.n_binary:  # KL(q(ζ) ‖ relaxed prior) = KL of the codes (the smoothing is shared)
             prior = self.prior.distribution()
@@ -450,7 +453,7 @@ class MultiVAE(PyroModule):
             var_ratio = scale.pow(2)
             kl_c = 0.5 * (var_ratio + (loc - prior_loc).pow(2) - 1 - var_ratio.log())
             elbo = elbo - scale_and_mask(kl_c.sum(-1), kl_weight).sum()
-        for kind, fn in self.decode(torch.cat(parts, -1), batch).items():
+        for kind, fn in likelihoods.items():
             if kind in self.feature_masks:  # zero-padded features of a query model: not scored
                 fn = fn.mask(self.feature_masks[kind])
             fn = fn.to_event(1)
