@@ -226,3 +226,21 @@ def test_model_with_hidden_units_saves_loads_and_generates(tmp_path):
     assert loaded.init_args["n_prior_hidden"] == 4
     torch.testing.assert_close(loaded.module.prior.W, model.module.prior.W)
     np.testing.assert_allclose(loaded.sample_prior(50, seed=0), codes)
+
+
+def test_attractors_refuse_a_prior_with_hidden_units():
+    """tl.attractors descends the pairwise energy; with hidden units it would be wrong, so it says so."""
+    import qbm_pyro
+    from qbm_pyro import datasets
+
+    data = datasets.pbmc_cite_2batch()
+    model = qbm_pyro.QBMVAE(
+        data, batch_key="batch", n_latent=6, n_continuous=0, prior="hidden", n_prior_hidden=3
+    )
+    model.train(max_epochs=1, progress_bar=False)
+    qbm_pyro.tl.qbm(data, model)
+    assert data.uns["qbm"]["prior"]["W"].shape == (6, 3)
+    with pytest.raises(NotImplementedError, match="descend"):
+        qbm_pyro.tl.attractors(data)
+    with pytest.raises(NotImplementedError, match="descend"):
+        qbm_pyro.tl.attractors(data, model)
