@@ -34,6 +34,7 @@ import torch
 
 import qbm_pyro
 from benchmarks.quality import load
+from benchmarks.tables import mean_sd
 from qbm_pyro.metrics import knn_accuracy
 from qbm_pyro.samplers import ParallelTemperingSampler
 from qbm_pyro.tl._attractors import descend
@@ -176,3 +177,84 @@ def main(argv=None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# ---------------------------------------------------------------------------------------------- report
+
+REPORT_METHODS = list(METHODS)
+REPORT_NAMES = {
+    "bernoulli": "fixed Bernoulli(½)",
+    "qbm": "learned, pairwise (default)",
+    "rbm": "learned, bipartite code",
+    "hidden16": "hidden units, m = 16",
+    "hidden32": "hidden units, m = 32",
+    "hidden64": "hidden units, m = 64",
+    "hidden32_fast": "hidden units, m = 32, prior lr ×10",
+    "qbm_fast": "learned, pairwise, prior lr ×10",
+}
+#: (key, label) of the table rows, in order.
+REPORT_ROWS = [
+    ("marginal_ll", "held-out log p(x) per cell"),
+    ("validation_loss", "validation −ELBO per cell"),
+    ("joint_knn", "15-NN acc., joint latent"),
+    ("hard_knn", "15-NN acc., hard code"),
+    ("entropy_bits", "posterior entropy per unit (bits)"),
+    ("n_basins", "basins with ≥ 2% of the prior's mass"),
+    ("max_abs_J", "max abs J"),
+    ("max_abs_W", "max abs W (hidden units)"),
+    ("fit_seconds", "fit seconds (shared 2-core machine, not a speed measurement)"),
+]
+
+
+def report_section(results: Path) -> list[str]:
+    """Markdown lines of the "levers on the learned prior" tables (one per data set)."""
+    path = Path(results) / "prior_levers.json"
+    md = ["## Levers on the learned prior: hidden units (benchmarks/prior_levers.py)", ""]
+    if not path.exists():
+        return md + ["_No results yet: run `python benchmarks/prior_levers.py`._", ""]
+    result = json.loads(path.read_text())
+    meta, rows = result["meta"], result["rows"]
+    md += [
+        f"Model: {meta['model']}; held out: {meta['held_out']}; {meta['n_importance_samples']} importance "
+        f"samples per cell; log Z above the enumeration limit by AIS ({meta['ais']}). Basins: "
+        f"{meta['basin_draws']} tempering draws of the trained prior, each descended to its local minimum "
+        "(the free energy for hidden units). Mean ± sd over seeds (n in brackets).",
+        "",
+    ]
+    for dataset in dict.fromkeys(r["dataset"] for r in rows):
+        sub = [r for r in rows if r["dataset"] == dataset]
+        methods = [m for m in REPORT_METHODS if any(r["method"] == m for r in sub)]
+        n_labels = sub[0].get("n_labels")
+        md += [f"### {dataset} ({n_labels} labelled types or lines)", ""]
+        md.append(
+            "| measurement | "
+            + " | ".join(f"{REPORT_NAMES[m]} ({sum(r['method'] == m for r in sub)})" for m in methods)
+            + " |"
+        )
+        md.append("|---" * (len(methods) + 1) + "|")
+        for key, label in REPORT_ROWS:
+            cells = [mean_sd([r.get(key) for r in sub if r["method"] == m]) for m in methods]
+            if all(c == "—" for c in cells):
+                continue
+            md.append(f"| {label} | " + " | ".join(cells) + " |")
+            if key == "marginal_ll":
+                fixed = {r["seed"]: r[key] for r in sub if r["method"] == "bernoulli"}
+                paired = [
+                    mean_sd(
+                        [r[key] - fixed[r["seed"]] for r in sub if r["method"] == m and r["seed"] in fixed]
+                    )
+                    for m in methods
+                ]
+                md.append(
+                    "| log p(x) minus the fixed prior's, same cells (paired by seed) | "
+                    + " | ".join(paired)
+                    + " |"
+                )
+        weights = []
+        for m in methods:
+            first = min((r for r in sub if r["method"] == m), key=lambda r: r["seed"])
+            shown = ", ".join(f"{w:.2f}" for w in first["basin_weights"][:4])
+            weights.append(f"{shown} ({first['n_minima']} minima)")
+        md.append("| largest basin weights, lowest seed | " + " | ".join(weights) + " |")
+        md.append("")
+    return md
