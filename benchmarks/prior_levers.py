@@ -218,7 +218,8 @@ def report_section(results: Path) -> list[str]:
         f"Model: {meta['model']}; held out: {meta['held_out']}; {meta['n_importance_samples']} importance "
         f"samples per cell; log Z above the enumeration limit by AIS ({meta['ais']}). Basins: "
         f"{meta['basin_draws']} tempering draws of the trained prior, each descended to its local minimum "
-        "(the free energy for hidden units). Mean ± sd over seeds (n in brackets).",
+        "(the free energy for hidden units); the fixed prior (h = J = 0) has no basins, every code "
+        "is its own minimum. Mean ± sd over seeds (n in brackets).",
         "",
     ]
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
@@ -254,7 +255,7 @@ def report_section(results: Path) -> list[str]:
         for m in methods:
             first = min((r for r in sub if r["method"] == m), key=lambda r: r["seed"])
             shown = ", ".join(f"{w:.2f}" for w in first["basin_weights"][:4])
-            weights.append(f"{shown} ({first['n_minima']} minima)")
+            weights.append(f"{shown} (minima reached: {first['n_minima']})")
         md.append("| largest basin weights, lowest seed | " + " | ".join(weights) + " |")
         md.append("")
     return md
