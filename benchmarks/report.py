@@ -24,7 +24,16 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from benchmarks import bad_inputs, de, mapping, missing_modality, prior_matters, small_data, throughput  # noqa: E402
+from benchmarks import (  # noqa: E402
+    bad_inputs,
+    de,
+    mapping,
+    missing_modality,
+    prior_levers,
+    prior_matters,
+    small_data,
+    throughput,
+)
 from benchmarks.methods import METHOD_NAMES, METHOD_ORDER, OWN_VARIANTS, TWINS  # noqa: E402
 
 #: Metrics of the light protocol (quality.py and baselines.py "fit" rows), higher is better.
@@ -421,6 +430,7 @@ def build(results: Path, out_dir: Path = ROOT) -> tuple[str, list[Path]]:
     md += _hierarchical_section(_load(results, "hierarchical_posterior"), light_rows)
     md += _suite_section(suite, baselines, results, out_dir, figures)
     md += prior_matters.report_section(results)
+    md += prior_levers.report_section(results)
     md += _cost_with_figure(_load(results, "cost"), results, out_dir, figures)
     md += ["## Samplers (benchmarks/samplers.py)", ""]
     md += _samplers_section(_load(results, "samplers"))

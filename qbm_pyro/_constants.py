@@ -13,7 +13,7 @@ from typing import NamedTuple
 __all__ = ["MODALITY_ALIASES", "PRIORS", "REGISTRY_KEYS"]
 
 #: The latent priors of :class:`~qbm_pyro.module.MultiVAE` (``prior=``).
-PRIORS = ("boltzmann", "rbm", "bernoulli", "gaussian")
+PRIORS = ("boltzmann", "rbm", "hidden", "bernoulli", "gaussian")
 
 
 class _REGISTRY_KEYS_NT(NamedTuple):  # noqa: N801 (scvi-tools naming)

@@ -142,9 +142,9 @@ class GenerationMixin:
         sampler.reset()
         if seed is not None and isinstance(getattr(sampler, "generator", None), torch.Generator):
             sampler.generator.manual_seed(int(seed))
-        h, J = prior.h.detach(), prior.couplings().detach()
+        h, J = prior.sampling_machine()  # the joint machine for a prior with hidden units
         with torch.no_grad(), torch.random.fork_rng(), _seeded(seed):
-            z = sampler.sample(h, J, n_samples)
+            z = sampler.sample(h, J, n_samples)[:, : prior.n_latent]
         return z.float().cpu().numpy()
 
     def _binary_prior(self, what: str):

@@ -79,7 +79,10 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
     n_continuous
         Gaussian latent units beside the code (``0``: a purely binary latent).
     prior
-        ``"boltzmann"`` (learned, fully coupled), ``"rbm"`` (bipartite), ``"bernoulli"`` (a fixed
+        ``"boltzmann"`` (learned, fully coupled), ``"rbm"`` (bipartite), ``"hidden"`` (fully
+        coupled plus ``n_prior_hidden`` hidden units of the prior's own, default 32, summed out:
+        a product-of-experts marginal over the code that can hold several modes; the DVAE/QVAE
+        prior), ``"bernoulli"`` (a fixed
         factorial Bernoulli(1/2) prior on the code: the ablation of the learned prior) or
         ``"gaussian"`` (the twin model with a standard normal prior on a continuous latent, for
         A/B comparison).
@@ -135,7 +138,7 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
         batch_key: str | list[str] | None = None,
         n_latent: int = 64,
         n_continuous: int = 16,
-        prior: Literal["boltzmann", "rbm", "bernoulli", "gaussian"] = "boltzmann",
+        prior: Literal["boltzmann", "rbm", "hidden", "bernoulli", "gaussian"] = "boltzmann",
         relaxation: Literal["overlap", "spike"] = "overlap",
         rna_likelihood: Literal["nb", "zinb"] = "nb",
         sampler: Sampler | None = None,
@@ -616,4 +619,4 @@ def _prepare_sampler(sampler, fallback: bool, *, prior: str, seed: int) -> Sampl
         raise TypeError(f"sampler must be a qbm_pyro.samplers.Sampler, got {type(sampler).__name__}{hint}")
     if not fallback or isinstance(sampler, _TORCH_SAMPLERS):
         return sampler
-    return FallbackSampler(sampler, default_gibbs("rbm" if prior == "rbm" else "full", seed=seed))
+    return FallbackSampler(sampler, default_gibbs("rbm" if prior in ("rbm", "hidden") else "full", seed=seed))

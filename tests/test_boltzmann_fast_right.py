@@ -210,7 +210,14 @@ def test_analytic_kl_elbo_matches_trace_mean_field_and_scales_the_kl():
 
 @pytest.mark.parametrize(
     ("prior", "n_latent", "n_continuous", "kl_weight"),
-    [("boltzmann", 16, 4, 0.3), ("boltzmann", 8, 0, 1.0), ("gaussian", 0, 4, 0.5), ("rbm", 16, 4, 1.0)],
+    [
+        ("boltzmann", 16, 4, 0.3),
+        ("boltzmann", 8, 0, 1.0),
+        ("gaussian", 0, 4, 0.5),
+        ("rbm", 16, 4, 1.0),
+        ("hidden", 16, 4, 0.5),
+        ("hidden", 8, 0, 1.0),
+    ],
 )
 @pytest.mark.parametrize("masked", [False, True])
 def test_module_loss_is_the_pyro_estimator_without_tracing(prior, n_latent, n_continuous, kl_weight, masked):

@@ -62,12 +62,20 @@ def test_cells_missing_a_modality_get_a_latent():
     "options",
     [
         dict(prior="rbm", n_latent=10, n_continuous=0),
+        dict(prior="hidden", n_latent=16, n_continuous=4, n_prior_hidden=8),
         dict(prior="gaussian", n_latent=6, n_continuous=0),
         dict(prior="bernoulli", n_latent=16, n_continuous=4),
         dict(prior="boltzmann", n_latent=8, n_continuous=4, encode_covariates=True),
         dict(prior="boltzmann", n_latent=24, n_continuous=4, relaxation="spike", rna_likelihood="zinb"),
     ],
-    ids=["rbm", "gaussian", "bernoulli-ablation", "batch-to-encoder-too", "sampled-logZ-spike-zinb"],
+    ids=[
+        "rbm",
+        "hidden-units",
+        "gaussian",
+        "bernoulli-ablation",
+        "batch-to-encoder-too",
+        "sampled-logZ-spike-zinb",
+    ],
 )
 def test_prior_and_likelihood_options(options):
     data = datasets.pbmc_cite_2batch()

@@ -159,7 +159,7 @@ def cite_batch():
     return next(iter(loader)), n_vars, registry.n_batch
 
 
-@pytest.mark.parametrize("prior", ["boltzmann", "rbm", "bernoulli", "gaussian"])
+@pytest.mark.parametrize("prior", ["boltzmann", "rbm", "hidden", "bernoulli", "gaussian"])
 def test_multivae_always_has_a_prior_attribute(prior, cite_batch):
     _, n_vars, n_batch = cite_batch
     vae = MultiVAE(n_vars, n_batch, n_latent=6, n_continuous=3, prior=prior)
@@ -167,7 +167,7 @@ def test_multivae_always_has_a_prior_attribute(prior, cite_batch):
         assert vae.prior is None and vae.n_binary == 0 and vae.n_continuous == 3
     else:
         assert isinstance(vae.prior, BoltzmannPrior) and vae.n_binary == 6
-        assert vae.prior.structure == ("rbm" if prior == "rbm" else "full")
+        assert vae.prior.structure == (prior if prior in ("rbm", "hidden") else "full")
         assert vae.prior.learnable == (prior != "bernoulli")
 
 

@@ -27,7 +27,8 @@ from pyro.infer.util import is_validation_enabled
 from torch.distributions import register_kl
 
 from .boltzmann import Boltzmann
-from .kl import kl_bernoulli_boltzmann
+from .hidden_boltzmann import HiddenBoltzmann
+from .kl import kl_bernoulli_code
 from .relaxed import OverlappingExponentials, SpikeAndExponential
 
 __all__ = ["RELAXATION_KINDS", "RelaxedBoltzmann", "smooth_code", "smoothing_log_density"]
@@ -94,7 +95,8 @@ class RelaxedBoltzmann(TorchDistribution):
     Parameters
     ----------
     base
-        The Boltzmann machine (or RBM) over the binary code; its sampler draws ``z``.
+        The Boltzmann machine (or RBM, or :class:`HiddenBoltzmann`) over the binary code; its
+        sampler draws ``z``.
     relaxation
         ``"overlap"`` (overlapping exponentials) or ``"spike"`` (spike-and-exponential).
     beta
@@ -124,8 +126,10 @@ class RelaxedBoltzmann(TorchDistribution):
         self, base: Boltzmann, relaxation: str = "overlap", beta: float = 5.0, *, validate_args=None
     ):
         _check_kind(relaxation)
-        if not isinstance(base, Boltzmann):
-            raise TypeError(f"base must be a Boltzmann distribution, got {type(base).__name__}")
+        if not isinstance(base, (Boltzmann, HiddenBoltzmann)):
+            raise TypeError(
+                f"base must be a Boltzmann or HiddenBoltzmann distribution, got {type(base).__name__}"
+            )
         if not beta > 0:
             raise ValueError(f"beta must be positive, got {beta!r}")
         self.base = base
@@ -181,4 +185,4 @@ def _kl_relaxed_boltzmann(q: Independent, p: RelaxedBoltzmann) -> torch.Tensor:
         q.base_dist.beta, torch.as_tensor(p.beta, dtype=q.base_dist.beta.dtype)
     ):
         raise NotImplementedError("the posterior relaxation and the prior smoothing need the same beta")
-    return kl_bernoulli_boltzmann(q.base_dist.logits, p.base)
+    return kl_bernoulli_code(q.base_dist.logits, p.base)

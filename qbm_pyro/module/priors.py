@@ -1,10 +1,10 @@
 """Learned latent priors: a Boltzmann machine over the binary code, and the Gaussian twin.
 
 :class:`BoltzmannPrior` holds the learnable ``h`` and ``J`` (full couplings, or bipartite for an
-RBM), the sampler whose persistent chains estimate the negative phase of ``∇ log Z``, and a
-cached value of ``log Z`` for ``n`` above the enumeration limit (refreshed by AIS with
-:meth:`BoltzmannPrior.refresh_log_z`; the value only enters the reported loss, never the
-gradient).
+RBM, or full couplings plus hidden units of the prior's own), the sampler whose persistent
+chains estimate the negative phase of ``∇ log Z``, and a cached value of ``log Z`` for ``n``
+above the enumeration limit (refreshed by AIS with :meth:`BoltzmannPrior.refresh_log_z`; the
+value only enters the reported loss, never the gradient).
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import math
 import torch
 from torch import nn
 
-from ..distributions import RBM, Boltzmann
+from ..distributions import RBM, Boltzmann, HiddenBoltzmann
+from ..distributions.hidden_boltzmann import joint_machine
 from ..samplers import Sampler, default_gibbs
 from ..samplers.ais import ais_log_partition
 
@@ -29,7 +30,14 @@ class BoltzmannPrior(nn.Module):
     n_latent
         Number of binary units.
     structure
-        ``"full"`` (all pairs coupled) or ``"rbm"`` (two halves, coupled only across).
+        ``"full"`` (all pairs coupled), ``"rbm"`` (two halves, coupled only across) or
+        ``"hidden"``: all pairs coupled plus ``n_hidden`` hidden units coupled to the code only,
+        ``p(z) = Σ_u e^{-E(z, u)}/Z`` (:class:`~qbm_pyro.distributions.HiddenBoltzmann`; the
+        sampler then draws the joint machine of ``n_latent + n_hidden`` units).
+    n_hidden
+        Hidden units of ``structure="hidden"``. Their couplings ``W`` start at small random
+        values (``N(0, 0.01)``, the global torch seed): at zero every hidden unit would get the
+        same gradient and they would stay identical.
     sampler
         Sampler for the negative phase; default a persistent
         :class:`~qbm_pyro.samplers.GibbsSampler` (block Gibbs for the RBM).
@@ -50,6 +58,7 @@ class BoltzmannPrior(nn.Module):
         n_latent: int,
         *,
         structure: str = "full",
+        n_hidden: int = 32,
         sampler: Sampler | None = None,
         num_samples: int = 256,
         exact_max_n: int = 12,
@@ -58,20 +67,26 @@ class BoltzmannPrior(nn.Module):
         seed: int | None = 0,
     ):
         super().__init__()
-        if structure not in ("full", "rbm"):
-            raise ValueError(f"structure must be 'full' or 'rbm', got {structure!r}")
+        if structure not in ("full", "rbm", "hidden"):
+            raise ValueError(f"structure must be 'full', 'rbm' or 'hidden', got {structure!r}")
+        if structure == "hidden" and int(n_hidden) < 1:
+            raise ValueError(f"a prior with hidden units needs n_hidden >= 1, got {n_hidden}")
         if structure == "rbm" and n_latent < 2:
             raise ValueError("an RBM prior needs n_latent >= 2")
         self.n_latent = n_latent
         self.structure = structure
         self.h = nn.Parameter(torch.zeros(n_latent))
-        if structure == "full":
+        self.n_hidden = int(n_hidden) if structure == "hidden" else 0
+        if structure in ("full", "hidden"):
             self.J = nn.Parameter(torch.zeros(n_latent, n_latent))
-        else:
+        if structure == "hidden":
+            self.b = nn.Parameter(torch.zeros(self.n_hidden))
+            self.W = nn.Parameter(0.01 * torch.randn(n_latent, self.n_hidden))
+        elif structure == "rbm":
             self.n_visible = n_latent // 2
             self.W = nn.Parameter(torch.zeros(self.n_visible, n_latent - self.n_visible))
         if sampler is None:
-            sampler = default_gibbs(structure, seed=seed)
+            sampler = default_gibbs("full" if structure == "full" else "rbm", seed=seed)
         self.sampler = sampler
         self.num_samples = num_samples
         self.exact_max_n = exact_max_n
@@ -85,14 +100,24 @@ class BoltzmannPrior(nn.Module):
 
     def couplings(self) -> torch.Tensor:
         """The strict-upper-triangular coupling matrix ``(n, n)``."""
-        if self.structure == "full":
+        if self.structure in ("full", "hidden"):
             return torch.triu(self.J, 1)
         J = self.h.new_zeros(self.n_latent, self.n_latent)
         J[: self.n_visible, self.n_visible :] = self.W
         return J
 
-    def distribution(self) -> Boltzmann:
-        """The prior as a :class:`~qbm_pyro.distributions.Boltzmann` (unbatched).
+    def sampling_machine(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Detached ``(h, J)`` of the machine the sampler draws: the code's own, or for
+        ``structure="hidden"`` the joint machine over code and hidden units (the code is its first
+        ``n_latent`` columns)."""
+        h, J = self.h.detach(), self.couplings().detach()
+        if self.structure == "hidden":
+            return joint_machine(h, J, self.b.detach(), self.W.detach())
+        return h, J
+
+    def distribution(self) -> Boltzmann | HiddenBoltzmann:
+        """The prior as a :class:`~qbm_pyro.distributions.Boltzmann` (unbatched), or a
+        :class:`~qbm_pyro.distributions.HiddenBoltzmann` for ``structure="hidden"``.
 
         Above ``exact_max_n`` its log Z value is the cached one (computed by AIS on first use;
         refresh it with :meth:`refresh_log_z`)."""
@@ -105,13 +130,18 @@ class BoltzmannPrior(nn.Module):
             log_z=None if torch.isnan(self.log_z) else self.log_z,
             validate_args=False,
         )
+        if self.structure == "hidden":
+            return HiddenBoltzmann(self.h, self.couplings(), self.b, self.W, **options)
         if self.structure == "rbm":
             return RBM(self.h[: self.n_visible], self.h[self.n_visible :], self.W, **options)
         return Boltzmann(self.h, self.couplings(), **options)
 
     def energy(self, z: torch.Tensor) -> torch.Tensor:
-        """Energy of binary or relaxed states ``(..., n)`` (``E(q) = E_q[E(z)]`` for probabilities)."""
-        return self.distribution().energy(z)
+        """Energy of binary or relaxed states ``(..., n)`` (``E(q) = E_q[E(z)]`` for probabilities);
+        for ``structure="hidden"`` the free energy ``F(z)`` of the code (``p(z) = e^{-F(z)}/Z``),
+        at probabilities the free energy of the point ``q``, not its average under ``q``."""
+        d = self.distribution()
+        return d.free_energy(z) if self.structure == "hidden" else d.energy(z)
 
     @torch.no_grad()
     def refresh_log_z(self, **ais_options) -> float:
@@ -119,6 +149,15 @@ class BoltzmannPrior(nn.Module):
         h, J = self.h.detach(), self.couplings().detach()
         if not self.learnable:
             return float(self.log_z)
+        if self.structure == "hidden":
+            if self.n_latent <= self.exact_max_n:
+                d = HiddenBoltzmann(h, J, self.b.detach(), self.W.detach(), exact_max_n=self.exact_max_n)
+                value = float(d.log_partition_function)
+            else:  # AIS over the joint machine (its log Z is the marginal's)
+                options = {"n_chains": 128, "n_steps": 200, "seed": 0} | ais_options
+                value = ais_log_partition(*self.sampling_machine(), **options).log_z
+            self.log_z.fill_(value)
+            return value
         if not bool((J != 0).any()):  # no couplings (e.g. at initialisation): exact, factorial
             value = float(torch.nn.functional.softplus(h.double()).sum())
         elif self.n_latent <= self.exact_max_n:

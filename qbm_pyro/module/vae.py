@@ -41,7 +41,7 @@ from torch import nn
 from .. import distributions as dist
 from .._checks import check_choice
 from .._constants import PRIORS, REGISTRY_KEYS
-from ..distributions.kl import kl_bernoulli_boltzmann
+from ..distributions.kl import kl_bernoulli_code
 from ..distributions.relaxed_boltzmann import RELAXATION_KINDS as RELAXATIONS
 from .likelihoods import NegativeBinomialMixture, atac_likelihood, rna_likelihood
 from .nets import MLP, one_hot_batches
@@ -79,8 +79,12 @@ class MultiVAE(PyroModule):
     n_continuous
         Gaussian latent units beside the binary code (0 for a purely binary latent).
     prior
-        ``"boltzmann"`` (full couplings), ``"rbm"`` (bipartite), ``"bernoulli"`` (fixed factorial
+        ``"boltzmann"`` (full couplings), ``"rbm"`` (bipartite), ``"hidden"`` (full couplings plus
+        ``n_prior_hidden`` hidden units of the prior's own, summed out:
+        :class:`~qbm_pyro.distributions.HiddenBoltzmann`), ``"bernoulli"`` (fixed factorial
         Bernoulli(1/2), the ablation of the learned prior) or ``"gaussian"``.
+    n_prior_hidden
+        Hidden units of ``prior="hidden"`` (ignored otherwise).
     relaxation
         ``"overlap"`` (overlapping exponentials) or ``"spike"`` (spike-and-exponential).
     smoothing
@@ -116,6 +120,7 @@ class MultiVAE(PyroModule):
         n_latent: int = 64,
         n_continuous: int = 16,
         prior: str = "boltzmann",
+        n_prior_hidden: int = 32,
         relaxation: str = "overlap",
         smoothing: float = 5.0,
         rna_likelihood: str = "nb",
@@ -184,10 +189,11 @@ class MultiVAE(PyroModule):
             self.atac_depth = nn.Linear(1, 1)  # cell factor from the observed accessibility depth
 
         if self.n_binary:
-            structure = "rbm" if prior == "rbm" else "full"
+            structure = prior if prior in ("rbm", "hidden") else "full"
             self.prior = BoltzmannPrior(
                 self.n_binary,
                 structure=structure,
+                n_hidden=n_prior_hidden,
                 learnable=prior != "bernoulli",
                 sampler=sampler,
                 num_samples=num_prior_samples,
@@ -426,7 +432,7 @@ class MultiVAE(PyroModule):
         ``AnalyticKL_ELBO().differentiable_loss(self.model, self.guide, batch, kl_weight=...)``
         (the training loop's hot path; ``tests/test_boltzmann_fast_right.py`` checks the two agree).
         The KL terms are the registered ones called directly (the codes' from
-        ``qbm_pyro.distributions.kl.kl_bernoulli_boltzmann``, the Gaussian's in closed form):
+        ``qbm_pyro.distributions.kl.kl_bernoulli_code``, the Gaussian's in closed form):
         no distribution objects are built for them.
         """
         posterior = self.encode(batch)  # the guide: encoders, then the latent draws in site order
@@ -438,16 +444,19 @@ class MultiVAE(PyroModule):
         if self.n_continuous:
             loc, scale = posterior["loc"], posterior["scale"]
             parts.append(loc + torch.empty_like(loc).normal_() * scale)  # Normal(loc, scale).rsample()
+        # the model's likelihoods first (decoder dropout draws), then the KLs, as Pyro computes
+        # them after the model's trace (a prior with hidden units draws codes for its KL)
+        likelihoods = self.decode(torch.cat(parts, -1), batch)
         elbo = 0.0  # the model's sites, in AnalyticKL_ELBO's order: latent KLs, then likelihoods
         if self.n_binary:  # KL(q(ζ) ‖ relaxed prior) = KL of the codes (the smoothing is shared)
             prior = self.prior.distribution()
-            elbo = elbo - scale_and_mask(kl_bernoulli_boltzmann(logits, prior), kl_weight).sum()
+            elbo = elbo - scale_and_mask(kl_bernoulli_code(logits, prior), kl_weight).sum()
         if self.n_continuous:  # KL(N(loc, scale) ‖ N(prior_loc, 1)) as torch's _kl_normal_normal
             prior_loc = self.prior_loc(zeta) if self.n_binary else torch.zeros_like(loc)
             var_ratio = scale.pow(2)
             kl_c = 0.5 * (var_ratio + (loc - prior_loc).pow(2) - 1 - var_ratio.log())
             elbo = elbo - scale_and_mask(kl_c.sum(-1), kl_weight).sum()
-        for kind, fn in self.decode(torch.cat(parts, -1), batch).items():
+        for kind, fn in likelihoods.items():
             if kind in self.feature_masks:  # zero-padded features of a query model: not scored
                 fn = fn.mask(self.feature_masks[kind])
             fn = fn.to_event(1)

@@ -167,6 +167,8 @@ def _prior_parameters(data, model, key: str) -> tuple[np.ndarray, np.ndarray, in
         if not model.module.n_binary:
             raise ValueError("attractors need a binary code; this model has a Gaussian prior only")
         prior = model.module.prior
+        if getattr(prior, "n_hidden", 0):
+            raise NotImplementedError(_HIDDEN_UNITS)
         return prior.h.detach().double().numpy(), prior.couplings().detach().double().numpy(), prior.n_latent
     stored = data.uns.get(key, {}).get("prior") if isinstance(data.uns.get(key), dict) else None
     if stored is None:
@@ -174,5 +176,13 @@ def _prior_parameters(data, model, key: str) -> tuple[np.ndarray, np.ndarray, in
             f"no prior parameters in uns[{key!r}]['prior']: run qbm_pyro.tl.qbm (with a binary code) "
             "first, or pass model="
         )
+    if "W" in stored:
+        raise NotImplementedError(_HIDDEN_UNITS)
     h = np.asarray(stored["h"], dtype=np.float64)
     return h, np.asarray(stored["J"], dtype=np.float64), h.shape[0]
+
+
+_HIDDEN_UNITS = (
+    "tl.attractors descends the pairwise energy; this prior has hidden units (prior='hidden'), "
+    "whose code's energy is the free energy: use model.module.prior.distribution().descend(codes)"
+)

@@ -185,6 +185,9 @@ def qbm(
             "h": prior.h.detach().double().numpy(),
             "J": prior.couplings().detach().double().numpy(),
         }
+        if getattr(prior, "n_hidden", 0):  # hidden units (prior="hidden"): b and W as well
+            data.uns[key_added]["prior"]["b"] = prior.b.detach().double().numpy()
+            data.uns[key_added]["prior"]["W"] = prior.W.detach().double().numpy()
     log.info(
         "    finished (%.1fs): added 'X_%s' (obsm), '%s_energy' (obs), '%s' (uns)",
         time.perf_counter() - start,
