@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..distributions import RBM, Boltzmann
-from ..samplers import Sampler, default_gibbs
+from ..samplers import Sampler, default_sampler
 from ..samplers.ais import ais_log_partition
 
 __all__ = ["BoltzmannPrior"]
@@ -31,8 +31,9 @@ class BoltzmannPrior(nn.Module):
     structure
         ``"full"`` (all pairs coupled) or ``"rbm"`` (two halves, coupled only across).
     sampler
-        Sampler for the negative phase; default a persistent
-        :class:`~qbm_pyro.samplers.GibbsSampler` (block Gibbs for the RBM).
+        Sampler for the negative phase; default :func:`~qbm_pyro.samplers.default_sampler`,
+        persistent parallel tempering (single-chain Gibbs stays in the modes its chains start
+        in once the prior has separated modes).
     num_samples
         Persistent chains used per gradient step.
     exact_max_n
@@ -71,7 +72,7 @@ class BoltzmannPrior(nn.Module):
             self.n_visible = n_latent // 2
             self.W = nn.Parameter(torch.zeros(self.n_visible, n_latent - self.n_visible))
         if sampler is None:
-            sampler = default_gibbs(structure, seed=seed)
+            sampler = default_sampler(structure, seed=seed)
         self.sampler = sampler
         self.num_samples = num_samples
         self.exact_max_n = exact_max_n
