@@ -120,7 +120,6 @@ class ParallelTemperingSampler(Sampler):
         self.generator = make_generator(seed)
         self.swap_acceptance: torch.Tensor | None = None
         self.reset()
-        self._parity = 0
 
     def ladder(self, beta: float) -> torch.Tensor:
         """The inverse temperatures ``(R,)``, geometric from ``beta_min·β`` to ``β``."""
@@ -146,7 +145,7 @@ class ParallelTemperingSampler(Sampler):
         first = self._parity
         self._parity ^= 1
         R, H = hot.shape[0] + 1, hot.shape[1]
-        lo = torch.arange(first, R - 2, 2)  # pairs inside the hot populations
+        lo = torch.tensor(range(first, R - 2, 2), dtype=torch.long)  # pairs inside the hot populations
         if lo.numel():
             hi = lo + 1
             log_ratio = (betas[lo] - betas[hi]).to(e_hot).unsqueeze(-1) * (e_hot[lo] - e_hot[hi])
@@ -268,6 +267,7 @@ class ParallelTemperingSampler(Sampler):
     def reset(self) -> None:
         self._hot = self._cold = self._hot_dir = self._cold_dir = None
         self.swap_acceptance = None
+        self._parity = 0
         self._totals = {
             "sweeps": 0,
             "round_trips": 0,
