@@ -69,8 +69,10 @@ def run(epochs: int = 4, repeats: int = 3, log=print) -> dict:
         first = {k: min(t[0] for t in v) for k, v in times.items()}
         out["sets"][name] = {"epoch_seconds": times, "steady": steady, "first": first}
         out["ratios"][name] = steady["new"] / steady["old"]
-        log(f"{name}: per epoch old {steady['old']:.3f} s, new {steady['new']:.3f} s, "
-            f"ratio {out['ratios'][name]:.2f}; first epoch old {first['old']:.2f} s new {first['new']:.2f} s")
+        log(
+            f"{name}: per epoch old {steady['old']:.3f} s, new {steady['new']:.3f} s, "
+            f"ratio {out['ratios'][name]:.2f}; first epoch old {first['old']:.2f} s new {first['new']:.2f} s"
+        )
     return out
 
 

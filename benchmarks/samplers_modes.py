@@ -125,7 +125,11 @@ def run(seed: int = 0, parts=("exact", "n64"), log=print) -> dict:
     result: dict = {"draws": DRAWS, "seed": seed, "exact": {}, "n64": {}}
     for label, machine in machines.items() if "exact" in parts else ():
         h, J = machine[0], machine[1]
-        row = {"noise floor (exact draws)": total_variation(ExactSampler(seed=seed + 1).sample(h, J, DRAWS), h, J)}
+        row = {
+            "noise floor (exact draws)": total_variation(
+                ExactSampler(seed=seed + 1).sample(h, J, DRAWS), h, J
+            )
+        }
         for name, sampler in samplers(seed).items():
             start = time.perf_counter()
             row[name] = total_variation(draw(name, sampler, h, J), h, J)
@@ -134,9 +138,13 @@ def run(seed: int = 0, parts=("exact", "n64"), log=print) -> dict:
     if "n64" not in parts:
         return result
     h, J, xi = planted(64)
-    reference = ParallelTemperingSampler(
-        n_replicas=16, beta_min=0.02, num_sweeps=20, burn_in=1000, max_chains=256, thin=20, seed=seed + 7
-    ).sample(h.float(), J.float(), DRAWS).double()
+    reference = (
+        ParallelTemperingSampler(
+            n_replicas=16, beta_min=0.02, num_sweeps=20, burn_in=1000, max_chains=256, thin=20, seed=seed + 7
+        )
+        .sample(h.float(), J.float(), DRAWS)
+        .double()
+    )
     log(f"n=64 reference basins {basins(reference, xi).round(3).tolist()}")
     ref_mean, ref_second = reference.mean(0), reference.T @ reference / len(reference)
     ref_basins = basins(reference, xi)
@@ -164,7 +172,7 @@ def report_lines(result: dict | None) -> list[str]:
         "## The negative phase on machines with separated modes",
         "",
         f"TV to exact enumeration, {result['draws']:,} draws (`benchmarks/samplers_modes.py`, seed "
-        f"{result['seed']}); \"fresh\" is how `sample_prior` / `generate` draw, \"training calls\" how "
+        f'{result["seed"]}); "fresh" is how `sample_prior` / `generate` draw, "training calls" how '
         "the negative phase of training draws (persistent, 256 chains, one sweep per call).",
         "",
     ]

@@ -113,7 +113,9 @@ def test_prior_gradient_on_a_two_mode_machine_matches_exact():
 
 def test_mixing_stats_count_round_trips_and_swaps():
     h, J = two_mode(8)
-    pt = ParallelTemperingSampler(n_replicas=6, beta_min=0.05, num_sweeps=1, burn_in=100, hot_chains=16, seed=0)
+    pt = ParallelTemperingSampler(
+        n_replicas=6, beta_min=0.05, num_sweeps=1, burn_in=100, hot_chains=16, seed=0
+    )
     pt.sample(h.float(), J.float(), 64)
     first = pt.mixing_stats()
     assert first["sweeps"] == 101

@@ -19,8 +19,8 @@ from qbm_pyro.samplers.dimod import (
 from qbm_pyro.samplers.exact import ExactSampler
 from qbm_pyro.samplers.fallback import FallbackSampler, SamplerFallbackWarning
 from qbm_pyro.samplers.gibbs import GibbsSampler, default_gibbs
-from qbm_pyro.samplers.qpu import QPUSampler
 from qbm_pyro.samplers.mixing import MixingMonitor, SamplerMixingWarning
+from qbm_pyro.samplers.qpu import QPUSampler
 from qbm_pyro.samplers.tempering import ParallelTemperingSampler, default_sampler
 
 __all__ = [

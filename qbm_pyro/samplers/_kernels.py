@@ -93,7 +93,9 @@ def _beta_per_chain(beta, z: torch.Tensor) -> torch.Tensor:
     while b.dim() < 2:
         b = b.unsqueeze(0)
     if b.dim() != 2 or any(s not in (1, t) for s, t in zip(b.shape, lead)):
-        raise ValueError(f"sweep: beta of shape {tuple(torch.as_tensor(beta).shape)} for states {tuple(z.shape)}")
+        raise ValueError(
+            f"sweep: beta of shape {tuple(torch.as_tensor(beta).shape)} for states {tuple(z.shape)}"
+        )
     return b.contiguous()
 
 

@@ -24,7 +24,14 @@ import torch
 
 from .tempering import ParallelTemperingSampler
 
-__all__ = ["MIN_SWAP_ACCEPTANCE", "SWEEPS_PER_REPLICA", "MixingMonitor", "SamplerMixingWarning"]
+__all__ = [
+    "MIN_SWAP_ACCEPTANCE",
+    "SWEEPS_PER_REPLICA",
+    "MixingMonitor",
+    "SamplerMixingWarning",
+    "mixing_problem",
+    "tempering_mixing",
+]
 
 log = logging.getLogger(__name__)
 

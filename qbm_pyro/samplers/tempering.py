@@ -123,9 +123,7 @@ class ParallelTemperingSampler(Sampler):
 
     def ladder(self, beta: float) -> torch.Tensor:
         """The inverse temperatures ``(R,)``, geometric from ``beta_min·β`` to ``β``."""
-        return beta * torch.logspace(
-            math.log10(self.beta_min), 0.0, self.n_replicas, dtype=torch.float64
-        )
+        return beta * torch.logspace(math.log10(self.beta_min), 0.0, self.n_replicas, dtype=torch.float64)
 
     @property
     def replicas(self) -> torch.Tensor | None:
@@ -199,8 +197,10 @@ class ParallelTemperingSampler(Sampler):
         chains = num_samples if self.max_chains is None else min(num_samples, self.max_chains)
         Jt = symmetric_couplings(J)
         betas = self.ladder(beta).to(h.device)
-        new = self._cold is None or tuple(self._cold.shape) != (chains, n) or self._hot.shape[0] != (
-            self.n_replicas - 1
+        new = (
+            self._cold is None
+            or tuple(self._cold.shape) != (chains, n)
+            or self._hot.shape[0] != (self.n_replicas - 1)
         )
         if new:
             parts = self._new_state(h, Jt, chains)
