@@ -1,8 +1,8 @@
 """Parallel tempering (replica exchange) with persistent replicas, and the default sampler.
 
 ``R`` replicas run Gibbs sweeps at inverse temperatures ``β_min·β = β_0 < … < β_{R-1} = β``
-(geometric ladder). After every sweep, neighbouring replicas ``k, k+1`` (even pairs, then odd
-pairs, alternately) swap states with probability
+(geometric ladder). After every sweep, neighbouring replicas ``k, k+1`` (the even pairs, then
+the odd pairs) swap states with probability
 
 .. math::
     \\min\\left(1, \\exp\\big((β_k - β_{k+1})(E_k - E_{k+1})\\big)\\right),
@@ -74,8 +74,8 @@ class ParallelTemperingSampler(Sampler):
     ----------
     swap_acceptance
         Mean swap acceptance per neighbouring pair over the last call, shape ``(R-1,)``: accepted
-        swaps over attempted swaps of that pair (pairs alternate, so each is tried about every
-        other sweep).
+        swaps over attempted swaps of that pair (each pair is tried once per sweep: the even
+        pairs, then the odd ones).
 
     Examples
     --------
@@ -126,29 +126,37 @@ class ParallelTemperingSampler(Sampler):
         return beta * torch.logspace(math.log10(self.beta_min), 0.0, self.n_replicas, dtype=torch.float64)
 
     @property
-    def replicas(self) -> torch.Tensor | None:
-        """The target's chains ``(C, n)`` (``None`` before the first call)."""
+    def chains(self) -> torch.Tensor | None:
+        """The target's chains ``(C, n)``, as a :class:`~qbm_pyro.samplers.GibbsSampler`'s
+        (``None`` before the first call)."""
         return self._cold
+
+    replicas = chains
 
     # ------------------------------------------------------------------ one round
 
     def _sweep_(self, state: dict, Jt: torch.Tensor, betas: torch.Tensor) -> None:
-        """One sweep of every chain, then a round of swaps (even or odd pairs)."""
+        """One sweep of every chain, then a round of swaps of the even pairs and one of the odd."""
         hot, cold = state["hot"], state["cold"]
         sequential_sweep_(hot, state["hot_field"], Jt, betas[:-1].view(-1, 1, 1), self.generator)
         sequential_sweep_(cold, state["cold_field"], Jt, betas[-1:].view(1, 1), self.generator)
         h = state["h"]
-        e_hot = -0.5 * (hot * (h + state["hot_field"])).sum(-1)  # (R-1, H)
-        e_cold = -0.5 * (cold * (h + state["cold_field"])).sum(-1)  # (C,)
-        first = self._parity
-        self._parity ^= 1
-        R, H = hot.shape[0] + 1, hot.shape[1]
+        state["e_hot"] = -0.5 * (hot * (h + state["hot_field"])).sum(-1)  # (R-1, H)
+        state["e_cold"] = -0.5 * (cold * (h + state["cold_field"])).sum(-1)  # (C,)
+        for first in (0, 1):
+            self._swap_round_(state, betas, first)
+        state["sweeps"] += 1
+
+    def _swap_round_(self, state: dict, betas: torch.Tensor, first: int) -> None:
+        """Swaps of the pairs ``(k, k+1)``, ``k = first, first + 2, …``; then the round trips."""
+        e_hot, e_cold = state["e_hot"], state["e_cold"]
+        R, H = e_hot.shape[0] + 1, e_hot.shape[1]
         lo = torch.tensor(range(first, R - 2, 2), dtype=torch.long)  # pairs inside the hot populations
         if lo.numel():
             hi = lo + 1
             log_ratio = (betas[lo] - betas[hi]).to(e_hot).unsqueeze(-1) * (e_hot[lo] - e_hot[hi])
             accept = self._accept(log_ratio)
-            for key in ("hot", "hot_field", "hot_dir"):
+            for key in ("hot", "hot_field", "hot_dir", "e_hot"):
                 t = state[key]
                 mask = accept.view(accept.shape + (1,) * (t.dim() - 2))
                 a, b = t[lo], t[hi]
@@ -156,12 +164,18 @@ class ParallelTemperingSampler(Sampler):
                 t[hi] = torch.where(mask, a, b)
             state["accepted"][lo] += accept.double().mean(-1).cpu()
             state["attempted"][lo] += 1
-        if (R - 2) % 2 == first:  # the pair (hottest-but-one... target): H target chains at random
-            pick = torch.randperm(cold.shape[0], generator=self.generator)[:H].to(cold.device)
+        if (R - 2) % 2 == first:  # the pair (hottest-but-one, target): H target chains at random
+            pick = torch.randperm(e_cold.shape[0], generator=self.generator)[:H].to(e_cold.device)
             log_ratio = float(betas[-2] - betas[-1]) * (e_hot[-1] - e_cold[pick])
             accept = self._accept(log_ratio)
             idx = pick[accept]
-            for hk, ck in (("hot", "cold"), ("hot_field", "cold_field"), ("hot_dir", "cold_dir")):
+            pairs = (
+                ("hot", "cold"),
+                ("hot_field", "cold_field"),
+                ("hot_dir", "cold_dir"),
+                ("e_hot", "e_cold"),
+            )
+            for hk, ck in pairs:
                 a = state[hk][-1][accept].clone()
                 state[hk][-1][accept] = state[ck][idx]
                 state[ck][idx] = a
@@ -170,10 +184,8 @@ class ParallelTemperingSampler(Sampler):
         # round trips: chains that reached the target after visiting the hottest replica
         hot_dir, cold_dir = state["hot_dir"], state["cold_dir"]
         hot_dir[0] = 1
-        arrived = cold_dir == 1
-        state["round_trips"] += int(arrived.sum())
+        state["round_trips"] += int((cold_dir == 1).sum())
         cold_dir.fill_(-1)
-        state["sweeps"] += 1
 
     def _accept(self, log_ratio: torch.Tensor) -> torch.Tensor:
         u = torch.rand(log_ratio.shape, generator=self.generator, dtype=torch.float64)
@@ -206,10 +218,10 @@ class ParallelTemperingSampler(Sampler):
             parts = self._new_state(h, Jt, chains)
         else:
             parts = {
-                "hot": self._hot.to(h),
-                "cold": self._cold.to(h),
-                "hot_dir": self._hot_dir.to(h.device),
-                "cold_dir": self._cold_dir.to(h.device),
+                "hot": self._hot.to(h, copy=True),  # never update a tensor a state_dict holds
+                "cold": self._cold.to(h, copy=True),
+                "hot_dir": self._hot_dir.to(h.device, copy=True),
+                "cold_dir": self._cold_dir.to(h.device, copy=True),
             }
         state = {
             **parts,
@@ -235,7 +247,6 @@ class ParallelTemperingSampler(Sampler):
             snapshots.append(state["cold"].clone())
         self._hot, self._cold = state["hot"].clone(), state["cold"].clone()
         self._hot_dir, self._cold_dir = state["hot_dir"].clone(), state["cold_dir"].clone()
-        # each pair is tried only in the rounds of its parity, which alternates across calls
         self.swap_acceptance = state["accepted"] / state["attempted"].clamp_min(1)
         totals = self._totals
         totals["sweeps"] += state["sweeps"]
@@ -277,7 +288,7 @@ class ParallelTemperingSampler(Sampler):
 
     def state_dict(self) -> dict:
         return {
-            "replicas": self._cold,
+            "chains": self._cold,
             "hot": self._hot,
             "hot_dir": self._hot_dir,
             "cold_dir": self._cold_dir,
@@ -288,12 +299,12 @@ class ParallelTemperingSampler(Sampler):
 
     def load_state_dict(self, state: dict) -> None:
         self.reset()
-        self._cold = state["replicas"]
+        self._cold = state.get("chains")
         self._hot = state.get("hot")
         self._hot_dir = state.get("hot_dir")
         self._cold_dir = state.get("cold_dir")
-        if self._cold is not None and self._hot is None:  # a file written before hot populations
-            self._cold = None
+        if self._cold is None or self._hot is None:  # written before hot populations: burn in anew
+            self._cold = self._hot = self._hot_dir = self._cold_dir = None
         if "totals" in state:
             self._totals = {k: (v.clone() if torch.is_tensor(v) else v) for k, v in state["totals"].items()}
         self.generator.set_state(state["generator"])
