@@ -144,7 +144,7 @@ def test_default_sampler_is_persistent_tempering(structure):
     prior = BoltzmannPrior(4, structure=structure, seed=7)
     assert isinstance(prior.sampler, ParallelTemperingSampler)
     s = prior.sampler
-    assert (s.n_replicas, s.num_sweeps, s.burn_in, s.hot_chains) == (8, 1, 200, 32)
+    assert (s.n_replicas, s.num_sweeps, s.burn_in, s.hot_chains) == (12, 1, 200, 32)
     assert s.seed == 7
 
 
