@@ -320,8 +320,9 @@ def default_sampler(structure: str = "full", *, seed: int | None = None) -> Para
     after 200 burn-in sweeps with full-size populations. More than ``max_chains = 1024`` draws
     (``sample_prior``) come as snapshots of 1,024 chains, 20 sweeps apart. Twelve replicas keep
     every neighbouring pair swapping on a 64-unit machine with planted modes, where eight leave a
-    pair near the ordering transition at 3% acceptance. On machines with separated modes it matches exact enumeration where
-    single-chain Gibbs stays in the modes its chains started in (``benchmarks/samplers_modes.py``).
+    pair near the ordering transition at 3% acceptance. On machines with separated modes it
+    matches exact enumeration where single-chain Gibbs stays in the modes its chains started in
+    (``benchmarks/samplers_modes.py``).
 
     Parameters
     ----------
