@@ -159,3 +159,36 @@ def test_monitor_warns_once_when_a_short_ladder_does_not_mix():
 def test_monitor_is_nan_for_other_samplers():
     record = MixingMonitor().record(default_gibbs(seed=0), 0)
     assert math.isnan(record["swap_acceptance"]) and math.isnan(record["round_trips"])
+
+
+def _small_model(sampler=None):
+    import qbm_pyro
+    from qbm_pyro import datasets
+
+    mdata = datasets.pbmc_cite_2batch()[::5].copy()
+    return qbm_pyro.QBMVAE(mdata, batch_key="batch", n_latent=16, n_continuous=4, n_hidden=32, sampler=sampler)
+
+
+def test_training_history_records_mixing_every_epoch():
+    model = _small_model()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SamplerMixingWarning)
+        model.train(max_epochs=2, batch_size=32, progress_bar=False)
+    history = model.history_
+    assert len(history["swap_acceptance"]) == len(history["round_trips"]) == 2
+    assert all(0.05 < a <= 1 for a in history["swap_acceptance"])
+    assert history["round_trips"][0] > 0  # the burn-in's round trips count in the first epoch
+
+
+def test_training_warns_once_when_the_ladder_does_not_mix():
+    """Two replicas, the hot one at β = 0.001 of the target: swaps between them never pass once the
+    prior is coupled; here the coupling is forced large so that this holds from the first step."""
+    bad = ParallelTemperingSampler(n_replicas=2, beta_min=0.001, num_sweeps=1, burn_in=10, seed=0)
+    model = _small_model(bad)
+    with torch.no_grad():
+        model.module.prior.J.copy_(torch.triu(torch.full((16, 16), 1.5), 1))
+        model.module.prior.h.fill_(-0.75 * 15 + 0.1)
+    with pytest.warns(SamplerMixingWarning, match="does not mix") as record:
+        model.train(max_epochs=3, batch_size=32, progress_bar=False, lr=1e-6)
+    assert sum(issubclass(w.category, SamplerMixingWarning) for w in record) == 1
+    assert model.history_["swap_acceptance"][0] < 0.01
