@@ -161,12 +161,26 @@ def test_monitor_is_nan_for_other_samplers():
     assert math.isnan(record["swap_acceptance"]) and math.isnan(record["round_trips"])
 
 
-def _small_model(sampler=None):
+def _small_model(sampler=None, n_latent=16):
     import qbm_pyro
     from qbm_pyro import datasets
 
     mdata = datasets.pbmc_cite_2batch()[::5].copy()
-    return qbm_pyro.QBMVAE(mdata, batch_key="batch", n_latent=16, n_continuous=4, n_hidden=32, sampler=sampler)
+    return qbm_pyro.QBMVAE(
+        mdata, batch_key="batch", n_latent=n_latent, n_continuous=4, n_hidden=32, sampler=sampler
+    )
+
+
+def test_sample_prior_of_a_two_mode_prior_matches_exact():
+    """``sample_prior`` (and so ``generate`` and basin weights drawn from it) with the default
+    sampler, on a model whose prior is the two-mode machine."""
+    model = _small_model(n_latent=8)
+    h, J = two_mode(8)
+    with torch.no_grad():
+        model.module.prior.h.copy_(h)
+        model.module.prior.J.copy_(J)
+    z = torch.as_tensor(model.sample_prior(DRAWS, seed=0))
+    assert total_variation(z, h, J) <= floor(h, J) + 0.02
 
 
 def test_training_history_records_mixing_every_epoch():
