@@ -218,11 +218,12 @@ def main(argv=None) -> None:
     parser.add_argument("--parts", nargs="+", default=["exact", "n64"], choices=["exact", "n64"])
     args = parser.parse_args(argv)
     result = run(parts=args.parts)
-    old = json.loads(OUT.read_text()) if OUT.exists() else {}
-    result["cost"] = old.get("cost")
-    for part in ("exact", "n64"):
-        if part not in args.parts:
-            result[part] = old.get(part, {})
+    # re-read just before writing: the parts may run in separate processes, each keeping the others'
+    merged = json.loads(OUT.read_text()) if OUT.exists() else {}
+    merged.update({k: v for k, v in result.items() if k not in ("exact", "n64")})
+    for part in args.parts:
+        merged[part] = result[part]
+    result = merged
     OUT.write_text(json.dumps(result, indent=1))
     print(f"wrote {OUT}")
 
