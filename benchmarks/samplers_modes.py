@@ -210,8 +210,10 @@ def report_lines(result: dict | None) -> list[str]:
             "|---|---|---|---|---|---|",
         ]
         for name, row in cost["sets"].items():
+            size = f"{row.get('epochs', cost.get('epochs'))} × {row.get('repeats', cost.get('repeats'))}"
             lines.append(
-                f"| {name} | {row['epochs']} × {row['repeats']} | {row['steady']['old']:.3f} | "
+                f"| {name} | {size} | "
+                f"{row['steady']['old']:.3f} | "
                 f"{row['steady']['new']:.3f} | {cost['ratios'][name]:.2f} | "
                 f"{row['first']['old']:.2f} / {row['first']['new']:.2f} |"
             )
