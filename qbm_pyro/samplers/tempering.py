@@ -57,7 +57,8 @@ class ParallelTemperingSampler(Sampler):
     num_sweeps
         Sweeps (each followed by a round of swaps) per call for existing replicas.
     burn_in
-        Sweeps for new replicas (first call, new ``n`` or new ``num_samples``).
+        Sweeps for new replicas (first call, new ``n`` or new ``num_samples``); none when the
+        machine has no couplings (as a prior at initialisation): its replicas are drawn exactly.
     hot_chains
         Chains per replica above the target β after burn-in (``None``: as many as the target's).
         Fewer make a call cheaper; the target's population then exchanges with the hot end more
@@ -193,10 +194,17 @@ class ParallelTemperingSampler(Sampler):
 
     # ------------------------------------------------------------------ sampling
 
-    def _new_state(self, h: torch.Tensor, Jt: torch.Tensor, chains: int) -> dict:
+    def _new_state(self, h: torch.Tensor, betas: torch.Tensor, chains: int, exact: bool) -> dict:
+        """New replicas: uniform states, or (``exact``, for a machine without couplings, as at
+        a prior's initialisation) exact draws from each replica's factorial distribution."""
         R, n = self.n_replicas, h.shape[0]
-        hot = (torch.rand(R - 1, chains, n, generator=self.generator) < 0.5).to(h)
-        cold = (torch.rand(chains, n, generator=self.generator) < 0.5).to(h)
+        p = (
+            torch.sigmoid(betas.cpu().view(R, 1, 1) * h.cpu().double())
+            if exact
+            else torch.full((R, 1, 1), 0.5)
+        )
+        z = (torch.rand(R, chains, n, generator=self.generator, dtype=torch.float64) < p).to(h)
+        hot, cold = z[:-1].contiguous(), z[-1].contiguous()
         return {
             "hot": hot,
             "cold": cold,
@@ -214,8 +222,9 @@ class ParallelTemperingSampler(Sampler):
             or tuple(self._cold.shape) != (chains, n)
             or self._hot.shape[0] != (self.n_replicas - 1)
         )
+        independent = new and not bool((Jt != 0).any())
         if new:
-            parts = self._new_state(h, Jt, chains)
+            parts = self._new_state(h, betas, chains, exact=independent)
         else:
             parts = {
                 "hot": self._hot.to(h, copy=True),  # never update a tensor a state_dict holds
@@ -233,7 +242,7 @@ class ParallelTemperingSampler(Sampler):
             "round_trips": 0,
             "sweeps": 0,
         }
-        if new:
+        if new and not independent:  # (independent units were drawn exactly)
             for _ in range(self.burn_in):  # full-size hot populations: the target starts mixed
                 self._sweep_(state, Jt, betas)
         hot_chains = chains if self.hot_chains is None else min(self.hot_chains, chains)
