@@ -217,3 +217,31 @@ def test_training_warns_once_when_the_ladder_does_not_mix():
         model.train(max_epochs=3, batch_size=32, progress_bar=False, lr=1e-6)
     assert sum(issubclass(w.category, SamplerMixingWarning) for w in record) == 1
     assert model.history_["swap_acceptance"][0] < 0.01
+
+
+def test_report_section_renders_the_tv_table_and_cost():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    report_lines = pytest.importorskip("benchmarks.samplers_modes").report_lines
+    result = {
+        "draws": 100,
+        "seed": 0,
+        "exact": {"two-mode n=8": {"noise floor (exact draws)": 0.007, "new default": 0.012}},
+        "n64": {
+            "reference basins": [0.7, 0.3, 0.0],
+            "new default": {"mean": 0.01, "second": 0.02, "basin_tv": 0.03, "basins": [0.7, 0.3, 0.0]},
+        },
+        "cost": {
+            "sets": {"paul15": {"steady": {"old": 0.2, "new": 0.22}, "first": {"old": 0.3, "new": 0.4}}},
+            "ratios": {"paul15": 1.1},
+            "epochs": 4,
+            "repeats": 2,
+        },
+    }
+    text = "\n".join(report_lines(result))
+    assert "| new default | 0.012 |" in text
+    assert "| new default | 0.010 | 0.020 | 0.030 |" in text
+    assert "| paul15 | 4 × 2 | 0.200 | 0.220 | 1.10 |" in text
+    assert report_lines(None) == []
