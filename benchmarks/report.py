@@ -260,6 +260,15 @@ def _samplers_section(samplers: dict | None) -> list[str]:
     return [sampler_bench.markdown(samplers).strip(), ""]
 
 
+def _sampler_modes_section(result: dict | None) -> list[str]:
+    """The negative phase on machines with separated modes (``benchmarks/samplers_modes.py``)."""
+    if result is None:
+        return []
+    from benchmarks import samplers_modes
+
+    return samplers_modes.report_lines(result)
+
+
 def _cost_section(cost: dict | None) -> list[str]:
     if cost is None:
         return ["_cost.json missing: run `python benchmarks/cost.py`._", ""]
@@ -434,6 +443,7 @@ def build(results: Path, out_dir: Path = ROOT) -> tuple[str, list[Path]]:
     md += _cost_with_figure(_load(results, "cost"), results, out_dir, figures)
     md += ["## Samplers (benchmarks/samplers.py)", ""]
     md += _samplers_section(_load(results, "samplers"))
+    md += _sampler_modes_section(_load(results, "samplers_modes"))
     md += ["## Trajectories on PCA latents (benchmarks/trajectory.py)", ""]
     md += _trajectory_section(_load(results, "trajectory"))
     md += ["## Trajectories on the fitted latents (benchmarks/trajectory_models.py)", ""]

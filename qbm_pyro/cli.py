@@ -146,8 +146,9 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--sampler",
         choices=SAMPLERS,
-        default="gibbs",
-        help="negative-phase sampler: persistent Gibbs, parallel tempering or simulated annealing (dimod)",
+        default="tempering",
+        help="negative-phase sampler: persistent parallel tempering (the default), single-chain "
+        "persistent Gibbs or simulated annealing (dimod)",
     )
     fit.add_argument("--epochs", type=_positive_int, help=f"maximum epochs ({sizes})")
     fit.add_argument(
@@ -443,13 +444,13 @@ def _one_or_many(items: Sequence[str] | None):
 
 
 def _sampler(name: str, seed: int):
-    """``None`` (the prior's default persistent Gibbs) or the chosen sampler."""
-    if name == "gibbs":
-        return None
+    """``None`` (the prior's default, persistent parallel tempering) or the chosen sampler."""
     if name == "tempering":
-        from qbm_pyro.samplers import ParallelTemperingSampler
+        return None
+    if name == "gibbs":
+        from qbm_pyro.samplers import default_gibbs
 
-        return ParallelTemperingSampler(n_replicas=8, num_sweeps=5, seed=seed)
+        return default_gibbs(seed=seed)
     from qbm_pyro.samplers import DimodSampler
 
     return DimodSampler(num_sweeps=200, seed=seed)

@@ -31,7 +31,7 @@ from .samplers import (
     GibbsSampler,
     ParallelTemperingSampler,
     Sampler,
-    default_gibbs,
+    default_sampler,
 )
 from .samplers.serialize import sampler_from_config, sampler_to_config
 from .training import Trainer, TrainingConfig, atomic_torch_save, load_torch_file
@@ -91,14 +91,15 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
     rna_likelihood
         ``"nb"`` or ``"zinb"``.
     sampler
-        Sampler of the prior's negative phase (default: persistent Gibbs chains). Any
+        Sampler of the prior's negative phase (default: persistent parallel tempering,
+        :func:`~qbm_pyro.samplers.default_sampler`). Any
         :class:`~qbm_pyro.samplers.Sampler`, e.g. a :class:`~qbm_pyro.samplers.DimodSampler`.
     sampler_fallback
         Wrap a ``sampler`` that is not one of the torch samplers (Gibbs, parallel tempering,
         exact) nor already a :class:`~qbm_pyro.samplers.FallbackSampler` in
-        ``FallbackSampler(sampler, GibbsSampler(...))``: when it raises or returns samples of the
-        wrong shape or values, training warns (``SamplerFallbackWarning``) and goes on with Gibbs
-        samples for that step. No time limit is set; for one, pass your own
+        ``FallbackSampler(sampler, default_sampler(...))``: when it raises or returns samples of
+        the wrong shape or values, training warns (``SamplerFallbackWarning``) and goes on with
+        tempering samples for that step. No time limit is set; for one, pass your own
         ``FallbackSampler(sampler, timeout=...)``. ``False`` uses ``sampler`` as given (its
         errors then stop training).
     seed
@@ -619,4 +620,4 @@ def _prepare_sampler(sampler, fallback: bool, *, prior: str, seed: int) -> Sampl
         raise TypeError(f"sampler must be a qbm_pyro.samplers.Sampler, got {type(sampler).__name__}{hint}")
     if not fallback or isinstance(sampler, _TORCH_SAMPLERS):
         return sampler
-    return FallbackSampler(sampler, default_gibbs("rbm" if prior in ("rbm", "hidden") else "full", seed=seed))
+    return FallbackSampler(sampler, default_sampler("rbm" if prior == "rbm" else "full", seed=seed))

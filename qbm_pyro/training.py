@@ -45,7 +45,7 @@ from .data import MinibatchLoader
 from .device import batch_to
 from .flat_parameters import FlatAdam, FlatParameters
 from .module import MultiVAE
-from .samplers import SamplerFallbackWarning
+from .samplers import MixingMonitor, SamplerFallbackWarning
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -324,6 +324,7 @@ class Trainer:
         self.best_state = None
         self.bad_epochs = 0
         self._good: dict | None = None
+        self._mixing = MixingMonitor()  # the negative phase's mixing, per epoch (history)
         self._step = 0
         self._phase = "before training"
 
@@ -542,6 +543,7 @@ class Trainer:
             "kl_weight": kl,
             "log_z": float(prior.log_z) if prior is not None else math.nan,
             "sampler_fallbacks": self._count_fallbacks(epoch),
+            **self._mixing.record(self._prior_sampler, epoch),  # swap_acceptance, round_trips
             "epoch_seconds": math.nan if started is None else time.perf_counter() - started,
         }
         for key, value in record.items():

@@ -27,7 +27,7 @@ from qbm_pyro._constants import REGISTRY_KEYS as K
 from qbm_pyro.data import MinibatchLoader, setup_data
 from qbm_pyro.module import BoltzmannPrior, MultiVAE
 from qbm_pyro.module.likelihoods import NegativeBinomialMixture
-from qbm_pyro.samplers import GibbsSampler
+from qbm_pyro.samplers import ParallelTemperingSampler
 
 # ---------------------------------------------------------------------------- NB mixture
 
@@ -139,12 +139,13 @@ def test_clamp_bounds_and_cleans_the_parameters():
     torch.testing.assert_close(prior.h.detach(), torch.tensor([0.0, 2.0, -2.0]))
 
 
-@pytest.mark.parametrize(("structure", "blocks"), [("full", "sequential"), ("rbm", "auto")])
-def test_default_sampler_is_gibbs(structure, blocks):
+@pytest.mark.parametrize("structure", ["full", "rbm"])
+def test_default_sampler_is_persistent_tempering(structure):
     prior = BoltzmannPrior(4, structure=structure, seed=7)
-    assert isinstance(prior.sampler, GibbsSampler)
-    assert (prior.sampler.blocks, prior.sampler.num_sweeps, prior.sampler.burn_in) == (blocks, 1, 100)
-    assert prior.sampler.seed == 7
+    assert isinstance(prior.sampler, ParallelTemperingSampler)
+    s = prior.sampler
+    assert (s.n_replicas, s.num_sweeps, s.burn_in, s.hot_chains) == (12, 1, 200, 32)
+    assert s.seed == 7
 
 
 # ---------------------------------------------------------------------------- MultiVAE

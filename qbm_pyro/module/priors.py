@@ -16,7 +16,7 @@ from torch import nn
 
 from ..distributions import RBM, Boltzmann, HiddenBoltzmann
 from ..distributions.hidden_boltzmann import joint_machine
-from ..samplers import Sampler, default_gibbs
+from ..samplers import Sampler, default_sampler
 from ..samplers.ais import ais_log_partition
 
 __all__ = ["BoltzmannPrior"]
@@ -39,8 +39,9 @@ class BoltzmannPrior(nn.Module):
         values (``N(0, 0.01)``, the global torch seed): at zero every hidden unit would get the
         same gradient and they would stay identical.
     sampler
-        Sampler for the negative phase; default a persistent
-        :class:`~qbm_pyro.samplers.GibbsSampler` (block Gibbs for the RBM).
+        Sampler for the negative phase; default :func:`~qbm_pyro.samplers.default_sampler`,
+        persistent parallel tempering (single-chain Gibbs stays in the modes its chains start
+        in once the prior has separated modes).
     num_samples
         Persistent chains used per gradient step.
     exact_max_n
@@ -86,7 +87,7 @@ class BoltzmannPrior(nn.Module):
             self.n_visible = n_latent // 2
             self.W = nn.Parameter(torch.zeros(self.n_visible, n_latent - self.n_visible))
         if sampler is None:
-            sampler = default_gibbs("full" if structure == "full" else "rbm", seed=seed)
+            sampler = default_sampler("rbm" if structure == "rbm" else "full", seed=seed)
         self.sampler = sampler
         self.num_samples = num_samples
         self.exact_max_n = exact_max_n

@@ -10,7 +10,8 @@ the wrong distribution.
 The local fields ``F = h + z J̃`` are kept up to date by a rank-``|block|`` update after each
 block, so a sweep costs ``O(C n²)`` for ``C`` chains. On CPU the sequential scan runs in a
 compiled kernel (``qbm_pyro.samplers._kernels``, numba) that updates the fields only when a
-unit flips; elsewhere (GPU) in TorchScript.
+unit flips; elsewhere (GPU) in plain torch operations on the same random thresholds, so one seed
+gives the same chains on every device.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collections.abc import Sequence
 import torch
 
 from ..energy import symmetric_couplings
-from ._kernels import compiled_sweep_applies, logistic_thresholds, sequential_sweep_numba
+from ._kernels import sequential_sweep_, sweep_thresholds
 from .base import Sampler, check_sampler_inputs, make_generator
 
 __all__ = ["GibbsSampler", "check_blocks", "colour_blocks", "default_gibbs", "gibbs_sweep_"]
@@ -110,40 +111,15 @@ def gibbs_sweep_(
     generator
         Source of randomness.
     """
-    if blocks is None and compiled_sweep_applies(z, field):
-        # uniforms from a PCG64 stream seeded by the sampler's generator: 5-10x faster than
-        # torch's CPU generator, and all random state still lives in ``generator``
-        threshold = logistic_thresholds(z.shape, z.dtype, generator)
-        beta_t = torch.as_tensor(beta, dtype=torch.float64).reshape(-1)
-        sequential_sweep_numba(z, field, Jt, beta_t, threshold)
-        return
-    uniform = torch.rand(z.shape, generator=generator, dtype=z.dtype).to(z.device)  # CPU stream
     if blocks is None:
-        beta_t = torch.as_tensor(beta, dtype=z.dtype).reshape(-1, *([1] * (z.dim() - 1)))
-        if not torch.is_tensor(beta):
-            beta_t = beta_t.reshape(1)
-        _sequential_sweep(z, field, Jt, beta_t, uniform)
+        sequential_sweep_(z, field, Jt, beta, generator)
         return
+    threshold = torch.from_numpy(sweep_thresholds(z.shape, z.dtype, generator)).to(z.device)
     for block in blocks:
-        new = (uniform[..., block] < torch.sigmoid(beta * field[..., block])).to(z.dtype)
+        new = (beta * field[..., block] > threshold[..., block]).to(z.dtype)
         delta = new - z[..., block]
         z[..., block] = new
         field.add_(delta @ Jt[..., block, :])
-
-
-@torch.jit.script
-def _sequential_sweep(
-    z: torch.Tensor, field: torch.Tensor, Jt: torch.Tensor, beta: torch.Tensor, uniform: torch.Tensor
-) -> None:
-    """Sequential scan ``i = 0 … n-1`` (TorchScript: about twice as fast as the Python loop).
-
-    ``beta`` has shape ``(1,)`` or ``(R, 1, 1)`` (one β per replica of ``z`` ``(R, C, n)``);
-    ``Jt`` is ``(n, n)`` or ``(B, n, n)`` (one machine per leading index of ``z`` ``(B, C, n)``)."""
-    for i in range(z.shape[-1]):
-        new = (uniform[..., i] < torch.sigmoid(beta[..., 0] * field[..., i])).to(z.dtype)
-        delta = new - z[..., i]
-        z[..., i] = new
-        field.add_(delta.unsqueeze(-1) * Jt[..., i, :].unsqueeze(-2))
 
 
 ################################################################################
@@ -272,7 +248,8 @@ class GibbsSampler(Sampler):
 
 
 def default_gibbs(structure: str = "full", *, seed: int | None = None) -> GibbsSampler:
-    """The Gibbs sampler used wherever none is given: the prior's default and the dimod fallback.
+    """Single-chain persistent Gibbs (PCD-1): the prior's default before tempering, kept for
+    comparison and for machines known to have one mode.
 
     Parameters
     ----------
@@ -285,10 +262,13 @@ def default_gibbs(structure: str = "full", *, seed: int | None = None) -> GibbsS
     -------
     GibbsSampler
         One sweep between draws (PCD-1, as in persistent contrastive divergence) after 100
-        burn-in sweeps. A training step moves ``h, J`` by about the learning rate, far less than
-        one sweep mixes at the couplings a prior reaches, so the chains stay at equilibrium;
-        5 sweeps cost 5x the negative phase (a quarter of a training step) and changed neither
-        the loss nor the prior's fit (``benchmarks/throughput.py``, ``tests/test_gibbs_pcd.py``).
+        burn-in sweeps. A training step moves ``h, J`` by about the learning rate, so on a prior
+        with one mode the chains track it (``tests/test_gibbs_pcd.py``). On a prior with
+        separated modes they do not: each chain stays in the mode it started in, and the mode
+        weights are those of the start, not of the prior (two-mode machines: TV 0.15 at
+        n = 8 and 0.25 at n = 12 against exact, ``benchmarks/samplers_modes.py``). The prior's
+        default is therefore :func:`~qbm_pyro.samplers.default_sampler` (persistent parallel
+        tempering).
 
     Examples
     --------

@@ -151,6 +151,9 @@ def sampler_to_config(sampler: Sampler | None) -> dict | None:
             "beta_min": sampler.beta_min,
             "num_sweeps": sampler.num_sweeps,
             "burn_in": sampler.burn_in,
+            "hot_chains": sampler.hot_chains,
+            "max_chains": sampler.max_chains,
+            "thin": sampler.thin,
             "seed": sampler.seed,
         }
     if isinstance(sampler, ExactSampler):
