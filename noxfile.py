@@ -141,8 +141,8 @@ def _lowest_direct(session: nox.Session) -> list[str]:
 
     with open("pyproject.toml", "rb") as f:
         project = tomllib.load(f)["project"]
-    python = session.run("python", "-c", "import platform; print(platform.python_version())", silent=True)
-    python = python.strip()
+    version = "import platform; print(platform.python_version())"
+    python = session.run_install("python", "-c", version, silent=True).strip()  # also with --install-only
     environment = {"python_full_version": python, "python_version": ".".join(python.split(".")[:2])}
     pins = []
     for line in [*project["dependencies"], *project["optional-dependencies"]["test"]]:
