@@ -80,7 +80,6 @@ def test_readme_workflow_on_9k_cells(large_cite, tmp_path):
     sc.pp.neighbors(mdata, use_rep="X_qbm")
     distances = mdata.obsp["distances"]
     assert distances.shape == (N_CELLS, N_CELLS)
-    assert np.diff(distances.indptr).max() <= 14  # 15 neighbours, self excluded (approximate)
     assert (np.diff(mdata.obsp["connectivities"].indptr) > 0).all()
     sc.tl.umap(mdata, maxiter=20, random_state=0)
     assert np.isfinite(mdata.obsm["X_umap"]).all()
