@@ -35,7 +35,7 @@ from scipy.sparse.csgraph import connected_components
 from qbm_pyro._checks import check_choice, check_positive_int
 from qbm_pyro.tl._diffusion import _diffusion_components, _dpt_weights, _pseudotime
 from qbm_pyro.tl._neighbors import EXACT_KNN_MAX_CELLS, _gaussian_affinities, _knn, _knn_matrix
-from qbm_pyro.tl._roots import _check_root_args, _find_root, root_group
+from qbm_pyro.tl._roots import _check_root_args, _find_root, energy_root_group, expand_root, root_group
 from qbm_pyro.tl._state_graph import _cell_branches, _leiden, _state_graph
 from qbm_pyro.tl._trajectory_readers import cell_graph, energy_along_pseudotime, trajectory_graph
 
@@ -72,6 +72,7 @@ def trajectory(
     groups_key: str | None = None,
     resolution: float = 1.0,
     knn_method: KnnMethod = "auto",
+    root_neighbors: int | None = None,
     key_added: str = "qbm",
     seed: int = 0,
     copy: bool = False,
@@ -141,10 +142,18 @@ def trajectory(
       raised the Spearman with the reference pseudotime from 0.856 ± 0.064 (one cell: the
       group's tip along the line joining the centroids) to 0.897 ± 0.018 on paul15, and with
       the time from 0.641 ± 0.077 to 0.659 ± 0.040 on a549;
-    * ``"auto_energy"``: the cell of highest prior energy ``obs[energy_key]`` after one step of
-      neighbour averaging (so that a single noisy cell cannot win). Whether progenitors sit
-      high in the energy landscape is a hypothesis: check it with
-      :func:`energy_along_pseudotime` and against a known root before relying on it;
+      A single root cell is expanded to itself and its ``root_neighbors`` nearest neighbours
+      (default ``n_neighbors``), over which the pseudotime is averaged in the same way, so that
+      one unlucky cell does not set the origin; ``root_neighbors=0`` uses the cell alone;
+    * ``"auto_energy"``: the root group is the state (Leiden cluster or ``groups_key`` group, of
+      at least 5 cells and 1% of the main component) whose cells have the highest mean prior
+      energy ``obs[energy_key]``, not one cell. The evidence is written to
+      ``uns[...]["root"]["evidence"]``: the root state's and the runner-up's mean energies, their
+      margin, the margin in pooled standard deviations (``effect_size``) and the root state's
+      z-score; an :class:`~qbm_pyro.tl._roots.AmbiguousRootWarning` says when the effect size is
+      below 0.5 (no clear answer). Whether progenitors sit high in the energy landscape is a
+      hypothesis: ``benchmarks/landscape.py`` measures it against known roots (see
+      ``docs/landscape.rst``); check it with :func:`energy_along_pseudotime`;
     * ``"auto_diffusion"``: the extreme cell of the first diffusion component, at the end
       furthest from its median. Its orientation is arbitrary: check it.
 
@@ -198,6 +207,8 @@ def trajectory(
     knn_method
         ``"exact"`` (scikit-learn), ``"pynndescent"`` (approximate) or ``"auto"``: exact up to
         50,000 cells (``EXACT_KNN_MAX_CELLS``), approximate above.
+    root_neighbors
+        Neighbours a single root cell is expanded to (``None``: ``n_neighbors``; ``0``: none).
     key_added
         Prefix of every key written.
     seed
@@ -266,6 +277,10 @@ def trajectory(
     check_choice("knn_method", knn_method, _KNN_METHODS)
     check_positive_int("n_neighbors", n_neighbors)
     check_positive_int("n_dcs", n_dcs)
+    if root_neighbors is not None and (
+        isinstance(root_neighbors, bool) or not isinstance(root_neighbors, (int, np.integer)) or root_neighbors < 0
+    ):
+        raise ValueError(f"`root_neighbors` must be None or an int >= 0, got {root_neighbors!r}.")
     rep = _get_rep(data, use_rep)
     n_obs = rep.shape[0]
     if n_neighbors >= n_obs:
@@ -296,19 +311,37 @@ def trajectory(
             stacklevel=2,
         )
 
-    # Root and pseudotime.
-    energy = _get_energy(data, energy_key)
-    root_index, root_method = _find_root(data, root, root_key, root_value, energy, psi, weights, affinities)
-    group = root_group(data, root_key, root_value, seed)
-    pseudotime = _pseudotime(psi, weights, root_index, comp_labels, group)
-    if group is not None:  # the group cell the mean pseudotime starts from
-        root_index = int(group[np.nanargmin(pseudotime[group])])
-
-    # States, flows and branches.
+    # States (before the root: root="auto_energy" chooses among them).
     if groups_key is None:
         states = _leiden(affinities, resolution, seed)
     else:
         states = data.obs[groups_key].astype(str).to_numpy()
+
+    # Root and pseudotime.
+    energy = _get_energy(data, energy_key)
+    evidence = None
+    if isinstance(root, str) and root == "auto_energy":
+        group, evidence = energy_root_group(states, energy, comp_labels, seed)
+        root_index, root_method = int(group[0]), "auto_energy"
+    else:
+        root_index, root_method = _find_root(data, root, root_key, root_value, energy, psi, weights, affinities)
+        group = root_group(data, root_key, root_value, seed)
+    expanded = None
+    if group is None and root_method == "cell":
+        n_expand = n_neighbors if root_neighbors is None else int(root_neighbors)
+        expanded = expand_root(root_index, knn_idx, n_expand)
+        if expanded is not None:
+            root_method = f"cell + {expanded.size - 1} neighbours"
+    pseudotime = _pseudotime(psi, weights, root_index, comp_labels, group if expanded is None else expanded)
+    if group is not None:  # the group cell the mean pseudotime starts from
+        root_index = int(group[np.nanargmin(pseudotime[group])])
+    if evidence is not None:
+        ok = np.isfinite(pseudotime) & np.isfinite(energy)
+        evidence["spearman_energy_pseudotime"] = float(
+            pd.Series(energy[ok]).corr(pd.Series(pseudotime[ok]), method="spearman")
+        )
+
+    # Flows and branches.
     summary = _state_graph(states, kernel, pseudotime, energy)
     cell_branch = _cell_branches(summary, states)
 
@@ -336,6 +369,7 @@ def trajectory(
             "groups_key": "" if groups_key is None else groups_key,
             "resolution": float(resolution),
             "knn_method": knn_method,
+            "root_neighbors": -1 if root_neighbors is None else int(root_neighbors),
             "seed": int(seed),
         },
         "root": {
@@ -343,6 +377,7 @@ def trajectory(
             "name": obs_names[root_index],
             "state": root_state,
             "method": root_method,
+            **({} if evidence is None else {"evidence": evidence}),
         },
         "eigenvalues": eigvals[1:].astype(np.float64),
         "n_components": int(n_comp),
