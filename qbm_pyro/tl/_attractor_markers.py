@@ -58,7 +58,7 @@ def attractor_profiles(
     n_donors: int = 32,
     n_draws: int = 4,
     seed: int = 0,
-) -> pd.DataFrame:
+) -> pd.DataFrame | None:
     """Profile ``(k, n_features)`` of each attractor (rows ``names``), decoded or from member cells.
 
     Parameters
@@ -71,6 +71,8 @@ def attractor_profiles(
         Each cell's attractor name (without a model).
     names
         Attractor names, in the order of ``codes``.
+
+    Returns ``None`` without a model when the data hold no features.
     model
         A fitted :class:`~qbm_pyro.QBMVAE`; ``None`` reads member cells.
     modality
@@ -91,6 +93,8 @@ def attractor_profiles(
             raise KeyError(f"modality {key!r} not in data.mod ({list(data.mod)})")
         adata = data.mod[key]
         labels = pd.Series(labels, index=data.obs_names).reindex(adata.obs_names).to_numpy()
+    if adata.n_vars == 0 or adata.X is None:
+        return None
     x = adata.X
     x = x.tocsr().astype(np.float64) if sp.issparse(x) else np.asarray(x, dtype=np.float64)
     totals = np.asarray(x.sum(axis=1)).ravel()

@@ -257,8 +257,9 @@ def attractors(
     if n_markers > 0:
         labels = data.obs[key_added].astype(str).to_numpy()
         profiles = attractor_profiles(data, raw[reps], labels, names, model, modality=modality, seed=seed)
-        out["profiles"] = profiles
-        out["markers"] = rank_markers(profiles, n_markers)
+        if profiles is not None:
+            out["profiles"] = profiles
+            out["markers"] = rank_markers(profiles, n_markers)
     data.uns[key_added] = out
     log.info("tl.attractors: %d cells, %d minima, %d attractors", len(inverse), raw.shape[0], k)
     return data if copy else None

@@ -112,12 +112,18 @@ def _group_tip(group: np.ndarray, coords: np.ndarray) -> int:
     return int(members[np.argmax(coords[members] @ direction)])
 
 
-def expand_root(root: int, knn_idx: np.ndarray, n_cells: int) -> np.ndarray | None:
-    """The root cell and its ``n_cells`` nearest neighbours (``None`` when ``n_cells`` is 0): a
-    single root cell made robust by averaging the pseudotime over its neighbourhood."""
-    if n_cells <= 0:
+def expand_root(root: int, how, knn_idx: np.ndarray, states: np.ndarray, seed: int) -> np.ndarray | None:
+    """A single root cell made robust: the cells of its state (``how="state"``, a seeded sample of at
+    most :data:`MAX_ROOT_CELLS`, the root cell always in), itself and its ``how`` nearest
+    neighbours (an int), or ``None`` (``how=0``: the cell alone)."""
+    if how == "state":
+        members = np.flatnonzero(states == states[root])
+        if members.size > MAX_ROOT_CELLS:
+            members = np.random.default_rng(seed).choice(members, MAX_ROOT_CELLS - 1, replace=False)
+        return np.unique(np.concatenate([[root], members])).astype(np.int64)
+    if int(how) <= 0:
         return None
-    return np.unique(np.concatenate([[root], knn_idx[root, :n_cells]])).astype(np.int64)
+    return np.unique(np.concatenate([[root], knn_idx[root, : int(how)]])).astype(np.int64)
 
 
 def energy_root_group(

@@ -72,7 +72,7 @@ def trajectory(
     groups_key: str | None = None,
     resolution: float = 1.0,
     knn_method: KnnMethod = "auto",
-    root_neighbors: int | None = None,
+    root_expand: int | Literal["state"] = 0,
     key_added: str = "qbm",
     seed: int = 0,
     copy: bool = False,
@@ -142,9 +142,11 @@ def trajectory(
       raised the Spearman with the reference pseudotime from 0.856 ± 0.064 (one cell: the
       group's tip along the line joining the centroids) to 0.897 ± 0.018 on paul15, and with
       the time from 0.641 ± 0.077 to 0.659 ± 0.040 on a549;
-      A single root cell is expanded to itself and its ``root_neighbors`` nearest neighbours
-      (default ``n_neighbors``), over which the pseudotime is averaged in the same way, so that
-      one unlucky cell does not set the origin; ``root_neighbors=0`` uses the cell alone;
+      ``root_expand`` can expand a single root cell to the cells of its state or to its nearest
+      neighbours, over which the pseudotime is then averaged as for a root group (the reported
+      root stays the given cell). It is off by default: on synthetic paths with a spread start
+      population neither expansion closed the gap between one cell and the known root group
+      (``tests/test_landscape.py``; real data in ``benchmarks/landscape.py``);
     * ``"auto_energy"``: the root group is the state (Leiden cluster or ``groups_key`` group, of
       at least 5 cells and 1% of the main component) whose cells have the highest mean prior
       energy ``obs[energy_key]``, not one cell. The evidence is written to
@@ -207,8 +209,10 @@ def trajectory(
     knn_method
         ``"exact"`` (scikit-learn), ``"pynndescent"`` (approximate) or ``"auto"``: exact up to
         50,000 cells (``EXACT_KNN_MAX_CELLS``), approximate above.
-    root_neighbors
-        Neighbours a single root cell is expanded to (``None``: ``n_neighbors``; ``0``: none).
+    root_expand
+        What a single root cell is expanded to before the pseudotime is averaged over it: ``0``
+        (default: the cell alone, plain DPT), a number of nearest neighbours, or ``"state"`` (the
+        cells of its state).
     key_added
         Prefix of every key written.
     seed
@@ -277,10 +281,10 @@ def trajectory(
     check_choice("knn_method", knn_method, _KNN_METHODS)
     check_positive_int("n_neighbors", n_neighbors)
     check_positive_int("n_dcs", n_dcs)
-    if root_neighbors is not None and (
-        isinstance(root_neighbors, bool) or not isinstance(root_neighbors, (int, np.integer)) or root_neighbors < 0
+    if root_expand != "state" and (
+        isinstance(root_expand, bool) or not isinstance(root_expand, (int, np.integer)) or root_expand < 0
     ):
-        raise ValueError(f"`root_neighbors` must be None or an int >= 0, got {root_neighbors!r}.")
+        raise ValueError(f"`root_expand` must be 'state' or an int >= 0, got {root_expand!r}.")
     rep = _get_rep(data, use_rep)
     n_obs = rep.shape[0]
     if n_neighbors >= n_obs:
@@ -328,10 +332,10 @@ def trajectory(
         group = root_group(data, root_key, root_value, seed)
     expanded = None
     if group is None and root_method == "cell":
-        n_expand = n_neighbors if root_neighbors is None else int(root_neighbors)
-        expanded = expand_root(root_index, knn_idx, n_expand)
+        expanded = expand_root(root_index, root_expand, knn_idx, states, seed)
         if expanded is not None:
-            root_method = f"cell + {expanded.size - 1} neighbours"
+            what = "its state" if root_expand == "state" else f"{expanded.size - 1} neighbours"
+            root_method = f"cell + {what}"
     pseudotime = _pseudotime(psi, weights, root_index, comp_labels, group if expanded is None else expanded)
     if group is not None:  # the group cell the mean pseudotime starts from
         root_index = int(group[np.nanargmin(pseudotime[group])])
@@ -369,7 +373,7 @@ def trajectory(
             "groups_key": "" if groups_key is None else groups_key,
             "resolution": float(resolution),
             "knn_method": knn_method,
-            "root_neighbors": -1 if root_neighbors is None else int(root_neighbors),
+            "root_expand": str(root_expand),
             "seed": int(seed),
         },
         "root": {
