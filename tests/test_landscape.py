@@ -145,7 +145,9 @@ def test_attractor_markers_from_member_cells():
     x = np.ones((40, 3))
     x[:20, 0] = 50.0  # gene g0 marks the cells of 00
     x[20:, 2] = 50.0  # gene g2 marks those of 11
-    adata = ad.AnnData(x, obs=adata.obs, var=pd.DataFrame(index=["g0", "g1", "g2"]), obsm=dict(adata.obsm), uns=adata.uns)
+    adata = ad.AnnData(
+        x, obs=adata.obs, var=pd.DataFrame(index=["g0", "g1", "g2"]), obsm=dict(adata.obsm), uns=adata.uns
+    )
     qbm_pyro.tl.attractors(adata, n_prior_samples=200, n_markers=1)
     markers = adata.uns["qbm_attractor"]["markers"].set_index("attractor")["feature"]
     table = adata.uns["qbm_attractor"]["table"]

@@ -22,7 +22,9 @@ __all__ = ["attractor_profiles", "rank_markers"]
 
 
 @torch.no_grad()
-def _decode_codes(model, codes: np.ndarray, kind: str, *, n_donors: int, n_draws: int, seed: int) -> np.ndarray:
+def _decode_codes(
+    model, codes: np.ndarray, kind: str, *, n_donors: int, n_draws: int, seed: int
+) -> np.ndarray:
     """Mean decoded values ``(k, n_vars)`` of binary codes ``(k, n)``."""
     m = model.module
     m.eval()
@@ -104,7 +106,9 @@ def attractor_profiles(
     rows = []
     for name in names:
         member = np.asarray(labels == name)
-        rows.append(np.asarray(x[member].mean(axis=0)).ravel() if member.any() else np.full(x.shape[1], np.nan))
+        rows.append(
+            np.asarray(x[member].mean(axis=0)).ravel() if member.any() else np.full(x.shape[1], np.nan)
+        )
     return pd.DataFrame(np.asarray(rows), index=names, columns=list(adata.var_names))
 
 

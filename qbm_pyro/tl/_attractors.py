@@ -213,7 +213,9 @@ def attractors(
 
     edges, edge_barrier, paths = _barrier_tree(landscape, raw, group, pair, barriers, names, search_budget)
     weight, unassigned = _basin_weights(landscape, raw, group, n_prior_samples, seed)
-    nearest = np.array([np.delete(barriers[g], g).min() - barriers[g, g] if k > 1 else np.inf for g in range(k)])
+    nearest = np.array(
+        [np.delete(barriers[g], g).min() - barriers[g, g] if k > 1 else np.inf for g in range(k)]
+    )
     table = pd.DataFrame(
         {
             "energy": barriers.diagonal(),

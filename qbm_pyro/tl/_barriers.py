@@ -74,9 +74,7 @@ def enumerate_landscape(landscape: EnergyLandscape, *, chunk: int = 1 << 16) -> 
     minima = np.flatnonzero(is_min)
     minima = minima[np.argsort(energies[minima], kind="stable")]
     position = {int(m): i for i, m in enumerate(minima)}
-    descended = np.concatenate(
-        [landscape.descend(codes[i : i + chunk]) for i in range(0, len(codes), chunk)]
-    )
+    descended = np.concatenate([landscape.descend(codes[i : i + chunk]) for i in range(0, len(codes), chunk)])
     basin = np.array([position[int(s)] for s in _code_index(descended)], dtype=np.int64)
     weights = np.exp(-(energies - energies.min()))
     basin_weight = np.bincount(basin, weights=weights, minlength=minima.size) / weights.sum()

@@ -158,7 +158,9 @@ def energy_root_group(
     }
     if len(stats) > 1:
         second = stats[1]
-        pooled = np.sqrt(((top[2] - 1) * top[1] + (second[2] - 1) * second[1]) / max(top[2] + second[2] - 2, 1))
+        pooled = np.sqrt(
+            ((top[2] - 1) * top[1] + (second[2] - 1) * second[1]) / max(top[2] + second[2] - 2, 1)
+        )
         evidence |= {
             "runner_up_state": second[3],
             "runner_up_mean_energy": second[0],
@@ -168,7 +170,9 @@ def energy_root_group(
     else:
         evidence |= {"runner_up_state": "", "runner_up_mean_energy": float("nan"), "margin": float("nan")}
         evidence["effect_size"] = float("nan")
-    evidence["clear"] = bool(np.isfinite(evidence["effect_size"]) and evidence["effect_size"] >= MIN_ROOT_EFFECT)
+    evidence["clear"] = bool(
+        np.isfinite(evidence["effect_size"]) and evidence["effect_size"] >= MIN_ROOT_EFFECT
+    )
     if not evidence["clear"]:
         warnings.warn(
             f"root='auto_energy': the highest-energy state {top[3]!r} is not clearly above the next "

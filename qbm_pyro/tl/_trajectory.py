@@ -328,7 +328,9 @@ def trajectory(
         group, evidence = energy_root_group(states, energy, comp_labels, seed)
         root_index, root_method = int(group[0]), "auto_energy"
     else:
-        root_index, root_method = _find_root(data, root, root_key, root_value, energy, psi, weights, affinities)
+        root_index, root_method = _find_root(
+            data, root, root_key, root_value, energy, psi, weights, affinities
+        )
         group = root_group(data, root_key, root_value, seed)
     expanded = None
     if group is None and root_method == "cell":
