@@ -1,0 +1,158 @@
+"""The energy landscape as a tool: attractors, barriers, the root-free potential, one-cell roots.
+
+For each data set and seed: fit the QBM-VAE (the package defaults; ``--epochs``), run
+:func:`qbm_pyro.tl.attractors` with the model (prior sampler, barriers, decoded markers) and
+score
+
+- attractor ARI against the known types (paul15 cell types, mixology cell lines, a549 time
+  points; the CITE-seq set has no labels), attractor and minimum counts, the fraction of prior
+  samples that fall outside the cells' attractors, whether the barriers were proven exact;
+- Leiden ARI on the same latent (``qbm_pyro.metrics.clustering_scores``, resolution chosen by NMI);
+- seed-to-seed ARI between the attractor labels of every pair of seeds;
+- on paul15 (two lineages, root: multipotent progenitors) and a549 (time, root: 0 h):
+  rooted vs root-free (``root="auto_energy"``) pseudotime, each against the truth, their
+  Spearman with each other, the auto root's evidence; energy vs time/lineage Spearman;
+  single root cells (5 seeded cells of the root group) alone, expanded to 15 neighbours and to
+  their state, against the root group.
+
+Usage: ``python benchmarks/landscape.py [--datasets ...] [--seeds 0 1 2] [--epochs N]``
+→ ``benchmarks/results/landscape.json`` (rendered by ``benchmarks/report.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import platform
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.stats import spearmanr
+from sklearn.metrics import adjusted_rand_score
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import qbm_pyro  # noqa: E402
+from benchmarks.environment import package_versions  # noqa: E402
+from benchmarks.quality import load  # noqa: E402
+from benchmarks.trajectory import A549_ROOT, A549_TRUTH, PAUL15_ROOT, PAUL15_TRUTH, score_pseudotime  # noqa: E402
+from benchmarks.trajectory_models import energy_root_check  # noqa: E402
+from qbm_pyro.metrics import clustering_scores  # noqa: E402
+
+warnings.filterwarnings("ignore")
+
+TRAJECTORIES = {"a549": (A549_ROOT, A549_TRUTH, "time_hours"), "paul15": (PAUL15_ROOT, PAUL15_TRUTH, None)}
+N_ROOT_CELLS = 5
+
+
+def _pseudotime(data, seed, **kwargs):
+    out = qbm_pyro.tl.trajectory(data, use_rep="X_qbm", key_added="bench", seed=seed, copy=True, **kwargs)
+    return out.obs["bench_pseudotime"].to_numpy(), out.uns["bench_trajectory"]["root"]
+
+
+def _spearmans(obs, pt, truth) -> dict:
+    return {k: v for k, v in score_pseudotime(obs, pt, truth).items() if "spearman" in k}
+
+
+def trajectory_rows(data, dataset: str, seed: int) -> dict:
+    root, truth, time_key = TRAJECTORIES[dataset]
+    out = {}
+    rooted, _ = _pseudotime(data, seed, **root)
+    free, info = _pseudotime(data, seed, root="auto_energy")
+    out["rooted"] = _spearmans(data.obs, rooted, truth)
+    out["root_free"] = _spearmans(data.obs, free, truth)
+    ok = np.isfinite(rooted) & np.isfinite(free)
+    out["root_free_vs_rooted_spearman"] = float(spearmanr(rooted[ok], free[ok]).statistic)
+    out["auto_root"] = {k: v for k, v in info.items() if k != "evidence"} | {
+        f"evidence_{k}": v for k, v in info["evidence"].items()
+    }
+    group = np.flatnonzero((data.obs[root["root_key"]] == root["root_value"]).to_numpy())
+    out["auto_root_in_known_group"] = bool(info["index"] in set(group.tolist()))
+    out["energy"] = energy_root_check(data, time_key)
+    cells = np.random.default_rng(seed).choice(group, N_ROOT_CELLS, replace=False)
+    for expand in (0, 15, "state"):
+        scores = [
+            _spearmans(data.obs, _pseudotime(data, seed, root=int(c), root_expand=expand)[0], truth)
+            for c in cells
+        ]
+        out[f"single_cell_expand_{expand}"] = {k: float(np.mean([s[k] for s in scores])) for k in scores[0]}
+    return out
+
+
+def run(dataset: str, seed: int, epochs: int) -> tuple[dict, np.ndarray]:
+    data, label_key, batch_key, kwargs = load(dataset)
+    start = time.perf_counter()
+    model = qbm_pyro.QBMVAE(data, batch_key=batch_key, seed=seed, **kwargs)
+    model.train(max_epochs=epochs, progress_bar=False)
+    qbm_pyro.tl.qbm(data, model)
+    fit = time.perf_counter() - start
+    start = time.perf_counter()
+    qbm_pyro.tl.attractors(data, model, seed=seed, n_markers=5)
+    info = data.uns["qbm_attractor"]
+    labels = data.obs["qbm_attractor"].astype(str).to_numpy()
+    off = ~np.eye(len(info["states"]), dtype=bool)
+    row = {
+        "dataset": dataset,
+        "seed": seed,
+        "epochs": epochs,
+        "fit_seconds": round(fit, 1),
+        "attractor_seconds": round(time.perf_counter() - start, 1),
+        "n_minima": int(len(info["minima"])),
+        "n_attractors": int(len(info["states"])),
+        "prior_unassigned": info["prior_unassigned"],
+        "basin_weight": info["basin_weight"].tolist(),
+        "barrier_exact_fraction": float(info["barrier_exact"][off].mean()) if off.any() else 1.0,
+        "barrier_to_nearest": info["table"]["barrier_to_nearest"].tolist(),
+        "markers": info["markers"].groupby("attractor")["feature"].apply(list).to_dict(),
+    }
+    if label_key:
+        truth = data.obs[label_key].astype(str).to_numpy()
+        row["attractor_ari"] = float(adjusted_rand_score(truth, labels))
+        leiden = clustering_scores(np.asarray(data.obsm["X_qbm"]), truth, seed=seed)
+        row["leiden_ari"], row["leiden_n_clusters"] = leiden["ari"], leiden["n_clusters"]
+    if batch_key:
+        row["attractor_batch_ari"] = float(adjusted_rand_score(data.obs[batch_key].astype(str), labels))
+    if dataset in TRAJECTORIES:
+        row["trajectory"] = trajectory_rows(data, dataset, seed)
+    return row, labels
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="+", default=["paul15", "mixology", "a549", "cite"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/landscape.json"))
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    rows, stability = [], []
+    for dataset in args.datasets:
+        labels = {}
+        for seed in args.seeds:
+            row, labels[seed] = run(dataset, seed, args.epochs)
+            rows.append(row)
+            brief = {k: v for k, v in row.items() if k not in ("markers", "trajectory")}
+            print(json.dumps(brief, default=float), flush=True)
+        for a, b in itertools.combinations(args.seeds, 2):
+            ari = float(adjusted_rand_score(labels[a], labels[b]))
+            stability.append({"dataset": dataset, "seeds": [a, b], "attractor_ari": ari})
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "python": sys.version.split()[0],
+            "machine": platform.platform(),
+            "torch_threads": args.threads,
+            "seeds": args.seeds,
+            "epochs": args.epochs,
+            **package_versions("qbm-pyro", "torch", "scanpy", "networkx", "scikit-learn"),
+        }
+        payload = {"meta": meta, "rows": rows, "seed_stability": stability}
+        args.out.write_text(json.dumps(payload, indent=1, default=float))
+
+
+if __name__ == "__main__":
+    main()
