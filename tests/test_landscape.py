@@ -268,3 +268,49 @@ def test_single_root_cell_vs_group_root_and_its_expansion():
     np.testing.assert_allclose(adata.obs["qbm_pseudotime"].to_numpy(), expected, atol=1e-9)
     with pytest.raises(ValueError, match="root_expand"):
         qbm_pyro.tl.trajectory(adata, root=0, root_expand=-1)
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def test_landscape_and_attractor_plots_draw():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    land = random_machine(10, 3)
+    full = enumerate_landscape(land)
+    codes = full["codes"][full["minima"]]
+    adata = cells_at(land, codes, per=10)
+    rng = np.random.default_rng(0)
+    x = rng.poisson(2.0, (adata.n_obs, 6)).astype(float)
+    adata = ad.AnnData(x, obs=adata.obs, obsm=dict(adata.obsm), uns=adata.uns)
+    adata.var_names = [f"g{i}" for i in range(6)]
+    adata.obsm["X_umap"] = adata.obs["truth"].astype(int).to_numpy()[:, None] + rng.normal(
+        0, 0.1, (adata.n_obs, 2)
+    )
+    adata.obs["qbm_energy"] = land.energy(adata.obsm["X_qbm"])
+    with pytest.raises(KeyError, match="tl.attractors"):
+        qbm_pyro.pl.landscape(adata)
+    qbm_pyro.tl.attractors(adata, min_barrier=0.0, n_prior_samples=200, n_markers=2)
+    ax = qbm_pyro.pl.landscape(adata)
+    k = len(adata.uns["qbm_attractor"]["states"])
+    assert len(ax.lines) == k - 1  # one line per barrier-tree edge
+    assert {t.get_text() for t in ax.texts} >= {f"A{i}" for i in range(k)}
+    ax = qbm_pyro.pl.attractors(adata, n_markers=2)
+    assert ax.images[0].get_array().shape[0] == k
+    with pytest.raises(KeyError, match="X_tsne"):
+        qbm_pyro.pl.landscape(adata, basis="tsne")
+    plt.close("all")
+
+
+def test_attractor_results_survive_h5ad(tmp_path):
+    land = random_machine(10, 3)
+    full = enumerate_landscape(land)
+    adata = cells_at(land, full["codes"][full["minima"]], per=4)
+    qbm_pyro.tl.attractors(adata, min_barrier=0.0, n_prior_samples=100)
+    adata.write_h5ad(tmp_path / "a.h5ad")
+    back = ad.read_h5ad(tmp_path / "a.h5ad")
+    pd.testing.assert_frame_equal(back.uns["qbm_attractor"]["table"], adata.uns["qbm_attractor"]["table"])
+    assert set(back.uns["qbm_attractor"]["paths"]) == set(adata.uns["qbm_attractor"]["paths"])
