@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from benchmarks import de, mapping, prior_matters, small_data, throughput  # noqa: E402
+from benchmarks import de, landscape, mapping, prior_matters, small_data, throughput  # noqa: E402
 from benchmarks.methods import METHOD_NAMES, METHOD_ORDER, OWN_VARIANTS, TWINS  # noqa: E402
 
 #: Metrics of the light protocol (quality.py and baselines.py "fit" rows), higher is better.
@@ -428,6 +428,7 @@ def build(results: Path, out_dir: Path = ROOT) -> tuple[str, list[Path]]:
     md += _trajectory_section(_load(results, "trajectory"))
     md += ["## Trajectories on the fitted latents (benchmarks/trajectory_models.py)", ""]
     md += _trajectory_models_section((_load(results, "trajectory_models") or {}).get("rows"))
+    md += landscape.report_section(results)
     md += throughput.report_lines(_load(results, "throughput"))
     md += de.report_section(_load(results, "de"))
     md += mapping.report_section(results)
