@@ -16,7 +16,8 @@ score
   their state, against the root group.
 
 Usage: ``python benchmarks/landscape.py [--datasets ...] [--seeds 0 1 2] [--epochs N]``
-→ ``benchmarks/results/landscape.json`` (rendered by ``benchmarks/report.py``).
+→ ``benchmarks/results/landscape.json`` (rows of other data sets already in the file are kept;
+rendered by ``benchmarks/report.py``).
 """
 
 from __future__ import annotations
@@ -223,7 +224,14 @@ def main(argv=None) -> None:
             "epochs": args.epochs,
             **package_versions("qbm-pyro", "torch", "scanpy", "networkx", "scikit-learn"),
         }
-        payload = {"meta": meta, "rows": rows, "seed_stability": stability}
+        old = json.loads(args.out.read_text()) if args.out.exists() else {"rows": [], "seed_stability": []}
+        done = set(args.datasets)  # rows of other data sets in the file are kept
+        payload = {
+            "meta": meta,
+            "rows": [r for r in old["rows"] if r["dataset"] not in done] + rows,
+            "seed_stability": [s for s in old.get("seed_stability", []) if s["dataset"] not in done]
+            + stability,
+        }
         args.out.write_text(json.dumps(payload, indent=1, default=float))
 
 
