@@ -125,8 +125,8 @@ def attractors(
     show: bool = False,
     save: str | Path | None = None,
 ) -> Axes:
-    """Heat map of attractors × their top marker features (the decoded profiles, log1p, scaled
-    per feature to zero mean and unit variance across attractors).
+    """Heat map of attractors × their top marker features: each decoded profile's log2 fold
+    change against the mean over attractors (a pseudocount of 1% of the median value).
 
     Parameters
     ----------
@@ -148,12 +148,13 @@ def attractors(
         raise KeyError(f"uns[{key!r}] has no markers: run qbm_pyro.tl.attractors with n_markers > 0")
     profiles, markers = info["profiles"], info["markers"]
     chosen = list(dict.fromkeys(markers.loc[markers["rank"] < n_markers, "feature"]))
-    values = np.log1p(profiles[chosen].to_numpy(dtype=float) * (1e4 if profiles.to_numpy().max() < 1 else 1))
-    sd = values.std(axis=0)
-    scaled = (values - values.mean(axis=0)) / np.where(sd > 0, sd, 1)
+    values = profiles[chosen].to_numpy(dtype=float)
+    values = np.log2(values + 0.01 * np.nanmedian(values) + 1e-12)
+    centred = values - np.nanmean(values, axis=0)
+    bound = float(np.nanmax(np.abs(centred))) or 1.0
     ax = axes(ax, (max(4, 0.28 * len(chosen) + 2), max(2.5, 0.4 * len(profiles) + 1.2)))
-    image = ax.imshow(scaled, aspect="auto", cmap="RdBu_r", vmin=-2, vmax=2)
-    ax.figure.colorbar(image, ax=ax, label="scaled log expression")
+    image = ax.imshow(centred, aspect="auto", cmap="RdBu_r", vmin=-bound, vmax=bound)
+    ax.figure.colorbar(image, ax=ax, label="log2 fold vs the attractors' mean")
     ax.set_xticks(range(len(chosen)), chosen, rotation=90, fontsize=8)
     ax.set_yticks(range(len(profiles)), list(profiles.index))
     ax.set_xlabel("marker")
