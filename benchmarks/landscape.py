@@ -205,34 +205,38 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     rows, stability = [], []
+    meta = {
+        "python": sys.version.split()[0],
+        "machine": platform.platform(),
+        "torch_threads": args.threads,
+        "seeds": args.seeds,
+        "epochs": args.epochs,
+        **package_versions("qbm-pyro", "torch", "scanpy", "networkx", "scikit-learn"),
+    }
     for dataset in args.datasets:
         labels = {}
-        for seed in args.seeds:
+        for seed in args.seeds:  # the file is rewritten after every fit
             row, labels[seed] = run(dataset, seed, args.epochs)
             rows.append(row)
             brief = {k: v for k, v in row.items() if k not in ("markers", "trajectory")}
             print(json.dumps(brief, default=float), flush=True)
-        for a, b in itertools.combinations(args.seeds, 2):
-            ari = float(adjusted_rand_score(labels[a], labels[b]))
-            stability.append({"dataset": dataset, "seeds": [a, b], "attractor_ari": ari})
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        meta = {
-            "python": sys.version.split()[0],
-            "machine": platform.platform(),
-            "torch_threads": args.threads,
-            "seeds": args.seeds,
-            "epochs": args.epochs,
-            **package_versions("qbm-pyro", "torch", "scanpy", "networkx", "scikit-learn"),
-        }
-        old = json.loads(args.out.read_text()) if args.out.exists() else {"rows": [], "seed_stability": []}
-        done = set(args.datasets)  # rows of other data sets in the file are kept
-        payload = {
-            "meta": meta,
-            "rows": [r for r in old["rows"] if r["dataset"] not in done] + rows,
-            "seed_stability": [s for s in old.get("seed_stability", []) if s["dataset"] not in done]
-            + stability,
-        }
-        args.out.write_text(json.dumps(payload, indent=1, default=float))
+            for a, b in itertools.combinations(sorted(labels), 2):
+                if b == seed:
+                    ari = float(adjusted_rand_score(labels[a], labels[b]))
+                    stability.append({"dataset": dataset, "seeds": [a, b], "attractor_ari": ari})
+            _write(args.out, meta, set(args.datasets), rows, stability)
+
+
+def _write(out: Path, meta: dict, done: set, rows: list, stability: list) -> None:
+    """Write the results, keeping the rows of data sets not in this run."""
+    old = json.loads(out.read_text()) if out.exists() else {"rows": [], "seed_stability": []}
+    payload = {
+        "meta": meta,
+        "rows": [r for r in old["rows"] if r["dataset"] not in done] + rows,
+        "seed_stability": [s for s in old.get("seed_stability", []) if s["dataset"] not in done] + stability,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(payload, indent=1, default=float))
 
 
 if __name__ == "__main__":
