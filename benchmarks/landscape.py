@@ -150,6 +150,7 @@ def report_section(results: Path) -> list[str]:
         "`tl.attractors` with the model (min_barrier 1 kT). Leiden ARI: the same latent, resolution "
         "chosen by NMI. Seed-to-seed: ARI between the attractor labels of two seeds, over all pairs.",
         "",
+        *([f"_{meta['note']}._", ""] if meta.get("note") else []),
         "| data set | attractors | minima | attractor ARI | Leiden ARI (our latent) | seed-to-seed ARI "
         "| prior samples outside the cells' basins | barriers proven exact |",
         "|---|---|---|---|---|---|---|---|",

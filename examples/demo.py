@@ -68,7 +68,7 @@ def landscape_section(adata, model, out: Path, seed: int) -> str:
     ari = adjusted_rand_score(adata.obs[LABEL].astype(str), adata.obs["qbm_attractor"].astype(str))
     markers = info["markers"].groupby("attractor")["feature"].apply(lambda f: ", ".join(f[:5]))
     rows = "".join(
-        f"| {name} | {r.energy:.1f} | {r.n_cells} | {r.basin_weight:.3f} | {r.n_minima} | "
+        f"| {name} | {r.energy:.1f} | {int(r.n_cells)} | {r.basin_weight:.3f} | {int(r.n_minima)} | "
         f"{r.barrier_to_nearest:.1f} | {markers.get(name, '')} |\n"
         for name, r in info["table"].iterrows()
     )
