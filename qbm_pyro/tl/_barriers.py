@@ -35,6 +35,7 @@ __all__ = [
     "coarse_grain",
     "enumerate_landscape",
     "group_barriers",
+    "minimax_path",
     "pairwise_barriers",
 ]
 
