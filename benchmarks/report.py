@@ -27,6 +27,7 @@ import numpy as np  # noqa: E402
 from benchmarks import (  # noqa: E402
     bad_inputs,
     de,
+    landscape,
     mapping,
     missing_modality,
     prior_levers,
@@ -448,6 +449,7 @@ def build(results: Path, out_dir: Path = ROOT) -> tuple[str, list[Path]]:
     md += _trajectory_section(_load(results, "trajectory"))
     md += ["## Trajectories on the fitted latents (benchmarks/trajectory_models.py)", ""]
     md += _trajectory_models_section((_load(results, "trajectory_models") or {}).get("rows"))
+    md += landscape.report_section(results)
     md += throughput.report_lines(_load(results, "throughput"))
     md += de.report_section(_load(results, "de"))
     md += mapping.report_section(results)

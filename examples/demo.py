@@ -23,6 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import scanpy as sc  # noqa: E402
+from sklearn.metrics import adjusted_rand_score  # noqa: E402
 
 import qbm_pyro  # noqa: E402
 from qbm_pyro.metrics import batch_mixing_entropy, clustering_scores, knn_accuracy  # noqa: E402
@@ -52,6 +53,32 @@ def umap_figure(adata, rep: str, path: Path, title: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def landscape_section(adata, model, out: Path, seed: int) -> str:
+    """Attractors of the learned energy (basins, barriers, decoded markers) and their figures."""
+    qbm_pyro.tl.attractors(adata, model, seed=seed)
+    info = adata.uns["qbm_attractor"]
+    view = adata.copy()
+    sc.pp.neighbors(view, use_rep="X_qbm", random_state=0)
+    sc.tl.umap(view, random_state=0)
+    qbm_pyro.pl.landscape(view, save=out / "landscape.png")
+    qbm_pyro.pl.attractors(adata, save=out / "attractors.png")
+    plt.close("all")
+    ari = adjusted_rand_score(adata.obs[LABEL].astype(str), adata.obs["qbm_attractor"].astype(str))
+    markers = info["markers"].groupby("attractor")["feature"].apply(lambda f: ", ".join(f[:5]))
+    rows = "".join(
+        f"| {name} | {r.energy:.1f} | {int(r.n_cells)} | {r.basin_weight:.3f} | {int(r.n_minima)} | "
+        f"{r.barrier_to_nearest:.1f} | {markers.get(name, '')} |\n"
+        for name, r in info["table"].iterrows()
+    )
+    return (
+        f"{len(info['table'])} attractors ({len(info['minima'])} minima before merging those a barrier "
+        f"below {info['params']['min_barrier']} kT separates); ARI against `{LABEL}`: {ari:.3f}; "
+        f"{info['prior_unassigned']:.1%} of the prior's samples fall outside the cells' basins.\n\n"
+        "| attractor | energy | cells | basin weight (prior) | minima | barrier to nearest (kT) | markers |\n"
+        "|---|---|---|---|---|---|---|\n" + rows
+    )
 
 
 def main(argv=None) -> None:
@@ -96,6 +123,7 @@ def main(argv=None) -> None:
     adata.obsm["X_pca"] = pca.obsm["X_pca"]
     results["PCA (30 PCs, log-normalised)"] = scores(adata.obsm["X_pca"], adata)
 
+    landscape_text = landscape_section(adata, model, out, args.seed)
     umap_figure(adata, "X_qbm", out / "umap_qbm.png", "QBM-VAE")
     umap_figure(adata, "X_gauss", out / "umap_gaussian.png", "Gaussian twin")
     umap_figure(adata, "X_pca", out / "umap_pca.png", "PCA")
@@ -152,6 +180,15 @@ Each cell's energy E(q) under the learned Boltzmann prior (lower = more probable
 
 ## Learned couplings
 ![couplings](couplings.png)
+
+## Energy landscape
+Cell states as attractors of the learned energy (`qbm_pyro.tl.attractors`, see
+`docs/landscape.rst`): each cell's code descends to a local minimum; minima separated by a small
+barrier are merged; barriers are minimax paths of single flips.
+
+{landscape_text}
+![landscape](landscape.png)
+![attractor markers](attractors.png)
 """
     )
     print(f"\n{header}{rows}\nreport written to {out / 'report.md'} ({elapsed:.0f} s)")

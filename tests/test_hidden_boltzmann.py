@@ -228,8 +228,9 @@ def test_model_with_hidden_units_saves_loads_and_generates(tmp_path):
     np.testing.assert_allclose(loaded.sample_prior(50, seed=0), codes)
 
 
-def test_attractors_refuse_a_prior_with_hidden_units():
-    """tl.attractors descends the pairwise energy; with hidden units it would be wrong, so it says so."""
+def test_attractors_of_a_prior_with_hidden_units_need_the_model():
+    """From uns alone (h, J) the free energy is unknown, so tl.attractors says so; with the model it
+    descends the prior's own (free) energy."""
     import qbm_pyro
     from qbm_pyro import datasets
 
@@ -240,7 +241,10 @@ def test_attractors_refuse_a_prior_with_hidden_units():
     model.train(max_epochs=1, progress_bar=False)
     qbm_pyro.tl.qbm(data, model)
     assert data.uns["qbm"]["prior"]["W"].shape == (6, 3)
-    with pytest.raises(NotImplementedError, match="descend"):
+    with pytest.raises(NotImplementedError, match="model="):
         qbm_pyro.tl.attractors(data)
-    with pytest.raises(NotImplementedError, match="descend"):
-        qbm_pyro.tl.attractors(data, model)
+    qbm_pyro.tl.attractors(data, model, n_prior_samples=64)
+    codes = torch.as_tensor(data.uns["qbm_attractor"]["states"], dtype=torch.float32)
+    free = model.module.prior.distribution()
+    # each attractor is a minimum of the free energy
+    torch.testing.assert_close(free.descend(codes), codes.to(free.h.dtype))

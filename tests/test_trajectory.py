@@ -179,8 +179,12 @@ def test_root_group_averages_over_its_cells():
 def test_auto_energy_root_uses_highest_energy_cells():
     adata = make_adata()  # energy = -t: the earliest cells have the highest energy
     trajectory(adata, "auto_energy")
-    assert adata.uns["qbm_trajectory"]["root"]["method"] == "auto_energy"
-    assert adata.obs["t"].iloc[adata.uns["qbm_trajectory"]["root"]["index"]] < 0.05
+    root = adata.uns["qbm_trajectory"]["root"]
+    assert root["method"] == "auto_energy"
+    # the root is the state of highest mean energy: the one holding the earliest cell
+    assert root["state"] == adata.obs["qbm_state"].iloc[int(np.argmin(adata.obs["t"]))]
+    assert root["evidence"]["clear"] and root["evidence"]["effect_size"] > 0.5
+    assert root["evidence"]["spearman_energy_pseudotime"] < -0.9
     assert spearman(adata.obs["qbm_pseudotime"], adata.obs["t"]) > 0.9
 
 

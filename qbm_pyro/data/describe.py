@@ -31,7 +31,7 @@ LABEL_HINTS = (
     "pred",
 )
 #: Suffixes of the obs columns that qbm_pyro writes (after ``key_added + "_"``).
-OUTPUT_SUFFIXES = ("energy", "state", "branch", "attractor", "pseudotime", "pred", "uncertainty")
+OUTPUT_SUFFIXES = ("energy", "state", "branch", "attractor", "minimum", "pseudotime", "pred", "uncertainty")
 
 
 def _categorical(series: pd.Series) -> bool:

@@ -6,6 +6,8 @@ from qbm_pyro._lazy import attach
 __getattr__, __dir__, __all__ = attach(
     __name__,
     attributes={
+        "attractors": "._landscape",
+        "landscape": "._landscape",
         "couplings": "._model",
         "energy": "._model",
         "training_curve": "._model",

@@ -1,12 +1,17 @@
-"""``qbm_pyro.tl.attractors``: each cell's code mapped to a local minimum of the learned energy.
+"""``qbm_pyro.tl.attractors``: cell states as basins of the learned energy, with barriers between them.
 
-A local minimum (attractor) of ``E(z) = -h·z - Σ_{i<j} J_ij z_i z_j`` is a code no single flip
-lowers. Steepest descent from a cell's code (``method="greedy"``: flip the unit whose flip lowers
-the energy most, until none does) ends in the attractor whose basin holds the code; cells that
-share an attractor form a discrete cell state defined by the prior alone. ``method="anneal"``
-first runs simulated annealing (dwave-samplers) from the code with a schedule cooling to T≈0 —
-an annealer used as an optimiser — then polishes with the same descent, so basins can merge
-across shallow barriers.
+A local minimum (attractor) of the prior's energy ``E(z)`` is a code no single flip lowers.
+Steepest descent from a cell's code (``method="greedy"``: flip the unit whose flip lowers the
+energy most, until none does) ends in the minimum whose basin holds the code. ``method="anneal"``
+first runs simulated annealing (dwave-samplers) from the code down to T≈0, then the same descent.
+
+Minima that a small barrier separates are one state at the prior's temperature: the minima are
+coarse-grained (:func:`~qbm_pyro.tl._barriers.coarse_grain`) by joining two when the barrier
+between them, measured from the higher one, is below ``min_barrier`` energy units (kT). Each
+attractor (group of minima) then gets its code (its lowest minimum), its energy, its member cells,
+its basin weight under the prior (the fraction of codes drawn from the prior with the model's
+sampler that descend into it), the barriers to the other attractors (minimax paths of single
+flips, :mod:`~qbm_pyro.tl._barriers`), and marker features (its code decoded by the model).
 """
 
 from __future__ import annotations
@@ -15,19 +20,27 @@ import logging
 
 import anndata as ad
 import mudata as md
+import networkx as nx
 import numpy as np
 import pandas as pd
 import torch
+
+from qbm_pyro.tl._attractor_markers import attractor_profiles, rank_markers
+from qbm_pyro.tl._barriers import EXACT_MAX_N, coarse_grain, group_barriers, minimax_path, pairwise_barriers
+from qbm_pyro.tl._energy_landscape import EnergyLandscape
 
 __all__ = ["attractors", "descend"]
 
 log = logging.getLogger(__name__)
 
+#: Default barrier (energy units = kT at the prior's temperature) below which minima are merged.
+MIN_BARRIER = 1.0
+
 
 def descend(
     z: torch.Tensor, h: torch.Tensor, J: torch.Tensor, *, max_steps: int | None = None
 ) -> torch.Tensor:
-    """Steepest single-flip descent of the energy from each row of ``z`` to a local minimum.
+    """Steepest single-flip descent of the quadratic energy from each row of ``z`` to a local minimum.
 
     Parameters
     ----------
@@ -36,27 +49,15 @@ def descend(
     h, J
         Biases ``(n,)`` and couplings ``(n, n)`` (strict upper triangle used).
     max_steps
-        Bound on the number of flips (default ``n * 10``; each flip lowers the energy, so descent
-        always ends; the bound only guards against float ties).
+        Bound on the number of flips (default ``n * 10``).
 
     Returns
     -------
     The minima ``(B, n)``: no single flip lowers their energy.
     """
-    z = z.detach().to(h.dtype).clone()
-    Jt = torch.triu(J.detach(), 1)
-    Jsym = Jt + Jt.T
-    max_steps = 10 * z.shape[1] if max_steps is None else int(max_steps)
-    for _ in range(max_steps):
-        field = h.detach() + z @ Jsym  # F_i = h_i + Σ_j J̃_ij z_j
-        delta = -(1 - 2 * z) * field  # energy change of flipping unit i
-        best, idx = delta.min(-1)
-        move = best < -1e-9
-        if not bool(move.any()):
-            break
-        rows = torch.nonzero(move).squeeze(-1)
-        z[rows, idx[rows]] = 1 - z[rows, idx[rows]]
-    return z
+    land = EnergyLandscape.from_boltzmann(h.detach().double().numpy(), J.detach().double().numpy())
+    out = land.descend(z.detach().double().numpy(), max_steps=max_steps)
+    return torch.as_tensor(out, dtype=h.dtype)
 
 
 def _anneal(z: np.ndarray, h: np.ndarray, J: np.ndarray, seed: int, num_sweeps: int) -> np.ndarray:
@@ -75,8 +76,7 @@ def _anneal(z: np.ndarray, h: np.ndarray, J: np.ndarray, seed: int, num_sweeps: 
         initial_states_generator="none",
     )
     order = sorted(result.variables)
-    records = result.record  # keep read order: one read per initial state
-    samples = records.sample[:, [list(result.variables).index(v) for v in order]]
+    samples = result.record.sample[:, [list(result.variables).index(v) for v in order]]
     return samples.astype(np.float64)
 
 
@@ -87,28 +87,53 @@ def attractors(
     use_rep: str = "X_qbm",
     key: str = "qbm",
     method: str = "greedy",
+    min_barrier: float = MIN_BARRIER,
+    barrier_method: str = "auto",
+    search_budget: int = 2000,
+    n_prior_samples: int = 2000,
+    n_markers: int = 10,
+    modality: str | None = None,
     num_sweeps: int = 100,
     seed: int = 0,
     key_added: str = "qbm_attractor",
     copy: bool = False,
 ) -> md.MuData | ad.AnnData | None:
-    """Map each cell's binary code to the local minimum of the learned energy it descends to.
+    """Cell states as attractors of the learned energy: minima, basins, barriers and markers.
 
     Parameters
     ----------
     data
-        Data with ``obsm[use_rep]`` written by :func:`qbm_pyro.tl.qbm` (its first ``n_binary``
-        columns are the code's probabilities; the code is ``q > 1/2``).
+        Data with ``obsm[use_rep]`` written by :func:`qbm_pyro.tl.qbm` (its first ``n`` columns
+        are the code's probabilities; a cell's code is ``q > 1/2``).
     model
-        A fitted :class:`~qbm_pyro.QBMVAE` whose prior to use; default: the prior stored by
-        :func:`~qbm_pyro.tl.qbm` in ``uns[key]['prior']``.
+        A fitted :class:`~qbm_pyro.QBMVAE`: its prior's energy, its sampler (basin weights) and
+        its decoder (markers). Default: the ``h, J`` stored by :func:`~qbm_pyro.tl.qbm` in
+        ``uns[key]['prior']`` (Gibbs sampling; markers from member cells).
     use_rep, key
         Where :func:`~qbm_pyro.tl.qbm` wrote the latent and its parameters.
     method
         ``"greedy"`` (steepest single-flip descent) or ``"anneal"`` (simulated annealing from the
-        code down to T≈0, then the descent).
+        code down to T≈0, then the descent; quadratic priors only).
+    min_barrier
+        Minima whose barrier, counted from the higher of the two, is below this many energy units
+        (kT at the prior's temperature β = 1) are merged into one attractor. At 1 kT a state
+        leaves the shallower minimum with probability ~e⁻¹ per attempt, so the two are not
+        distinct states at the temperature the prior is sampled at; ``0`` keeps every minimum.
+    barrier_method
+        ``"auto"`` (exact enumeration up to 14 units, search above), ``"exact"`` or ``"search"``
+        (see :mod:`qbm_pyro.tl._barriers`; above 14 units a barrier is an upper bound unless
+        ``uns[key_added]['barrier_exact']`` says it was proven).
+    search_budget
+        States the bottleneck search may expand per pair of minima.
+    n_prior_samples
+        Codes drawn from the prior for the basin weights (``0``: skip).
+    n_markers
+        Marker features per attractor (``0``: skip).
+    modality
+        Modality whose features are ranked (default the model's first).
     num_sweeps, seed
-        Annealing length and seed (``method="anneal"``).
+        Annealing length (``method="anneal"``); seed of the annealer, the prior samples and the
+        decoder draws.
     key_added
         Name of the outputs.
     copy
@@ -116,73 +141,163 @@ def attractors(
 
     Returns
     -------
-    ``None``, or the copy. Writes ``obs[key_added]`` (categorical: ``"A0"`` is the attractor of
-    lowest energy), ``obs[key_added + '_energy']`` and ``uns[key_added]`` with ``states``
-    ``(k, n)``, ``energies`` ``(k,)``, ``n_cells`` ``(k,)`` and ``method``.
+    ``None``, or the copy. Writes
+
+    `obs[key_added]` : categorical
+        Each cell's attractor, ``"A0"`` the deepest.
+    `obs[key_added + '_energy']` : float
+        The energy of that attractor's code.
+    `obs[key_added + '_minimum']` : categorical
+        The minimum the cell's code descends to before coarse-graining (``"m0"`` the deepest).
+    `uns[key_added]` : dict
+        ``table`` (DataFrame, one row per attractor: ``energy``, ``n_cells``, ``basin_weight``,
+        ``n_minima``, ``barrier_to_nearest``), ``states`` ``(k, n)`` codes, ``energies``,
+        ``n_cells``, ``basin_weight``, ``prior_unassigned`` (fraction of prior samples that
+        descend to no attractor of the cells), ``barriers`` ``(k, k)`` (minimax barrier between
+        attractors, the diagonal their energies), ``barrier_exact`` ``(k, k)``, ``edges``
+        ``(e, 2)`` (the barrier tree: minimum spanning tree of the barriers), ``edge_barrier``,
+        ``paths`` (``"Ai-Aj"`` → the path's codes), ``minima`` / ``minima_energies`` /
+        ``minimum_attractor`` (before merging), ``markers`` (long table: attractor, rank,
+        feature, log2_ratio, value), ``profiles`` (attractor × feature), ``params``.
 
     Examples
     --------
     >>> import qbm_pyro
     >>> mdata = qbm_pyro.datasets.pbmc_cite_2batch()
     >>> qbm_pyro.tl.qbm(mdata, batch_key="batch", n_latent=16, max_epochs=2, progress_bar=False)
-    >>> qbm_pyro.tl.attractors(mdata)
+    >>> qbm_pyro.tl.attractors(mdata, n_markers=0, n_prior_samples=200)
     >>> bool(mdata.obs["qbm_attractor"].str.startswith("A").all())
     True
     """
     if method not in ("greedy", "anneal"):
         raise ValueError(f"method must be 'greedy' or 'anneal', got {method!r}")
-    data = data.copy() if copy else data
-    h, J, n = _prior_parameters(data, model, key)
+    if not np.isfinite(min_barrier) or min_barrier < 0:
+        raise ValueError(f"min_barrier must be a finite number >= 0, got {min_barrier!r}")
+    landscape = EnergyLandscape.from_data(data, model, key)
     if use_rep not in data.obsm:
         raise KeyError(f"obsm[{use_rep!r}] not found: run qbm_pyro.tl.qbm first")
+    n = landscape.n
     probs = np.asarray(data.obsm[use_rep])[:, :n]
-    codes = torch.as_tensor((probs > 0.5).astype(np.float64))
-    h_t, J_t = torch.as_tensor(h, dtype=torch.float64), torch.as_tensor(J, dtype=torch.float64)
+    if probs.shape[1] != n:
+        raise ValueError(f"obsm[{use_rep!r}] has {probs.shape[1]} columns; the prior has {n} units")
+    data = data.copy() if copy else data
+    codes = (probs > 0.5).astype(np.float64)
     if method == "anneal":
-        codes = torch.as_tensor(_anneal(codes.numpy(), h, J, seed, num_sweeps))
-    minima = descend(codes, h_t, J_t).numpy().astype(np.int8)
-    states, inverse, counts = np.unique(minima, axis=0, return_inverse=True, return_counts=True)
+        if not landscape.is_quadratic:
+            raise ValueError("method='anneal' needs a quadratic prior (h, J)")
+        codes = _anneal(codes, landscape.h, np.triu(landscape._J_sym, 1), seed, num_sweeps)
+    minima = landscape.descend(codes).astype(np.int8)
+    raw, inverse = np.unique(minima, axis=0, return_inverse=True)
     inverse = np.asarray(inverse).reshape(-1)
-    states_t = torch.as_tensor(states, dtype=torch.float64)
-    energies = (-(states_t @ h_t) - ((states_t @ torch.triu(J_t, 1)) * states_t).sum(-1)).numpy()
-    order = np.argsort(energies, kind="stable")
+    raw_energy = landscape.energy(raw)
+    order = np.argsort(raw_energy, kind="stable")
     rank = np.empty_like(order)
-    rank[order] = np.arange(len(order))
-    names = [f"A{i}" for i in range(len(order))]
-    data.obs[key_added] = pd.Categorical([names[r] for r in rank[inverse]], categories=names)
-    data.obs[f"{key_added}_energy"] = energies[inverse]
-    data.uns[key_added] = {
-        "states": states[order],
-        "energies": energies[order],
-        "n_cells": counts[order],
+    rank[order] = np.arange(order.size)
+    raw, raw_energy, inverse = raw[order], raw_energy[order], rank[inverse]
+
+    pair = pairwise_barriers(landscape, raw, method=barrier_method, budget=search_budget)
+    group = coarse_grain(raw_energy, pair["barriers"], min_barrier)
+    k = int(group.max()) + 1
+    reps = np.array([np.flatnonzero(group == g)[0] for g in range(k)])  # lowest minimum of each group
+    barriers = group_barriers(pair["barriers"], group)
+    exact = np.ones((k, k), dtype=bool)
+    for g in range(k):
+        for f in range(k):
+            if g != f:
+                sub = pair["barriers"][np.ix_(group == g, group == f)]
+                i, j = np.unravel_index(np.argmin(sub), sub.shape)
+                exact[g, f] = pair["exact"][np.flatnonzero(group == g)[i], np.flatnonzero(group == f)[j]]
+    names = [f"A{g}" for g in range(k)]
+    cell_group = group[inverse]
+    n_cells = np.bincount(cell_group, minlength=k)
+
+    edges, edge_barrier, paths = _barrier_tree(landscape, raw, group, pair, barriers, names, search_budget)
+    weight, unassigned = _basin_weights(landscape, raw, group, n_prior_samples, seed)
+    nearest = np.array(
+        [np.delete(barriers[g], g).min() - barriers[g, g] if k > 1 else np.inf for g in range(k)]
+    )
+    table = pd.DataFrame(
+        {
+            "energy": barriers.diagonal(),
+            "n_cells": n_cells,
+            "basin_weight": weight,
+            "n_minima": np.bincount(group, minlength=k),
+            "barrier_to_nearest": nearest,
+        },
+        index=pd.Index(names, name="attractor"),
+    )
+    out = {
+        "table": table,
+        "states": raw[reps],
+        "energies": barriers.diagonal().copy(),
+        "n_cells": n_cells,
+        "basin_weight": weight,
+        "prior_unassigned": float(unassigned),
+        "barriers": barriers,
+        "barrier_exact": exact,
+        "edges": edges,
+        "edge_barrier": edge_barrier,
+        "paths": paths,
+        "minima": raw,
+        "minima_energies": raw_energy,
+        "minimum_attractor": group,
         "method": method,
+        "params": {
+            "min_barrier": float(min_barrier),
+            "barrier_method": "exact" if bool(pair["exact"].all()) and n <= EXACT_MAX_N else barrier_method,
+            "search_budget": int(search_budget),
+            "n_prior_samples": int(n_prior_samples),
+            "seed": int(seed),
+            "use_rep": use_rep,
+        },
     }
-    log.info("tl.attractors: %d cells in %d attractors", len(inverse), len(order))
+    data.obs[key_added] = pd.Categorical([names[g] for g in cell_group], categories=names)
+    data.obs[f"{key_added}_energy"] = barriers.diagonal()[cell_group]
+    data.obs[f"{key_added}_minimum"] = pd.Categorical(
+        [f"m{i}" for i in inverse], categories=[f"m{i}" for i in range(raw.shape[0])]
+    )
+    if n_markers > 0:
+        labels = data.obs[key_added].astype(str).to_numpy()
+        profiles = attractor_profiles(data, raw[reps], labels, names, model, modality=modality, seed=seed)
+        if profiles is not None:
+            out["profiles"] = profiles
+            out["markers"] = rank_markers(profiles, n_markers)
+    data.uns[key_added] = out
+    log.info("tl.attractors: %d cells, %d minima, %d attractors", len(inverse), raw.shape[0], k)
     return data if copy else None
 
 
-def _prior_parameters(data, model, key: str) -> tuple[np.ndarray, np.ndarray, int]:
-    """``(h, J, n)`` of the learned prior, from the model or from ``uns[key]['prior']``."""
-    if model is not None:
-        if not model.module.n_binary:
-            raise ValueError("attractors need a binary code; this model has a Gaussian prior only")
-        prior = model.module.prior
-        if getattr(prior, "n_hidden", 0):
-            raise NotImplementedError(_HIDDEN_UNITS)
-        return prior.h.detach().double().numpy(), prior.couplings().detach().double().numpy(), prior.n_latent
-    stored = data.uns.get(key, {}).get("prior") if isinstance(data.uns.get(key), dict) else None
-    if stored is None:
-        raise KeyError(
-            f"no prior parameters in uns[{key!r}]['prior']: run qbm_pyro.tl.qbm (with a binary code) "
-            "first, or pass model="
+def _barrier_tree(landscape, raw, group, pair, barriers, names, budget):
+    """Minimum spanning tree of the attractor barriers, with the path of each tree edge."""
+    k = barriers.shape[0]
+    graph = nx.Graph()
+    graph.add_nodes_from(range(k))
+    for g in range(k):
+        for f in range(g + 1, k):
+            if np.isfinite(barriers[g, f]):
+                graph.add_edge(g, f, weight=float(barriers[g, f]))
+    edges, values, paths = [], [], {}
+    for g, f in sorted((min(e), max(e)) for e in nx.minimum_spanning_edges(graph, data=False)):
+        ig, jf = np.flatnonzero(group == g), np.flatnonzero(group == f)
+        sub = pair["barriers"][np.ix_(ig, jf)]
+        i, j = np.unravel_index(np.argmin(sub), sub.shape)
+        a, b = raw[ig[i]], raw[jf[j]]
+        paths[f"{names[g]}-{names[f]}"] = minimax_path(
+            landscape, a, b, barriers[g, f], exact=bool(pair["exact"][ig[i], jf[j]]), budget=budget
         )
-    if "W" in stored:
-        raise NotImplementedError(_HIDDEN_UNITS)
-    h = np.asarray(stored["h"], dtype=np.float64)
-    return h, np.asarray(stored["J"], dtype=np.float64), h.shape[0]
+        edges.append((g, f))
+        values.append(barriers[g, f])
+    return np.asarray(edges, dtype=np.int64).reshape(-1, 2), np.asarray(values, dtype=np.float64), paths
 
 
-_HIDDEN_UNITS = (
-    "tl.attractors descends the pairwise energy; this prior has hidden units (prior='hidden'), "
-    "whose code's energy is the free energy: use model.module.prior.distribution().descend(codes)"
-)
+def _basin_weights(landscape, raw, group, n_samples: int, seed: int) -> tuple[np.ndarray, float]:
+    """Fraction of prior samples whose descent ends in each attractor, and the rest."""
+    k = int(group.max()) + 1
+    if n_samples <= 0:
+        return np.full(k, np.nan), float("nan")
+    samples = landscape.sample(n_samples, seed)
+    ends = landscape.descend(samples).astype(np.int8)
+    where = {r.tobytes(): int(group[i]) for i, r in enumerate(raw)}
+    hits = np.array([where.get(e.tobytes(), -1) for e in ends])
+    weight = np.bincount(hits[hits >= 0], minlength=k) / n_samples
+    return weight.astype(np.float64), float((hits < 0).mean())

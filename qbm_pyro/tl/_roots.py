@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -13,6 +14,17 @@ from qbm_pyro.tl._diffusion import MAX_ROOT_CELLS
 Data = Any  # anndata.AnnData | mudata.MuData; both expose obs, obs_names, n_obs.
 
 AUTO_ROOTS = ("auto_energy", "auto_diffusion")
+
+#: ``root="auto_energy"`` warns when the highest-energy state's mean energy exceeds the runner-up's
+#: by less than this many pooled standard deviations (Cohen's d): no clear answer.
+MIN_ROOT_EFFECT = 0.5
+
+#: States smaller than this fraction of the root component (and than 5 cells) cannot be the root.
+MIN_ROOT_STATE_FRACTION = 0.01
+
+
+class AmbiguousRootWarning(UserWarning):
+    """The energy landscape does not single out a root state (``root="auto_energy"``)."""
 
 
 def _check_root_args(data: Data, root: Any, root_key: str | None, root_value: Any, energy_key: str) -> None:
@@ -73,11 +85,8 @@ def _find_root(
     if isinstance(root, str) and root == "auto_diffusion":
         dc1 = psi[:, 0]
         return int(np.abs(dc1 - np.median(dc1)).argmax()), "auto_diffusion"
-    if isinstance(root, str) and root == "auto_energy":
-        assert energy is not None  # checked in _check_root_args
-        w = affinities + sp.identity(affinities.shape[0], format="csr")
-        smoothed = (w @ energy) / np.asarray(w.sum(axis=1)).ravel()
-        return int(np.argmax(smoothed)), "auto_energy"
+    if isinstance(root, str) and root == "auto_energy":  # chosen by energy_root_group instead
+        raise ValueError("root='auto_energy' is resolved by energy_root_group")
     if isinstance(root, str):
         return int(data.obs_names.get_loc(root)), "cell"
     return int(root) % data.n_obs, "cell"
@@ -101,3 +110,78 @@ def _group_tip(group: np.ndarray, coords: np.ndarray) -> int:
         raise ValueError("The root group holds every cell; choose a smaller group or give a root cell.")
     direction = coords[group].mean(axis=0) - coords[~group].mean(axis=0)
     return int(members[np.argmax(coords[members] @ direction)])
+
+
+def expand_root(root: int, how, knn_idx: np.ndarray, states: np.ndarray, seed: int) -> np.ndarray | None:
+    """A single root cell made robust: the cells of its state (``how="state"``, a seeded sample of at
+    most :data:`MAX_ROOT_CELLS`, the root cell always in), itself and its ``how`` nearest
+    neighbours (an int), or ``None`` (``how=0``: the cell alone)."""
+    if how == "state":
+        members = np.flatnonzero(states == states[root])
+        if members.size > MAX_ROOT_CELLS:
+            members = np.random.default_rng(seed).choice(members, MAX_ROOT_CELLS - 1, replace=False)
+        return np.unique(np.concatenate([[root], members])).astype(np.int64)
+    if int(how) <= 0:
+        return None
+    return np.unique(np.concatenate([[root], knn_idx[root, : int(how)]])).astype(np.int64)
+
+
+def energy_root_group(
+    states: np.ndarray, energy: np.ndarray, comp_labels: np.ndarray, seed: int
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Root group for ``root="auto_energy"``: the state of highest mean cell energy, and the evidence.
+
+    Only states of the largest connected component with at least ``max(5, 1%)`` of its cells
+    compete. The evidence: the root state's mean energy, the runner-up's, their margin, the margin
+    in pooled standard deviations (``effect_size``, Cohen's d) and the root state's z-score
+    against all cells of the component; :class:`AmbiguousRootWarning` when the effect size is
+    below :data:`MIN_ROOT_EFFECT` (or only one state competes).
+    """
+    main = comp_labels == np.bincount(comp_labels).argmax()
+    finite = main & np.isfinite(energy)
+    names, counts = np.unique(states[finite], return_counts=True)
+    min_cells = max(5, int(np.ceil(MIN_ROOT_STATE_FRACTION * finite.sum())))
+    eligible = names[counts >= min_cells] if (counts >= min_cells).any() else names
+    stats = []
+    for name in eligible:
+        e = energy[finite & (states == name)]
+        stats.append((float(e.mean()), float(e.var(ddof=1)) if e.size > 1 else 0.0, e.size, str(name)))
+    stats.sort(key=lambda s: -s[0])
+    top = stats[0]
+    e_all = energy[finite]
+    sd_all = float(e_all.std()) or 1.0
+    evidence: dict[str, Any] = {
+        "root_state": top[3],
+        "root_mean_energy": top[0],
+        "z": (top[0] - float(e_all.mean())) / sd_all,
+        "n_states": len(stats),
+    }
+    if len(stats) > 1:
+        second = stats[1]
+        pooled = np.sqrt(
+            ((top[2] - 1) * top[1] + (second[2] - 1) * second[1]) / max(top[2] + second[2] - 2, 1)
+        )
+        evidence |= {
+            "runner_up_state": second[3],
+            "runner_up_mean_energy": second[0],
+            "margin": top[0] - second[0],
+            "effect_size": (top[0] - second[0]) / pooled if pooled > 0 else float("inf"),
+        }
+    else:
+        evidence |= {"runner_up_state": "", "runner_up_mean_energy": float("nan"), "margin": float("nan")}
+        evidence["effect_size"] = float("nan")
+    evidence["clear"] = bool(
+        np.isfinite(evidence["effect_size"]) and evidence["effect_size"] >= MIN_ROOT_EFFECT
+    )
+    if not evidence["clear"]:
+        warnings.warn(
+            f"root='auto_energy': the highest-energy state {top[3]!r} is not clearly above the next "
+            f"(effect size {evidence['effect_size']:.2f} < {MIN_ROOT_EFFECT}); the landscape gives no "
+            "clear root. Give a root cell or group if you know one.",
+            AmbiguousRootWarning,
+            stacklevel=3,
+        )
+    members = np.flatnonzero(finite & (states == top[3]))
+    if members.size > MAX_ROOT_CELLS:
+        members = np.sort(np.random.default_rng(seed).choice(members, MAX_ROOT_CELLS, replace=False))
+    return members, evidence

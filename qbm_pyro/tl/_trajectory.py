@@ -35,7 +35,7 @@ from scipy.sparse.csgraph import connected_components
 from qbm_pyro._checks import check_choice, check_positive_int
 from qbm_pyro.tl._diffusion import _diffusion_components, _dpt_weights, _pseudotime
 from qbm_pyro.tl._neighbors import EXACT_KNN_MAX_CELLS, _gaussian_affinities, _knn, _knn_matrix
-from qbm_pyro.tl._roots import _check_root_args, _find_root, root_group
+from qbm_pyro.tl._roots import _check_root_args, _find_root, energy_root_group, expand_root, root_group
 from qbm_pyro.tl._state_graph import _cell_branches, _leiden, _state_graph
 from qbm_pyro.tl._trajectory_readers import cell_graph, energy_along_pseudotime, trajectory_graph
 
@@ -72,6 +72,7 @@ def trajectory(
     groups_key: str | None = None,
     resolution: float = 1.0,
     knn_method: KnnMethod = "auto",
+    root_expand: int | Literal["state"] = 0,
     key_added: str = "qbm",
     seed: int = 0,
     copy: bool = False,
@@ -141,10 +142,20 @@ def trajectory(
       raised the Spearman with the reference pseudotime from 0.856 ± 0.064 (one cell: the
       group's tip along the line joining the centroids) to 0.897 ± 0.018 on paul15, and with
       the time from 0.641 ± 0.077 to 0.659 ± 0.040 on a549;
-    * ``"auto_energy"``: the cell of highest prior energy ``obs[energy_key]`` after one step of
-      neighbour averaging (so that a single noisy cell cannot win). Whether progenitors sit
-      high in the energy landscape is a hypothesis: check it with
-      :func:`energy_along_pseudotime` and against a known root before relying on it;
+      ``root_expand`` can expand a single root cell to the cells of its state or to its nearest
+      neighbours, over which the pseudotime is then averaged as for a root group (the reported
+      root stays the given cell). It is off by default: on synthetic paths with a spread start
+      population neither expansion closed the gap between one cell and the known root group
+      (``tests/test_landscape.py``; real data in ``benchmarks/landscape.py``);
+    * ``"auto_energy"``: the root group is the state (Leiden cluster or ``groups_key`` group, of
+      at least 5 cells and 1% of the main component) whose cells have the highest mean prior
+      energy ``obs[energy_key]``, not one cell. The evidence is written to
+      ``uns[...]["root"]["evidence"]``: the root state's and the runner-up's mean energies, their
+      margin, the margin in pooled standard deviations (``effect_size``) and the root state's
+      z-score; an :class:`~qbm_pyro.tl._roots.AmbiguousRootWarning` says when the effect size is
+      below 0.5 (no clear answer). Whether progenitors sit high in the energy landscape is a
+      hypothesis: ``benchmarks/landscape.py`` measures it against known roots (see
+      ``docs/landscape.rst``); check it with :func:`energy_along_pseudotime`;
     * ``"auto_diffusion"``: the extreme cell of the first diffusion component, at the end
       furthest from its median. Its orientation is arbitrary: check it.
 
@@ -198,6 +209,10 @@ def trajectory(
     knn_method
         ``"exact"`` (scikit-learn), ``"pynndescent"`` (approximate) or ``"auto"``: exact up to
         50,000 cells (``EXACT_KNN_MAX_CELLS``), approximate above.
+    root_expand
+        What a single root cell is expanded to before the pseudotime is averaged over it: ``0``
+        (default: the cell alone, plain DPT), a number of nearest neighbours, or ``"state"`` (the
+        cells of its state).
     key_added
         Prefix of every key written.
     seed
@@ -273,6 +288,10 @@ def trajectory(
     check_choice("knn_method", knn_method, _KNN_METHODS)
     check_positive_int("n_neighbors", n_neighbors)
     check_positive_int("n_dcs", n_dcs)
+    if root_expand != "state" and (
+        isinstance(root_expand, bool) or not isinstance(root_expand, (int, np.integer)) or root_expand < 0
+    ):
+        raise ValueError(f"`root_expand` must be 'state' or an int >= 0, got {root_expand!r}.")
     rep = _get_rep(data, use_rep)
     n_obs = rep.shape[0]
     if n_neighbors >= n_obs:
@@ -296,21 +315,41 @@ def trajectory(
     weights = _dpt_weights(eigvals)
     n_comp, comp_labels = connected_components(affinities, directed=False)
 
-    # Root and pseudotime.
-    energy = _get_energy(data, energy_key)
-    root_index, root_method = _find_root(data, root, root_key, root_value, energy, psi, weights, affinities)
-    group = root_group(data, root_key, root_value, seed)
-    pseudotime = _pseudotime(psi, weights, root_index, comp_labels, group)
-    if group is not None:  # the group cell the mean pseudotime starts from
-        root_index = int(group[np.nanargmin(pseudotime[group])])
-    if n_comp > 1:
-        _warn_components(comp_labels, root_index, key_added)
-
-    # States, flows and branches.
+    # States (before the root: root="auto_energy" chooses among them).
     if groups_key is None:  # "S0", "S1", ...: states, not to be read as Leiden cluster numbers
         states = np.char.add("S", _leiden(affinities, resolution, seed).astype(str))
     else:
         states = data.obs[groups_key].astype(str).to_numpy()
+
+    # Root and pseudotime.
+    energy = _get_energy(data, energy_key)
+    evidence = None
+    if isinstance(root, str) and root == "auto_energy":
+        group, evidence = energy_root_group(states, energy, comp_labels, seed)
+        root_index, root_method = int(group[0]), "auto_energy"
+    else:
+        root_index, root_method = _find_root(
+            data, root, root_key, root_value, energy, psi, weights, affinities
+        )
+        group = root_group(data, root_key, root_value, seed)
+    expanded = None
+    if group is None and root_method == "cell":
+        expanded = expand_root(root_index, root_expand, knn_idx, states, seed)
+        if expanded is not None:
+            what = "its state" if root_expand == "state" else f"{expanded.size - 1} neighbours"
+            root_method = f"cell + {what}"
+    pseudotime = _pseudotime(psi, weights, root_index, comp_labels, group if expanded is None else expanded)
+    if group is not None:  # the group cell the mean pseudotime starts from
+        root_index = int(group[np.nanargmin(pseudotime[group])])
+    if n_comp > 1:
+        _warn_components(comp_labels, root_index, key_added)
+    if evidence is not None:
+        ok = np.isfinite(pseudotime) & np.isfinite(energy)
+        evidence["spearman_energy_pseudotime"] = float(
+            pd.Series(energy[ok]).corr(pd.Series(pseudotime[ok]), method="spearman")
+        )
+
+    # Flows and branches.
     summary = _state_graph(states, kernel, pseudotime, energy)
     cell_branch = _cell_branches(summary, states)
 
@@ -341,6 +380,7 @@ def trajectory(
             "groups_key": "" if groups_key is None else groups_key,
             "resolution": float(resolution),
             "knn_method": knn_method,
+            "root_expand": str(root_expand),
             "seed": int(seed),
         },
         "root": {
@@ -348,6 +388,7 @@ def trajectory(
             "name": obs_names[root_index],
             "state": root_state,
             "method": root_method,
+            **({} if evidence is None else {"evidence": evidence}),
         },
         "eigenvalues": eigvals[1:].astype(np.float64),
         "n_components": int(n_comp),

@@ -1,0 +1,244 @@
+"""The energy landscape as a tool: attractors, barriers, the root-free potential, one-cell roots.
+
+For each data set and seed: fit the QBM-VAE (the package defaults; ``--epochs``), run
+:func:`qbm_pyro.tl.attractors` with the model (prior sampler, barriers, decoded markers) and
+score
+
+- attractor ARI against the known types (paul15 cell types, mixology cell lines, a549 time
+  points; the CITE-seq set has no labels), attractor and minimum counts, the fraction of prior
+  samples that fall outside the cells' attractors, whether the barriers were proven exact;
+- Leiden ARI on the same latent (``qbm_pyro.metrics.clustering_scores``, resolution chosen by NMI);
+- seed-to-seed ARI between the attractor labels of every pair of seeds;
+- on paul15 (two lineages, root: multipotent progenitors) and a549 (time, root: 0 h):
+  rooted vs root-free (``root="auto_energy"``) pseudotime, each against the truth, their
+  Spearman with each other, the auto root's evidence; energy vs time/lineage Spearman;
+  single root cells (3 seeded cells of the root group) alone, expanded to 15 neighbours and to
+  their state, against the root group.
+
+Usage: ``python benchmarks/landscape.py [--datasets ...] [--seeds 0 1 2] [--epochs N]``
+→ ``benchmarks/results/landscape.json`` (rows of other data sets already in the file are kept;
+rendered by ``benchmarks/report.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import platform
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.stats import spearmanr
+from sklearn.metrics import adjusted_rand_score
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import qbm_pyro  # noqa: E402
+from benchmarks.environment import package_versions  # noqa: E402
+from benchmarks.quality import load  # noqa: E402
+from benchmarks.trajectory import A549_ROOT, A549_TRUTH, PAUL15_ROOT, PAUL15_TRUTH, score_pseudotime  # noqa: E402
+from benchmarks.trajectory_models import energy_root_check  # noqa: E402
+from qbm_pyro.metrics import clustering_scores  # noqa: E402
+
+warnings.filterwarnings("ignore")
+
+TRAJECTORIES = {"a549": (A549_ROOT, A549_TRUTH, "time_hours"), "paul15": (PAUL15_ROOT, PAUL15_TRUTH, None)}
+N_ROOT_CELLS = 3
+
+
+def _pseudotime(data, seed, **kwargs):
+    out = qbm_pyro.tl.trajectory(data, use_rep="X_qbm", key_added="bench", seed=seed, copy=True, **kwargs)
+    return out.obs["bench_pseudotime"].to_numpy(), out.uns["bench_trajectory"]["root"]
+
+
+def _spearmans(obs, pt, truth) -> dict:
+    return {k: v for k, v in score_pseudotime(obs, pt, truth).items() if "spearman" in k}
+
+
+def trajectory_rows(data, dataset: str, seed: int) -> dict:
+    root, truth, time_key = TRAJECTORIES[dataset]
+    out = {}
+    rooted, _ = _pseudotime(data, seed, **root)
+    free, info = _pseudotime(data, seed, root="auto_energy")
+    out["rooted"] = _spearmans(data.obs, rooted, truth)
+    out["root_free"] = _spearmans(data.obs, free, truth)
+    ok = np.isfinite(rooted) & np.isfinite(free)
+    out["root_free_vs_rooted_spearman"] = float(spearmanr(rooted[ok], free[ok]).statistic)
+    out["auto_root"] = {k: v for k, v in info.items() if k != "evidence"} | {
+        f"evidence_{k}": v for k, v in info["evidence"].items()
+    }
+    group = np.flatnonzero((data.obs[root["root_key"]] == root["root_value"]).to_numpy())
+    out["auto_root_in_known_group"] = bool(info["index"] in set(group.tolist()))
+    out["energy"] = energy_root_check(data, time_key)
+    cells = np.random.default_rng(seed).choice(group, N_ROOT_CELLS, replace=False)
+    for expand in (0, 15, "state"):
+        scores = [
+            _spearmans(data.obs, _pseudotime(data, seed, root=int(c), root_expand=expand)[0], truth)
+            for c in cells
+        ]
+        out[f"single_cell_expand_{expand}"] = {k: float(np.mean([s[k] for s in scores])) for k in scores[0]}
+    return out
+
+
+def run(dataset: str, seed: int, epochs: int) -> tuple[dict, np.ndarray]:
+    data, label_key, batch_key, kwargs = load(dataset)
+    start = time.perf_counter()
+    model = qbm_pyro.QBMVAE(data, batch_key=batch_key, seed=seed, **kwargs)
+    model.train(max_epochs=epochs, progress_bar=False)
+    qbm_pyro.tl.qbm(data, model)
+    fit = time.perf_counter() - start
+    start = time.perf_counter()
+    qbm_pyro.tl.attractors(data, model, seed=seed, n_markers=5)
+    info = data.uns["qbm_attractor"]
+    labels = data.obs["qbm_attractor"].astype(str).to_numpy()
+    off = ~np.eye(len(info["states"]), dtype=bool)
+    row = {
+        "dataset": dataset,
+        "seed": seed,
+        "epochs": epochs,
+        "fit_seconds": round(fit, 1),
+        "attractor_seconds": round(time.perf_counter() - start, 1),
+        "n_minima": int(len(info["minima"])),
+        "n_attractors": int(len(info["states"])),
+        "prior_unassigned": info["prior_unassigned"],
+        "basin_weight": info["basin_weight"].tolist(),
+        "barrier_exact_fraction": float(info["barrier_exact"][off].mean()) if off.any() else 1.0,
+        "barrier_to_nearest": info["table"]["barrier_to_nearest"].tolist(),
+        "markers": info["markers"].groupby("attractor")["feature"].apply(list).to_dict(),
+    }
+    if label_key:
+        truth = data.obs[label_key].astype(str).to_numpy()
+        row["attractor_ari"] = float(adjusted_rand_score(truth, labels))
+        leiden = clustering_scores(np.asarray(data.obsm["X_qbm"]), truth, seed=seed)
+        row["leiden_ari"], row["leiden_n_clusters"] = leiden["ari"], leiden["n_clusters"]
+    if batch_key:
+        row["attractor_batch_ari"] = float(adjusted_rand_score(data.obs[batch_key].astype(str), labels))
+    if dataset in TRAJECTORIES:
+        row["trajectory"] = trajectory_rows(data, dataset, seed)
+    return row, labels
+
+
+def _ms(values) -> str:
+    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=float)
+    if v.size == 0:
+        return "—"
+    return f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if v.size > 1 else f"{v[0]:.3f}"
+
+
+SPEARMAN_KEYS = {"a549": ("spearman",), "paul15": ("spearman_myeloid", "spearman_erythroid")}
+ENERGY_KEYS = {
+    "a549": ("energy_vs_time_spearman",),
+    "paul15": ("energy_vs_pseudotime_lineage1_spearman", "energy_vs_pseudotime_lineage2_spearman"),
+}
+
+
+def report_section(results: Path) -> list[str]:
+    """BENCHMARKS.md section from ``results/landscape.json``."""
+    path = Path(results) / "landscape.json"
+    if not path.exists():
+        return ["## Energy landscape (benchmarks/landscape.py)", "", "_landscape.json missing._", ""]
+    payload = json.loads(path.read_text())
+    rows, meta = payload["rows"], payload["meta"]
+    out = [
+        "## Energy landscape (benchmarks/landscape.py)",
+        "",
+        f"{meta.get('epochs')} epochs, seeds {meta.get('seeds')}, mean ± sd over seeds. Attractors: "
+        "`tl.attractors` with the model (min_barrier 1 kT). Leiden ARI: the same latent, resolution "
+        "chosen by NMI. Seed-to-seed: ARI between the attractor labels of two seeds, over all pairs.",
+        "",
+        *([f"_{meta['note']}._", ""] if meta.get("note") else []),
+        "| data set | attractors | minima | attractor ARI | Leiden ARI (our latent) | seed-to-seed ARI "
+        "| prior samples outside the cells' basins | barriers proven exact |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for dataset in dict.fromkeys(r["dataset"] for r in rows):
+        sel = [r for r in rows if r["dataset"] == dataset]
+        stab = [s["attractor_ari"] for s in payload.get("seed_stability", []) if s["dataset"] == dataset]
+        out.append(
+            f"| {dataset} | {_ms([r['n_attractors'] for r in sel])} | {_ms([r['n_minima'] for r in sel])} "
+            f"| {_ms([r.get('attractor_ari') for r in sel])} | {_ms([r.get('leiden_ari') for r in sel])} "
+            f"| {_ms(stab)} | {_ms([r['prior_unassigned'] for r in sel])} "
+            f"| {_ms([r['barrier_exact_fraction'] for r in sel])} |"
+        )
+    out += [
+        "",
+        "Pseudotime (Spearman with the known time; paul15: myeloid / erythroid reference lineages). "
+        "Rooted: the known root group (a549 0 h, paul15 multipotent progenitors). Root-free: "
+        '`root="auto_energy"` (the state of highest mean energy). Single cell: 3 seeded cells of the '
+        "root group, alone / expanded to 15 neighbours / to their state.",
+        "",
+        "| data set | rooted | root-free | root-free vs rooted | auto root in the known group "
+        "| auto root effect size "
+        "| energy vs time / lineage | one cell | one cell + 15 nn | one cell + state |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for dataset, keys in SPEARMAN_KEYS.items():
+        sel = [r["trajectory"] for r in rows if r["dataset"] == dataset and "trajectory" in r]
+        if not sel:
+            continue
+
+        def both(part, sel=sel, keys=keys):
+            return " / ".join(_ms([t[part][k] for t in sel]) for k in keys)
+
+        hits = sum(t["auto_root_in_known_group"] for t in sel)
+        energy = " / ".join(_ms([t["energy"][k] for t in sel]) for k in ENERGY_KEYS[dataset])
+        out.append(
+            f"| {dataset} | {both('rooted')} | {both('root_free')} "
+            f"| {_ms([t['root_free_vs_rooted_spearman'] for t in sel])} | {hits}/{len(sel)} "
+            f"| {_ms([t['auto_root']['evidence_effect_size'] for t in sel])} | {energy} "
+            f"| {both('single_cell_expand_0')} | {both('single_cell_expand_15')} "
+            f"| {both('single_cell_expand_state')} |"
+        )
+    return [*out, ""]
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="+", default=["paul15", "mixology", "a549", "cite"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/landscape.json"))
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    rows, stability = [], []
+    meta = {
+        "python": sys.version.split()[0],
+        "machine": platform.platform(),
+        "torch_threads": args.threads,
+        "seeds": args.seeds,
+        "epochs": args.epochs,
+        **package_versions("qbm-pyro", "torch", "scanpy", "networkx", "scikit-learn"),
+    }
+    for dataset in args.datasets:
+        labels = {}
+        for seed in args.seeds:  # the file is rewritten after every fit
+            row, labels[seed] = run(dataset, seed, args.epochs)
+            rows.append(row)
+            brief = {k: v for k, v in row.items() if k not in ("markers", "trajectory")}
+            print(json.dumps(brief, default=float), flush=True)
+            for a, b in itertools.combinations(sorted(labels), 2):
+                if b == seed:
+                    ari = float(adjusted_rand_score(labels[a], labels[b]))
+                    stability.append({"dataset": dataset, "seeds": [a, b], "attractor_ari": ari})
+            _write(args.out, meta, set(args.datasets), rows, stability)
+
+
+def _write(out: Path, meta: dict, done: set, rows: list, stability: list) -> None:
+    """Write the results, keeping the rows of data sets not in this run."""
+    old = json.loads(out.read_text()) if out.exists() else {"rows": [], "seed_stability": []}
+    payload = {
+        "meta": meta,
+        "rows": [r for r in old["rows"] if r["dataset"] not in done] + rows,
+        "seed_stability": [s for s in old.get("seed_stability", []) if s["dataset"] not in done] + stability,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(payload, indent=1, default=float))
+
+
+if __name__ == "__main__":
+    main()

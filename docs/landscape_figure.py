@@ -1,0 +1,47 @@
+"""Draw the figure of ``docs/landscape.rst``: paul15 on UMAP with basins and barriers, and the
+attractor × marker heat map.
+
+    python docs/landscape_figure.py [--epochs 30] [--seed 0] [--out docs/landscape.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import scanpy as sc  # noqa: E402
+
+import qbm_pyro  # noqa: E402
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="docs/landscape.png")
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore")
+    adata = qbm_pyro.datasets.paul15_myeloid()
+    model = qbm_pyro.QBMVAE(adata, seed=args.seed)
+    model.train(max_epochs=args.epochs, progress_bar=False)
+    qbm_pyro.tl.qbm(adata, model)
+    qbm_pyro.tl.attractors(adata, model, seed=args.seed)
+    sc.pp.neighbors(adata, use_rep="X_qbm", random_state=args.seed)
+    sc.tl.umap(adata, random_state=args.seed)
+    fig, (left, mid, right) = plt.subplots(
+        1, 3, figsize=(17, 4.6), gridspec_kw={"width_ratios": [1, 1.1, 1.3]}
+    )
+    sc.pl.umap(adata, color="cell_type", ax=left, show=False, title="paul15: cell types", legend_fontsize=7)
+    qbm_pyro.pl.landscape(adata, ax=mid)
+    qbm_pyro.pl.attractors(adata, ax=right)
+    fig.tight_layout()
+    fig.savefig(args.out, dpi=72)
+    print(adata.uns["qbm_attractor"]["table"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,319 @@
+r"""Barriers between local minima of an :class:`~qbm_pyro.tl._energy_landscape.EnergyLandscape`.
+
+The barrier between two minima ``a`` and ``b`` is the minimax (bottleneck) value over all paths
+of single flips from ``a`` to ``b`` of the highest energy on the path,
+
+.. math::
+    B(a, b) = \min_{\text{paths } a \to b} \; \max_{z \in \text{path}} E(z),
+
+and the path that attains it is a minimum-energy path. Two ways to get it:
+
+* **exact** (small ``n``, ``2^n`` states enumerated): a union-find sweep over the states sorted by
+  energy. Each state joins the components of its already-visited neighbours; the energy at which
+  the components holding ``a`` and ``b`` first join is ``B(a, b)`` (the disconnectivity graph).
+  The path is a breadth-first search inside the sub-level set ``{z : E(z) <= B(a, b)}``.
+* **search** (any ``n``): an upper bound ``U`` from greedy direct paths (flip the differing units,
+  each time the one that leads lowest; from both ends), then a bottleneck Dijkstra from ``a`` over
+  the hypercube that only enters states below ``U``. If it reaches ``b`` it returns the exact
+  minimax value; if it runs out of states below ``U`` the bound ``U`` is exact; if it stops at its
+  ``budget`` of expanded states the result is ``U``, an **upper bound** (``exact=False``): the
+  true barrier may be lower along a detour the search did not reach.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+
+import networkx as nx
+import numpy as np
+
+from qbm_pyro.tl._energy_landscape import EnergyLandscape
+
+__all__ = [
+    "barrier_search",
+    "coarse_grain",
+    "enumerate_landscape",
+    "group_barriers",
+    "minimax_path",
+    "pairwise_barriers",
+]
+
+#: Largest ``n`` enumerated exactly by :func:`pairwise_barriers` with ``method="auto"``.
+EXACT_MAX_N = 14
+
+
+def _all_codes(n: int) -> np.ndarray:
+    idx = np.arange(2**n, dtype=np.int64)
+    return ((idx[:, None] >> np.arange(n)) & 1).astype(np.float64)
+
+
+def _code_index(z: np.ndarray) -> np.ndarray:
+    z = np.atleast_2d(np.asarray(z)).astype(np.int64)
+    return (z << np.arange(z.shape[1])).sum(axis=1)
+
+
+def enumerate_landscape(landscape: EnergyLandscape, *, chunk: int = 1 << 16) -> dict[str, np.ndarray]:
+    """Every state of a small landscape: energies, local minima, basins and the barrier matrix.
+
+    Returns
+    -------
+    dict with ``codes`` ``(2^n, n)``, ``energies`` ``(2^n,)``, ``minima`` (state indices, lowest
+    energy first), ``basin`` ``(2^n,)`` (position in ``minima`` each state descends to),
+    ``basin_weight`` (Boltzmann probability of each basin) and ``barriers`` ``(k, k)`` (exact
+    minimax barriers between the minima; the diagonal is each minimum's energy).
+    """
+    n = landscape.n
+    if n > 22:
+        raise ValueError(f"exact enumeration of 2^{n} states is too large; use the search")
+    codes = _all_codes(n)
+    energies = np.concatenate([landscape.energy(codes[i : i + chunk]) for i in range(0, len(codes), chunk)])
+    bits = 1 << np.arange(n)
+    idx = np.arange(codes.shape[0])
+    nbr_energy = energies[idx[:, None] ^ bits[None, :]]
+    is_min = (nbr_energy >= energies[:, None] - 1e-9).all(axis=1)
+    minima = np.flatnonzero(is_min)
+    minima = minima[np.argsort(energies[minima], kind="stable")]
+    position = {int(m): i for i, m in enumerate(minima)}
+    descended = np.concatenate([landscape.descend(codes[i : i + chunk]) for i in range(0, len(codes), chunk)])
+    basin = np.array([position[int(s)] for s in _code_index(descended)], dtype=np.int64)
+    weights = np.exp(-(energies - energies.min()))
+    basin_weight = np.bincount(basin, weights=weights, minlength=minima.size) / weights.sum()
+    return {
+        "codes": codes,
+        "energies": energies,
+        "minima": minima,
+        "basin": basin,
+        "basin_weight": basin_weight,
+        "barriers": _sweep_barriers(energies, minima, n),
+    }
+
+
+def _sweep_barriers(energies: np.ndarray, minima: np.ndarray, n: int) -> np.ndarray:
+    """Union-find sweep over states by rising energy: the level at which two minima connect."""
+    k = minima.size
+    barriers = np.full((k, k), np.inf)
+    barriers[np.arange(k), np.arange(k)] = energies[minima]
+    parent = np.arange(energies.size)
+    members: dict[int, list[int]] = {int(m): [i] for i, m in enumerate(minima)}
+    visited = np.zeros(energies.size, dtype=bool)
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for s in np.argsort(energies, kind="stable"):
+        s = int(s)
+        visited[s] = True
+        for bit in range(n):
+            t = s ^ (1 << bit)
+            if not visited[t]:
+                continue
+            rs, rt = find(s), find(t)
+            if rs == rt:
+                continue
+            a, b = members.pop(rs, []), members.pop(rt, [])
+            for i in a:
+                barriers[i, b] = energies[s]
+                barriers[b, i] = energies[s]
+            parent[rt] = rs
+            members[rs] = a + b
+    return barriers
+
+
+def _sublevel_path(landscape: EnergyLandscape, a: np.ndarray, b: np.ndarray, level: float) -> np.ndarray:
+    """Shortest single-flip path from ``a`` to ``b`` inside ``{z : E(z) <= level}`` (exact, small n)."""
+    n = landscape.n
+    start, goal = int(_code_index(a)[0]), int(_code_index(b)[0])
+    energies = landscape.energy(_all_codes(n))
+    parent = {start: -1}
+    queue = deque([start])
+    while queue:
+        s = queue.popleft()
+        if s == goal:
+            break
+        for bit in range(n):
+            t = s ^ (1 << bit)
+            if t not in parent and energies[t] <= level + 1e-9:
+                parent[t] = s
+                queue.append(t)
+    return _unwind(parent, goal, n)
+
+
+def _unwind(parent: dict[int, int], goal: int, n: int) -> np.ndarray:
+    path = [goal]
+    while parent[path[-1]] != -1:
+        path.append(parent[path[-1]])
+    idx = np.asarray(path[::-1], dtype=np.int64)
+    return ((idx[:, None] >> np.arange(n)) & 1).astype(np.int8)
+
+
+def _greedy_path(landscape: EnergyLandscape, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Direct path: flip the units where ``a`` and ``b`` differ, each time the one leading lowest."""
+    z = np.asarray(a, dtype=np.float64).copy()
+    path = [z.copy()]
+    todo = np.flatnonzero(z != b)
+    while todo.size:
+        delta = landscape.flip_deltas(z[None, :])[0, todo]
+        pick = todo[int(np.argmin(delta))]
+        z[pick] = 1.0 - z[pick]
+        path.append(z.copy())
+        todo = todo[todo != pick]
+    return np.asarray(path, dtype=np.int8)
+
+
+def barrier_search(
+    landscape: EnergyLandscape, a: np.ndarray, b: np.ndarray, *, budget: int = 5000
+) -> tuple[float, np.ndarray, bool]:
+    """Minimax barrier and path between two codes by search (any ``n``).
+
+    Parameters
+    ----------
+    landscape
+        The energy.
+    a, b
+        Codes ``(n,)``.
+    budget
+        Most states the bottleneck Dijkstra expands.
+
+    Returns
+    -------
+    ``(barrier, path, exact)``: the highest energy on the path found, the path ``(L, n)`` (int8,
+    ``a`` first, ``b`` last, one flip per step) and whether the value is proven minimal (otherwise
+    it is an upper bound on the true barrier).
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    n = landscape.n
+    forward = _greedy_path(landscape, a, b)
+    backward = _greedy_path(landscape, b, a)[::-1]
+    candidates = [(float(landscape.energy(p.astype(np.float64)).max()), p) for p in (forward, backward)]
+    upper, best_path = min(candidates, key=lambda c: c[0])
+    start, goal = int(_code_index(a)[0]), int(_code_index(b)[0])
+    if start == goal:
+        return float(landscape.energy(a[None])[0]), best_path, True
+    bits = 1 << np.arange(n)
+    goal_bits = b.astype(bool)
+    e_start = float(landscape.energy(a[None])[0])
+    best = {start: e_start}
+    parent = {start: -1}
+    heap = [(e_start, 0, start)]
+    expanded = 0
+    while heap:
+        level, _, s = heapq.heappop(heap)
+        if level > best.get(s, np.inf):
+            continue
+        if s == goal:
+            return level, _unwind(parent, goal, n), True
+        expanded += 1
+        if expanded > budget:
+            return upper, best_path, False
+        z = ((s >> np.arange(n)) & 1).astype(np.float64)
+        e_s = float(landscape.energy(z[None])[0])
+        nbr_e = e_s + landscape.flip_deltas(z[None])[0]
+        hamming = int((z.astype(bool) != goal_bits).sum())
+        for bit in np.flatnonzero(nbr_e < upper - 1e-12):
+            t = s ^ int(bits[bit])
+            value = max(level, float(nbr_e[bit]))
+            if value < best.get(t, np.inf):
+                best[t] = value
+                parent[t] = s
+                step = hamming - 1 if z[bit] != b[bit] else hamming + 1
+                heapq.heappush(heap, (value, step, t))
+    return upper, best_path, True  # nothing below the greedy bound connects a to b
+
+
+def pairwise_barriers(
+    landscape: EnergyLandscape,
+    minima: np.ndarray,
+    *,
+    method: str = "auto",
+    budget: int = 5000,
+    pairs: list[tuple[int, int]] | None = None,
+) -> dict[str, np.ndarray]:
+    """Barrier matrix between given minima.
+
+    Parameters
+    ----------
+    landscape
+        The energy.
+    minima
+        Codes ``(k, n)``.
+    method
+        ``"exact"`` (enumeration, ``n <= 22``), ``"search"`` (:func:`barrier_search`) or ``"auto"``
+        (exact up to :data:`EXACT_MAX_N` units).
+    budget
+        Search budget per pair.
+    pairs
+        Only these pairs ``(i, j)`` (search); default all.
+
+    Returns
+    -------
+    dict with ``barriers`` ``(k, k)`` (the diagonal holds the minima's energies; ``inf`` for pairs
+    not computed) and ``exact`` ``(k, k)`` bool.
+    """
+    if method not in ("auto", "exact", "search"):
+        raise ValueError(f"method must be 'auto', 'exact' or 'search', got {method!r}")
+    minima = np.atleast_2d(np.asarray(minima, dtype=np.float64))
+    k = minima.shape[0]
+    energies = landscape.energy(minima) if k else np.zeros(0)
+    if method == "exact" or (method == "auto" and landscape.n <= EXACT_MAX_N):
+        full = enumerate_landscape(landscape)
+        where = {int(m): i for i, m in enumerate(full["minima"])}
+        pos = [where.get(int(c)) for c in _code_index(minima)]
+        if any(p is None for p in pos):
+            raise ValueError("every code given must be a local minimum of the landscape")
+        pos = np.asarray(pos, dtype=np.int64)
+        barriers = full["barriers"][np.ix_(pos, pos)]
+        return {"barriers": barriers, "exact": np.ones((k, k), dtype=bool)}
+    barriers = np.full((k, k), np.inf)
+    barriers[np.arange(k), np.arange(k)] = energies
+    exact = np.eye(k, dtype=bool)
+    todo = [(i, j) for i in range(k) for j in range(i + 1, k)] if pairs is None else pairs
+    for i, j in todo:
+        value, _, proven = barrier_search(landscape, minima[i], minima[j], budget=budget)
+        barriers[i, j] = barriers[j, i] = value
+        exact[i, j] = exact[j, i] = proven
+    return {"barriers": barriers, "exact": exact}
+
+
+def minimax_path(landscape: EnergyLandscape, a, b, barrier: float, *, exact: bool, budget: int = 5000):
+    """The path attaining ``barrier`` between codes ``a`` and ``b`` (int8 ``(L, n)``)."""
+    if exact and landscape.n <= EXACT_MAX_N:
+        return _sublevel_path(landscape, np.asarray(a), np.asarray(b), barrier)
+    return barrier_search(landscape, a, b, budget=budget)[1]
+
+
+def coarse_grain(energies: np.ndarray, barriers: np.ndarray, min_barrier: float) -> np.ndarray:
+    """Group minima whose barrier, measured from the higher of the two, is below ``min_barrier``.
+
+    Two minima ``i, j`` are joined when ``B(i, j) - max(E_i, E_j) < min_barrier`` (the shallower
+    one escapes into the other over less than ``min_barrier`` energy units, i.e. kT at the prior's
+    temperature), and joins are chained (single linkage). Returns the group of each minimum,
+    numbered by the group's lowest energy (0 = deepest).
+    """
+    k = energies.size
+    graph = nx.Graph()
+    graph.add_nodes_from(range(k))
+    for i in range(k):
+        for j in range(i + 1, k):
+            if barriers[i, j] - max(energies[i], energies[j]) < min_barrier:
+                graph.add_edge(i, j)
+    groups = sorted((sorted(c) for c in nx.connected_components(graph)), key=lambda c: energies[c].min())
+    label = np.empty(k, dtype=np.int64)
+    for g, members in enumerate(groups):
+        label[members] = g
+    return label
+
+
+def group_barriers(barriers: np.ndarray, label: np.ndarray) -> np.ndarray:
+    """Barrier between groups of minima: the lowest barrier between any of their members."""
+    m = int(label.max()) + 1 if label.size else 0
+    out = np.full((m, m), np.inf)
+    for g in range(m):
+        for f in range(m):
+            sub = barriers[np.ix_(label == g, label == f)]
+            out[g, f] = sub.min() if g != f else np.diag(barriers)[label == g].min()
+    return out

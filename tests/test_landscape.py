@@ -1,0 +1,316 @@
+"""The energy landscape: minima, exact barriers, the barrier search, attractors and energy roots,
+checked against exact enumeration of small machines (n <= 12)."""
+
+from __future__ import annotations
+
+import anndata as ad
+import networkx as nx
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import qbm_pyro
+from qbm_pyro.tl._barriers import (
+    barrier_search,
+    coarse_grain,
+    enumerate_landscape,
+    pairwise_barriers,
+)
+from qbm_pyro.tl._energy_landscape import EnergyLandscape
+from qbm_pyro.tl._roots import AmbiguousRootWarning
+
+
+def random_machine(n: int, seed: int, scale: float = 1.5) -> EnergyLandscape:
+    rng = np.random.default_rng(seed)
+    return EnergyLandscape.from_boltzmann(rng.normal(0, 1, n), np.triu(rng.normal(0, scale, (n, n)), 1))
+
+
+def brute_minimax(land: EnergyLandscape, a: int, b: int) -> float:
+    """Lowest level at which a and b are connected in the sub-level graph of the hypercube."""
+    n = land.n
+    codes = ((np.arange(2**n)[:, None] >> np.arange(n)) & 1).astype(float)
+    energy = land.energy(codes)
+    cube = nx.hypercube_graph(n)
+    index = {node: sum(bit << i for i, bit in enumerate(node)) for node in cube.nodes}
+    cube = nx.relabel_nodes(cube, index)
+    for level in np.sort(np.unique(energy)):
+        if level < max(energy[a], energy[b]):
+            continue
+        keep = [v for v in cube.nodes if energy[v] <= level]
+        if nx.has_path(cube.subgraph(keep), a, b):
+            return float(level)
+    raise AssertionError("unreachable")
+
+
+def double_well() -> EnergyLandscape:
+    """n = 2: E(00) = E(11) = 0 (minima), E(01) = E(10) = 2 (the saddles): barrier 2."""
+    return EnergyLandscape.from_boltzmann(np.array([-2.0, -2.0]), np.array([[0.0, 4.0], [0.0, 0.0]]))
+
+
+def test_known_double_well_barrier_and_path():
+    land = double_well()
+    full = enumerate_landscape(land)
+    assert sorted(full["minima"].tolist()) == [0, 3]
+    assert full["barriers"][0, 1] == pytest.approx(2.0)
+    np.testing.assert_allclose(full["basin_weight"].sum(), 1.0)
+    value, path, exact = barrier_search(land, np.array([0, 0]), np.array([1, 1]))
+    assert exact and value == pytest.approx(2.0)
+    assert path.shape == (3, 2) and (np.abs(np.diff(path, axis=0)).sum(1) == 1).all()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_exact_barriers_match_brute_force(seed):
+    land = random_machine(7, seed)
+    full = enumerate_landscape(land)
+    minima = full["minima"]
+    assert land.is_minimum(full["codes"][minima]).all()
+    for i in range(minima.size):
+        for j in range(i + 1, minima.size):
+            assert full["barriers"][i, j] == pytest.approx(brute_minimax(land, minima[i], minima[j]))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_search_finds_the_exact_barrier_and_never_undercuts_it(seed):
+    land = random_machine(12 if seed < 2 else 10, seed + 1, scale=3.0)
+    full = enumerate_landscape(land)
+    codes = full["codes"][full["minima"]]
+    assert codes.shape[0] >= 2
+    for i in range(codes.shape[0]):
+        for j in range(i + 1, codes.shape[0]):
+            truth = full["barriers"][i, j]
+            value, path, exact = barrier_search(land, codes[i], codes[j])
+            assert exact and value == pytest.approx(truth)
+            assert land.energy(path.astype(float)).max() == pytest.approx(value)
+            assert (path[0] == codes[i]).all() and (path[-1] == codes[j]).all()
+            assert (np.abs(np.diff(path, axis=0)).sum(1) == 1).all()
+            cheap, _, _ = barrier_search(land, codes[i], codes[j], budget=2)  # the greedy bound
+            assert cheap >= truth - 1e-9
+    search = pairwise_barriers(land, codes, method="search")["barriers"]
+    np.testing.assert_allclose(search, full["barriers"])
+
+
+def test_coarse_grain_joins_shallow_minima_only():
+    energies = np.array([0.0, 0.5, 1.0])
+    barriers = np.array([[0.0, 1.0, 5.0], [1.0, 0.5, 5.0], [5.0, 5.0, 1.0]])
+    np.testing.assert_array_equal(coarse_grain(energies, barriers, 1.0), [0, 0, 1])
+    np.testing.assert_array_equal(coarse_grain(energies, barriers, 0.0), [0, 1, 2])
+    np.testing.assert_array_equal(coarse_grain(energies, barriers, 10.0), [0, 0, 0])
+
+
+def cells_at(land: EnergyLandscape, codes: np.ndarray, per: int, seed: int = 0):
+    """An AnnData whose cells sit at ``codes`` (posterior q = 0.1 / 0.9), ``per`` cells each."""
+    rng = np.random.default_rng(seed)
+    q = np.repeat(codes, per, axis=0) * 0.8 + 0.1 + rng.uniform(-0.05, 0.05, (codes.shape[0] * per, land.n))
+    truth = np.repeat(np.arange(codes.shape[0]), per).astype(str)
+    adata = ad.AnnData(obs=pd.DataFrame({"truth": truth}, index=[f"c{i}" for i in range(truth.size)]))
+    adata.obsm["X_qbm"] = q
+    adata.uns["qbm"] = {"prior": {"h": land.h, "J": np.triu(land._J_sym, 1)}}
+    return adata
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_attractors_recover_minima_barriers_and_basin_weights(seed):
+    land = random_machine(10, seed)
+    full = enumerate_landscape(land)
+    codes = full["codes"][full["minima"]]
+    adata = cells_at(land, codes, per=5)
+    qbm_pyro.tl.attractors(adata, min_barrier=0.0, n_prior_samples=4000, n_markers=0)
+    info = adata.uns["qbm_attractor"]
+    np.testing.assert_array_equal(info["states"], codes.astype(np.int8))  # lowest energy first
+    np.testing.assert_allclose(info["barriers"], full["barriers"])
+    assert info["barrier_exact"].all()
+    np.testing.assert_allclose(info["basin_weight"], full["basin_weight"], atol=0.04)
+    assert info["prior_unassigned"] == pytest.approx(0.0)
+    truth = adata.obs["truth"].astype(int).to_numpy()
+    np.testing.assert_array_equal(adata.obs["qbm_attractor"].cat.codes.to_numpy(), truth)
+    # the barrier tree spans the attractors; each edge's path climbs exactly to its barrier
+    k = codes.shape[0]
+    assert info["edges"].shape == (k - 1, 2)
+    for (g, f), value in zip(info["edges"], info["edge_barrier"], strict=True):
+        path = info["paths"][f"A{g}-A{f}"]
+        assert land.energy(path.astype(float)).max() == pytest.approx(value)
+        assert (path[0] == codes[g]).all() and (path[-1] == codes[f]).all()
+    # coarse-graining agrees with the exact criterion
+    qbm_pyro.tl.attractors(adata, min_barrier=1.5, n_prior_samples=500, n_markers=0, key_added="coarse")
+    expected = coarse_grain(full["energies"][full["minima"]], full["barriers"], 1.5)
+    got = adata.uns["coarse"]["minimum_attractor"]
+    np.testing.assert_array_equal(got, expected)
+    assert adata.uns["coarse"]["table"]["n_minima"].sum() == k
+
+
+def test_attractor_markers_from_member_cells():
+    land = double_well()
+    adata = cells_at(land, np.array([[0.0, 0.0], [1.0, 1.0]]), per=20)
+    x = np.ones((40, 3))
+    x[:20, 0] = 50.0  # gene g0 marks the cells of 00
+    x[20:, 2] = 50.0  # gene g2 marks those of 11
+    adata = ad.AnnData(
+        x, obs=adata.obs, var=pd.DataFrame(index=["g0", "g1", "g2"]), obsm=dict(adata.obsm), uns=adata.uns
+    )
+    qbm_pyro.tl.attractors(adata, n_prior_samples=200, n_markers=1)
+    markers = adata.uns["qbm_attractor"]["markers"].set_index("attractor")["feature"]
+    table = adata.uns["qbm_attractor"]["table"]
+    assert table["energy"].tolist() == [0.0, 0.0] and table["n_cells"].tolist() == [20, 20]
+    first = adata.obs.loc[adata.obs["qbm_attractor"] == "A0", "truth"].iloc[0]
+    assert markers["A0"] == ("g0" if first == "0" else "g2")
+    assert {markers["A0"], markers["A1"]} == {"g0", "g2"}
+
+
+def test_attractors_with_a_model_decode_markers_and_are_seeded():
+    mdata = qbm_pyro.datasets.pbmc_cite_2batch()
+    model = qbm_pyro.QBMVAE(mdata, batch_key="batch", n_latent=8, n_continuous=2, seed=0)
+    model.train(max_epochs=2, progress_bar=False)
+    qbm_pyro.tl.qbm(mdata, model)
+    qbm_pyro.tl.attractors(mdata, model, n_prior_samples=300, n_markers=3)
+    first = mdata.uns["qbm_attractor"]
+    k = len(first["states"])
+    assert first["markers"].shape[0] == 3 * k
+    assert first["profiles"].shape[0] == k
+    assert np.isfinite(first["basin_weight"]).all() and first["basin_weight"].sum() <= 1.0 + 1e-9
+    with torch.no_grad():
+        energies = model.module.prior.energy(torch.as_tensor(first["states"], dtype=torch.float32)).numpy()
+    np.testing.assert_allclose(energies, first["energies"], rtol=1e-5)
+    qbm_pyro.tl.attractors(mdata, model, n_prior_samples=300, n_markers=3, key_added="again")
+    pd.testing.assert_frame_equal(first["markers"], mdata.uns["again"]["markers"])
+
+
+def test_generic_energy_matches_the_quadratic_path():
+    quad = random_machine(9, 1)
+    generic = EnergyLandscape(quad.energy, quad.n)
+    z = (np.random.default_rng(0).random((20, 9)) < 0.5).astype(float)
+    np.testing.assert_allclose(generic.flip_deltas(z), quad.flip_deltas(z), atol=1e-9)
+    np.testing.assert_array_equal(generic.descend(z), quad.descend(z))
+
+
+def test_attractors_bad_input():
+    land = double_well()
+    adata = cells_at(land, np.array([[0.0, 0.0]]), per=3)
+    with pytest.raises(ValueError, match="min_barrier"):
+        qbm_pyro.tl.attractors(adata, min_barrier=-1)
+    with pytest.raises(KeyError, match="tl.qbm"):
+        qbm_pyro.tl.attractors(ad.AnnData(np.zeros((2, 1), dtype=np.float32)))
+    before = adata.obsm["X_qbm"].copy()
+    out = qbm_pyro.tl.attractors(adata, copy=True, n_prior_samples=50)
+    assert "qbm_attractor" in out.obs and "qbm_attractor" not in adata.obs
+    np.testing.assert_array_equal(adata.obsm["X_qbm"], before)
+
+
+# --------------------------------------------------------------------------- roots
+
+
+def landscape_path(n_cells: int = 300, seed: int = 0):
+    """Cells along a path whose energy falls with time: a synthetic landscape of known order."""
+    rng = np.random.default_rng(seed)
+    t = np.sort(rng.uniform(0, 1, n_cells))
+    q = 1.0 / (1.0 + np.exp(-20.0 * (t[:, None] - np.linspace(0.0, 1.0, 16)[None, :])))
+    q = np.clip(q + rng.normal(0, 0.02, q.shape), 0, 1)
+    adata = ad.AnnData(obs=pd.DataFrame({"t": t}, index=[f"c{i}" for i in range(n_cells)]))
+    adata.obsm["X_qbm"] = q
+    adata.obs["qbm_energy"] = -3.0 * t + rng.normal(0, 0.3, n_cells)
+    return adata
+
+
+def test_root_free_ordering_follows_the_landscape():
+    adata = landscape_path()
+    qbm_pyro.tl.trajectory(adata, "auto_energy")
+    evidence = adata.uns["qbm_trajectory"]["root"]["evidence"]
+    assert evidence["clear"] and evidence["z"] > 1.0
+    assert adata.obs["qbm_pseudotime"].corr(adata.obs["t"], method="spearman") > 0.95
+
+
+def test_flat_landscape_warns_no_clear_root():
+    adata = landscape_path()
+    adata.obs["qbm_energy"] = np.random.default_rng(1).normal(0, 1, adata.n_obs)
+    with pytest.warns(AmbiguousRootWarning, match="no\nclear|no clear"):
+        qbm_pyro.tl.trajectory(adata, "auto_energy")
+    assert not adata.uns["qbm_trajectory"]["root"]["evidence"]["clear"]
+
+
+def spread_start(n: int = 400, seed: int = 1) -> ad.AnnData:
+    """Cells along time ``t`` with a nuisance factor ``u`` as wide as the time course: one start
+    cell is off to one side of ``u``; the start group spans it."""
+    rng = np.random.default_rng(seed)
+    t, u = np.sort(rng.uniform(0, 1, n)), rng.uniform(0, 1, n)
+    qt = 1 / (1 + np.exp(-20 * (t[:, None] - np.linspace(0, 1, 16)[None, :])))
+    qu = 1 / (1 + np.exp(-20 * (u[:, None] - np.linspace(0, 1, 12)[None, :])))
+    q = np.clip(np.hstack([qt, qu]) + rng.normal(0, 0.1, (n, 28)), 0, 1)
+    adata = ad.AnnData(obs=pd.DataFrame({"t": t, "u": u}, index=[f"c{i}" for i in range(n)]))
+    adata.obsm["X_qbm"] = q
+    adata.obs["start"] = np.where(t < 0.1, "early", "late")
+    return adata
+
+
+def test_single_root_cell_vs_group_root_and_its_expansion():
+    adata = spread_start()
+    spearman = {}
+    qbm_pyro.tl.trajectory(adata, root_key="start", root_value="early")
+    group = adata.obs["qbm_pseudotime"].corr(adata.obs["t"], method="spearman")
+    early = np.flatnonzero(adata.obs["start"].to_numpy() == "early")
+    for expand in (0, 15, "state"):
+        values = []
+        for r in early[::5]:
+            qbm_pyro.tl.trajectory(adata, root=int(r), root_expand=expand)
+            assert adata.uns["qbm_trajectory"]["root"]["index"] == r
+            values.append(adata.obs["qbm_pseudotime"].corr(adata.obs["t"], method="spearman"))
+        spearman[expand] = np.mean(values)
+    assert group > 0.95
+    assert group > spearman[0] + 0.03  # one start cell is worse than the start group here
+    assert abs(spearman[15] - spearman[0]) < 0.02  # and its neighbourhood does not rescue it
+    # the definition: mean DPT from the cell and its 15 neighbours, shifted and scaled
+    qbm_pyro.tl.trajectory(adata, root=int(early[0]), root_expand=15)
+    lam = adata.uns["qbm_trajectory"]["eigenvalues"]
+    coords = adata.obsm["X_qbm_diffmap"] * (lam / (1 - lam))
+    rows = adata.obsp["qbm_distances"][int(early[0])].indices
+    members = np.unique(np.concatenate([[early[0]], rows]))
+    mean = np.mean([np.linalg.norm(coords - coords[m], axis=1) for m in members], axis=0)
+    expected = (mean - mean.min()) / (mean - mean.min()).max()
+    np.testing.assert_allclose(adata.obs["qbm_pseudotime"].to_numpy(), expected, atol=1e-9)
+    with pytest.raises(ValueError, match="root_expand"):
+        qbm_pyro.tl.trajectory(adata, root=0, root_expand=-1)
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def test_landscape_and_attractor_plots_draw():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    land = random_machine(10, 3)
+    full = enumerate_landscape(land)
+    codes = full["codes"][full["minima"]]
+    adata = cells_at(land, codes, per=10)
+    rng = np.random.default_rng(0)
+    x = rng.poisson(2.0, (adata.n_obs, 6)).astype(float)
+    adata = ad.AnnData(x, obs=adata.obs, obsm=dict(adata.obsm), uns=adata.uns)
+    adata.var_names = [f"g{i}" for i in range(6)]
+    adata.obsm["X_umap"] = adata.obs["truth"].astype(int).to_numpy()[:, None] + rng.normal(
+        0, 0.1, (adata.n_obs, 2)
+    )
+    adata.obs["qbm_energy"] = land.energy(adata.obsm["X_qbm"])
+    with pytest.raises(KeyError, match="tl.attractors"):
+        qbm_pyro.pl.landscape(adata)
+    qbm_pyro.tl.attractors(adata, min_barrier=0.0, n_prior_samples=200, n_markers=2)
+    ax = qbm_pyro.pl.landscape(adata)
+    k = len(adata.uns["qbm_attractor"]["states"])
+    assert len(ax.lines) == k - 1  # one line per barrier-tree edge
+    assert {t.get_text() for t in ax.texts} >= {f"A{i}" for i in range(k)}
+    ax = qbm_pyro.pl.attractors(adata, n_markers=2)
+    assert ax.images[0].get_array().shape[0] == k
+    with pytest.raises(KeyError, match="X_tsne"):
+        qbm_pyro.pl.landscape(adata, basis="tsne")
+    plt.close("all")
+
+
+def test_attractor_results_survive_h5ad(tmp_path):
+    land = random_machine(10, 3)
+    full = enumerate_landscape(land)
+    adata = cells_at(land, full["codes"][full["minima"]], per=4)
+    qbm_pyro.tl.attractors(adata, min_barrier=0.0, n_prior_samples=100)
+    adata.write_h5ad(tmp_path / "a.h5ad")
+    back = ad.read_h5ad(tmp_path / "a.h5ad")
+    pd.testing.assert_frame_equal(back.uns["qbm_attractor"]["table"], adata.uns["qbm_attractor"]["table"])
+    assert set(back.uns["qbm_attractor"]["paths"]) == set(adata.uns["qbm_attractor"]["paths"])
