@@ -6,7 +6,7 @@ ranks and divided by the world size, so every rank takes the same optimiser step
 replicas stay identical. The effective minibatch is ``world_size * batch_size`` cells.
 
 **The prior's sampler.** The negative phase of :math:`\nabla \log Z` comes from the sampler's
-persistent chains (:class:`~qbm_pyro.samplers.GibbsSampler` by default). We keep *one* set of
+persistent chains (persistent parallel tempering by default). We keep *one* set of
 chains, replicated: all ranks start from rank 0's parameters *and* rank 0's sampler state
 (chains and random-generator state, broadcast once), and since every rank then calls the
 sampler with the same ``h, J`` (identical after the gradient all-reduce) and the same generator

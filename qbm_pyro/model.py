@@ -356,7 +356,8 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
         """The sampler of the prior's negative phase (``None`` for the Gaussian and Bernoulli
         priors): the ``sampler`` given (a non-torch one such as a ``DimodSampler`` wrapped in a
         :class:`~qbm_pyro.samplers.FallbackSampler` unless ``sampler_fallback=False``), or the
-        default :class:`~qbm_pyro.samplers.GibbsSampler`. Its persistent chains are the model's
+        default, persistent parallel tempering (:func:`~qbm_pyro.samplers.default_sampler`). Its
+        persistent chains are the model's
         own; to draw from the learned prior use :meth:`sample_prior`.
 
         Examples
@@ -364,7 +365,7 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
         >>> import qbm_pyro
         >>> model = qbm_pyro.QBMVAE(qbm_pyro.datasets.pbmc_cite_2batch(), n_latent=8)
         >>> type(model.sampler).__name__
-        'GibbsSampler'
+        'ParallelTemperingSampler'
         """
         prior = self.module.prior
         return None if prior is None else prior.sampler

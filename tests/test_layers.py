@@ -49,6 +49,7 @@ LAYER = {
     "pp": 3,
     "training": 3,
     "model": 4,
+    "convergence": 4,
     "expression": 4,
     "generation": 4,
     "mapping": 4,

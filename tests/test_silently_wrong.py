@@ -65,6 +65,7 @@ def _tiny_masked_model():
     return model, batch
 
 
+@pytest.mark.filterwarnings("ignore::qbm_pyro.pp.NonCountInputWarning")  # tiny hand-made counts
 def test_marginal_ll_scores_the_model_that_was_trained_with_feature_masks():
     """The importance weights of get_marginal_ll leave masked features out, as the loss does:
     the mean S = 1 log weight is the negative mean loss (both are the ELBO)."""
@@ -128,6 +129,7 @@ def test_proba_de_follows_scvi_tools_on_the_same_draws(test_mode):
         assert ours["bayes_factor"][2] > 0 > ours["bayes_factor"][3]  # signed: up, down
 
 
+@pytest.mark.filterwarnings("ignore::qbm_pyro.pp.NonCountInputWarning")  # tiny hand-made counts
 def test_differential_expression_rejects_an_unknown_test_mode():
     import anndata as ad
 

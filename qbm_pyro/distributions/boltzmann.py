@@ -143,7 +143,7 @@ class Boltzmann(TorchDistribution):
         n = h.shape[-1]
         if J.shape[-2:] != (n, n):
             raise ValueError(f"J must have shape (..., {n}, {n}) to match h, got {tuple(J.shape)}")
-        batch_shape = broadcast_shape(h.shape[:-1], J.shape[:-2])
+        batch_shape = torch.Size(broadcast_shape(h.shape[:-1], J.shape[:-2]))
         self.h = h.expand(batch_shape + (n,))
         self.J = J.expand(batch_shape + (n, n))
         self.sampler = sampler
@@ -494,7 +494,7 @@ class RBM(Boltzmann):
         n_v, n_u = a.shape[-1], b.shape[-1]
         if W.shape[-2:] != (n_v, n_u):
             raise ValueError(f"W must have shape (..., {n_v}, {n_u}), got {tuple(W.shape)}")
-        batch = broadcast_shape(a.shape[:-1], b.shape[:-1], W.shape[:-2])
+        batch = torch.Size(broadcast_shape(a.shape[:-1], b.shape[:-1], W.shape[:-2]))
         h = torch.cat([a.expand(batch + (n_v,)), b.expand(batch + (n_u,))], -1)
         top = torch.cat([torch.zeros(batch + (n_v, n_v), dtype=W.dtype), W.expand(batch + (n_v, n_u))], -1)
         J = torch.cat([top, torch.zeros(batch + (n_u, n_v + n_u), dtype=W.dtype)], -2)

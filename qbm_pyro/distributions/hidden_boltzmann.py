@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import torch
 from pyro.distributions import TorchDistribution, constraints
+from pyro.distributions.util import broadcast_shape
 from torch.distributions.utils import lazy_property
 from torch.nn.functional import softplus
 
@@ -166,7 +167,7 @@ class HiddenBoltzmann(TorchDistribution):
         """``out`` broadcast against :attr:`batch_shape` (an expanded machine)."""
         if out.shape == self.batch_shape:
             return out
-        shape = torch.broadcast_shapes(out.shape, self.batch_shape)
+        shape = broadcast_shape(out.shape, self.batch_shape)
         return out.expand(shape)
 
     # ------------------------------------------------------------------ energies and log Z

@@ -50,7 +50,7 @@ class NegativeBinomial(TorchDistribution):
     def __init__(self, mean: torch.Tensor, inverse_dispersion: torch.Tensor, *, validate_args=None):
         self._mu = mean + EPS
         self.inverse_dispersion = inverse_dispersion
-        shape = broadcast_shape(mean.shape, inverse_dispersion.shape)
+        shape = torch.Size(broadcast_shape(mean.shape, inverse_dispersion.shape))
         super().__init__(shape, validate_args=validate_args)
 
     @property
