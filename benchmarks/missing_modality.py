@@ -238,7 +238,8 @@ def report_section(result: dict | None) -> list[str]:
         "reference (`distance_aware=True`); `reliability`: times the accuracy estimated by "
         "`tl.modality_reliability` (reference cells encoded from the query's modalities alone, "
         "labelled against the reference: `est. accuracy`; `label-free agreement`: the neighbourhood "
-        "agreement used without labels). `ece`: expected calibration error of 1 − uncertainty (10 bins; lower is better). "
+        "agreement used without labels). `ece`: expected calibration error of 1 − uncertainty "
+        "(10 bins; lower is better). "
         "`raw kNN`: a 15-NN on the query modality's raw values (no model). `warned`: "
         "`load_query_data` raised `MissingModalityWarning`.",
         "",

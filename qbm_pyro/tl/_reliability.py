@@ -115,7 +115,9 @@ def modality_reliability(
     if not isinstance(n_cells, int | np.integer) or n_cells < 2:
         raise ValueError(f"n_cells must be an int >= 2, got {n_cells!r}")
     qreg, rreg = query_model.registry, reference_model.registry
-    if query.n_obs != qreg.n_obs or not pd.Index(query.obs_names).equals(pd.Index(query_model.data.obs_names)):
+    if query.n_obs != qreg.n_obs or not pd.Index(query.obs_names).equals(
+        pd.Index(query_model.data.obs_names)
+    ):
         raise ValueError(
             f"query ({query.n_obs} cells) does not hold query_model's cells ({qreg.n_obs}) in its order"
         )

@@ -61,7 +61,9 @@ def weighted_knn_votes(
     return classes, _vote(dist, idx, codes, len(classes), n_neighbors)
 
 
-def _vote(dist: np.ndarray, idx: np.ndarray, codes: np.ndarray, n_classes: int, n_neighbors: int) -> np.ndarray:
+def _vote(
+    dist: np.ndarray, idx: np.ndarray, codes: np.ndarray, n_classes: int, n_neighbors: int
+) -> np.ndarray:
     """scArches' weighted votes of the neighbours ``idx`` at distances ``dist`` (rows sum to 1)."""
     std = dist.std(axis=1, keepdims=True)
     std = np.where(std > 0, std, 1.0)
@@ -253,7 +255,9 @@ def transfer_labels(
     categories = [c for c in order if c in set(classes)] if order else list(classes)
     query.obs[f"{key}_pred"] = pd.Categorical(classes[best], categories=categories)
     confidence = probs[np.arange(len(best)), best]
-    calibrated, estimated, accuracy = _calibrated(query, reference, ref_rep, labels, int(n_neighbors), confidence)
+    calibrated, estimated, accuracy = _calibrated(
+        query, reference, ref_rep, labels, int(n_neighbors), confidence
+    )
     if estimated is None:
         estimated = np.zeros(len(best), dtype=bool)
     if distance_aware:
