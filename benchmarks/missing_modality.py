@@ -17,11 +17,17 @@ and labelled by :func:`qbm_pyro.tl.transfer_labels` (15 neighbours). Per query k
   bins) and the AUROC of the uncertainty for telling wrong from right calls;
 * ``warned``: whether ``load_query_data`` warned (``MissingModalityWarning``).
 
-``before`` rows use scArches' vote-only uncertainty (``distance_aware=False``, what
-``transfer_labels`` computed before), ``after`` rows the distance-aware one (the default), on
-the same latents: the predicted labels and so the accuracy are the same. A kNN on the query's raw
-protein CLR (the labels' own source) and RNA (log-normalised) against the reference's gives the
-ceiling of each modality.
+Uncertainties, on the same latents (so the same labels and accuracy): ``vote`` (scArches'
+vote-only, ``distance_aware=False``), ``distance`` (``distance_aware=True``), ``reliability``
+(:func:`qbm_pyro.tl.modality_reliability` then ``transfer_labels(distance_aware=False)``: the
+uncertainty of cells that lack a modality is calibrated on reference cells encoded from the
+query's modalities alone) and ``reliability+distance``. ``estimated_accuracy``: the reference's
+leave-one-out label-transfer accuracy from those modalities; ``estimated_agreement_label_free``:
+the label-free neighbourhood agreement (the fallback without reference labels). ``--cache``
+keeps the fitted latents and the reliability entries; a cache without the latter refits the
+reference only (same seed; checked to reproduce the cached reference latent). A kNN on the
+query's raw protein CLR (the labels' own source) and RNA (log-normalised) against the
+reference's gives the ceiling of each modality.
 """
 
 from __future__ import annotations
