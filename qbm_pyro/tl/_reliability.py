@@ -164,7 +164,7 @@ def _platt(confidence: np.ndarray, correct: np.ndarray):
 
 
 def _logit(v: np.ndarray) -> np.ndarray:
-    v = np.clip(np.asarray(v, dtype=np.float64), 1e-3, 1 - 1e-3)
+    v = np.clip(np.asarray(v, dtype=np.float64), 1e-6, 1 - 1e-6)
     return np.log(v / (1 - v))[:, None]
 
 

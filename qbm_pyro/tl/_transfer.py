@@ -203,7 +203,7 @@ def transfer_labels(
         modalities, labelled against the reference with themselves left out (a logistic fit of
         being right on the logit of the vote share, i.e. Platt scaling: it keeps the cells'
         order). On the bundled CITE-seq set this takes the expected calibration error of a
-        protein-only query from 0.35 to 0.07 and leaves an RNA-only query's at 0.04
+        protein-only query from 0.35 to 0.08 and an RNA-only query's from 0.04 to 0.02
         (``BENCHMARKS.md``, "Queries that lack a modality"). When the subsampled reference cells
         are not in ``reference``, the confidence is capped at their label-free neighbourhood
         agreement (see :func:`~qbm_pyro.tl._reliability.pattern_accuracy`).
