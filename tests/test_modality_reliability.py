@@ -137,3 +137,49 @@ def test_modality_reliability_masks_as_a_query_lacking_the_modality(cite):
         qbm_pyro.tl.modality_reliability(whole[:5].copy(), full, model)
     with pytest.raises(ValueError, match="n_cells"):
         qbm_pyro.tl.modality_reliability(whole, full, model, n_cells=1)
+
+
+def _cite_types(mdata) -> np.ndarray:
+    """Coarse protein-gated types (as benchmarks/mapping.py's cite_labels)."""
+    markers = {"T": "CD3", "B": "CD19", "monocyte": "CD14", "NK": "CD56"}
+    x = mdata["prot"].X
+    x = np.log1p(x.toarray() if hasattr(x, "toarray") else np.asarray(x))
+    scores = (x - x.mean(1, keepdims=True))[
+        :, [list(mdata["prot"].var_names).index(m) for m in markers.values()]
+    ]
+    scores = (scores - scores.mean(0)) / scores.std(0)
+    return np.asarray(list(markers))[scores.argmax(1)]
+
+
+@pytest.mark.slow
+def test_protein_only_query_uncertain_rna_only_confident_on_cite():
+    """End to end on the bundled CITE-seq set (benchmarks/missing_modality.py in small): a
+    protein-only query maps near chance and becomes uncertain; an RNA-only one stays confident."""
+    mdata = datasets.pbmc_cite_2batch()
+    ref = mdata[mdata.obs["batch"] == "pbmc10k"].copy()
+    query = mdata[mdata.obs["batch"] == "pbmc5k"].copy()
+    ref.obs["cell_type"] = _cite_types(ref)
+    truth = _cite_types(query)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = qbm_pyro.QBMVAE(ref, batch_key="batch", seed=0)
+        model.train(max_epochs=60, progress_bar=False)
+    ref.obsm["X_qbm"] = model.get_latent_representation()
+    mean_u = {}
+    for name in ("rna", "prot"):
+        variant = md.MuData({name: query[name].copy()})
+        variant.obs["batch"] = query.obs["batch"].to_numpy()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            mapped = qbm_pyro.QBMVAE.load_query_data(variant, model)
+            mapped.train(max_epochs=1, progress_bar=False)  # the encoders are frozen: latent as is
+            variant.obsm["X_qbm"] = mapped.get_latent_representation()
+        qbm_pyro.tl.modality_reliability(variant, mapped, model)
+        qbm_pyro.tl.transfer_labels(variant, ref, "cell_type", distance_aware=False)
+        accuracy = (variant.obs["cell_type_pred"].astype(str).to_numpy() == truth).mean()
+        mean_u[name] = (accuracy, variant.obs["cell_type_uncertainty"].mean())
+    (acc_rna, u_rna), (acc_prot, u_prot) = mean_u["rna"], mean_u["prot"]
+    assert acc_rna > 0.8 and u_rna < 0.2
+    assert acc_prot < 0.7 and u_prot > 0.3
+    # mean confidence within 0.15 of the accuracy for both
+    assert abs((1 - u_rna) - acc_rna) < 0.15 and abs((1 - u_prot) - acc_prot) < 0.15
