@@ -218,7 +218,8 @@ def transfer_labels(
     KeyError
         ``key`` not in ``reference.obs`` or ``use_rep`` not in an ``obsm``.
     ValueError
-        Latents of different widths, no labelled reference cell, or a bad ``n_neighbors``.
+        Latents of different widths (also those of :func:`~qbm_pyro.tl.modality_reliability`'s
+        entries), no labelled reference cell, or a bad ``n_neighbors``.
 
     Warns
     -----
@@ -276,6 +277,7 @@ def transfer_labels(
         estimated = np.zeros(len(best), dtype=bool)
     if distance_aware:
         ratio, threshold = distance_ratio(ref_rep[labelled], query_rep, int(n_neighbors))
+        query.obs[f"{key}_distance_ratio"] = ratio
         ratio = np.where(estimated, np.minimum(ratio, threshold), ratio)  # their reliability rules
         # off the reference, the neighbours' agreement says little: shrink towards the share
         # of the predicted label among the reference cells (what a guess of that label is worth)
@@ -285,7 +287,6 @@ def transfer_labels(
         )
         share = share / share.sum()
         confidence = trust * confidence + (1.0 - trust) * share[best]
-        query.obs[f"{key}_distance_ratio"] = ratio
         far = ratio > threshold  # cells with a reliability estimate are never far
         if far.mean() > 0.5:
             warnings.warn(
