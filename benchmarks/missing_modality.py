@@ -17,11 +17,17 @@ and labelled by :func:`qbm_pyro.tl.transfer_labels` (15 neighbours). Per query k
   bins) and the AUROC of the uncertainty for telling wrong from right calls;
 * ``warned``: whether ``load_query_data`` warned (``MissingModalityWarning``).
 
-``before`` rows use scArches' vote-only uncertainty (``distance_aware=False``, what
-``transfer_labels`` computed before), ``after`` rows the distance-aware one (the default), on
-the same latents: the predicted labels and so the accuracy are the same. A kNN on the query's raw
-protein CLR (the labels' own source) and RNA (log-normalised) against the reference's gives the
-ceiling of each modality.
+Uncertainties, on the same latents (so the same labels and accuracy): ``vote`` (scArches'
+vote-only, ``distance_aware=False``), ``distance`` (``distance_aware=True``), ``reliability``
+(:func:`qbm_pyro.tl.modality_reliability` then ``transfer_labels(distance_aware=False)``: the
+uncertainty of cells that lack a modality is calibrated on reference cells encoded from the
+query's modalities alone) and ``reliability+distance``. ``estimated_accuracy``: the reference's
+leave-one-out label-transfer accuracy from those modalities; ``estimated_agreement_label_free``:
+the label-free neighbourhood agreement (the fallback without reference labels). ``--cache``
+keeps the fitted latents and the reliability entries; a cache without the latter refits the
+reference only (same seed; checked to reproduce the cached reference latent). A kNN on the
+query's raw protein CLR (the labels' own source) and RNA (log-normalised) against the
+reference's gives the ceiling of each modality.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ from benchmarks.environment import package_versions  # noqa: E402
 from benchmarks.mapping import cite_labels  # noqa: E402
 from benchmarks.tables import mean_sd  # noqa: E402
 from qbm_pyro.mapping import MissingModalityWarning  # noqa: E402
+from qbm_pyro.tl._reliability import MODALITIES_KEY, RELIABILITY_KEY, pattern_accuracy  # noqa: E402
 
 OUT = HERE / "results" / "missing_modality.json"
 QUERIES = ("both", "rna_only", "protein_only")
@@ -106,22 +113,53 @@ def raw_knn(ref: md.MuData, query: md.MuData, labels_ref, labels_query) -> dict:
     return out
 
 
-def fit_latents(seed: int, ref_epochs: int, query_epochs: int) -> dict:
-    """Fit the reference, map the three query kinds; latents, labels and warnings."""
+def _data():
     data = qbm_pyro.datasets.pbmc_cite_2batch()
     data.obs["cell_type"] = cite_labels(data)
     ref = data[data.obs["batch"] == "pbmc10k"].copy()
     query = data[data.obs["batch"] == "pbmc5k"].copy()
-    start = time.perf_counter()
+    return ref, query
+
+
+def _reference(ref: md.MuData, seed: int, ref_epochs: int):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = qbm_pyro.QBMVAE(ref, batch_key="batch", seed=seed)
         model.train(max_epochs=ref_epochs, progress_bar=False)
+    return model
+
+
+def add_reliability(out: dict, model, query: md.MuData) -> None:
+    """``tl.modality_reliability`` for the RNA-only and protein-only queries (reference cells
+    encoded from RNA alone and from protein alone); stored flat for the npz cache."""
+    for kind in QUERIES[1:]:
+        variant = query_variant(query, kind)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            mapped = qbm_pyro.QBMVAE.load_query_data(variant, model)
+        holder = ad.AnnData(np.zeros((variant.n_obs, 1)))
+        holder.obs_names = mapped.data.obs_names
+        qbm_pyro.tl.modality_reliability(holder, mapped, model, seed=0)
+        info = holder.uns[RELIABILITY_KEY]
+        ((pattern, reduced),) = info["reduced"].items()
+        out[f"{kind}_pattern"] = np.asarray(pattern)
+        out[f"{kind}_reduced"] = reduced
+        out["reliability_full"] = info["full"]
+        out["reliability_obs_names"] = info["reference_obs_names"]
+    out["reference_obs_names"] = np.asarray(model.data.obs_names, dtype=str)
+
+
+def fit_latents(seed: int, ref_epochs: int, query_epochs: int) -> dict:
+    """Fit the reference, map the three query kinds; latents, labels and warnings."""
+    ref, query = _data()
+    start = time.perf_counter()
+    model = _reference(ref, seed, ref_epochs)
     out = {
         "reference": model.get_latent_representation(),
         "reference_labels": np.asarray(ref.obs["cell_type"], dtype=str),
         "truth": np.asarray(query.obs["cell_type"], dtype=str),
     }
+    add_reliability(out, model, query)
     ceiling = raw_knn(ref, query, out["reference_labels"], out["truth"])
     for kind in QUERIES:
         with warnings.catch_warnings(record=True) as caught:
@@ -135,17 +173,38 @@ def fit_latents(seed: int, ref_epochs: int, query_epochs: int) -> dict:
     return out
 
 
+#: ``(name, distance_aware, with tl.modality_reliability)`` of the scored uncertainties.
+VARIANTS = (
+    ("vote", False, False),
+    ("distance", True, False),
+    ("reliability", False, True),
+    ("reliability+distance", True, True),
+)
+
+
 def score(seed: int, fitted: dict) -> list[dict]:
-    """Label transfer with the vote-only (before) and the distance-aware (after) uncertainty."""
+    """Label transfer with each uncertainty of :data:`VARIANTS` on the same latents."""
     holder_ref = ad.AnnData(np.zeros((len(fitted["reference_labels"]), 1)))
+    holder_ref.obs_names = [str(n) for n in fitted["reference_obs_names"]]
     holder_ref.obs["cell_type"] = fitted["reference_labels"]
     holder_ref.obsm["X_qbm"] = fitted["reference"]
     truth = fitted["truth"]
     rows = []
     for kind in QUERIES:
-        for when, aware in (("before", False), ("after", True)):
+        for when, aware, reliable in VARIANTS:
             holder = ad.AnnData(np.zeros((len(truth), 1)))
             holder.obsm["X_qbm"] = fitted[kind]
+            estimate = label_free = None
+            if reliable and kind != "both":
+                pattern = str(fitted[f"{kind}_pattern"])
+                info = {
+                    "reference_obs_names": fitted["reliability_obs_names"],
+                    "full": fitted["reliability_full"],
+                    "reduced": {pattern: fitted[f"{kind}_reduced"]},
+                }
+                holder.obs[MODALITIES_KEY] = pattern
+                holder.uns[RELIABILITY_KEY] = info
+                ((label_free, *_),) = pattern_accuracy(info, fitted["reference"], [], None, 15, None).values()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)  # far off the reference: measured here
                 qbm_pyro.tl.transfer_labels(
@@ -156,6 +215,10 @@ def score(seed: int, fitted: dict) -> list[dict]:
             row = {"seed": seed, "query": kind, "uncertainty": when, "warned": bool(fitted[f"{kind}_warned"])}
             row.update(calibration(truth, predicted, uncertainty))
             row["predicted_classes"] = sorted(set(predicted))
+            if "cell_type_modality_accuracy" in holder.obs:
+                estimate = float(holder.obs["cell_type_modality_accuracy"].iloc[0])
+                row["estimated_accuracy"] = estimate
+                row["estimated_agreement_label_free"] = label_free
             if aware:
                 row["median_distance_ratio"] = float(np.median(holder.obs["cell_type_distance_ratio"]))
             if kind != "both":
@@ -176,25 +239,31 @@ def report_section(result: dict | None) -> list[str]:
         f"`benchmarks/missing_modality.py`: QBM-VAE reference on RNA + protein (pbmc10k, "
         f"{meta['ref_epochs']} epochs), query pbmc5k mapped with both modalities, RNA only or protein "
         f"only ({meta['query_epochs']} epochs, scArches frozen), labels by `tl.transfer_labels` "
-        f"(15 neighbours) against the protein-gated types; seeds {meta['seeds']}. `before`: "
-        "scArches' vote-only uncertainty; `after`: the distance-aware one (same latents, same "
-        "labels). `ece`: expected calibration error of 1 − uncertainty (10 bins; lower is better). "
+        f"(15 neighbours) against the protein-gated types; seeds {meta['seeds']}. Uncertainties on "
+        "the same latents (same labels): `vote`: scArches' vote-only; `distance`: shrunk off the "
+        "reference (`distance_aware=True`); `reliability`: times the accuracy estimated by "
+        "`tl.modality_reliability` (reference cells encoded from the query's modalities alone, "
+        "labelled against the reference: `est. accuracy`; `label-free agreement`: the neighbourhood "
+        "agreement used without labels). `ece`: expected calibration error of 1 − uncertainty "
+        "(10 bins; lower is better). "
         "`raw kNN`: a 15-NN on the query modality's raw values (no model). `warned`: "
         "`load_query_data` raised `MissingModalityWarning`.",
         "",
-        "| query | uncertainty | accuracy | unc. right | unc. wrong | ECE | AUROC wrong | raw kNN | warned |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| query | uncertainty | accuracy | unc. right | unc. wrong | ECE | AUROC wrong | est. accuracy "
+        "| label-free agreement | raw kNN | warned |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     rows = result["rows"]
     for kind in QUERIES:
-        for when in ("before", "after"):
+        for when, *_ in VARIANTS:
             sel = [r for r in rows if r["query"] == kind and r["uncertainty"] == when]
             if not sel:
                 continue
             cells = [mean_sd([r[m] for r in sel if r.get(m) is not None]) for m in METRICS]
-            raw = mean_sd([r["raw_knn_accuracy"] for r in sel]) if "raw_knn_accuracy" in sel[0] else "—"
+            for m in ("estimated_accuracy", "estimated_agreement_label_free", "raw_knn_accuracy"):
+                cells.append(mean_sd([r[m] for r in sel]) if sel[0].get(m) is not None else "—")
             warned = "yes" if all(r["warned"] for r in sel) else "no"
-            lines.append(f"| {kind} | {when} | " + " | ".join(cells) + f" | {raw} | {warned} |")
+            lines.append(f"| {kind} | {when} | " + " | ".join(cells) + f" | {warned} |")
     lines.append("")
     return lines
 
@@ -215,6 +284,16 @@ def main(argv=None) -> None:
         cached = None if args.cache is None else args.cache / f"latents_seed{seed}.npz"
         if cached is not None and cached.exists():
             fitted = dict(np.load(cached, allow_pickle=False))
+            if "reliability_full" not in fitted:  # a cache from before: refit the reference only
+                ref, query = _data()
+                model = _reference(ref, seed, args.ref_epochs)
+                same = np.allclose(model.get_latent_representation(), fitted["reference"], atol=1e-4)
+                print(f"seed {seed}: refitted reference reproduces the cached one: {same}", flush=True)
+                if not same:
+                    fitted = fit_latents(seed, args.ref_epochs, args.query_epochs)
+                else:
+                    add_reliability(fitted, model, query)
+                np.savez(cached, **fitted)
         else:
             fitted = fit_latents(seed, args.ref_epochs, args.query_epochs)
             if cached is not None:
@@ -222,7 +301,7 @@ def main(argv=None) -> None:
                 np.savez(cached, **fitted)
         rows += score(seed, fitted)
         done.append(seed)
-        print(json.dumps(rows[-6:], indent=1), flush=True)
+        print(json.dumps(rows[-4 * len(QUERIES) :], indent=1), flush=True)
         meta = {
             "seeds": done,
             "ref_epochs": args.ref_epochs,

@@ -472,8 +472,9 @@ class ReferenceMappingMixin:
             Query cells lack a modality of the reference: they are encoded from their other
             modalities alone, which the reference's encoders were not trained to do (measured on
             the bundled CITE-seq set, ``BENCHMARKS.md`` "Queries that lack a modality": a
-            protein-only query maps near chance). Check the uncertainty of
-            :func:`qbm_pyro.tl.transfer_labels`, which grows for cells mapped off the reference.
+            protein-only query maps near chance). :func:`qbm_pyro.tl.modality_reliability`
+            measures how well the query's modalities place reference cells, and
+            :func:`qbm_pyro.tl.transfer_labels` then calibrates these cells' uncertainty.
 
         Examples
         --------
@@ -560,7 +561,8 @@ def _warn_missing_modalities(registry, trained_without: dict[str, float] | None)
         f"query cells lack modalities of the reference ({shown}): they are encoded from their other "
         "modalities alone, which the reference's encoders were not trained to do, and may map far "
         "off the reference (a protein-only query of an RNA + protein reference maps near chance); "
-        "qbm_pyro.tl.transfer_labels' uncertainty grows for such cells",
+        "run qbm_pyro.tl.modality_reliability(query, query_model, reference) before "
+        "qbm_pyro.tl.transfer_labels to calibrate their uncertainty",
         MissingModalityWarning,
         stacklevel=3,
     )

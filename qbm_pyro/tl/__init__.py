@@ -11,6 +11,7 @@ __getattr__, __dir__, __all__ = attach(
         "attractors": "._attractors",
         "cell_graph": "._trajectory",
         "energy_along_pseudotime": "._trajectory",
+        "modality_reliability": "._reliability",
         "qbm": "._qbm",
         "trajectory": "._trajectory",
         "trajectory_graph": "._trajectory",

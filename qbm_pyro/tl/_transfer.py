@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 from sklearn.neighbors import NearestNeighbors
 
+from qbm_pyro.tl._reliability import MODALITIES_KEY, RELIABILITY_KEY, pattern_accuracy
+
 __all__ = ["transfer_labels"]
 
 #: Quantile of the reference cells' own distance ratios up to which a query cell keeps its vote
@@ -56,14 +58,39 @@ def weighted_knn_votes(
     classes, codes = np.unique(labels, return_inverse=True)
     nn = NearestNeighbors(n_neighbors=n_neighbors).fit(reference_rep)
     dist, idx = nn.kneighbors(query_rep)
+    return classes, _vote(dist, idx, codes, len(classes), n_neighbors)
+
+
+def _vote(
+    dist: np.ndarray, idx: np.ndarray, codes: np.ndarray, n_classes: int, n_neighbors: int
+) -> np.ndarray:
+    """scArches' weighted votes of the neighbours ``idx`` at distances ``dist`` (rows sum to 1)."""
     std = dist.std(axis=1, keepdims=True)
     std = np.where(std > 0, std, 1.0)
     weights = np.exp(-dist / (2.0 / std) ** 2)
     total = weights.sum(1, keepdims=True)
     weights = np.where(total > 0, weights / np.where(total > 0, total, 1.0), 1.0 / n_neighbors)
-    probs = np.zeros((query_rep.shape[0], len(classes)))
+    probs = np.zeros((idx.shape[0], n_classes))
     np.add.at(probs, (np.repeat(np.arange(len(idx)), n_neighbors), codes[idx].ravel()), weights.ravel())
-    return classes, probs
+    return probs
+
+
+def _labels_leaving_out(
+    reference_rep: np.ndarray, labels: np.ndarray, query_rep: np.ndarray, n_neighbors: int, own: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The weighted-kNN label of each query cell ``i`` and its vote share, reference cell
+    ``own[i]`` left out (the query cell is that reference cell encoded otherwise)."""
+    classes, codes = np.unique(labels, return_inverse=True)
+    nn = NearestNeighbors(n_neighbors=n_neighbors + 1).fit(reference_rep)
+    dist, idx = nn.kneighbors(query_rep)
+    # drop the cell itself where it is among the neighbours, else the farthest neighbour
+    drop = np.where((idx == own[:, None]).any(1), (idx == own[:, None]).argmax(1), n_neighbors)
+    keep = np.ones_like(idx, dtype=bool)
+    keep[np.arange(len(idx)), drop] = False
+    dist = dist[keep].reshape(len(idx), n_neighbors)
+    idx = idx[keep].reshape(len(idx), n_neighbors)
+    probs = _vote(dist, idx, codes, len(classes), n_neighbors)
+    return classes[probs.argmax(1)], probs.max(1)
 
 
 def distance_ratio(
@@ -100,6 +127,26 @@ def distance_ratio(
     return ratio, max(float(np.quantile(own, DISTANCE_RATIO_QUANTILE)), 1.0)
 
 
+def _calibrated(query, reference, ref_rep, labels: pd.Series, n_neighbors: int, confidence: np.ndarray):
+    """The confidence calibrated for cells that lack a modality, by the entries of
+    :func:`~qbm_pyro.tl.modality_reliability`; which cells have an estimate; the estimated
+    accuracy of each cell's modalities (1 with all). ``(confidence, None, None)`` without entries."""
+    info = query.uns.get(RELIABILITY_KEY)
+    if info is None or MODALITIES_KEY not in query.obs.columns:
+        return confidence, None, None
+    values = labels.astype(object).where(labels.notna(), None).to_numpy()
+    estimates = pattern_accuracy(info, ref_rep, reference.obs_names, values, n_neighbors, _labels_leaving_out)
+    patterns = query.obs[MODALITIES_KEY].astype(str).to_numpy()
+    confidence = confidence.copy()
+    accuracy = np.ones(len(patterns))
+    for pattern, (estimate, method, calibrate) in estimates.items():
+        rows = patterns == pattern
+        confidence[rows] = calibrate(confidence[rows])
+        accuracy[rows] = estimate
+        log.info("    cells with %s: estimated accuracy %.3f (%s)", pattern, estimate, method)
+    return confidence, np.isin(patterns, list(estimates)), accuracy
+
+
 def transfer_labels(
     query: md.MuData | ad.AnnData,
     reference: md.MuData | ad.AnnData,
@@ -129,7 +176,9 @@ def transfer_labels(
         Reference neighbours per query cell (at most the number of labelled reference cells).
     distance_aware
         Let the uncertainty grow for query cells that lie off the reference (see below);
-        ``False``: scArches' vote-only uncertainty.
+        ``False``: scArches' vote-only uncertainty. Not applied to cells that lack a modality
+        and have a reliability estimate (below): being far off says nothing there (cells mapped
+        well from RNA alone lie as far off as cells mapped badly from protein alone).
     copy
         Return a modified copy of ``query`` instead of writing into it.
 
@@ -149,15 +198,28 @@ def transfer_labels(
         are is no more certain than a guess of that label (the nearest reference cells of a
         cell mapped off the reference, e.g. from a modality the reference never learnt to use
         alone, are all of one label for no reason).
+        Query cells that lack a modality, when :func:`~qbm_pyro.tl.modality_reliability` was
+        run on the query: the vote share is calibrated on reference cells encoded from the same
+        modalities, labelled against the reference with themselves left out (a logistic fit of
+        being right on the logit of the vote share, i.e. Platt scaling: it keeps the cells'
+        order). On the bundled CITE-seq set this takes the expected calibration error of a
+        protein-only query from 0.35 to 0.08 and an RNA-only query's from 0.04 to 0.02
+        (``BENCHMARKS.md``, "Queries that lack a modality"). When the subsampled reference cells
+        are not in ``reference``, the confidence is capped at their label-free neighbourhood
+        agreement (see :func:`~qbm_pyro.tl._reliability.pattern_accuracy`).
     `key + '_distance_ratio'` : float
         See :func:`distance_ratio` (written with ``distance_aware``).
+    `key + '_modality_accuracy'` : float
+        With :func:`~qbm_pyro.tl.modality_reliability`'s entries: the estimated accuracy of
+        label transfer from the cell's modalities (1 with every modality).
 
     Raises
     ------
     KeyError
         ``key`` not in ``reference.obs`` or ``use_rep`` not in an ``obsm``.
     ValueError
-        Latents of different widths, no labelled reference cell, or a bad ``n_neighbors``.
+        Latents of different widths (also those of :func:`~qbm_pyro.tl.modality_reliability`'s
+        entries), no labelled reference cell, or a bad ``n_neighbors``.
 
     Warns
     -----
@@ -208,8 +270,15 @@ def transfer_labels(
     categories = [c for c in order if c in set(classes)] if order else list(classes)
     query.obs[f"{key}_pred"] = pd.Categorical(classes[best], categories=categories)
     confidence = probs[np.arange(len(best)), best]
+    calibrated, estimated, accuracy = _calibrated(
+        query, reference, ref_rep, labels, int(n_neighbors), confidence
+    )
+    if estimated is None:
+        estimated = np.zeros(len(best), dtype=bool)
     if distance_aware:
         ratio, threshold = distance_ratio(ref_rep[labelled], query_rep, int(n_neighbors))
+        query.obs[f"{key}_distance_ratio"] = ratio
+        ratio = np.where(estimated, np.minimum(ratio, threshold), ratio)  # their reliability rules
         # off the reference, the neighbours' agreement says little: shrink towards the share
         # of the predicted label among the reference cells (what a guess of that label is worth)
         trust = np.minimum(1.0, threshold / np.maximum(ratio, 1e-12))
@@ -218,8 +287,7 @@ def transfer_labels(
         )
         share = share / share.sum()
         confidence = trust * confidence + (1.0 - trust) * share[best]
-        query.obs[f"{key}_distance_ratio"] = ratio
-        far = ratio > threshold
+        far = ratio > threshold  # cells with a reliability estimate are never far
         if far.mean() > 0.5:
             warnings.warn(
                 f"{int(far.sum())} of {len(far)} query cells lie farther from the reference than "
@@ -229,6 +297,10 @@ def transfer_labels(
                 UserWarning,
                 stacklevel=2,
             )
+    if accuracy is not None:
+        # cells lacking a modality: calibrated on reference cells encoded from the same modalities
+        confidence = np.where(estimated, calibrated, confidence)
+        query.obs[f"{key}_modality_accuracy"] = accuracy
     query.obs[f"{key}_uncertainty"] = np.clip(1.0 - confidence, 0.0, 1.0)
     log.info(
         "    finished (%.1fs): added '%s_pred', '%s_uncertainty' (obs)", time.perf_counter() - start, key, key
