@@ -8,13 +8,17 @@ model, tl and pl/cli):
 2. ``module`` (the Pyro model and guide) beside the data layer (``data``, ``datasets``) and
    ``metrics``; ``module`` and ``data`` do not import each other;
 3. ``training``;
-4. the user-facing model: ``model`` and its mixins, ``distributed``;
+4. the user-facing model: the ``model`` package (its base, save format, mixins and ``QBMVAE``),
+   ``convergence`` (its fit checks), ``distributed``;
 5. ``tl`` and ``pl``;
 6. ``cli``, which nothing imports.
 
 Distributions and samplers know nothing of cells (no anndata/mudata/scanpy/h5py), nor does
 ``module``. Checked twice: statically on every import statement, and by importing the lower
-layers in a fresh interpreter and reading ``sys.modules``.
+layers in a fresh interpreter and reading ``sys.modules``. Inside the ``model`` package the parts
+are layered too (base and save format, then the mixins, then ``QBMVAE``), and no module of
+qbm_pyro imports, even inside a function, one that imports it back: the import graph (built
+statically with :mod:`ast`) is acyclic. No module is over 600 lines.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import networkx as nx  # a dependency of scanpy
 import pytest
 
 import qbm_pyro
@@ -49,9 +54,7 @@ LAYER = {
     "pp": 3,
     "training": 3,
     "model": 4,
-    "expression": 4,
-    "generation": 4,
-    "mapping": 4,
+    "convergence": 4,
     "distributed": 4,
     "tl": 5,
     "pl": 5,
@@ -153,3 +156,78 @@ print(json.dumps(sorted(sys.modules)))
 def test_nothing_imports_the_cli():
     importers = [p for p in _sources() if p.name != "cli.py" and "qbm_pyro.cli" in _imports(p)]
     assert not importers, f"the CLI is imported by {importers}"
+
+
+#: Layers inside the ``model`` package: each part imports only parts of lower layers.
+MODEL_LAYER = {
+    "_base": 0,
+    "_save": 0,
+    "_expression": 1,
+    "_generation": 1,
+    "_mapping": 1,
+    "_model": 2,
+    None: 3,
+}
+
+
+def _modules() -> dict[str, Path]:
+    return {_module_name(p): p for p in _sources()}
+
+
+def _import_graph():
+    """Directed graph of qbm_pyro's modules: an edge from each module to every qbm_pyro module it
+    imports (at the top or inside a function), each import resolved to the module it names."""
+    modules = _modules()
+    graph = nx.DiGraph()
+    graph.add_nodes_from(modules)
+    for name, path in modules.items():
+        for target in _imports(path):
+            while target and target not in modules:  # ``a.b.Name`` → module ``a.b``
+                target = target.rpartition(".")[0]
+            if target and target != name:
+                graph.add_edge(name, target)
+    return graph
+
+
+def test_no_import_cycles():
+    graph = _import_graph()
+    assert graph.has_edge("qbm_pyro.model._model", "qbm_pyro.model._mapping")  # the graph is real
+    cycles = sorted(nx.simple_cycles(graph), key=len)[:5]
+    assert nx.is_directed_acyclic_graph(graph), "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
+
+
+def test_import_cycle_is_detected(tmp_path, monkeypatch):
+    """The cycle check fails on a cycle (two modules that import each other, one lazily)."""
+    pkg = tmp_path / "qbm_pyro"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from .b import f\n")
+    (pkg / "b.py").write_text("def f():\n    from .a import g\n")
+    monkeypatch.setattr(sys.modules[__name__], "PACKAGE", pkg)
+    assert not nx.is_directed_acyclic_graph(_import_graph())
+
+
+@pytest.mark.parametrize(
+    "path", sorted((PACKAGE / "model").glob("*.py")), ids=lambda p: str(p.relative_to(PACKAGE))
+)
+def test_model_package_parts_follow_their_layers(path):
+    here = None if path.stem == "__init__" else path.stem
+    assert here in MODEL_LAYER, f"new part model/{path.name}: give it a layer in MODEL_LAYER"
+    bad = []
+    for name in _imports(path):
+        parts = name.split(".")
+        if parts[:2] != ["qbm_pyro", "model"] or len(parts) < 3:
+            continue
+        there = parts[2] if parts[2] in MODEL_LAYER else None
+        if there is not None and there != here and MODEL_LAYER[there] >= MODEL_LAYER[here]:
+            bad.append(f"{name} (model layer {MODEL_LAYER[there]}, not below {here}'s {MODEL_LAYER[here]})")
+    assert not bad, f"model/{path.name} imports " + "; ".join(bad)
+
+
+def test_no_file_over_600_lines():
+    long = {
+        str(p.relative_to(PACKAGE)): n
+        for p in PACKAGE.rglob("*.py")
+        if (n := len(p.read_text().splitlines())) > 600
+    }
+    assert not long, f"split these modules (over 600 lines): {long}"

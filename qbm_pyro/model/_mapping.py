@@ -27,7 +27,6 @@ import logging
 import os
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 import anndata as ad
 import mudata as md
@@ -36,11 +35,13 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from ._constants import MODALITY_ALIASES
-from .data.registry import _batch_values, _build, _rows
-from .data.validation import check_batch_column, get_matrix
-from .module import MultiVAE
-from .module.nets import MLP
+from .._constants import MODALITY_ALIASES
+from ..data import batch_column, cell_rows
+from ..data.validation import check_batch_column, get_matrix
+from ..module import MultiVAE
+from ..module.nets import MLP
+from ._base import ModelBase
+from ._save import read_model_file
 
 __all__ = ["MIN_FEATURE_OVERLAP", "PADDED_KEY", "MissingModalityWarning", "ReferenceMappingMixin"]
 
@@ -81,9 +82,6 @@ class _Reference:
 
 def _read_reference(reference, cls) -> _Reference:
     """The parts of ``reference`` (a fitted model or a folder written by ``save``)."""
-    from .model import SAVE_KEYS  # the model module imports this one
-    from .training import load_torch_file
-
     if isinstance(reference, cls):
         if not reference.is_trained_:
             raise ValueError("the reference model is not trained; call reference.train() first")
@@ -102,25 +100,20 @@ def _read_reference(reference, cls) -> _Reference:
             f"reference must be a fitted {cls.__name__} or the folder it was saved to, got "
             f"{type(reference).__name__}"
         )
-    path = Path(reference) / SAVE_KEYS.MODEL_FNAME
-    payload = load_torch_file(path, what="model file")
-    if payload.get(SAVE_KEYS.CLASS_NAME) != cls.__name__:
-        raise ValueError(f"{path} holds a {payload.get(SAVE_KEYS.CLASS_NAME)!r}, not a {cls.__name__}")
-    setup_args = payload[SAVE_KEYS.SETUP_ARGS]
-    categories = payload.get(SAVE_KEYS.BATCH_CATEGORIES)
-    if categories is None and setup_args.get("batch_key"):
+    saved = read_model_file(reference, cls.__name__)
+    if saved.batch_categories is None and saved.setup_args.get("batch_key"):
         raise ValueError(
-            f"{path} was saved without its batch levels (by an older qbm_pyro), so new levels "
+            f"{saved.path} was saved without its batch levels (by an older qbm_pyro), so new levels "
             f"cannot be told from the reference's; load it with {cls.__name__}.load(folder, "
             "reference_data) and pass the model as reference"
         )
     return _Reference(
-        init_args=dict(payload[SAVE_KEYS.INIT_ARGS]),
-        setup_args=dict(setup_args),
-        var_names=dict(payload[SAVE_KEYS.VAR_NAMES]),
-        batch_categories={k: tuple(v) for k, v in (categories or {}).items()},
-        state_dict=payload[SAVE_KEYS.STATE_DICT],
-        sampler_state=payload.get(SAVE_KEYS.SAMPLER_STATE) or {},
+        init_args=saved.init_args,
+        setup_args=saved.setup_args,
+        var_names=saved.var_names,
+        batch_categories=saved.batch_categories or {},
+        state_dict=saved.state_dict,
+        sampler_state=saved.sampler_state,
     )
 
 
@@ -261,11 +254,11 @@ def _is_prepared(query, ref: _Reference) -> bool:
 
 def _extended_categories(data, ref: _Reference) -> dict[str, list[str]]:
     """Reference levels, then the query's new levels, for every batch key."""
-    rows = _rows(data, list(ref.kinds)) if isinstance(data, md.MuData) else None
+    rows = cell_rows(data, list(ref.kinds)) if isinstance(data, md.MuData) else None
     out = {}
     for key in ref.batch_keys:
         try:
-            values, where = _batch_values(data, key, rows)
+            values, where = batch_column(data, key, rows)
         except KeyError as err:
             raise KeyError(
                 f"the reference was fitted with batch_key {key!r}; the query needs that column "
@@ -303,8 +296,7 @@ def _transplant(module: MultiVAE, state: dict, old_levels: tuple[int, ...]) -> d
     for name, mlp in module.named_modules():
         if not isinstance(mlp, MLP) or mlp.n_covariates == 0:
             continue
-        for i in range(len(mlp.layers)):
-            key = f"{name}.layers.{i}.0.weight"
+        for key in _linear_weights(name, mlp):
             old, new = state[key], fresh[key].clone()
             n_in = new.shape[1] - mlp.n_covariates
             new[:, :n_in] = old[:, :n_in]
@@ -328,6 +320,15 @@ def _transplant(module: MultiVAE, state: dict, old_levels: tuple[int, ...]) -> d
         state["protein_background"], masks["protein_background"] = new, mask
     module.load_state_dict(state)
     return masks
+
+
+def _linear_weights(prefix: str, mlp: MLP) -> list[str]:
+    """State-dict names of the weights of ``mlp``'s linear layers (each sees the covariates)."""
+    return [
+        f"{prefix}.{name}.weight" if prefix else f"{name}.weight"
+        for name, layer in mlp.named_modules()
+        if isinstance(layer, torch.nn.Linear)
+    ]
 
 
 def _freeze(module: MultiVAE, masks: dict[str, torch.Tensor]) -> int:
@@ -354,7 +355,7 @@ def _freeze(module: MultiVAE, masks: dict[str, torch.Tensor]) -> int:
 ################################################################################
 
 
-class ReferenceMappingMixin:
+class ReferenceMappingMixin(ModelBase):
     """Methods of :class:`~qbm_pyro.QBMVAE` that map query cells onto a fitted reference."""
 
     @classmethod
@@ -508,19 +509,16 @@ class ReferenceMappingMixin:
             )
         with warnings.catch_warnings():  # zero-padded features are zero in every cell
             warnings.filterwarnings("ignore", message=r".*features are zero in every cell")
-            model.registry = _build(
-                data, kinds=ref.kinds, layers=ref.layers, batch_keys=ref.batch_keys, categories=categories
-            )
+            model._use_batch_levels(categories)  # registry and module (on model.device) for them
         _warn_missing_modalities(model.registry, ref.lacking)
-        prior = model.module.prior
-        module = model._build_module(prior.sampler if prior is not None else None)  # on model.device
+        module = model.module
         old_levels = tuple(len(ref.batch_categories[k]) for k in ref.batch_keys)
         masks = _transplant(module, ref.state_dict, old_levels)
         if module.n_binary and ref.sampler_state and sampler is None:
             module.prior.sampler.load_state_dict(ref.sampler_state)
         module.feature_masks = _feature_masks(data, model.registry, model.device)
         n_trainable = _freeze(module, masks) if freeze else sum(p.numel() for p in module.parameters())
-        model.module = module.eval()
+        module.eval()
         new_levels = {k: list(v[len(ref.batch_categories[k]) :]) for k, v in categories.items()}
         if freeze and n_trainable == 0:
             warnings.warn(
@@ -590,16 +588,7 @@ def _use_saved_levels(model, categories: dict | None) -> None:
                     f"map such cells with {type(model).__name__}.load_query_data(data, model)"
                 )
         if saved != dict(registry.batch_categories):
-            model.registry = _build(
-                model.data,
-                kinds={n: s.kind for n, s in registry.modalities.items()},
-                layers={n: s.layer for n, s in registry.modalities.items()},
-                batch_keys=list(registry.batch_keys),
-                categories=saved,
-            )
-            prior = model.module.prior
-            torch.manual_seed(model.seed)
-            model.module = model._build_module(prior.sampler if prior is not None else None)
+            model._use_batch_levels(saved)
     model.module.feature_masks = _feature_masks(model.data, model.registry, model.device)
 
 
