@@ -3,7 +3,7 @@
 Layers, bottom to top (DESIGN: energy, then samplers, AIS, distributions, module, training,
 model, tl and pl/cli):
 
-0. leaves: ``_checks``, ``_constants``, ``energy``;
+0. leaves: ``_checks``, ``_constants``, ``energy``, ``torch_files``, ...;
 1. the maths of Boltzmann machines: ``samplers``, ``ais``, ``distributions``;
 2. ``module`` (the Pyro model and guide) beside the data layer (``data``, ``datasets``) and
    ``metrics``; ``module`` and ``data`` do not import each other;
@@ -44,6 +44,7 @@ LAYER = {
     "device": 0,
     "energy": 0,
     "flat_parameters": 0,
+    "torch_files": 0,
     "samplers": 1,
     "ais": 1,
     "distributions": 1,
@@ -70,6 +71,7 @@ CELL_FREE = {
     "device",
     "energy",
     "flat_parameters",
+    "torch_files",
     "samplers",
     "ais",
     "distributions",
@@ -162,11 +164,12 @@ def test_nothing_imports_the_cli():
 MODEL_LAYER = {
     "_base": 0,
     "_save": 0,
-    "_expression": 1,
-    "_generation": 1,
-    "_mapping": 1,
-    "_model": 2,
-    None: 3,
+    "_query": 1,
+    "_expression": 2,
+    "_generation": 2,
+    "_mapping": 2,
+    "_model": 3,
+    None: 4,  # __init__
 }
 
 

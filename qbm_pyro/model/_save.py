@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..samplers.serialize import sampler_to_config
-from ..training import atomic_torch_save, load_torch_file
+from ..torch_files import atomic_torch_save, load_torch_file
 
 __all__ = ["SAVED_ATTRIBUTES", "SAVE_KEYS", "SavedModel", "read_model_file", "write_model_file"]
 
