@@ -234,3 +234,26 @@ def test_no_file_over_600_lines():
         if (n := len(p.read_text().splitlines())) > 600
     }
     assert not long, f"split these modules (over 600 lines): {long}"
+
+
+@pytest.mark.parametrize("part", ["_generation", "_expression", "_mapping"])
+def test_mixins_use_only_what_the_base_declares(part):
+    """Every ``self.<name>`` (and ``model.<name>``) a mixin reads is declared by
+    :class:`~qbm_pyro.model._base.ModelBase` (an annotated attribute or a method) or defined by the
+    mixin itself: the mixins rely on no attribute that only ``QBMVAE`` defines."""
+    from qbm_pyro.model._base import ModelBase
+
+    tree = ast.parse((PACKAGE / "model" / f"{part}.py").read_text())
+    mixin = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name.endswith("Mixin"))
+    own = {n.name for n in mixin.body if isinstance(n, ast.FunctionDef)}
+    declared = set(ModelBase.__annotations__) | {n for n in dir(ModelBase) if not n.startswith("__")}
+    used = {
+        node.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id in ("self", "model")
+    }
+    assert "registry" in used  # the check reads something
+    unknown = sorted(used - own - declared)
+    assert not unknown, f"model/{part}.py uses {unknown}: declare them on ModelBase (model/_base.py)"
