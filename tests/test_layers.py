@@ -257,3 +257,27 @@ def test_mixins_use_only_what_the_base_declares(part):
     assert "registry" in used  # the check reads something
     unknown = sorted(used - own - declared)
     assert not unknown, f"model/{part}.py uses {unknown}: declare them on ModelBase (model/_base.py)"
+
+
+def _private_imports(path: Path) -> list[str]:
+    """``module.name`` for every private name (``_x``) ``path`` imports from another part of qbm_pyro."""
+    here = _part(_module_name(path))
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        names = {alias.name for alias in node.names}
+        for full in _imports(path) & {f"{m}.{n}" for m in _imports(path) for n in names}:
+            module, _, name = full.rpartition(".")
+            there = _part(module)
+            if name.startswith("_") and not name.startswith("__") and there not in (None, here):
+                found.append(full)
+    return sorted(set(found))
+
+
+@pytest.mark.parametrize("path", _sources(), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_parts_use_each_others_public_names(path):
+    """A part of qbm_pyro imports only public names from another part (``mapping`` once imported
+    ``_build``, ``_rows``, ``_batch_values`` of ``data.registry``)."""
+    bad = _private_imports(path)
+    assert not bad, f"{path.relative_to(PACKAGE)} imports private names of other parts: {bad}"

@@ -28,7 +28,7 @@ from qbm_pyro.data.validation import (
     get_matrix,
 )
 
-__all__ = ["DataRegistry", "ModalitySpec", "setup_data"]
+__all__ = ["DataRegistry", "ModalitySpec", "resolve_layers", "resolve_modalities", "setup_data"]
 
 ModalitiesArg = Mapping[str, str] | Sequence[str] | str | None
 LayersArg = Mapping[str, str | None] | str | None
@@ -266,7 +266,9 @@ def _infer_kind(name: str) -> str | None:
     return MODALITY_ALIASES.get(name.lower())
 
 
-def _resolve_modalities(data: md.MuData | ad.AnnData, modalities: ModalitiesArg) -> dict[str, str]:
+def resolve_modalities(data: md.MuData | ad.AnnData, modalities: ModalitiesArg) -> dict[str, str]:
+    """``{modality name: kind}`` from ``setup_data``'s ``modalities`` argument (see there); raises
+    ``KeyError``/``ValueError``/``TypeError`` naming the problem."""
     kinds_text = f"one of {list(REGISTRY_KEYS.KINDS)}"
     if isinstance(data, ad.AnnData):
         if modalities is None:
@@ -340,7 +342,8 @@ def _resolve_modalities(data: md.MuData | ad.AnnData, modalities: ModalitiesArg)
     return out
 
 
-def _resolve_layers(kinds: Mapping[str, str], layers: LayersArg) -> dict[str, str | None]:
+def resolve_layers(kinds: Mapping[str, str], layers: LayersArg) -> dict[str, str | None]:
+    """``{modality name: layer or None}`` from ``setup_data``'s ``layers`` argument (see there)."""
     if layers is None:
         return dict.fromkeys(kinds)
     if isinstance(layers, str):
@@ -543,10 +546,10 @@ def setup_data(
     """
     if not isinstance(data, md.MuData | ad.AnnData):
         raise TypeError(f"data must be a MuData or an AnnData, got {type(data).__name__}")
-    kinds = _resolve_modalities(data, modalities)
+    kinds = resolve_modalities(data, modalities)
     return _build(
         data,
         kinds=kinds,
-        layers=_resolve_layers(kinds, layers),
+        layers=resolve_layers(kinds, layers),
         batch_keys=_resolve_batch_keys(batch_key),
     )
