@@ -5,11 +5,12 @@
 * :mod:`._save`: the save format (``model.pt``): its one writer and one reader;
 * the user-facing mixins: :mod:`._generation` (marginal likelihood, prior samples, generated
   cells, Pyro ``Predictive``), :mod:`._expression` (denoised values, differential expression),
-  :mod:`._mapping` (scArches-style reference mapping);
+  :mod:`._mapping` (scArches-style reference mapping; :mod:`._query` reads the reference and
+  prepares the query);
 * :mod:`._model`: :class:`QBMVAE` (setup, training, latent outputs, save/load).
 
-Imports go one way: ``_base`` and ``_save`` import no other part, the mixins import those two,
-``_model`` imports the mixins.
+Imports go one way (``tests/test_layers.py`` checks it): ``_base`` and ``_save`` import no other
+part, ``_query`` imports ``_save``, the mixins import those, ``_model`` imports the mixins.
 """
 
 from ._base import ModelBase
