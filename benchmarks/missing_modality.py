@@ -52,7 +52,7 @@ import qbm_pyro  # noqa: E402
 from benchmarks.environment import package_versions  # noqa: E402
 from benchmarks.mapping import cite_labels  # noqa: E402
 from benchmarks.tables import mean_sd  # noqa: E402
-from qbm_pyro.mapping import MissingModalityWarning  # noqa: E402
+from qbm_pyro.model import MissingModalityWarning  # noqa: E402
 from qbm_pyro.tl._reliability import MODALITIES_KEY, RELIABILITY_KEY, pattern_accuracy  # noqa: E402
 
 OUT = HERE / "results" / "missing_modality.json"

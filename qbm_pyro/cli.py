@@ -250,14 +250,15 @@ def _device(value: str) -> dict:
 
 def _fit(args: argparse.Namespace) -> int:
     """Fit a QBM-VAE on IN and write OUT with obsm['X_qbm'], obs['qbm_energy'] and uns['qbm']."""
-    from qbm_pyro.model import QBMVAE
+    from qbm_pyro.model import QBMVAE, SAVE_KEYS
     from qbm_pyro.pp import NonCountInputWarning, check_input, select_genes, size_defaults
     from qbm_pyro.tl import qbm
 
     _check_paths(args.input, args.output, args.overwrite)
     model_dir = args.model_dir or args.output.with_name(args.output.stem + "_model")
-    if (model_dir / "model.pt").exists() and not args.overwrite:
-        raise UsageError(f"{model_dir / 'model.pt'} exists; pass --overwrite or choose --model-dir")
+    model_file = model_dir / SAVE_KEYS.MODEL_FNAME
+    if model_file.exists() and not args.overwrite:
+        raise UsageError(f"{model_file} exists; pass --overwrite or choose --model-dir")
     if args.resume and args.checkpoint is None:
         raise UsageError("--resume needs --checkpoint PATH")
     data = _read(args.input)

@@ -18,7 +18,7 @@ import torch
 import qbm_pyro
 from qbm_pyro import datasets
 from qbm_pyro.data import REGISTRY_KEYS as K
-from qbm_pyro.expression import estimate_pseudocounts_offset, fdr_de_prediction
+from qbm_pyro.model import estimate_pseudocounts_offset, fdr_de_prediction
 
 torch.set_num_threads(1)
 

@@ -15,7 +15,7 @@ import torch
 import qbm_pyro
 from qbm_pyro import datasets
 from qbm_pyro.data import MinibatchLoader
-from qbm_pyro.mapping import PADDED_KEY, MissingModalityWarning
+from qbm_pyro.model import PADDED_KEY, MissingModalityWarning
 
 SMALL = dict(n_latent=6, n_continuous=2, n_hidden=32, num_prior_samples=32)
 

@@ -11,7 +11,7 @@ import pytest
 
 import qbm_pyro
 from qbm_pyro import datasets
-from qbm_pyro.mapping import MissingModalityWarning
+from qbm_pyro.model import MissingModalityWarning
 from qbm_pyro.tl._reliability import MODALITIES_KEY, RELIABILITY_KEY
 
 SMALL = dict(n_latent=6, n_continuous=2, n_hidden=32, num_prior_samples=32)

@@ -103,7 +103,7 @@ def _scvi_tools_change_mode(scales_1, scales_2, pseudocounts, delta, test_mode="
 def test_proba_de_follows_scvi_tools_on_the_same_draws(test_mode):
     """proba_de and bayes_factor are scvi-tools 1.4's on the same pairs of draws; the default is
     the larger tail ("three"), not the two-tail sum."""
-    from qbm_pyro.expression import _bayes_stats
+    from qbm_pyro.model._expression import _bayes_stats
 
     rng = np.random.default_rng(0)
     n_genes = 6
@@ -358,7 +358,7 @@ def test_load_query_data_warns_about_a_modality_the_reference_always_had():
 
     import qbm_pyro
     from qbm_pyro.datasets._simulate import simulated_trimodal
-    from qbm_pyro.mapping import MissingModalityWarning
+    from qbm_pyro.model import MissingModalityWarning
 
     small = dict(n_latent=3, n_continuous=1, n_hidden=8, num_prior_samples=8)
     query_full = simulated_trimodal(60, n_genes=30, n_peaks=40, seed=1)

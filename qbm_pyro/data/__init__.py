@@ -8,6 +8,7 @@
 """
 
 from qbm_pyro._constants import MODALITY_ALIASES, REGISTRY_KEYS
+from qbm_pyro.data.cells import batch_column, cell_rows
 from qbm_pyro.data.loader import MinibatchLoader, read_rows
 from qbm_pyro.data.registry import DataRegistry, ModalitySpec, setup_data
 from qbm_pyro.data.split import train_validation_split
@@ -18,6 +19,8 @@ __all__ = [
     "DataRegistry",
     "MinibatchLoader",
     "ModalitySpec",
+    "batch_column",
+    "cell_rows",
     "read_rows",
     "setup_data",
     "train_validation_split",

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from qbm_pyro._constants import MODALITY_ALIASES, REGISTRY_KEYS
+from qbm_pyro.data.cells import batch_column, cell_rows
 from qbm_pyro.data.validation import (
     check_batch_column,
     check_matrix,
@@ -27,7 +28,7 @@ from qbm_pyro.data.validation import (
     get_matrix,
 )
 
-__all__ = ["DataRegistry", "ModalitySpec", "setup_data"]
+__all__ = ["DataRegistry", "ModalitySpec", "resolve_layers", "resolve_modalities", "setup_data"]
 
 ModalitiesArg = Mapping[str, str] | Sequence[str] | str | None
 LayersArg = Mapping[str, str | None] | str | None
@@ -198,10 +199,10 @@ class DataRegistry:
                         f"modality {name!r}: {len(missing)} feature(s) missing "
                         f"{list(missing[:5])}, {len(extra)} unexpected {list(extra[:5])}"
                     )
-        rows = _rows(data, list(self.modalities)) if not problems else None
+        rows = cell_rows(data, list(self.modalities)) if not problems else None
         for key in self.batch_keys:
             try:
-                values, _ = _batch_values(data, key, rows)
+                values, _ = batch_column(data, key, rows)
             except (KeyError, ValueError) as err:
                 problems.append(str(err).strip("'\""))
                 continue
@@ -228,12 +229,24 @@ class DataRegistry:
             A registry of ``data`` whose batch codes use this registry's levels.
         """
         self.check_compatible(data)
+        return self.with_batch_levels(data, self.batch_categories)
+
+    def with_batch_levels(
+        self, data: md.MuData | ad.AnnData, categories: Mapping[str, Sequence[str]]
+    ) -> DataRegistry:
+        """Register ``data`` with this registration's modalities, layers and batch keys, its batch
+        levels numbered as in ``categories`` (``{batch key: levels in code order}``).
+
+        For a model trained on more levels than ``data`` has, or a reference extended by a
+        query's new levels. Every level of ``data`` must be in ``categories`` (the caller checks:
+        :meth:`transfer` does through :meth:`check_compatible`).
+        """
         return _build(
             data,
             kinds={n: s.kind for n, s in self.modalities.items()},
             layers={n: s.layer for n, s in self.modalities.items()},
             batch_keys=list(self.batch_keys),
-            categories=self.batch_categories,
+            categories=categories,
         )
 
 
@@ -249,26 +262,13 @@ def _modality(data: md.MuData | ad.AnnData, name: str) -> ad.AnnData:
     return data
 
 
-def _rows(data: md.MuData | ad.AnnData, names: Sequence[str]) -> dict[str, np.ndarray]:
-    """Row of each cell in each modality (``-1`` where missing), from ``mdata.obsmap``."""
-    if not isinstance(data, md.MuData):
-        return {names[0]: np.arange(data.n_obs, dtype=np.int64)}
-    rows = {}
-    for name in names:
-        if name not in data.obsmap:
-            raise ValueError(
-                f"mdata.obsmap has no entry for modality {name!r}; the MuData is out of sync — "
-                "call mdata.update() on it first"
-            )
-        rows[name] = np.asarray(data.obsmap[name]).reshape(-1).astype(np.int64) - 1
-    return rows
-
-
 def _infer_kind(name: str) -> str | None:
     return MODALITY_ALIASES.get(name.lower())
 
 
-def _resolve_modalities(data: md.MuData | ad.AnnData, modalities: ModalitiesArg) -> dict[str, str]:
+def resolve_modalities(data: md.MuData | ad.AnnData, modalities: ModalitiesArg) -> dict[str, str]:
+    """``{modality name: kind}`` from ``setup_data``'s ``modalities`` argument (see there); raises
+    ``KeyError``/``ValueError``/``TypeError`` naming the problem."""
     kinds_text = f"one of {list(REGISTRY_KEYS.KINDS)}"
     if isinstance(data, ad.AnnData):
         if modalities is None:
@@ -342,7 +342,8 @@ def _resolve_modalities(data: md.MuData | ad.AnnData, modalities: ModalitiesArg)
     return out
 
 
-def _resolve_layers(kinds: Mapping[str, str], layers: LayersArg) -> dict[str, str | None]:
+def resolve_layers(kinds: Mapping[str, str], layers: LayersArg) -> dict[str, str | None]:
+    """``{modality name: layer or None}`` from ``setup_data``'s ``layers`` argument (see there)."""
     if layers is None:
         return dict.fromkeys(kinds)
     if isinstance(layers, str):
@@ -377,47 +378,6 @@ def _resolve_batch_keys(batch_key: BatchKeyArg) -> list[str]:
     return keys
 
 
-def _batch_values(
-    data: md.MuData | ad.AnnData, key: str, rows: Mapping[str, np.ndarray] | None
-) -> tuple[pd.Series, str]:
-    """The batch column ``key`` over all cells and where it was read from.
-
-    Read from ``data.obs``; for a MuData whose global ``obs`` lacks the column, from the ``obs``
-    of the modalities that have it, mapped onto the cells through ``rows``.
-    """
-    if key in data.obs.columns:
-        return data.obs[key], "mdata.obs" if isinstance(data, md.MuData) else "adata.obs"
-    if isinstance(data, md.MuData):
-        holders = [m for m, a in data.mod.items() if key in a.obs.columns]
-        if holders:
-            rows = rows if rows is not None else {}
-            values = pd.Series(pd.NA, index=data.obs_names, dtype=object)
-            for mod in holders:
-                mod_rows = rows.get(mod)
-                if mod_rows is None:
-                    mod_rows = _rows(data, [mod])[mod]
-                have = mod_rows >= 0
-                col = data.mod[mod].obs[key].astype(object).to_numpy()[mod_rows[have]]
-                current = values.to_numpy()[have]
-                clash = (~pd.isna(current)) & (~pd.isna(col)) & (current.astype(str) != col.astype(str))
-                if clash.any():
-                    cell = data.obs_names[np.flatnonzero(have)[np.flatnonzero(clash)[0]]]
-                    raise ValueError(
-                        f"batch column {key!r} disagrees between modalities {holders} "
-                        f"(e.g. at cell {str(cell)!r}); put the column in mdata.obs"
-                    )
-                fill = pd.isna(current)
-                current[fill] = col[fill]
-                values.iloc[np.flatnonzero(have)] = current
-            return values, f"the obs of modalities {holders}"
-        per_mod = {m: list(a.obs.columns) for m, a in data.mod.items()}
-        raise KeyError(
-            f"batch_key {key!r} not found in mdata.obs (columns: {list(data.obs.columns)}) "
-            f"nor in any modality's obs (columns: {per_mod})"
-        )
-    raise KeyError(f"batch_key {key!r} not found in adata.obs; columns: {list(data.obs.columns)}")
-
-
 def _check_cells(data: md.MuData | ad.AnnData, names: Sequence[str]) -> dict[str, np.ndarray]:
     """Step 1 of :func:`_build`: shared, uniquely named cells, ``obsmap`` in sync; each cell's rows."""
     if isinstance(data, md.MuData) and getattr(data, "axis", 0) != 0:
@@ -425,7 +385,7 @@ def _check_cells(data: md.MuData | ad.AnnData, names: Sequence[str]) -> dict[str
     if data.n_obs == 0:
         raise ValueError("the data has 0 cells")
     obs_names = data.obs_names
-    rows = _rows(data, names)
+    rows = cell_rows(data, names)
     if not isinstance(data, md.MuData):
         check_obs_names(obs_names, {})
         return rows
@@ -478,7 +438,7 @@ def _register_batches(
     batch_categories: dict[str, tuple[str, ...]] = {}
     codes = np.zeros((data.n_obs, len(batch_keys)), dtype=np.int64)
     for j, key in enumerate(batch_keys):
-        values, where = _batch_values(data, key, rows)
+        values, where = batch_column(data, key, rows)
         if categories is None:
             levels, codes[:, j] = check_batch_column(values, key, where=where)
         else:
@@ -586,10 +546,10 @@ def setup_data(
     """
     if not isinstance(data, md.MuData | ad.AnnData):
         raise TypeError(f"data must be a MuData or an AnnData, got {type(data).__name__}")
-    kinds = _resolve_modalities(data, modalities)
+    kinds = resolve_modalities(data, modalities)
     return _build(
         data,
         kinds=kinds,
-        layers=_resolve_layers(kinds, layers),
+        layers=resolve_layers(kinds, layers),
         batch_keys=_resolve_batch_keys(batch_key),
     )

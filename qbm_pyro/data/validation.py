@@ -18,7 +18,7 @@ Decisions
 * A batch level that holds a single cell gives a :class:`UserWarning`, not an error: a
   batch-conditioned decoder can still be fitted, and small real data sets have such levels.
   A batch column with a single level is accepted: it is how a reference of one batch is
-  registered, so that query batches can be mapped onto it later (:mod:`qbm_pyro.mapping`).
+  registered, so that query batches can be mapped onto it later (:mod:`qbm_pyro.model`, ``load_query_data``).
 """
 
 from __future__ import annotations

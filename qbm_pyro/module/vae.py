@@ -151,7 +151,7 @@ class MultiVAE(PyroModule):
         self.encoder_input_kind = encoder_input
         self.protein_depth = bool(protein_depth)
         #: ``{kind: bool tensor (n_vars,)}``: features left out of the likelihood (False), e.g.
-        #: the zero-padded features of a mapped query (:mod:`qbm_pyro.mapping`); none by default.
+        #: the zero-padded features of a mapped query (``QBMVAE.load_query_data``); none by default.
         self.feature_masks: dict[str, torch.Tensor] = {}
         self.n_binary = 0 if prior == "gaussian" else int(n_latent)
         self.n_continuous = int(n_continuous) if (prior != "gaussian" or n_continuous > 0) else int(n_latent)

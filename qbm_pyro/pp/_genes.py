@@ -14,7 +14,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .._constants import REGISTRY_KEYS
-from ..data.registry import _resolve_layers, _resolve_modalities
+from ..data.registry import resolve_layers, resolve_modalities
 from ._input import check_count_input
 
 __all__ = [
@@ -222,14 +222,14 @@ def select_genes(
     ``data`` (no selection) or a new object with the RNA modality restricted to the selected
     genes, in their original order.
     """
-    kinds = _resolve_modalities(data, modalities)
+    kinds = resolve_modalities(data, modalities)
     rna_names = [name for name, kind in kinds.items() if kind == REGISTRY_KEYS.RNA]
     if not rna_names:
         return data
     (rna_name,) = rna_names
     rna = data if isinstance(data, ad.AnnData) else data.mod[rna_name]
     n = resolve_n_top_genes(n_top_genes, rna.n_vars)
-    layer = _resolve_layers(kinds, layers)[rna_name]
+    layer = resolve_layers(kinds, layers)[rna_name]
     values = rna.X if layer is None else rna.layers.get(layer)
     if values is not None and not getattr(rna, "isbacked", False):
         check_count_input(values, where=f"the values of {rna_name!r} ({'X' if layer is None else layer})")

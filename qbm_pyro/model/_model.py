@@ -10,22 +10,18 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Literal
 
 import anndata as ad
 import mudata as md
 import numpy as np
 import torch
 
-from .convergence import check_fit, warn_if_untrained
-from .data import MinibatchLoader, setup_data, train_validation_split
-from .device import batch_to, resolve_device
-from .expression import ExpressionMixin
-from .generation import GenerationMixin
-from .mapping import ReferenceMappingMixin, _use_saved_levels
-from .module import MultiVAE
-from .pp._input import warn_non_counts
-from .samplers import (
+from ..convergence import check_fit, warn_if_untrained
+from ..data import setup_data, train_validation_split
+from ..device import resolve_device
+from ..pp._input import warn_non_counts
+from ..samplers import (
     ExactSampler,
     FallbackSampler,
     GibbsSampler,
@@ -33,30 +29,18 @@ from .samplers import (
     Sampler,
     default_sampler,
 )
-from .samplers.serialize import sampler_from_config, sampler_to_config
-from .training import Trainer, TrainingConfig, atomic_torch_save, load_torch_file
+from ..samplers.serialize import sampler_from_config
+from ..training import Trainer, TrainingConfig
+from ._expression import ExpressionMixin
+from ._generation import GenerationMixin
+from ._mapping import ReferenceMappingMixin, _use_saved_levels
+from ._save import SAVE_KEYS, read_model_file, write_model_file
 
-__all__ = ["QBMVAE", "SAVE_KEYS"]
+__all__ = ["QBMVAE"]
 
 log = logging.getLogger(__name__)
 
 Representation = Literal["probs", "logits", "hard", "continuous", "joint"]
-
-
-class _SAVE_KEYS_NT(NamedTuple):  # noqa: N801 (scvi-tools naming)
-    MODEL_FNAME: str = "model.pt"
-    CLASS_NAME: str = "class_name"
-    STATE_DICT: str = "state_dict"
-    SAMPLER_STATE: str = "sampler_state"
-    SAMPLER_CONFIG: str = "sampler_config"
-    INIT_ARGS: str = "init_args"
-    SETUP_ARGS: str = "setup_args"
-    VAR_NAMES: str = "var_names"
-    ATTRIBUTES: str = "attributes"
-    BATCH_CATEGORIES: str = "batch_categories"
-
-
-SAVE_KEYS = _SAVE_KEYS_NT()
 
 
 class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
@@ -179,18 +163,6 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
             f"n_continuous={self.module.n_continuous}, modalities=[{kinds}], "
             f"batch_keys={list(self.registry.batch_keys)}, trained={self.is_trained_})"
         )
-
-    def _build_module(self, sampler: Sampler | None) -> MultiVAE:
-        """The one factory of this model's modules: a :class:`~qbm_pyro.module.MultiVAE` sized by
-        the registry (features per kind, batch levels), with ``init_args``, on ``self.device``.
-
-        Every place that (re)builds the module goes through here (``__init__``,
-        :meth:`load_query_data`, loading a model whose batch levels differ from the data's), so
-        a module never stays on the CPU of a GPU host.
-        """
-        n_vars = {spec.kind: spec.n_vars for spec in self.registry.modalities.values()}
-        module = MultiVAE(n_vars, self.registry.n_batch, sampler=sampler, **self.init_args)
-        return module.to(self.device)
 
     # ------------------------------------------------------------------ training
 
@@ -378,23 +350,6 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
             return "joint"
         return "probs" if m.n_binary else "continuous"
 
-    def _loader(self, data=None, indices=None, batch_size: int = 512):
-        """Minibatches of ``data`` (default: the training data) in cell order, on the model's
-        device; ``indices`` (positions or a boolean mask) selects cells."""
-        data = self.data if data is None else data
-        registry = self.registry if data is self.data else self.registry.transfer(data)
-        if indices is not None:
-            indices = np.asarray(indices)
-            indices = np.flatnonzero(indices) if indices.dtype == bool else indices
-        loader = MinibatchLoader(data, registry, batch_size=batch_size, shuffle=False, indices=indices)
-        return _OnDevice(loader, self.device)
-
-    @torch.no_grad()
-    def _collect(self, fn, data, batch_size) -> np.ndarray:
-        self.module.eval()
-        parts = [fn(batch) for batch in self._loader(data, batch_size=batch_size)]
-        return torch.cat(parts).cpu().numpy()
-
     def get_latent_representation(
         self, data=None, *, representation: Representation | None = None, batch_size: int = 512
     ) -> np.ndarray:
@@ -461,29 +416,7 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
     def save(self, dir_path: str | Path, *, overwrite: bool = False) -> None:
         """Save to ``dir_path/model.pt`` (weights, sampler state, setup and init arguments,
         feature names, history). Refuses an existing file unless ``overwrite=True``."""
-        dir_path = Path(dir_path)
-        path = dir_path / SAVE_KEYS.MODEL_FNAME
-        if path.exists() and not overwrite:
-            raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
-        dir_path.mkdir(parents=True, exist_ok=True)
-        prior = self.module.prior
-        payload = {
-            SAVE_KEYS.CLASS_NAME: type(self).__name__,
-            SAVE_KEYS.STATE_DICT: self.module.state_dict(),
-            SAVE_KEYS.SAMPLER_STATE: prior.sampler.state_dict() if prior is not None else {},
-            SAVE_KEYS.SAMPLER_CONFIG: sampler_to_config(prior.sampler) if prior is not None else None,
-            SAVE_KEYS.INIT_ARGS: self.init_args,
-            SAVE_KEYS.SETUP_ARGS: self.registry.setup_args,
-            SAVE_KEYS.VAR_NAMES: {n: list(s.var_names) for n, s in self.registry.modalities.items()},
-            SAVE_KEYS.BATCH_CATEGORIES: {k: list(v) for k, v in self.registry.batch_categories.items()},
-            SAVE_KEYS.ATTRIBUTES: {
-                "history_": self.history_,
-                "is_trained_": self.is_trained_,
-                "train_indices_": _as_tensor(self.train_indices_),
-                "validation_indices_": _as_tensor(self.validation_indices_),
-            },
-        }
-        atomic_torch_save(payload, path)
+        write_model_file(self, dir_path, overwrite=overwrite)
 
     @classmethod
     def load(
@@ -524,25 +457,14 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
         qbm_pyro.samplers.serialize.SamplerNotRebuildableError
             The saved sampler cannot be rebuilt (a QPU...) and no ``sampler`` was given.
         """
-        path = Path(dir_path) / SAVE_KEYS.MODEL_FNAME
-        payload = load_torch_file(path, what="model file")
-        if SAVE_KEYS.CLASS_NAME not in payload:
-            raise ValueError(
-                f"{path} is not a {cls.__name__} model file: it has no {SAVE_KEYS.CLASS_NAME!r} "
-                f"(a training checkpoint, a state dict or another library's file?); "
-                f"its keys: {sorted(map(str, payload))[:8]}"
-            )
-        if payload.get(SAVE_KEYS.CLASS_NAME) != cls.__name__:
-            raise ValueError(f"{path} holds a {payload.get(SAVE_KEYS.CLASS_NAME)!r}, not a {cls.__name__}")
-        unknown = set(payload.get(SAVE_KEYS.ATTRIBUTES, {})) - set(_SAVED_ATTRIBUTES)
-        if unknown:  # a model file is data: it sets only the attributes save() writes
-            raise ValueError(f"{path} sets unknown attribute(s) {sorted(unknown)}; refused (edited file?)")
+        saved = read_model_file(dir_path, cls.__name__)
+        path = saved.path
         restore_sampler = sampler is None
-        config = payload.get(SAVE_KEYS.SAMPLER_CONFIG)
+        config = saved.sampler_config
         if sampler is None and config is not None:
             sampler = sampler_from_config(config)  # exactly what was trained: no extra wrapping
             sampler_fallback = False
-        settings = {**payload.get(SAVE_KEYS.SETUP_ARGS, {}), **payload.get(SAVE_KEYS.INIT_ARGS, {})}
+        settings = {**saved.setup_args, **saved.init_args}
         try:
             model = cls(
                 data,
@@ -556,54 +478,28 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
             if "argument" not in str(error):
                 raise
             raise ValueError(f"{path}: its saved settings do not fit {cls.__name__} ({error})") from error
-        _use_saved_levels(model, payload.get(SAVE_KEYS.BATCH_CATEGORIES))  # the model's level numbering
-        saved = payload[SAVE_KEYS.VAR_NAMES]
+        _use_saved_levels(model, saved.batch_categories)  # the model's level numbering
         for name, spec in model.registry.modalities.items():
-            if list(spec.var_names) != saved.get(name):
+            if list(spec.var_names) != saved.var_names.get(name):
                 raise ValueError(
                     f"modality {name!r} of the data does not have the features the model was trained on "
-                    f"({spec.n_vars} vs {len(saved.get(name) or [])} features, or a different order)"
+                    f"({spec.n_vars} vs {len(saved.var_names.get(name) or [])} features, or another order)"
                 )
-        model.module.load_state_dict(payload[SAVE_KEYS.STATE_DICT])
+        model.module.load_state_dict(saved.state_dict)
         prior = model.module.prior
-        if prior is not None and payload[SAVE_KEYS.SAMPLER_STATE] and restore_sampler:
+        if prior is not None and saved.sampler_state and restore_sampler:
             try:
-                prior.sampler.load_state_dict(payload[SAVE_KEYS.SAMPLER_STATE])
+                prior.sampler.load_state_dict(saved.sampler_state)
             except (KeyError, ValueError) as error:
                 raise ValueError(
                     f"{path}: the saved sampler state does not fit {type(prior.sampler).__name__} "
                     f"({type(error).__name__}: {error}); the file predates sampler configs: pass "
                     "the sampler it was trained with as QBMVAE.load(..., sampler=...)"
                 ) from error
-        for key, value in payload[SAVE_KEYS.ATTRIBUTES].items():
-            setattr(model, key, value.numpy() if isinstance(value, torch.Tensor) else value)
+        for key, value in saved.attributes.items():  # only SAVED_ATTRIBUTES: checked on reading
+            setattr(model, key, value)
         return model
 
-
-class _OnDevice:
-    """A :class:`~qbm_pyro.data.MinibatchLoader` whose minibatches are moved to ``device``."""
-
-    def __init__(self, loader: MinibatchLoader, device: torch.device):
-        self.loader, self.device = loader, device
-
-    def __len__(self) -> int:
-        return len(self.loader)
-
-    def __iter__(self):
-        return (batch_to(batch, self.device) for batch in self.loader)
-
-    def batch(self, idx) -> dict[str, torch.Tensor]:
-        """The minibatch of the cells at positions ``idx``, on the device."""
-        return batch_to(self.loader.batch(idx), self.device)
-
-
-def _as_tensor(indices: np.ndarray | None) -> torch.Tensor | None:
-    """Cell positions as a tensor, which ``torch.load(weights_only=True)`` reads back."""
-    return None if indices is None else torch.as_tensor(np.asarray(indices, dtype=np.int64))
-
-
-#: The attributes :meth:`QBMVAE.save` stores and :meth:`QBMVAE.load` sets (no others).
-_SAVED_ATTRIBUTES = ("history_", "is_trained_", "train_indices_", "validation_indices_")
 
 _TORCH_SAMPLERS = (ExactSampler, FallbackSampler, GibbsSampler, ParallelTemperingSampler)
 

@@ -16,8 +16,9 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .convergence import warn_if_untrained
-from .data import REGISTRY_KEYS
+from ..convergence import warn_if_untrained
+from ..data import REGISTRY_KEYS
+from ._base import ModelBase
 
 __all__ = ["ExpressionMixin", "estimate_pseudocounts_offset", "fdr_de_prediction"]
 
@@ -61,21 +62,10 @@ def fdr_de_prediction(proba_de: np.ndarray, fdr: float = 0.05) -> np.ndarray:
     return out
 
 
-class ExpressionMixin:
+class ExpressionMixin(ModelBase):
     """Methods of :class:`~qbm_pyro.QBMVAE` that decode the posterior into feature space."""
 
     # ------------------------------------------------------------------ helpers
-
-    def _resolve_modality(self, modality: str) -> tuple[str, str]:
-        """``(name, kind)`` of a registered modality given by name or by kind."""
-        mods = self.registry.modalities
-        if modality in mods:
-            return modality, mods[modality].kind
-        by_kind = [n for n, s in mods.items() if s.kind == modality]
-        if len(by_kind) == 1:
-            return by_kind[0], modality
-        known = ", ".join(f"{n} ({s.kind})" for n, s in mods.items())
-        raise ValueError(f"modality {modality!r} is not one of this model's modalities: {known}")
 
     def _batch_level(self, label) -> int:
         """Index of ``label`` in the first batch covariate's categories."""
@@ -259,7 +249,7 @@ class ExpressionMixin:
             Random pairs of draws the statistics are computed on (``m_permutation``).
         pseudocounts
             Added to the values before the log ratio of ``proba_de``; ``None``: estimated as
-            scvi-tools does (:func:`~qbm_pyro.expression.estimate_pseudocounts_offset`). The
+            scvi-tools does (:func:`~qbm_pyro.model.estimate_pseudocounts_offset`). The
             ``lfc_*`` columns use a thousandth of it, as scvi-tools.
         batch_size
             Cells decoded at once.

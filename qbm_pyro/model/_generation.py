@@ -20,10 +20,11 @@ import scipy.sparse as sp
 import torch
 from tqdm.auto import tqdm
 
-from . import distributions as dist
-from .convergence import warn_if_untrained
-from .data import REGISTRY_KEYS
-from .distributions.relaxed_boltzmann import RELAXATION_KINDS
+from .. import distributions as dist
+from ..convergence import warn_if_untrained
+from ..data import REGISTRY_KEYS
+from ..distributions.relaxed_boltzmann import RELAXATION_KINDS
+from ._base import ModelBase
 
 __all__ = ["GenerationMixin"]
 
@@ -36,7 +37,7 @@ def _positive_int(name: str, value) -> int:
     return int(value)
 
 
-class GenerationMixin:
+class GenerationMixin(ModelBase):
     """Methods of :class:`~qbm_pyro.QBMVAE` that sample from the generative model."""
 
     # ------------------------------------------------------------------ held-out likelihood
