@@ -394,7 +394,7 @@ def _truncated_model(tmp: Path) -> Case:
 
 
 def _checkpoint_as_model(tmp: Path) -> Case:
-    from qbm_pyro.training import atomic_torch_save
+    from qbm_pyro.torch_files import atomic_torch_save
 
     data, path = _saved_model(tmp)
     atomic_torch_save({"epoch": 3, "module": {}, "optimizer": {}}, path)  # a training checkpoint's keys
@@ -426,7 +426,7 @@ def _other_class_model(tmp: Path) -> Case:
 
 
 def _other_class_name(tmp: Path) -> Case:
-    from qbm_pyro.training import atomic_torch_save, load_torch_file
+    from qbm_pyro.torch_files import atomic_torch_save, load_torch_file
 
     data, path = _saved_model(tmp)
     payload = load_torch_file(path, what="model file")
@@ -445,7 +445,7 @@ def _other_class_name(tmp: Path) -> Case:
 
 def _tampered_sampler(tmp: Path) -> Case:
     from qbm_pyro.samplers.serialize import SamplerNotRebuildableError
-    from qbm_pyro.training import atomic_torch_save, load_torch_file
+    from qbm_pyro.torch_files import atomic_torch_save, load_torch_file
 
     data, path = _saved_model(tmp)
     name = "qbm_probe_named_by_a_model_file"  # never imported: the file may not name it

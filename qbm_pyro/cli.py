@@ -402,7 +402,7 @@ def _read(path: Path):
 
 def _write(data, path: Path) -> None:
     """Write to a temporary file beside ``path``, then rename it over ``path``."""
-    from qbm_pyro.training import atomic_write
+    from qbm_pyro.torch_files import atomic_write
 
     atomic_write(path, data.write_h5mu if path.suffix == ".h5mu" else data.write_h5ad)
 

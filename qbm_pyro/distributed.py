@@ -93,7 +93,8 @@ import torch.multiprocessing as mp
 
 from .device import batch_to
 from .flat_parameters import FlatAdam, FlatParameters
-from .training import NumericalError, Trainer, checksum
+from .torch_files import checksum
+from .training import NumericalError, Trainer
 
 __all__ = ["DistributedTrainer", "prior_state", "shard_indices", "train_distributed", "train_rank"]
 

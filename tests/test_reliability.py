@@ -39,7 +39,8 @@ import qbm_pyro
 from qbm_pyro import datasets
 from qbm_pyro.module import MultiVAE
 from qbm_pyro.samplers import DimodSampler, FallbackSampler, GibbsSampler, SamplerFallbackWarning
-from qbm_pyro.training import NumericalError, atomic_torch_save, load_torch_file
+from qbm_pyro.torch_files import atomic_torch_save, load_torch_file
+from qbm_pyro.training import NumericalError
 
 torch.set_num_threads(1)
 

@@ -138,7 +138,7 @@ def test_cli_sa_fit_reloads(tmp_path):
 
 def test_file_without_sampler_config_gives_a_clear_error(cite, tmp_path):
     from qbm_pyro.model import SAVE_KEYS
-    from qbm_pyro.training import atomic_torch_save, load_torch_file
+    from qbm_pyro.torch_files import atomic_torch_save, load_torch_file
 
     model = qbm_pyro.QBMVAE(cite, sampler=SAMPLERS["fallback"](), seed=0, **SMALL)
     model.train(**TRAIN)

@@ -21,7 +21,7 @@ from qbm_pyro.samplers.serialize import (
     sampler_from_config,
     sampler_to_config,
 )
-from qbm_pyro.training import atomic_torch_save, load_torch_file
+from qbm_pyro.torch_files import atomic_torch_save, load_torch_file
 
 torch.set_num_threads(1)
 
