@@ -249,6 +249,7 @@ class Trainer:
                 f"modalities, prior or sampler?): {type(err).__name__}: {err}"
             ) from err
         self.epoch = int(state["epoch"])
+        self._mixing.resume(sampler)  # the next epoch's mixing window starts at the restored totals
         self.history = state["history"]
         self.best_loss = float(state["best_loss"])
         self.best_state = state["best_state"]

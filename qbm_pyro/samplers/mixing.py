@@ -105,6 +105,13 @@ class MixingMonitor:
         self._before: dict | None = None
         self.warned = False
 
+    def resume(self, sampler) -> None:
+        """Start the next record's window at ``sampler``'s current totals (a run resumed from a
+        checkpoint: its sampler's totals were restored, the monitor's own baseline was not)."""
+        sampler = getattr(sampler, "primary", sampler)
+        if isinstance(sampler, ParallelTemperingSampler):
+            self._before = sampler.mixing_stats()
+
     def record(self, sampler, epoch: int) -> dict:
         """``swap_acceptance`` (lowest pair mean) and ``round_trips`` since the last record; NaN
         for samplers other than tempering (also inside a ``FallbackSampler``) and when the
