@@ -87,7 +87,7 @@ def trajectory(
     >>> from qbm_pyro.tl import trajectory as tl_trajectory
     >>> from qbm_pyro.pl import trajectory
     >>> q = np.random.default_rng(0).uniform(size=(200, 8))
-    >>> adata = ad.AnnData(obsm={"X_qbm": q})
+    >>> adata = ad.AnnData(q, obsm={"X_qbm": q})  # anndata < 0.12 takes n_obs from X, not obsm
     >>> tl_trajectory(adata, root=0)
     >>> ax = trajectory(adata, basis="qbm_diffmap")
     """
@@ -273,7 +273,8 @@ def state_graph(
     >>> import numpy as np, anndata as ad
     >>> from qbm_pyro.tl import trajectory
     >>> from qbm_pyro.pl import state_graph
-    >>> adata = ad.AnnData(obsm={"X_qbm": np.random.default_rng(0).uniform(size=(200, 8))})
+    >>> q = np.random.default_rng(0).uniform(size=(200, 8))
+    >>> adata = ad.AnnData(q, obsm={"X_qbm": q})  # anndata < 0.12 takes n_obs from X, not obsm
     >>> trajectory(adata, root=0)
     >>> ax = state_graph(adata)
     """

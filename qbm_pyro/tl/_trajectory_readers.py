@@ -40,7 +40,7 @@ def trajectory_graph(data: Data, key: str = "qbm") -> nx.DiGraph:
     >>> import numpy as np, anndata as ad
     >>> from qbm_pyro.tl import trajectory, trajectory_graph
     >>> q = np.random.default_rng(0).uniform(size=(200, 8))
-    >>> adata = ad.AnnData(obsm={"X_qbm": q})
+    >>> adata = ad.AnnData(q, obsm={"X_qbm": q})  # anndata < 0.12 takes n_obs from X, not obsm
     >>> trajectory(adata, root=0)
     >>> graph = trajectory_graph(adata)
     >>> sorted(graph.nodes) == sorted(adata.obs["qbm_state"].cat.categories)
@@ -98,7 +98,8 @@ def cell_graph(data: Data, key: str = "qbm") -> nx.Graph:
     --------
     >>> import numpy as np, anndata as ad
     >>> from qbm_pyro.tl import cell_graph, trajectory
-    >>> adata = ad.AnnData(obsm={"X_qbm": np.random.default_rng(0).uniform(size=(100, 8))})
+    >>> q = np.random.default_rng(0).uniform(size=(100, 8))
+    >>> adata = ad.AnnData(q, obsm={"X_qbm": q})  # anndata < 0.12 takes n_obs from X, not obsm
     >>> trajectory(adata, root=0)
     >>> cell_graph(adata).number_of_nodes()
     100
