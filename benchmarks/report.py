@@ -6,23 +6,21 @@ Reads whatever of ``samplers.json``, ``quality.json``, ``baselines.json``, ``cos
 ``trajectory.json`` exists (a missing one is named in the report) and writes tables of mean ± sd
 over seeds per data set, method and metric, the sampler table, the cost ratios, the scaling and
 prior-share tables, a plain list of where the Boltzmann prior does not win, and PNG figures
-under the results directory. Nothing is recomputed.
+under the results directory. Nothing is recomputed. ``build`` calls one function a section; the
+shared table helpers are in ``report_tables.py``, the figures in ``report_figures.py``, the cost
+and trajectory sections in ``report_cost.py`` and ``report_trajectories.py``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-from collections import defaultdict
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
-
-import numpy as np  # noqa: E402
 
 from benchmarks import (  # noqa: E402
     bad_inputs,
@@ -35,219 +33,26 @@ from benchmarks import (  # noqa: E402
     small_data,
     throughput,
 )
-from benchmarks.methods import METHOD_NAMES, METHOD_ORDER, OWN_VARIANTS, TWINS  # noqa: E402
-
-#: Metrics of the light protocol (quality.py and baselines.py "fit" rows), higher is better.
-LIGHT = ["knn_accuracy", "knn_macro_f1", "ari", "nmi", "batch_mixing"]
-#: Metrics of the suite (baselines.py "suite" rows), higher is better.
-SUITE = [
-    "logreg_accuracy",
-    "logreg_macro_f1",
-    "scib_nmi",
-    "scib_ari",
-    "scib_silhouette_label",
-    "scib_clisi",
-    "scib_isolated_labels",
-    "scib_silhouette_batch",
-    "scib_ilisi",
-    "scib_kbet",
-    "scib_graph_connectivity",
-    "scib_bio_conservation",
-    "scib_batch_correction",
-    "scib_total",
-]
-#: Known problems with a data set's numbers, printed under its table.
-CAVEATS = {
-    "a549": "MultiVI at its scvi-tools defaults scores near chance: its latent collapses onto the prior "
-    "(latent sd ~0.05, KL < 11 nats for 10 dimensions). The sci-CAR ATAC is very sparse (median 191 of "
-    "11,567 peaks per cell), its encoder carries no time signal, and the default Jeffreys penalty "
-    "pulls the expression posterior onto it; changing only the learning rate (1e-3) or only the "
-    "penalty (none) did not help in a 20-epoch check. The second MultiVI row drops the penalty and "
-    "trains at lr 1e-3 (our tuning, so it had an advantage the defaults rows did not): that is the "
-    "fair RNA+ATAC baseline.",
-}
-DATASET_NAMES = {
-    "mixology": "mixology (1,021 SNG cells, 5 batches, label cell_line)",
-    "paul15": "paul15 (2,660 cells, label cell_type)",
-    "a549": "a549 sci-CAR (2,641 cells, RNA+ATAC, label time)",
-    "cite": "pbmc_cite_2batch (400 cells, RNA+protein, 2 batches, no labels)",
-}
+from benchmarks.methods import METHOD_NAMES  # noqa: E402
+from benchmarks.report_cost import _cost_section, _cost_with_figure  # noqa: E402, F401
+from benchmarks.report_figures import _figure, bar_figure  # noqa: E402
+from benchmarks.report_tables import (  # noqa: E402
+    CAVEATS,
+    DATASET_NAMES,
+    LIGHT,
+    SUITE,
+    _fmt,
+    _order,
+    losses,
+    summarise,
+    table,
+)
+from benchmarks.report_trajectories import _trajectory_models_section, _trajectory_section  # noqa: E402
 
 
 def _load(results: Path, name: str):
     path = results / f"{name}.json"
     return json.loads(path.read_text()) if path.exists() else None
-
-
-def _order(methods) -> list[str]:
-    return sorted(methods, key=lambda m: (METHOD_ORDER.index(m) if m in METHOD_ORDER else 99, m))
-
-
-def summarise(rows: list[dict], metrics: list[str]) -> dict:
-    """``{dataset: {method: {metric: (mean, sd, n)}}}`` over seeds (sd with ddof=1; 0 for n=1)."""
-    values: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
-    for row in rows:
-        for metric in metrics:
-            v = row.get(metric)
-            if isinstance(v, int | float) and np.isfinite(v):
-                values[row["dataset"]][row["method"]][metric].append(float(v))
-    out: dict = {}
-    for dataset, methods in values.items():
-        out[dataset] = {}
-        for method, per_metric in methods.items():
-            out[dataset][method] = {
-                m: (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, len(v))
-                for m, v in per_metric.items()
-            }
-    return out
-
-
-def _fmt(stat) -> str:
-    if stat is None:
-        return "—"
-    mean, sd, n = stat
-    return f"{mean:.3f} ± {sd:.3f}" if n > 1 else f"{mean:.3f}"
-
-
-def table(summary: dict, dataset: str, metrics: list[str]) -> str:
-    methods = _order(summary.get(dataset, {}))
-    metrics = [m for m in metrics if any(m in summary[dataset][k] for k in methods)]
-    if not methods or not metrics:
-        return ""
-    lines = ["| method | n | " + " | ".join(metrics) + " |", "|---|---|" + "---|" * len(metrics)]
-    for method in methods:
-        stats = summary[dataset][method]
-        n = max(s[2] for s in stats.values())
-        cells = [_fmt(stats.get(m)) for m in metrics]
-        lines.append(f"| {METHOD_NAMES.get(method, method)} | {n} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-#: Our own QBM-VAE variants (ablations and settings) and the twin of each like-for-like row.
-
-
-def losses(summary: dict, metrics: list[str], what: str, *, variants: bool = False) -> list[str]:
-    """Plain sentences: where a QBM-VAE row (``qbm``, and ``qbm_rna`` where fitted) has a lower
-    mean than the best other method — other methods only, or with ``variants=True`` our own
-    variants of the model (ablations, settings) against the default ``qbm``."""
-    out = []
-    for dataset in summary:
-        methods = summary[dataset]
-        for ours in ("qbm",) if variants else ("qbm", "qbm_rna"):
-            if ours not in methods:
-                continue
-            # the twin of another setting (e.g. twin on RNA alone vs our RNA+ATAC) is not a
-            # like-for-like competitor; our own variants are listed separately
-            other_twins = set(TWINS.values()) - {TWINS[ours]}
-            for metric in metrics:
-                if metric not in methods[ours]:
-                    continue
-                q = methods[ours][metric]
-                others = {
-                    m: s[metric]
-                    for m, s in methods.items()
-                    if m != ours
-                    and metric in s
-                    and ((m in OWN_VARIANTS) == variants)
-                    and (variants or m not in other_twins)
-                }
-                if not others:
-                    continue
-                best = max(others, key=lambda m: others[m][0])
-                if others[best][0] <= q[0]:
-                    continue
-                gap = others[best][0] - q[0]
-                note = " (within 1 sd)" if gap <= max(q[1], others[best][1]) else ""
-                twin = methods.get(TWINS[ours], {}).get(metric)
-                twin_note = ""
-                if not variants and twin is not None and best != TWINS[ours]:
-                    rel = "above" if twin[0] > q[0] else "below"
-                    twin_note = f"; its Gaussian twin {_fmt(twin)} ({rel})"
-                out.append(
-                    f"- {dataset}, {metric} ({what}): {METHOD_NAMES.get(ours, ours)} {_fmt(q)} < "
-                    f"{METHOD_NAMES.get(best, best)} {_fmt(others[best])}{note}{twin_note}"
-                )
-    return out
-
-
-# ---------------------------------------------------------------------- figures
-
-
-def bar_figure(summary: dict, metrics: list[str], path: Path, title: str) -> bool:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    datasets = [d for d in summary if any(m in s for s in summary[d].values() for m in metrics)]
-    if not datasets:
-        return False
-    metrics = [m for m in metrics if any(m in s for d in datasets for s in summary[d].values())]
-    fig, axes = plt.subplots(
-        len(datasets), 1, figsize=(max(8, 1.4 * len(metrics) + 2), 3.2 * len(datasets)), squeeze=False
-    )
-    for ax, dataset in zip(axes[:, 0], datasets, strict=True):
-        methods = _order(summary[dataset])
-        width = 0.8 / max(1, len(methods))
-        for i, method in enumerate(methods):
-            stats = summary[dataset][method]
-            means = [stats[m][0] if m in stats else np.nan for m in metrics]
-            sds = [stats[m][1] if m in stats else 0 for m in metrics]
-            x = np.arange(len(metrics)) + (i - (len(methods) - 1) / 2) * width
-            ax.bar(x, means, width, yerr=sds, capsize=2, label=METHOD_NAMES.get(method, method))
-        ax.set_xticks(np.arange(len(metrics)), metrics, rotation=20, ha="right", fontsize=8)
-        ax.set_ylim(0, 1.05)
-        ax.set_title(f"{dataset}", fontsize=10)
-        ax.legend(fontsize=7, ncol=4, loc="lower left")
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
-
-
-def scaling_figure(cost: dict, path: Path) -> bool:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = (cost or {}).get("scaling", {}).get("rows", [])
-    prior = (cost or {}).get("prior", {}).get("rows", [])
-    if not rows and not prior:
-        return False
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
-    if rows:
-        n = [r["n_cells"] for r in rows]
-        axes[0].loglog(
-            n, [r["seconds_per_epoch_extrapolated"] for r in rows], "o-", label="s / epoch (extrap.)"
-        )
-        axes[0].loglog(n, [r["setup_seconds"] for r in rows], "s--", label="setup s (validation scan)")
-        axes[0].set_xlabel("cells")
-        axes[0].set_ylabel("seconds")
-        axes[0].legend(fontsize=8)
-        axes[0].set_title("QBM-VAE time vs cells (backed h5ad)")
-        axes[1].semilogx(n, [r["peak_rss_mb"] for r in rows], "o-", label="peak RSS")
-        axes[1].semilogx(n, [r["rss_after_open_mb"] for r in rows], "s--", label="after opening (backed)")
-        axes[1].semilogx(n, [r["rss_after_setup_mb"] for r in rows], "^:", label="after setup")
-        axes[1].set_xlabel("cells")
-        axes[1].set_ylabel("MB")
-        axes[1].set_ylim(bottom=0)
-        axes[1].legend(fontsize=8)
-        axes[1].set_title("memory vs cells")
-    if prior:
-        k = [r["n_latent"] for r in prior]
-        axes[2].plot(k, [r["sampler_seconds_per_step"] * 1e3 for r in prior], "o-", label="prior sampler")
-        axes[2].plot(k, [r["rest_seconds_per_step"] * 1e3 for r in prior], "s-", label="rest of the step")
-        axes[2].set_xscale("log", base=2)
-        axes[2].set_xlabel("binary latent units")
-        axes[2].set_ylabel("ms per step")
-        axes[2].legend(fontsize=8)
-        axes[2].set_title("prior share of a training step")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
 
 
 # ---------------------------------------------------------------------- sections
@@ -268,160 +73,6 @@ def _sampler_modes_section(result: dict | None) -> list[str]:
     from benchmarks import samplers_modes
 
     return samplers_modes.report_lines(result)
-
-
-def _cost_section(cost: dict | None) -> list[str]:
-    if cost is None:
-        return ["_cost.json missing: run `python benchmarks/cost.py`._", ""]
-    out = []
-    meta = cost.get("meta", {})
-    if meta.get("note"):
-        out += [f"_{meta['note']}._", ""]
-    for part, title in (
-        ("throughput", "Throughput ({dataset}, {epochs} epochs each, early stopping off"),
-        (
-            "convergence",
-            "Time to convergence ({dataset}, each model's own early stopping, at most {epochs} epochs",
-        ),
-    ):
-        thr = cost.get(part)
-        if not thr:
-            continue
-        for dataset, block in thr["datasets"].items():
-            rows = block["rows"]
-            epochs = rows[0]["max_epochs"]
-            out += [
-                f"### {title.format(dataset=dataset, epochs=epochs)}, 1 torch thread, one subprocess each)",
-                "",
-                "| method | epochs | wall time (s) | s / epoch | train cells / s | peak RSS (MB) | "
-                "wall time ÷ QBM | s/epoch ÷ QBM | peak RSS ÷ QBM |",
-                "|---|---|---|---|---|---|---|---|---|",
-            ]
-            for r in rows:
-                ratio = block["ratios"][r["method"]]
-                out.append(
-                    f"| {METHOD_NAMES.get(r['method'], r['method'])} | {r['epochs']} | {r['seconds']:.0f} | "
-                    f"{r['seconds_per_epoch']:.2f} | {r['cells_per_second']:.0f} | {r['peak_rss_mb']:.0f} | "
-                    f"{ratio['seconds_vs_qbm']:.2f} | {ratio['seconds_per_epoch_vs_qbm']:.2f} | "
-                    f"{ratio['peak_rss_vs_qbm']:.2f} |"
-                )
-            out.append("")
-    sc = cost.get("scaling")
-    if sc:
-        full = any(r.get("seconds_full_epoch") for r in sc["rows"])
-        out += [
-            f"### Scaling with cells ({sc['source']}; backed CSR h5ad; {sc['steps']} timed minibatch "
-            "steps of 128 cells each"
-            + (
-                ", then one whole epoch over every cell with its log Z refresh)"
-                if full
-                else "; epoch time extrapolated as steps/epoch × s/step — no full epoch was run)"
-            ),
-            "",
-            "| cells | file (MB) | setup (s) | s / step | of which reading (s) | steps / epoch | "
-            "s / epoch (extrap.) | s / epoch (measured) | RSS after open (MB) | RSS after setup (MB) | "
-            "peak RSS (MB) | our per-cell arrays (MB) | anndata obs (MB) |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-        ]
-        for r in sc["rows"]:
-            held = r.get("per_cell_arrays_mb", {})
-            obs_mb = sum(v for k, v in held.items() if k.startswith("anndata"))
-            ours = sum(v for k, v in held.items() if not k.startswith("anndata"))
-            measured = r.get("seconds_full_epoch")
-            out.append(
-                f"| {r['n_cells']:,} | {r['file_mb']:.0f} | {r['setup_seconds']:.1f} | "
-                f"{r['seconds_per_step']:.3f} | {r['read_seconds_per_step']:.3f} | "
-                f"{r['steps_per_epoch']:,} | {r['seconds_per_epoch_extrapolated']:.0f} | "
-                f"{f'{measured:.0f}' if measured else '—'} | "
-                f"{r['rss_after_open_mb']:.0f} | {r['rss_after_setup_mb']:.0f} | {r['peak_rss_mb']:.0f} | "
-                f"{ours:.0f} | {obs_mb:.0f} |"
-            )
-        out += [
-            "",
-            "The count matrix stays on disk (the 1M-cell file is far larger than the RSS growth). What "
-            "grows with cells is per-cell metadata: anndata's own obs table and obs names of the "
-            "opened file (the user's object, Python strings), and our per-cell arrays (row indices, "
-            "empty-cell masks, the loader's permutation: ~24 bytes per cell).",
-            "",
-        ]
-    pr = cost.get("prior")
-    if pr:
-        out += [
-            f"### The prior's share of a training step ({pr['dataset']}, 16 Gaussian units, "
-            f"{pr['steps']} steps of 128 cells)",
-            "",
-            "| binary units | ms / step | prior sampler ms / step | rest ms / step | sampler share | "
-            "one log Z refresh (s) |",
-            "|---|---|---|---|---|---|",
-        ]
-        for r in pr["rows"]:
-            out.append(
-                f"| {r['n_latent']} | {1e3 * r['seconds_per_step']:.1f} | "
-                f"{1e3 * r['sampler_seconds_per_step']:.1f} | {1e3 * r['rest_seconds_per_step']:.1f} | "
-                f"{r['sampler_share']:.0%} | {r['log_z_refresh_seconds']:.2f} |"
-            )
-        out.append("")
-    return out
-
-
-def _trajectory_section(traj: dict | None) -> list[str]:
-    if traj is None:
-        return ["_trajectory.json missing._", ""]
-    out = [
-        "| data set | method / representation / root | Spearman | Kendall τ |",
-        "|---|---|---|---|",
-    ]
-
-    def fmt(v):
-        if isinstance(v, dict):
-            return f"{v['mean']:.3f} ± {v['sd']:.3f}"
-        return f"{v:.3f}" if isinstance(v, int | float) else "—"
-
-    for dataset, methods in traj.get("datasets", {}).items():
-        for method, r in methods.items():
-            if isinstance(r, dict) and "spearman" in r:
-                out.append(f"| {dataset} | {method} | {fmt(r['spearman'])} | {fmt(r.get('kendall'))} |")
-    return [*out, ""]
-
-
-TRAJECTORY_METRICS = {"a549": ("spearman", "kendall"), "paul15": ("kendall_myeloid", "kendall_erythroid")}
-
-
-def _trajectory_models_section(rows: list | None) -> list[str]:
-    """qbm_pyro.tl.trajectory on each saved latent from the known root, vs scanpy DPT on the same
-    latent; for QBM latents also the root chosen by energy and energy along pseudotime."""
-    if not rows:
-        return ["_trajectory_models.json missing: run `python benchmarks/trajectory_models.py`._", ""]
-
-    def ms(values):
-        v = np.asarray(values, dtype=float)
-        return f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if len(v) > 1 else f"{v[0]:.3f}"
-
-    out = []
-    for dataset, (m1, m2) in TRAJECTORY_METRICS.items():
-        out += [
-            f"**{dataset}** ({m1}, {m2} of pseudotime against the known time / reference lineages)",
-            "",
-            "| latent | n | ours, known root | scanpy DPT, same latent and root "
-            "| ours, root = highest energy | energy vs pseudotime (Spearman) |",
-            "|---|---|---|---|---|---|",
-        ]
-        for method in METHOD_ORDER:
-            sel = [r for r in rows if r["dataset"] == dataset and r["method"] == method]
-            if not sel:
-                continue
-
-            def pair(key, sel=sel, metrics=(m1, m2)):
-                return " / ".join(ms([r[key][m] for r in sel]) for m in metrics)
-
-            auto = pair("auto_energy_root") if "auto_energy_root" in sel[0] else "—"
-            energy = ms([r["qbm_trajectory"]["energy_spearman"] for r in sel]) if "energy" in sel[0] else "—"
-            out.append(
-                f"| {METHOD_NAMES.get(method, method)} | {len(sel)} | {pair('qbm_trajectory')} | "
-                f"{pair('scanpy_dpt_same_latent')} | {auto} | {energy} |"
-            )
-        out.append("")
-    return out
 
 
 def build(results: Path, out_dir: Path = ROOT) -> tuple[str, list[Path]]:
@@ -616,19 +267,6 @@ def _suite_section(
     return md
 
 
-def _cost_with_figure(cost: dict | None, results: Path, out_dir: Path, figures: list[Path]) -> list[str]:
-    md = ["## Cost", ""] + _cost_section(cost)
-    if scaling_figure(cost, results / "scaling.png"):
-        md += _figure("scaling", results / "scaling.png", out_dir, figures)
-    return md
-
-
-def _figure(alt: str, path: Path, out_dir: Path, figures: list[Path]) -> list[str]:
-    """Record a written figure and return the markdown lines that link it."""
-    figures.append(path)
-    return [f"![{alt}]({_rel(path, out_dir)})", ""]
-
-
 def _training_length_section(longer: dict | None, light: dict) -> list[str]:
     """The same fits at the longer epoch cap of ``quality_<epochs>.json`` beside the main run."""
     if not longer or not longer.get("rows"):
@@ -685,10 +323,6 @@ def _hierarchical_section(result: dict | None, light_rows: list[dict]) -> list[s
         table(summarise(result["rows"] + factorial, metrics), "paul15", metrics),
         "",
     ]
-
-
-def _rel(path: Path, out_dir: Path) -> str:
-    return os.path.relpath(path.resolve(), out_dir.resolve())
 
 
 def main(argv=None) -> None:
