@@ -96,10 +96,12 @@ def _renamed_copy(before: Path, where: Path) -> Path:
 
 def _paired_worker(shape: str, blocks: int = 30, calls: int = 10) -> dict:
     """Both losses on one minibatch of 128 cells, the same weights, blocks alternating (new,
-    old, new, ...): wall and CPU milliseconds per ``loss(batch).backward()``."""
+    old, new, ...): wall and CPU milliseconds per ``loss(batch).backward()``, distribution
+    argument checks off as in training."""
     import torch
 
     torch.set_num_threads(1)
+    import pyro
     import qbm_pyro_old.module
 
     import qbm_pyro
@@ -114,6 +116,7 @@ def _paired_worker(shape: str, blocks: int = 30, calls: int = 10) -> dict:
     old.train()
     batch = next(iter(model._loader(batch_size=128)))
     times = {"after": [], "before": [], "after_cpu": [], "before_cpu": []}
+    pyro.enable_validation(False)  # as in training (Trainer.step): no distribution argument checks
     for block in range(blocks):
         for tree, module in (("after", new), ("before", old)):
             torch.manual_seed(block)
