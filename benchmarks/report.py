@@ -26,6 +26,7 @@ from benchmarks import (  # noqa: E402
     bad_inputs,
     de,
     landscape,
+    loss_speed,
     mapping,
     missing_modality,
     prior_levers,
@@ -102,6 +103,7 @@ def build(results: Path, out_dir: Path = ROOT) -> tuple[str, list[Path]]:
     md += _trajectory_models_section((_load(results, "trajectory_models") or {}).get("rows"))
     md += landscape.report_section(results)
     md += throughput.report_lines(_load(results, "throughput"))
+    md += loss_speed.report_section(results)
     md += de.report_section(_load(results, "de"))
     md += mapping.report_section(results)
     md += missing_modality.report_section(_load(results, "missing_modality"))

@@ -11,6 +11,7 @@ import datetime
 import time
 from pathlib import Path
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -50,6 +51,7 @@ def _worker(rank: int, store: str, out_dir: str) -> None:
     Path(out_dir, f"rank{rank}.txt").write_text(f"{time.perf_counter() - start:.2f}\n{outcome}")
 
 
+@pytest.mark.slow  # starts two processes; its time bound needs an idle machine
 def test_nan_on_one_rank_stops_every_rank_with_a_message(tmp_path):
     mp.spawn(_worker, args=(str(tmp_path / "store"), str(tmp_path)), nprocs=2, join=True)
     for rank in (0, 1):

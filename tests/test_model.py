@@ -62,7 +62,11 @@ def test_cells_missing_a_modality_get_a_latent():
     "options",
     [
         dict(prior="rbm", n_latent=10, n_continuous=0),
-        dict(prior="hidden", n_latent=16, n_continuous=4, n_prior_hidden=8),
+        # above exact enumeration: AIS over the 24-unit joint machine every epoch (minutes)
+        pytest.param(
+            dict(prior="hidden", n_latent=16, n_continuous=4, n_prior_hidden=8), marks=pytest.mark.slow
+        ),
+        dict(prior="hidden", n_latent=8, n_continuous=4, n_prior_hidden=4),  # log Z exact
         dict(prior="gaussian", n_latent=6, n_continuous=0),
         dict(prior="bernoulli", n_latent=16, n_continuous=4),
         dict(prior="boltzmann", n_latent=8, n_continuous=4, encode_covariates=True),
@@ -71,6 +75,7 @@ def test_cells_missing_a_modality_get_a_latent():
     ids=[
         "rbm",
         "hidden-units",
+        "hidden-units-exact",
         "gaussian",
         "bernoulli-ablation",
         "batch-to-encoder-too",
@@ -230,11 +235,17 @@ def test_tl_qbm_writes_outputs_and_copy_semantics(tmp_path):
     assert out.obsm["X_qbm"].shape == (400, 12)
     assert "qbm_energy" in out.obs and out.uns["qbm"]["params"]["n_binary"] == 8
     out.write_h5mu(tmp_path / "out.h5mu")  # everything written serialises
+
+
+@pytest.mark.slow  # scanpy's neighbours and UMAP compile numba code on first use (minutes on 2 cores)
+def test_tl_qbm_output_feeds_scanpy_neighbors_and_umap():
     import scanpy as sc
 
-    sc.pp.neighbors(out, use_rep="X_qbm")
-    sc.tl.umap(out)
-    assert out.obsm["X_umap"].shape == (400, 2)
+    mdata = datasets.pbmc_cite_2batch()
+    qbm_pyro.tl.qbm(mdata, batch_key="batch", n_latent=8, n_continuous=4, **FAST)
+    sc.pp.neighbors(mdata, use_rep="X_qbm")
+    sc.tl.umap(mdata)
+    assert mdata.obsm["X_umap"].shape == (400, 2)
 
 
 @pytest.mark.slow

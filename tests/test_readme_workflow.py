@@ -65,6 +65,7 @@ def large_cite() -> md.MuData:
     return resampled_cite(seed=0)
 
 
+@pytest.mark.slow  # trains on 9,216 cells, then neighbours and UMAP above scanpy's small-data paths
 def test_readme_workflow_on_9k_cells(large_cite, tmp_path):
     torch.set_num_threads(1)
     plt.switch_backend("Agg")

@@ -20,10 +20,9 @@ import scipy.sparse as sp
 import torch
 from tqdm.auto import tqdm
 
-from .. import distributions as dist
 from ..convergence import warn_if_untrained
 from ..data import REGISTRY_KEYS
-from ..distributions.relaxed_boltzmann import RELAXATION_KINDS
+from ..module.marginal import log_marginal
 from ._base import ModelBase
 
 __all__ = ["GenerationMixin"]
@@ -107,7 +106,7 @@ class GenerationMixin(ModelBase):
         values = []
         with torch.no_grad(), torch.random.fork_rng(), _seeded(seed):
             for batch in tqdm(loader, desc="marginal LL", disable=not progress_bar):
-                values.append(m.log_marginal(batch, n_samples))
+                values.append(log_marginal(m, batch, n_samples))
         out = torch.cat(values).double().cpu().numpy()
         return float(out.mean()) if return_mean else out
 
@@ -295,9 +294,10 @@ class GenerationMixin(ModelBase):
         with torch.no_grad(), torch.random.fork_rng(), _seeded(seed):
             for batch in self._loader(data, indices, batch_size):
                 draws = {name: [] for name in wanted}
-                posterior = m.encode(batch)
+                posterior = m.posterior(batch)
                 for _ in range(n_samples):
-                    counts = m.sample_counts(_posterior_latent_sample(m, posterior), batch)
+                    latent = torch.cat([fn.sample() for fn in posterior.values()], -1)
+                    counts = m.sample_counts(latent, batch)
                     for name in wanted:
                         draws[name].append(counts[self.registry.modalities[name].kind])
                 for name in wanted:
@@ -384,17 +384,6 @@ class GenerationMixin(ModelBase):
             if sampler is not None:
                 sampler.load_state_dict(chains)
         return {site: torch.cat(values, 1) for site, values in parts.items()}
-
-
-def _posterior_latent_sample(m, posterior: dict) -> torch.Tensor:
-    """One draw of the decoder input ``(ζ, c)`` from the encoder's posterior."""
-    parts = []
-    if m.n_binary:
-        relaxed = RELAXATION_KINDS[m.relaxation](posterior["logits"], m.smoothing)
-        parts.append(relaxed.sample())
-    if m.n_continuous:
-        parts.append(dist.Normal(posterior["loc"], posterior["scale"]).sample())
-    return torch.cat(parts, -1)
 
 
 class _seeded:  # noqa: N801 (used as a lower-case context manager)

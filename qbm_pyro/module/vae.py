@@ -23,13 +23,21 @@ relaxed posterior of ``ζ`` (reparameterised), and the KL of the joint is the an
 Bernoulli-to-Boltzmann one (``qbm_pyro.distributions.relaxed_boltzmann``), so the loss is the
 exact negative ELBO of the model above.
 
-Likelihoods: :mod:`qbm_pyro.module.likelihoods`. This module sees only tensors and sizes.
+Each piece is written once (the ``inference`` / ``generative`` / ``loss`` split of scvi-tools):
+:meth:`MultiVAE.posterior` is the variational family (one distribution per latent site),
+:meth:`MultiVAE.latent_prior` the latent part of the model (given a ``sample(site, prior)``
+callback) and :meth:`MultiVAE.likelihoods` its observation sites. The Pyro ``guide`` and
+``model`` are thin wrappers placing these at ``pyro.sample`` sites; the untraced training loss
+(:meth:`MultiVAE.loss_terms`) feeds the posterior's draws to the same callback and takes each
+latent site's registered analytic KL, as :class:`~qbm_pyro.module.AnalyticKL_ELBO` does.
+
+Likelihoods: :mod:`qbm_pyro.module.likelihoods`; ``log p(x)`` by importance sampling:
+:mod:`qbm_pyro.module.marginal`. This module sees only tensors and sizes.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 
 import pyro
 import torch
@@ -37,11 +45,11 @@ from pyro import poutine
 from pyro.distributions.util import scale_and_mask
 from pyro.nn import PyroModule
 from torch import nn
+from torch.distributions import kl_divergence
 
 from .. import distributions as dist
 from .._checks import check_choice
 from .._constants import PRIORS, REGISTRY_KEYS
-from ..distributions.kl import kl_bernoulli_code
 from ..distributions.relaxed_boltzmann import RELAXATION_KINDS as RELAXATIONS
 from .likelihoods import NegativeBinomialMixture, atac_likelihood, rna_likelihood
 from .nets import MLP, one_hot_batches
@@ -248,42 +256,100 @@ class MultiVAE(PyroModule):
         out["scale"] = precision.rsqrt()
         return out
 
-    def guide(self, batch: dict[str, torch.Tensor], observe: bool = True, kl_weight: float = 1.0) -> None:
-        """The posterior ``q(ζ, c | x)`` (``observe`` is accepted to mirror :meth:`model`);
-        ``kl_weight`` scales the latent sites (KL warm-up) as in :meth:`model`."""
-        pyro.module("qbm_vae", self)
+    def posterior(self, batch: dict[str, torch.Tensor]) -> dict[str, dist.TorchDistribution]:
+        """The variational family ``q(ζ, c | x)``, one distribution per latent site (written once:
+        the guide, the loss and the posterior draws all take it from here): ``"z"`` the relaxed
+        code (``relaxation`` of the product-of-experts logits), ``"c"`` the Gaussian units, each
+        ``(B,)`` cells by an event of its units; only the sites the model has."""
         posterior = self.encode(batch)
+        q = {}
+        if self.n_binary:
+            q["z"] = RELAXATIONS[self.relaxation](posterior["logits"], self.smoothing).to_event(1)
+        if self.n_continuous:
+            q["c"] = dist.Normal(posterior["loc"], posterior["scale"]).to_event(1)
+        return q
+
+    def inference(self, batch: dict[str, torch.Tensor]) -> dict[str, dict]:
+        """``{"posterior": q, "latent": draws}``: :meth:`posterior` and one reparameterised draw
+        of each latent site from it (in site order, as the guide draws them)."""
+        q = self.posterior(batch)
+        return {"posterior": q, "latent": {site: fn.rsample() for site, fn in q.items()}}
+
+    def guide(self, batch: dict[str, torch.Tensor], observe: bool = True, kl_weight: float = 1.0) -> None:
+        """The Pyro guide: :meth:`posterior`'s sites (``observe`` is accepted to mirror
+        :meth:`model`); ``kl_weight`` scales the latent sites (KL warm-up) as in :meth:`model`."""
+        pyro.module("qbm_vae", self)
+        q = self.posterior(batch)
         with pyro.plate("cells", batch[K.BATCH_KEY].shape[0]), _kl_scale(kl_weight):
-            if self.n_binary:
-                relaxed = RELAXATIONS[self.relaxation](posterior["logits"], self.smoothing)
-                pyro.sample("z", relaxed.to_event(1))
-            if self.n_continuous:
-                pyro.sample("c", dist.Normal(posterior["loc"], posterior["scale"]).to_event(1))
+            for site, fn in q.items():
+                pyro.sample(site, fn)
 
     # ------------------------------------------------------------------ generative side
 
-    def decode(self, latent: torch.Tensor, batch: dict[str, torch.Tensor]) -> dict:
-        """Likelihood distributions (elementwise, ``(B, n_vars)``) per modality kind."""
-        cov = one_hot_batches(batch[K.BATCH_KEY], self.n_batch)
-        hidden = self.decoder(latent, cov)
+    def decoder_outputs(
+        self,
+        latent: torch.Tensor,
+        batch: dict[str, torch.Tensor],
+        levels: torch.Tensor | None = None,
+        kinds: tuple[str, ...] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """The decoder's parameters of ``p(x | ζ, c, s)``, ``(B, n_vars)`` each: ``rna_scale``
+        (expression frequencies, rows sum to 1), ``rna_gate`` (zero-inflation logits, ZINB),
+        ``protein_background`` and ``protein_foreground`` (means), ``protein_mixing`` (logit of
+        the background), ``atac_logits``. ``levels``: the batch covariates to decode with
+        (default the batch's own); ``kinds``: the modality kinds wanted (default all)."""
+        levels = batch[K.BATCH_KEY] if levels is None else levels
+        kinds = tuple(self.n_vars) if kinds is None else kinds
+        hidden = self.decoder(latent, one_hot_batches(levels, self.n_batch))
         heads = self.decoder_heads
         out = {}
+        if K.RNA in kinds:
+            out["rna_scale"] = torch.softmax(heads["rna_scale"](hidden), -1)
+            if "rna_gate" in heads:
+                out["rna_gate"] = heads["rna_gate"](hidden)
+        if K.PROTEIN in kinds:
+            out["protein_background"], out["protein_foreground"] = self._protein_means(hidden, batch, levels)
+            out["protein_mixing"] = heads["protein_mixing"](hidden)
+        if K.ATAC in kinds:
+            out["atac_logits"] = heads["atac"](hidden)
+        return out
+
+    def decode(self, latent: torch.Tensor, batch: dict[str, torch.Tensor]) -> dict:
+        """Likelihood distributions (elementwise, ``(B, n_vars)``) per modality kind, from
+        :meth:`decoder_outputs` and the observed size factors."""
+        out = self.decoder_outputs(latent, batch)
+        likelihoods = {}
         if K.RNA in self.n_vars:
-            scale = torch.softmax(heads["rna_scale"](hidden), -1)
             library = batch[K.library_key(K.RNA)].unsqueeze(-1)
-            gate = heads["rna_gate"](hidden) if "rna_gate" in heads else None
-            out[K.RNA] = rna_likelihood(library * scale, self.log_theta_rna.exp(), gate)
+            likelihoods[K.RNA] = rna_likelihood(
+                library * out["rna_scale"], self.log_theta_rna.exp(), out.get("rna_gate")
+            )
         if K.PROTEIN in self.n_vars:
-            background, foreground = self._protein_means(hidden, batch, batch[K.BATCH_KEY])
-            out[K.PROTEIN] = NegativeBinomialMixture(
-                background,
-                foreground,
+            likelihoods[K.PROTEIN] = NegativeBinomialMixture(
+                out["protein_background"],
+                out["protein_foreground"],
                 self.log_theta_protein.exp(),
-                heads["protein_mixing"](hidden),
+                out["protein_mixing"],
             )
         if K.ATAC in self.n_vars:
             cell = self.atac_depth(torch.log1p(batch[K.library_key(K.ATAC)]).unsqueeze(-1))
-            out[K.ATAC] = atac_likelihood(heads["atac"](hidden), cell, self.atac_region_factor)
+            likelihoods[K.ATAC] = atac_likelihood(out["atac_logits"], cell, self.atac_region_factor)
+        return likelihoods
+
+    def likelihoods(self, latent: torch.Tensor, batch: dict[str, torch.Tensor]) -> dict:
+        """The observation sites ``p(x | ζ, c, s)`` per modality kind, as scored (written once: the
+        model, the loss and :meth:`log_likelihood` take them from here): :meth:`decode`'s
+        distributions over a cell's features (an event), without the features the likelihood
+        leaves out (``feature_masks``), masked to the cells that have the modality."""
+        out = {}
+        for kind, fn in self.decode(latent, batch).items():
+            if kind in self.feature_masks:  # zero-padded features of a query model: not scored
+                fn = fn.mask(self.feature_masks[kind])
+            fn = fn.to_event(1)
+            mask = batch[K.mask_key(kind)]
+            if not bool(mask.all()):  # (the usual minibatch has the modality in every cell)
+                fn = fn.mask(mask)
+            out[kind] = fn
         return out
 
     def _protein_means(
@@ -307,34 +373,93 @@ class MultiVAE(PyroModule):
         """The prior of the decoder's code input ``ζ`` (the smoothed Boltzmann machine)."""
         return dist.RelaxedBoltzmann(self.prior.distribution(), self.relaxation, self.smoothing)
 
+    def latent_prior(self, sample, n_cells: int) -> torch.Tensor:
+        """The latent part of the generative model, written once: ``ζ ~`` :meth:`prior_code`,
+        ``c | ζ ~ N(Wζ + b, I)`` (``N(0, I)`` for the Gaussian twin). ``sample(site, prior)``
+        gives each site's value (``pyro.sample`` in :meth:`model`, the posterior's draw in
+        :meth:`loss_terms`, an ancestral draw in :meth:`latent_from_code`); returns the decoder
+        input ``(n_cells, n_binary + n_continuous)``."""
+        parts = []
+        if self.n_binary:
+            zeta = sample("z", self.prior_code())
+            parts.append(zeta)
+        if self.n_continuous:
+            parts.append(sample("c", self.continuous_prior(zeta if self.n_binary else None, n_cells)))
+        return torch.cat(parts, -1)
+
+    def continuous_prior(self, zeta: torch.Tensor | None, n_cells: int) -> dist.TorchDistribution:
+        """``p(c | ζ) = N(Wζ + b, I)`` over the Gaussian units, or ``N(0, I)`` for ``zeta=None``
+        (the Gaussian twin), ``n_cells`` cells."""
+        if zeta is not None:
+            loc = self.prior_loc(zeta)
+        else:  # on the module's device, in its dtype
+            loc = next(self.decoder.parameters()).new_zeros(n_cells, self.n_continuous)
+        return dist.Normal(loc, 1.0).to_event(1)
+
     def model(self, batch: dict[str, torch.Tensor], observe: bool = True, kl_weight: float = 1.0) -> None:
-        """The generative model. ``observe=False`` samples the counts instead of scoring
-        ``batch``'s (``batch`` then only supplies covariates and size factors), as with Pyro's
-        ``Predictive``. ``kl_weight`` scales the latent sites (``poutine.scale``), so that with
-        :class:`~qbm_pyro.module.AnalyticKL_ELBO` their KL terms are weighted (KL warm-up)."""
+        """The Pyro model: :meth:`latent_prior` and :meth:`likelihoods` as sites. ``observe=False``
+        samples the counts instead of scoring ``batch``'s (``batch`` then only supplies
+        covariates and size factors), as with Pyro's ``Predictive``. ``kl_weight`` scales the
+        latent sites (``poutine.scale``), so that with :class:`~qbm_pyro.module.AnalyticKL_ELBO`
+        their KL terms are weighted (KL warm-up)."""
         pyro.module("qbm_vae", self)
         B = batch[K.BATCH_KEY].shape[0]
-        parts = []
         with pyro.plate("cells", B):
             with _kl_scale(kl_weight):
-                if self.n_binary:
-                    zeta = pyro.sample("z", self.prior_code())
-                    parts.append(zeta)
-                if self.n_continuous:
-                    if self.n_binary:
-                        loc = self.prior_loc(zeta)
-                    else:
-                        loc = batch[K.BATCH_KEY].new_zeros(
-                            B, self.n_continuous, dtype=torch.get_default_dtype()
-                        )
-                    parts.append(pyro.sample("c", dist.Normal(loc, 1.0).to_event(1)))
-            likelihoods = self.decode(torch.cat(parts, -1), batch)
-            for kind, fn in likelihoods.items():
-                if kind in self.feature_masks:
-                    fn = fn.mask(self.feature_masks[kind])
-                mask = batch[K.mask_key(kind)]
-                obs = batch[K.x_key(kind)] if observe else None
-                pyro.sample(f"x_{kind}", fn.to_event(1).mask(mask), obs=obs)
+                latent = self.latent_prior(pyro.sample, B)
+            for kind, fn in self.likelihoods(latent, batch).items():
+                pyro.sample(K.x_key(kind), fn, obs=batch[K.x_key(kind)] if observe else None)
+
+    # ------------------------------------------------------------------ the ELBO
+
+    def loss_terms(
+        self, batch: dict[str, torch.Tensor], inference_outputs: dict | None = None
+    ) -> dict[str, dict[str, torch.Tensor]]:
+        """The ELBO's terms per cell, untraced: ``{"kl": {site: (B,)}, "log_likelihood":
+        {kind: (B,)}}``, from the same :meth:`posterior`, :meth:`latent_prior` and
+        :meth:`likelihoods` as the Pyro :meth:`guide` and :meth:`model`.
+
+        ``inference_outputs``: :meth:`inference`'s ``{"posterior", "latent"}`` to score (default:
+        a fresh one), e.g. a recorded guide trace's distributions and values. Each latent site's
+        term is its registered analytic ``KL(q ‖ p)`` (:mod:`qbm_pyro.distributions.kl`; that of
+        the codes for the relaxed sites, the smoothing being shared), as in
+        :class:`~qbm_pyro.module.AnalyticKL_ELBO`.
+        """
+        if inference_outputs is None:
+            inference_outputs = self.inference(batch)
+        q, draws = inference_outputs["posterior"], inference_outputs["latent"]
+        priors = {}
+
+        def posterior_draw(site, prior):
+            priors[site] = prior
+            return draws[site]
+
+        # the model's likelihoods first (decoder dropout draws), then the KLs, as Pyro computes
+        # them after the model's trace (a prior with hidden units draws codes for its KL)
+        latent = self.latent_prior(posterior_draw, batch[K.BATCH_KEY].shape[0])
+        likelihoods = self.likelihoods(latent, batch)
+        return {
+            "kl": {site: kl_divergence(fn, priors[site]) for site, fn in q.items()},
+            "log_likelihood": {kind: fn.log_prob(batch[K.x_key(kind)]) for kind, fn in likelihoods.items()},
+        }
+
+    def loss(
+        self, batch: dict[str, torch.Tensor], kl_weight: float = 1.0, inference_outputs: dict | None = None
+    ) -> torch.Tensor:
+        """The negative ELBO of a minibatch (summed over cells) from :meth:`loss_terms`, each
+        latent site's KL scaled by ``kl_weight``: the training loop's hot path.
+
+        The same number as ``AnalyticKL_ELBO().differentiable_loss(self.model, self.guide, batch,
+        kl_weight=...)`` on the same latent draws (``tests/test_elbo_parity.py``), without Pyro's
+        tracing.
+        """
+        terms = self.loss_terms(batch, inference_outputs)
+        elbo = 0.0  # in AnalyticKL_ELBO's order: the latent sites' KLs, then the likelihoods
+        for kl in terms["kl"].values():
+            elbo = elbo - scale_and_mask(kl, kl_weight).sum()
+        for log_likelihood in terms["log_likelihood"].values():
+            elbo = elbo + log_likelihood.sum()
+        return -elbo
 
     # ------------------------------------------------------------------ generation and likelihood
 
@@ -355,12 +480,12 @@ class MultiVAE(PyroModule):
         """Ancestral draw of the decoder input ``(ζ, c)`` given binary codes ``z`` ``(B, n)``
         (or ``c ~ N(0, I)`` alone for the Gaussian twin, when ``z`` has no columns)."""
         parts = []
+        zeta = None
         if self.n_binary:
             zeta = dist.smooth_code(z, self.relaxation, self.smoothing)
             parts.append(zeta)
         if self.n_continuous:
-            loc = self.prior_loc(zeta) if self.n_binary else z.new_zeros(z.shape[0], self.n_continuous)
-            parts.append(loc + torch.randn_like(loc))
+            parts.append(self.continuous_prior(zeta, z.shape[0]).sample())
         return torch.cat(parts, -1)
 
     def sample_counts(self, latent: torch.Tensor, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -372,99 +497,12 @@ class MultiVAE(PyroModule):
         return out
 
     def log_likelihood(self, latent: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """``log p(x | latent, s)`` per cell ``(B,)``, summed over the modalities the cell has and
-        over the features the likelihood scores (``feature_masks``: not the zero-padded features
-        of a query model), as in :meth:`model` and :meth:`loss`."""
+        """``log p(x | latent, s)`` per cell ``(B,)``: the :meth:`likelihoods` (the modalities the
+        cell has, the features the likelihood scores), as in :meth:`model` and :meth:`loss`."""
         total = 0.0
-        for kind, fn in self.decode(latent, batch).items():
-            if kind in self.feature_masks:
-                fn = fn.mask(self.feature_masks[kind])
-            mask = batch[K.mask_key(kind)].to(latent.dtype)
-            total = total + fn.log_prob(batch[K.x_key(kind)]).sum(-1) * mask
+        for kind, fn in self.likelihoods(latent, batch).items():
+            total = total + fn.log_prob(batch[K.x_key(kind)])
         return total
-
-    def log_importance_weights(
-        self, batch: dict[str, torch.Tensor], n_samples: int, *, max_rows: int = 8192
-    ) -> torch.Tensor:
-        """Log importance weights ``(n_samples, B)`` of ``log p(x) = log E_q[w]``.
-
-        With ``z ~ q(z | x)`` (hard codes), ``ζ ~ r(ζ | z)`` and ``c ~ q(c | x)``,
-        ``log w = log p(x | ζ, c) + log p_θ(z) + log N(c; Wζ + b, I) - log q(z | x) - log q(c | x)``;
-        the smoothing kernel ``r`` appears in both model and proposal and cancels. Samples are
-        drawn for up to ``max_rows`` (cell, sample) pairs at a time.
-        """
-        posterior = self.encode(batch)
-        B = batch[K.BATCH_KEY].shape[0]
-        per_pass = max(1, max_rows // max(B, 1))
-        rows = []
-        for start in range(0, n_samples, per_pass):
-            k = min(per_pass, n_samples - start)
-            tiled = {key: value.repeat(k, *([1] * (value.dim() - 1))) for key, value in batch.items()}
-            post = {key: value.repeat(k, 1) for key, value in posterior.items()}
-            log_w = 0.0
-            parts = []
-            if self.n_binary:
-                code = dist.Bernoulli(logits=post["logits"]).to_event(1)
-                z = code.sample()
-                zeta = dist.smooth_code(z, self.relaxation, self.smoothing)
-                log_w = log_w + self.code_log_prob(z) - code.log_prob(z)
-                parts.append(zeta)
-            if self.n_continuous:
-                q_c = dist.Normal(post["loc"], post["scale"]).to_event(1)
-                c = q_c.sample()
-                loc = self.prior_loc(zeta) if self.n_binary else torch.zeros_like(c)
-                log_w = log_w + dist.Normal(loc, 1.0).to_event(1).log_prob(c) - q_c.log_prob(c)
-                parts.append(c)
-            log_w = log_w + self.log_likelihood(torch.cat(parts, -1), tiled)
-            rows.append(log_w.reshape(k, B))
-        return torch.cat(rows)
-
-    def log_marginal(self, batch: dict[str, torch.Tensor], n_samples: int) -> torch.Tensor:
-        """Importance-sampled ``log p(x)`` per cell ``(B,)`` (an IWAE bound, see
-        :meth:`log_importance_weights`)."""
-        log_w = self.log_importance_weights(batch, n_samples)
-        return torch.logsumexp(log_w, 0) - math.log(n_samples)
-
-    def loss(self, batch: dict[str, torch.Tensor], kl_weight: float = 1.0) -> torch.Tensor:
-        """The negative ELBO of a minibatch (summed over cells), without Pyro's tracing.
-
-        The same number, drawn with the same random streams, as
-        ``AnalyticKL_ELBO().differentiable_loss(self.model, self.guide, batch, kl_weight=...)``
-        (the training loop's hot path; ``tests/test_boltzmann_fast_right.py`` checks the two agree).
-        The KL terms are the registered ones called directly (the codes' from
-        ``qbm_pyro.distributions.kl.kl_bernoulli_code``, the Gaussian's in closed form):
-        no distribution objects are built for them.
-        """
-        posterior = self.encode(batch)  # the guide: encoders, then the latent draws in site order
-        parts = []
-        if self.n_binary:
-            logits = posterior["logits"]
-            zeta = RELAXATIONS[self.relaxation](logits, self.smoothing).rsample()
-            parts.append(zeta)
-        if self.n_continuous:
-            loc, scale = posterior["loc"], posterior["scale"]
-            parts.append(loc + torch.empty_like(loc).normal_() * scale)  # Normal(loc, scale).rsample()
-        # the model's likelihoods first (decoder dropout draws), then the KLs, as Pyro computes
-        # them after the model's trace (a prior with hidden units draws codes for its KL)
-        likelihoods = self.decode(torch.cat(parts, -1), batch)
-        elbo = 0.0  # the model's sites, in AnalyticKL_ELBO's order: latent KLs, then likelihoods
-        if self.n_binary:  # KL(q(ζ) ‖ relaxed prior) = KL of the codes (the smoothing is shared)
-            prior = self.prior.distribution()
-            elbo = elbo - scale_and_mask(kl_bernoulli_code(logits, prior), kl_weight).sum()
-        if self.n_continuous:  # KL(N(loc, scale) ‖ N(prior_loc, 1)) as torch's _kl_normal_normal
-            prior_loc = self.prior_loc(zeta) if self.n_binary else torch.zeros_like(loc)
-            var_ratio = scale.pow(2)
-            kl_c = 0.5 * (var_ratio + (loc - prior_loc).pow(2) - 1 - var_ratio.log())
-            elbo = elbo - scale_and_mask(kl_c.sum(-1), kl_weight).sum()
-        for kind, fn in likelihoods.items():
-            if kind in self.feature_masks:  # zero-padded features of a query model: not scored
-                fn = fn.mask(self.feature_masks[kind])
-            fn = fn.to_event(1)
-            mask = batch[K.mask_key(kind)]
-            if not bool(mask.all()):  # (the usual minibatch has the modality in every cell)
-                fn = fn.mask(mask)
-            elbo = elbo + fn.log_prob(batch[K.x_key(kind)]).sum()
-        return -elbo
 
     # ------------------------------------------------------------------ inference helpers
 
@@ -482,14 +520,7 @@ class MultiVAE(PyroModule):
     def sample_posterior_latent(self, batch: dict[str, torch.Tensor], n_samples: int) -> torch.Tensor:
         """``n_samples`` decoder inputs per cell drawn from the guide, ``(n_samples, B, d)``: the
         relaxed binary code (as the decoder saw it in training) and the Gaussian units."""
-        posterior = self.encode(batch)
-        parts = []
-        if self.n_binary:
-            relaxed = RELAXATIONS[self.relaxation](posterior["logits"], self.smoothing)
-            parts.append(relaxed.sample((n_samples,)))
-        if self.n_continuous:
-            parts.append(dist.Normal(posterior["loc"], posterior["scale"]).sample((n_samples,)))
-        return torch.cat(parts, -1)
+        return torch.cat([fn.sample((n_samples,)) for fn in self.posterior(batch).values()], -1)
 
     @torch.no_grad()
     def normalized_expression(
@@ -543,18 +574,15 @@ class MultiVAE(PyroModule):
             latents = self.posterior_latent(batch).unsqueeze(0)
         else:
             latents = self.sample_posterior_latent(batch, int(n_samples))
-        cov = one_hot_batches(levels, self.n_batch)
         out = []
         for latent in latents:
-            hidden = self.decoder(latent, cov)
-            heads = self.decoder_heads
+            params = self.decoder_outputs(latent, batch, levels, kinds=(kind,))
             if kind == K.RNA:
-                value = library_size * torch.softmax(heads["rna_scale"](hidden), -1)
+                value = library_size * params["rna_scale"]
             elif kind == K.PROTEIN:
-                _, foreground = self._protein_means(hidden, batch, levels)
-                value = foreground * torch.sigmoid(-heads["protein_mixing"](hidden))
+                value = params["protein_foreground"] * torch.sigmoid(-params["protein_mixing"])
             else:
-                value = torch.sigmoid(heads["atac"](hidden))
+                value = torch.sigmoid(params["atac_logits"])
             out.append(value)
         values = torch.stack(out)
         return values.mean(0) if reduce else values
