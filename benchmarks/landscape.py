@@ -15,7 +15,9 @@ score
   single root cells (3 seeded cells of the root group) alone, expanded to 15 neighbours and to
   their state, against the root group.
 
-Usage: ``python benchmarks/landscape.py [--datasets ...] [--seeds 0 1 2] [--epochs N]``
+Usage: ``python benchmarks/landscape.py [--datasets ...] [--seeds 0 1 2] [--epochs N] [--fits DIR]``
+(``--fits``: reuse models saved with :meth:`~qbm_pyro.QBMVAE.save` under ``DIR/<set>/seed<k>/``,
+marked finished by a ``DONE`` file; sets and seeds without one are fitted here)
 → ``benchmarks/results/landscape.json`` (rows of other data sets already in the file are kept;
 rendered by ``benchmarks/report.py``).
 """
@@ -84,11 +86,22 @@ def trajectory_rows(data, dataset: str, seed: int) -> dict:
     return out
 
 
-def run(dataset: str, seed: int, epochs: int) -> tuple[dict, np.ndarray]:
-    data, label_key, batch_key, kwargs = load(dataset)
-    start = time.perf_counter()
+def _model(data, dataset: str, seed: int, epochs: int, batch_key, kwargs, fits: Path | None):
+    """A saved fit from ``fits`` when there is one (and its epoch count), else a fresh fit."""
+    saved = None if fits is None else Path(fits) / dataset / f"seed{seed}"
+    if saved is not None and (saved / "DONE").exists():
+        meta = saved / "meta.json"
+        done = json.loads(meta.read_text()).get("epochs_run", epochs) if meta.exists() else epochs
+        return qbm_pyro.QBMVAE.load(saved, data), int(done), str(saved)
     model = qbm_pyro.QBMVAE(data, batch_key=batch_key, seed=seed, **kwargs)
     model.train(max_epochs=epochs, progress_bar=False)
+    return model, epochs, None
+
+
+def run(dataset: str, seed: int, epochs: int, fits: Path | None = None) -> tuple[dict, np.ndarray]:
+    data, label_key, batch_key, kwargs = load(dataset)
+    start = time.perf_counter()
+    model, epochs, source = _model(data, dataset, seed, epochs, batch_key, kwargs, fits)
     qbm_pyro.tl.qbm(data, model)
     fit = time.perf_counter() - start
     start = time.perf_counter()
@@ -100,6 +113,7 @@ def run(dataset: str, seed: int, epochs: int) -> tuple[dict, np.ndarray]:
         "dataset": dataset,
         "seed": seed,
         "epochs": epochs,
+        "fit_from": source,
         "fit_seconds": round(fit, 1),
         "attractor_seconds": round(time.perf_counter() - start, 1),
         "n_minima": int(len(info["minima"])),
@@ -202,6 +216,7 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--fits", type=Path, default=None, help="reuse saved fits: DIR/<set>/seed<k>/")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/landscape.json"))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -217,7 +232,7 @@ def main(argv=None) -> None:
     for dataset in args.datasets:
         labels = {}
         for seed in args.seeds:  # the file is rewritten after every fit
-            row, labels[seed] = run(dataset, seed, args.epochs)
+            row, labels[seed] = run(dataset, seed, args.epochs, args.fits)
             rows.append(row)
             brief = {k: v for k, v in row.items() if k not in ("markers", "trajectory")}
             print(json.dumps(brief, default=float), flush=True)
