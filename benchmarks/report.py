@@ -28,6 +28,7 @@ from benchmarks import (  # noqa: E402
     bad_inputs,
     de,
     landscape,
+    landscape_levers,
     mapping,
     missing_modality,
     prior_levers,
@@ -450,6 +451,7 @@ def build(results: Path, out_dir: Path = ROOT) -> tuple[str, list[Path]]:
     md += ["## Trajectories on the fitted latents (benchmarks/trajectory_models.py)", ""]
     md += _trajectory_models_section((_load(results, "trajectory_models") or {}).get("rows"))
     md += landscape.report_section(results)
+    md += landscape_levers.report_section(results)
     md += throughput.report_lines(_load(results, "throughput"))
     md += de.report_section(_load(results, "de"))
     md += mapping.report_section(results)
