@@ -125,9 +125,10 @@ def attractors(
         ``q > 1/2`` to a minimum of the prior), ``"anneal"`` (simulated annealing from the code
         down to T≈0, then the descent; quadratic priors only) or ``"graph"`` (basins of the cells'
         energies ``E(q)``, averaged over each cell and its ``n_neighbors`` nearest neighbours, on
-        the cells' neighbour graph). Measured on paul15 and mixology (``benchmarks/landscape_levers.py``),
-        ``"greedy"`` was the most stable across seeds on fully trained models; ``"graph"`` still
-        separates states when the prior has a single minimum over codes (short fits).
+        the cells' neighbour graph). ``"greedy"`` is the default: on the bundled paul15 it
+        scored a little higher than ``"graph"`` (both find the two lineages), while ``"graph"``
+        recovered the mixology lines where the code minima merged them, and still finds states when
+        the prior has a single minimum over codes (``docs/landscape.rst``).
     min_barrier
         Basins (``"graph"``) or minima (``"greedy"``, ``"anneal"``) whose barrier, counted from
         the higher of the two floors, is below this many energy units (kT at the prior's
