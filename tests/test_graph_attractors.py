@@ -169,3 +169,31 @@ def test_graph_attractors_bad_input_and_seeded():
     np.testing.assert_array_equal(adata.obsm["X_qbm"], before)
     assert "qbm_attractor" not in adata.obs
     pd.testing.assert_frame_equal(a.uns["qbm_attractor"]["table"], b.uns["qbm_attractor"]["table"])
+
+
+def test_graph_attractors_plot_and_survive_h5ad(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    land, adata, t = chain_between_wells(cells=120)
+    rng = np.random.default_rng(0)
+    x = rng.poisson(2.0, (adata.n_obs, 4)).astype(float)
+    x[t < 0.5, 0] += 20.0  # g0 marks the left well's cells
+    adata = ad.AnnData(x, obs=adata.obs, obsm=dict(adata.obsm), uns=adata.uns)
+    adata.var_names = [f"g{i}" for i in range(4)]
+    adata.obsm["X_umap"] = np.column_stack([t, rng.normal(0, 0.01, t.size)])
+    adata.obs["qbm_energy"] = land.energy(adata.obsm["X_qbm"])
+    qbm_pyro.tl.attractors(adata, method="graph", min_barrier=0.5, n_prior_samples=200, n_markers=1)
+    ax = qbm_pyro.pl.landscape(adata)
+    assert len(ax.lines) == 1  # the one barrier-tree edge
+    ax = qbm_pyro.pl.attractors(adata, n_markers=1)
+    assert ax.images[0].get_array().shape[0] == 2
+    plt.close("all")
+    left = adata.obs.loc[adata.obs["t"] < 0.2, "qbm_attractor"].iloc[0]
+    assert adata.uns["qbm_attractor"]["markers"].set_index("attractor").loc[left, "feature"] == "g0"
+    adata.write_h5ad(tmp_path / "graph.h5ad")
+    back = ad.read_h5ad(tmp_path / "graph.h5ad")
+    np.testing.assert_allclose(back.uns["qbm_attractor"]["barriers"], adata.uns["qbm_attractor"]["barriers"])
+    assert (back.obs["qbm_attractor"] == adata.obs["qbm_attractor"]).all()
