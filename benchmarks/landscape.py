@@ -15,7 +15,9 @@ score
   single root cells (3 seeded cells of the root group) alone, expanded to 15 neighbours and to
   their state, against the root group.
 
-Usage: ``python benchmarks/landscape.py [--datasets ...] [--seeds 0 1 2] [--epochs N]``
+Usage: ``python benchmarks/landscape.py [--datasets ...] [--seeds 0 1 2] [--epochs N] [--fits DIR]``
+(``--fits``: reuse models saved with :meth:`~qbm_pyro.QBMVAE.save` under ``DIR/<set>/seed<k>/``,
+marked finished by a ``DONE`` file; sets and seeds without one are fitted here)
 → ``benchmarks/results/landscape.json`` (rows of other data sets already in the file are kept;
 rendered by ``benchmarks/report.py``).
 """
@@ -84,11 +86,22 @@ def trajectory_rows(data, dataset: str, seed: int) -> dict:
     return out
 
 
-def run(dataset: str, seed: int, epochs: int) -> tuple[dict, np.ndarray]:
-    data, label_key, batch_key, kwargs = load(dataset)
-    start = time.perf_counter()
+def _model(data, dataset: str, seed: int, epochs: int, batch_key, kwargs, fits: Path | None):
+    """A saved fit from ``fits`` when there is one (and its epoch count), else a fresh fit."""
+    saved = None if fits is None else Path(fits) / dataset / f"seed{seed}"
+    if saved is not None and (saved / "DONE").exists():
+        meta = saved / "meta.json"
+        done = json.loads(meta.read_text()).get("epochs_run", epochs) if meta.exists() else epochs
+        return qbm_pyro.QBMVAE.load(saved, data), int(done), str(saved)
     model = qbm_pyro.QBMVAE(data, batch_key=batch_key, seed=seed, **kwargs)
     model.train(max_epochs=epochs, progress_bar=False)
+    return model, epochs, None
+
+
+def run(dataset: str, seed: int, epochs: int, fits: Path | None = None) -> tuple[dict, dict]:
+    data, label_key, batch_key, kwargs = load(dataset)
+    start = time.perf_counter()
+    model, epochs, source = _model(data, dataset, seed, epochs, batch_key, kwargs, fits)
     qbm_pyro.tl.qbm(data, model)
     fit = time.perf_counter() - start
     start = time.perf_counter()
@@ -100,6 +113,7 @@ def run(dataset: str, seed: int, epochs: int) -> tuple[dict, np.ndarray]:
         "dataset": dataset,
         "seed": seed,
         "epochs": epochs,
+        "fit_from": source,
         "fit_seconds": round(fit, 1),
         "attractor_seconds": round(time.perf_counter() - start, 1),
         "n_minima": int(len(info["minima"])),
@@ -110,16 +124,22 @@ def run(dataset: str, seed: int, epochs: int) -> tuple[dict, np.ndarray]:
         "barrier_to_nearest": info["table"]["barrier_to_nearest"].tolist(),
         "markers": info["markers"].groupby("attractor")["feature"].apply(list).to_dict(),
     }
+    graph = qbm_pyro.tl.attractors(
+        data, model, method="graph", seed=seed, n_markers=0, n_prior_samples=0, key_added="graph", copy=True
+    )
+    graph_labels = graph.obs["graph"].astype(str).to_numpy()
+    row["graph_n_attractors"] = int(graph_labels.size and len(set(graph_labels)))
     if label_key:
         truth = data.obs[label_key].astype(str).to_numpy()
         row["attractor_ari"] = float(adjusted_rand_score(truth, labels))
+        row["graph_attractor_ari"] = float(adjusted_rand_score(truth, graph_labels))
         leiden = clustering_scores(np.asarray(data.obsm["X_qbm"]), truth, seed=seed)
         row["leiden_ari"], row["leiden_n_clusters"] = leiden["ari"], leiden["n_clusters"]
     if batch_key:
         row["attractor_batch_ari"] = float(adjusted_rand_score(data.obs[batch_key].astype(str), labels))
     if dataset in TRAJECTORIES:
         row["trajectory"] = trajectory_rows(data, dataset, seed)
-    return row, labels
+    return row, {"greedy": labels, "graph": graph_labels}
 
 
 def _ms(values) -> str:
@@ -136,6 +156,18 @@ ENERGY_KEYS = {
 }
 
 
+def _scvi_leiden(results: Path) -> dict[str, list[float]]:
+    """Leiden ARI on scVI's latent per data set, as stored by ``benchmarks/baselines.py``."""
+    path = results / "baselines.json"
+    if not path.exists():
+        return {}
+    out: dict[str, list[float]] = {}
+    for row in json.loads(path.read_text()).get("rows", []):
+        if row.get("method") == "scvi" and row.get("ari") is not None:
+            out.setdefault(row["dataset"], []).append(row["ari"])
+    return out
+
+
 def report_section(results: Path) -> list[str]:
     """BENCHMARKS.md section from ``results/landscape.json``."""
     path = Path(results) / "landscape.json"
@@ -147,21 +179,30 @@ def report_section(results: Path) -> list[str]:
         "## Energy landscape (benchmarks/landscape.py)",
         "",
         f"{meta.get('epochs')} epochs, seeds {meta.get('seeds')}, mean ± sd over seeds. Attractors: "
-        "`tl.attractors` with the model (min_barrier 1 kT). Leiden ARI: the same latent, resolution "
-        "chosen by NMI. Seed-to-seed: ARI between the attractor labels of two seeds, over all pairs.",
+        '`tl.attractors` with the model, the default `method="greedy"` (code minima, merged below 1 kT) '
+        'and `method="graph"` (basins of the cells\' smoothed energy on their kNN graph, 1 kT). Leiden ARI: '
+        "the same latent (`obsm['X_qbm']`: code probabilities and Gaussian means), resolution chosen by "
+        "NMI; on scVI's latent: the stored `baselines.json` rows. Seed-to-seed: ARI between the attractor "
+        "labels of two seeds, over all pairs.",
         "",
         *([f"_{meta['note']}._", ""] if meta.get("note") else []),
-        "| data set | attractors | minima | attractor ARI | Leiden ARI (our latent) | seed-to-seed ARI "
+        "| data set | attractors (greedy / graph) | code minima | attractor ARI greedy | attractor ARI graph "
+        "| Leiden ARI (our latent) | Leiden ARI (scVI's latent) | seed-to-seed greedy | seed-to-seed graph "
         "| prior samples outside the cells' basins | barriers proven exact |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    scvi = _scvi_leiden(Path(results))
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
         sel = [r for r in rows if r["dataset"] == dataset]
-        stab = [s["attractor_ari"] for s in payload.get("seed_stability", []) if s["dataset"] == dataset]
+        stab = [s for s in payload.get("seed_stability", []) if s["dataset"] == dataset]
         out.append(
-            f"| {dataset} | {_ms([r['n_attractors'] for r in sel])} | {_ms([r['n_minima'] for r in sel])} "
-            f"| {_ms([r.get('attractor_ari') for r in sel])} | {_ms([r.get('leiden_ari') for r in sel])} "
-            f"| {_ms(stab)} | {_ms([r['prior_unassigned'] for r in sel])} "
+            f"| {dataset} | {_ms([r['n_attractors'] for r in sel])} / "
+            f"{_ms([r.get('graph_n_attractors') for r in sel])} | {_ms([r['n_minima'] for r in sel])} "
+            f"| {_ms([r.get('attractor_ari') for r in sel])} "
+            f"| {_ms([r.get('graph_attractor_ari') for r in sel])} "
+            f"| {_ms([r.get('leiden_ari') for r in sel])} | {_ms(scvi.get(dataset, []))} "
+            f"| {_ms([s['attractor_ari'] for s in stab])} | {_ms([s.get('graph_ari') for s in stab])} "
+            f"| {_ms([r['prior_unassigned'] for r in sel])} "
             f"| {_ms([r['barrier_exact_fraction'] for r in sel])} |"
         )
     out += [
@@ -202,6 +243,7 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--fits", type=Path, default=None, help="reuse saved fits: DIR/<set>/seed<k>/")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/landscape.json"))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -217,14 +259,21 @@ def main(argv=None) -> None:
     for dataset in args.datasets:
         labels = {}
         for seed in args.seeds:  # the file is rewritten after every fit
-            row, labels[seed] = run(dataset, seed, args.epochs)
+            row, labels[seed] = run(dataset, seed, args.epochs, args.fits)
             rows.append(row)
             brief = {k: v for k, v in row.items() if k not in ("markers", "trajectory")}
             print(json.dumps(brief, default=float), flush=True)
             for a, b in itertools.combinations(sorted(labels), 2):
                 if b == seed:
-                    ari = float(adjusted_rand_score(labels[a], labels[b]))
-                    stability.append({"dataset": dataset, "seeds": [a, b], "attractor_ari": ari})
+                    ari = {m: float(adjusted_rand_score(labels[a][m], labels[b][m])) for m in labels[a]}
+                    stability.append(
+                        {
+                            "dataset": dataset,
+                            "seeds": [a, b],
+                            "attractor_ari": ari["greedy"],
+                            "graph_ari": ari["graph"],
+                        }
+                    )
             _write(args.out, meta, set(args.datasets), rows, stability)
 
 

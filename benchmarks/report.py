@@ -26,6 +26,7 @@ from benchmarks import (  # noqa: E402
     bad_inputs,
     de,
     landscape,
+    landscape_levers,
     loss_speed,
     mapping,
     missing_modality,
@@ -102,6 +103,7 @@ def build(results: Path, out_dir: Path = ROOT) -> tuple[str, list[Path]]:
     md += ["## Trajectories on the fitted latents (benchmarks/trajectory_models.py)", ""]
     md += _trajectory_models_section((_load(results, "trajectory_models") or {}).get("rows"))
     md += landscape.report_section(results)
+    md += landscape_levers.report_section(results)
     md += throughput.report_lines(_load(results, "throughput"))
     md += loss_speed.report_section(results)
     md += de.report_section(_load(results, "de"))
