@@ -438,6 +438,7 @@ def build(results: Path, out_dir: Path = ROOT) -> tuple[str, list[Path]]:
     for longer in sorted(results.glob("quality_*.json")):
         md += _training_length_section(_with_baselines(longer, results), light)
     md += _hierarchical_section(_load(results, "hierarchical_posterior"), light_rows)
+    md += _latent_variants_section(results)
     md += _suite_section(suite, baselines, results, out_dir, figures)
     md += prior_matters.report_section(results)
     md += prior_levers.report_section(results)
@@ -457,6 +458,13 @@ def build(results: Path, out_dir: Path = ROOT) -> tuple[str, list[Path]]:
     md += small_data.section(results)
     md += bad_inputs.report_section(results)
     return "\n".join(md).rstrip() + "\n", figures
+
+
+def _latent_variants_section(results: Path) -> list[str]:
+    """The same fits scored on other latent representations (benchmarks/latent_variants.py)."""
+    from benchmarks import latent_variants
+
+    return latent_variants.report_section(results)
 
 
 def _load_quality(results: Path) -> dict | None:
