@@ -85,6 +85,24 @@ def saved_fit(reuse: Path | None, dataset: str, method: str, seed: int) -> Path 
     return folder if (folder / "model.pt").exists() else None
 
 
+def _settings_differ(init_args: dict, expected: dict) -> dict:
+    """``{setting: (saved, expected)}`` where a saved model's ``init_args`` (which leave out
+    settings at their defaults) differ from the ``expected`` ones (the others at their defaults)."""
+    import inspect
+
+    from qbm_pyro.module import MultiVAE
+
+    defaults = {}
+    for fn in (MultiVAE, qbm_pyro.QBMVAE):
+        for name, p in inspect.signature(fn).parameters.items():
+            if p.default is not inspect.Parameter.empty:
+                defaults[name] = p.default
+    keys = set(init_args) | set(expected)
+    saved = {k: init_args.get(k, defaults.get(k)) for k in keys}
+    wanted = {k: expected.get(k, defaults.get(k)) for k in keys}
+    return {k: (saved[k], wanted[k]) for k in sorted(keys) if saved[k] != wanted[k]}
+
+
 def run(
     dataset: str,
     method: str,
@@ -106,8 +124,7 @@ def run(
         else:  # the same fit, saved: only the representation and the scores are computed again
             model = qbm_pyro.QBMVAE.load(folder, data)
             history = model.history_
-            expected = {**kwargs, **METHODS[method], "seed": seed}
-            differs = {k: v for k, v in expected.items() if model.init_args.get(k, v) != v}
+            differs = _settings_differ(model.init_args, {**METHODS[method], "seed": seed})
             if differs or len(history["epoch"]) > epochs:
                 raise ValueError(f"{folder} was fitted with other settings than {method}: {differs}")
             meta = folder / "meta.json"
