@@ -263,7 +263,8 @@ def report_section(results: Path) -> list[str]:
     path = Path(results) / "latent_variants.json"
     if not path.exists():
         return []
-    rows = json.loads(path.read_text())["rows"]
+    study = json.loads(path.read_text())
+    rows, meta = study["rows"], study.get("meta", {})
     metrics = ["knn_accuracy", "ari", "nmi", "ari_grid", "nmi_grid", "batch_mixing"]
     out = [
         "## Latent representations of the same fits (benchmarks/latent_variants.py)",
@@ -272,9 +273,31 @@ def report_section(results: Path) -> list[str]:
         "posterior parameters with the protocol of the main table (15-NN accuracy, Leiden ARI/NMI at "
         "the NMI-chosen resolution, batch mixing). `ari_grid`/`nmi_grid`: the mean over the six "
         "resolutions × three Leiden seeds on the same graph (less noisy than the one chosen "
-        "resolution). Mean ± sd over seeds.",
+        "resolution). Mean ± sd over seeds." + (f" {meta['note']}" if meta.get("note") else ""),
         "",
+        "The two parts of today's latent (`diagnostics` of the `joint (today)` rows): total variance "
+        "across cells, information in bits (binary unit: H(E[q]) − E[H(q)]; Gaussian unit: "
+        "½ log2(1 + Var[μ]/E[σ²])), units carrying ≥ 0.1 bit, mean posterior entropy of a binary unit.",
+        "",
+        "| data set | binary variance | Gaussian variance | binary bits | Gaussian bits "
+        "| binary units ≥ 0.1 bit | Gaussian units ≥ 0.1 bit | binary entropy (bits/unit) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
+    keys = [
+        "binary_total_variance",
+        "gaussian_total_variance",
+        "binary_bits",
+        "gaussian_bits",
+        "n_binary_active_0.1",
+        "n_gaussian_active_0.1",
+        "mean_entropy_bits",
+    ]
+    for dataset in dict.fromkeys(r["dataset"] for r in rows):
+        diag = [r["diagnostics"] for r in rows if r["dataset"] == dataset and "diagnostics" in r]
+        if diag:
+            cells = [mean_sd([d[k] for d in diag], digits=1 if k.startswith("n_") else 2) for k in keys]
+            out.append(f"| {dataset} | " + " | ".join(cells) + " |")
+    out.append("")
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
         sel = [r for r in rows if r["dataset"] == dataset]
         shown = [m for m in metrics if any(m in r for r in sel)]

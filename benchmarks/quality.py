@@ -128,8 +128,8 @@ def run(
             if differs or len(history["epoch"]) > epochs:
                 raise ValueError(f"{folder} was fitted with other settings than {method}: {differs}")
             meta = folder / "meta.json"
-            if meta.exists():  # the fit's own time, not the loading time
-                start -= json.loads(meta.read_text())["seconds"]
+            if meta.exists():  # the fit's own wall time, where it ran (not a timing of this run)
+                extra["fit_seconds"] = json.loads(meta.read_text())["seconds"]
             extra["reused_fit"] = str(folder)
         latent = model.get_latent_representation()
         extra["epochs_run"] = len(history["epoch"])
@@ -154,7 +154,8 @@ def run(
         "dataset": dataset,
         "method": method,
         "seed": seed,
-        "seconds": seconds,
+        # a reused fit has no time of its own here: loading and scoring are not fitting
+        **({} if "reused_fit" in extra else {"seconds": seconds}),
         **score(latent, data, label_key, batch_key, seed),
         **extra,
     }
