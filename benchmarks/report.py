@@ -521,11 +521,12 @@ def _header_section() -> list[str]:
         "negative phase; only the sampler sections (`samplers_modes.py`, `sampler_cost.py`) ran "
         "the new default, and the differential-expression table still reports the old two-tail "
         "`proba_de`. On the trained priors measured so far Gibbs and tempering agreed (DESIGN §9), "
-        "so the fits are expected to move within their seed spread. A spot check on the final "
-        "defaults (`quality.py --methods qbm`, 100 epochs, seeds 0-2): paul15 kNN 0.858 ± 0.007 "
-        "(table: 0.858 ± 0.007), macro-F1 0.765 ± 0.015, ARI 0.346 ± 0.039 (0.384 ± 0.034); mixology "
-        "kNN 1.000, ARI 0.982 ± 0.031, batch mixing 0.590 ± 0.011 (0.590 ± 0.009). The full re-run "
-        "on the final defaults (`nox -s bench`) is owed.",
+        "so the fits are expected to move within their seed spread. Re-run since on the final "
+        "defaults (100 epochs, seeds 0-2; each fit saved once, then scored by `quality.py --reuse`): "
+        "the QBM-VAE rows `qbm` of paul15, mixology and CITE-seq and `qbm_cov` of mixology and "
+        "CITE-seq in the latent-quality table (their seconds left out: fitted under heavy "
+        "contention), and the latent-representation section. The a549 `qbm` rows and the other "
+        "tables are still from the code named above; their re-run (`nox -s bench`) is owed.",
         "",
     ]
 
