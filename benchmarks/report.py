@@ -525,8 +525,10 @@ def _header_section() -> list[str]:
         "defaults (100 epochs, seeds 0-2; each fit saved once, then scored by `quality.py --reuse`): "
         "the QBM-VAE rows `qbm` of paul15, mixology and CITE-seq and `qbm_cov` of mixology and "
         "CITE-seq in the latent-quality table (their seconds left out: fitted under heavy "
-        "contention), and the latent-representation section. The a549 `qbm` rows and the other "
-        "tables are still from the code named above; their re-run (`nox -s bench`) is owed.",
+        "contention), the latent-representation section, and the QBM-VAE rows of reference "
+        "mapping on cite_5k and mixology_dropseq (with a new reference-PCA row). The a549 `qbm` "
+        "rows and the other tables are still from the code named above; their re-run "
+        "(`nox -s bench`) is owed.",
         "",
     ]
 
