@@ -523,12 +523,11 @@ def _header_section() -> list[str]:
         "`proba_de`. On the trained priors measured so far Gibbs and tempering agreed (DESIGN §9), "
         "so the fits are expected to move within their seed spread. Re-run since on the final "
         "defaults (100 epochs, seeds 0-2; each fit saved once, then scored by `quality.py --reuse`): "
-        "the QBM-VAE rows `qbm` of paul15, mixology and CITE-seq and `qbm_cov` of mixology and "
-        "CITE-seq in the latent-quality table (their seconds left out: fitted under heavy "
+        "the QBM-VAE rows `qbm` of paul15, a549, mixology and CITE-seq and `qbm_cov` of mixology "
+        "and CITE-seq in the latent-quality table (their seconds left out: fitted under heavy "
         "contention), the latent-representation section, and the QBM-VAE rows of reference "
-        "mapping on cite_5k and mixology_dropseq (with a new reference-PCA row). The a549 `qbm` "
-        "rows and the other tables are still from the code named above; their re-run "
-        "(`nox -s bench`) is owed.",
+        "mapping on cite_5k and mixology_dropseq (with a new reference-PCA row). The other rows "
+        "and tables are still from the code named above; their re-run (`nox -s bench`) is owed.",
         "",
     ]
 
