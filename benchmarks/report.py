@@ -526,7 +526,7 @@ def _header_section() -> list[str]:
         "the QBM-VAE rows `qbm` of paul15, a549, mixology and CITE-seq and `qbm_cov` of mixology "
         "and CITE-seq in the latent-quality table (their seconds left out: fitted under heavy "
         "contention), the latent-representation section, and the QBM-VAE rows of reference "
-        "mapping on cite_5k and mixology_dropseq (with a new reference-PCA row). The other rows "
+        "mapping on all three splits (with a new reference-PCA row). The other rows "
         "and tables are still from the code named above; their re-run (`nox -s bench`) is owed.",
         "",
     ]
