@@ -32,6 +32,8 @@ batch's parameters trained, ``weight_decay=0``):
   reference labels), ``SCANVI.load_query_data``; scored with its own classifier
   (``predict()``, row ``scanvi_classifier``) and with the same kNN transfer as the others.
 * ``totalvi`` (``cite_5k`` only): ``scvi.model.TOTALVI``, ``TOTALVI.load_query_data``.
+* ``pca_ref``: PCA (30 components) of the reference's log-normalised RNA, the query projected
+  onto the reference's axes (no training, no batch correction).
 
 Scores (query cells): kNN label transfer (:func:`qbm_pyro.tl.transfer_labels`, 15 neighbours,
 scArches' weighted vote) accuracy and macro-F1; the AUROC of its uncertainty for telling wrong
@@ -164,6 +166,31 @@ def run_qbm(split: str, seed: int, ref_epochs: int, query_epochs: int) -> list[d
     return [{"split": split, "method": "qbm", "seed": seed, "seconds": seconds, **row, **extra}]
 
 
+def _log_normalised_rna(data) -> np.ndarray:
+    """Dense ``log1p`` of the RNA counts scaled to 10,000 per cell (as quality.pca_latent)."""
+    import scipy.sparse as sp
+
+    rna = data["rna"] if hasattr(data, "mod") else data
+    x = rna.layers["counts"] if "counts" in rna.layers else rna.X
+    x = np.asarray(x.toarray() if sp.issparse(x) else x, dtype=np.float64)
+    return np.log1p(x / np.maximum(x.sum(1, keepdims=True), 1.0) * 1e4)
+
+
+def run_pca_ref(split: str, seed: int, ref_epochs: int, query_epochs: int) -> list[dict]:
+    """PCA (30 components) of the reference's log-normalised RNA; the query projected onto the
+    reference's axes (no refitting, no batch correction): the simplest reference mapping."""
+    from sklearn.decomposition import PCA
+
+    ref, query, label_key, batch_key = load_split(split)
+    start = time.perf_counter()
+    pca = PCA(n_components=30, random_state=seed).fit(_log_normalised_rna(ref))
+    ref_latent = pca.transform(_log_normalised_rna(ref))
+    query_latent = pca.transform(_log_normalised_rna(query))
+    seconds = time.perf_counter() - start
+    row = score(ref, query, ref_latent, query_latent, label_key, batch_key)
+    return [{"split": split, "method": "pca_ref", "seed": seed, "seconds": seconds, **row}]
+
+
 def _scvi(seed: int):
     import scvi
 
@@ -257,12 +284,14 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--ref-epochs", type=int, default=100)
     parser.add_argument("--query-epochs", type=int, default=50)
-    parser.add_argument("--methods", nargs="+", default=["qbm", "scvi", "scanvi", "totalvi"])
+    parser.add_argument("--methods", nargs="+", default=["qbm", "pca_ref", "scvi", "scanvi", "totalvi"])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--note", default=None, help="a sentence about this run, added to meta['note']")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    previous = json.loads(args.out.read_text()).get("rows", []) if args.out.exists() else []
+    study = json.loads(args.out.read_text()) if args.out.exists() else {}
+    previous = study.get("rows", [])
     redo = {(s, m) for s in args.splits for m in args.methods}
     redo |= {(s, "scanvi_classifier") for s in args.splits if "scanvi" in args.methods}
     rows = [r for r in previous if (r["split"], r["method"]) not in redo]
@@ -276,6 +305,11 @@ def main(argv=None) -> None:
         "settings": "QBM-VAE defaults; scVI n_latent=10; scANVI from the scVI reference + 20 epochs; "
         "query training with weight_decay=0 (scArches); early stopping as each library's default",
     }
+    # rows kept from earlier runs keep their record: versions this run lacks, and their notes
+    meta = {**study.get("meta", {}), **{k: v for k, v in meta.items() if v is not None}}
+    notes = [n for n in (study.get("meta", {}).get("note"), args.note) if n]
+    if notes:
+        meta["note"] = " ".join(notes)
     has_scvi = True
     try:
         import scvi  # noqa: F401
@@ -288,6 +322,8 @@ def main(argv=None) -> None:
             jobs = []
             if "qbm" in args.methods:
                 jobs.append((run_qbm, epochs))
+            if "pca_ref" in args.methods:
+                jobs.append((run_pca_ref, epochs))
             if has_scvi and {"scvi", "scanvi"} & set(args.methods):
                 jobs.append((run_scvi, (*epochs, args.methods)))
             if has_scvi and "totalvi" in args.methods and split.startswith("cite"):

@@ -74,20 +74,70 @@ def score(latent, data, label_key, batch_key, seed) -> dict:
     return out
 
 
-def run(dataset: str, method: str, seed: int, epochs: int, latent_dir: Path | None = LATENT_DIR) -> dict:
+def saved_fit(reuse: Path | None, dataset: str, method: str, seed: int) -> Path | None:
+    """Folder of a model of ``method`` fitted on ``dataset`` with ``seed`` and saved under
+    ``reuse`` (``<reuse>/<dataset>/seed<k>`` for ``qbm``, ``<reuse>/<method>/<dataset>/seed<k>``
+    for the others), or ``None``."""
+    if reuse is None:
+        return None
+    folder = reuse / dataset if method == "qbm" else reuse / method / dataset
+    folder = folder / f"seed{seed}"
+    return folder if (folder / "model.pt").exists() else None
+
+
+def _settings_differ(init_args: dict, expected: dict) -> dict:
+    """``{setting: (saved, expected)}`` where a saved model's ``init_args`` (which leave out
+    settings at their defaults) differ from the ``expected`` ones (the others at their defaults)."""
+    import inspect
+
+    from qbm_pyro.module import MultiVAE
+
+    defaults = {}
+    for fn in (MultiVAE, qbm_pyro.QBMVAE):
+        for name, p in inspect.signature(fn).parameters.items():
+            if p.default is not inspect.Parameter.empty:
+                defaults[name] = p.default
+    keys = set(init_args) | set(expected)
+    saved = {k: init_args.get(k, defaults.get(k)) for k in keys}
+    wanted = {k: expected.get(k, defaults.get(k)) for k in keys}
+    return {k: (saved[k], wanted[k]) for k in sorted(keys) if saved[k] != wanted[k]}
+
+
+def run(
+    dataset: str,
+    method: str,
+    seed: int,
+    epochs: int,
+    latent_dir: Path | None = LATENT_DIR,
+    reuse: Path | None = None,
+) -> dict:
     data, label_key, batch_key, kwargs = load(dataset)
     start = time.perf_counter()
     extra = {}
     if method == "pca":
         latent = pca_latent(data)
     else:
-        model = qbm_pyro.QBMVAE(data, batch_key=batch_key, seed=seed, **kwargs, **METHODS[method])
-        history = model.train(max_epochs=epochs, progress_bar=False)
+        folder = saved_fit(reuse, dataset, method, seed)
+        if folder is None:
+            model = qbm_pyro.QBMVAE(data, batch_key=batch_key, seed=seed, **kwargs, **METHODS[method])
+            history = model.train(max_epochs=epochs, progress_bar=False)
+        else:  # the same fit, saved: only the representation and the scores are computed again
+            model = qbm_pyro.QBMVAE.load(folder, data)
+            history = model.history_
+            differs = _settings_differ(model.init_args, {**METHODS[method], "seed": seed})
+            if differs or len(history["epoch"]) > epochs:
+                raise ValueError(f"{folder} was fitted with other settings than {method}: {differs}")
+            meta = folder / "meta.json"
+            if meta.exists():  # the fit's own wall time, where it ran (not a timing of this run)
+                extra["fit_seconds"] = json.loads(meta.read_text())["seconds"]
+            extra["reused_fit"] = str(folder)
         latent = model.get_latent_representation()
         extra["epochs_run"] = len(history["epoch"])
         extra["validation_loss"] = history["validation_loss"][-1]
         if model.module.n_binary and model.module.n_continuous:
-            for rep in ("probs", "continuous"):
+            for rep in ("probs", "continuous", "joint"):
+                if rep == model.default_representation:
+                    continue
                 rep_latent = model.get_latent_representation(representation=rep)
                 extra[rep] = score(rep_latent, data, label_key, batch_key, seed)
     seconds = time.perf_counter() - start
@@ -104,7 +154,8 @@ def run(dataset: str, method: str, seed: int, epochs: int, latent_dir: Path | No
         "dataset": dataset,
         "method": method,
         "seed": seed,
-        "seconds": seconds,
+        # a reused fit has no time of its own here: loading and scoring are not fitting
+        **({} if "reused_fit" in extra else {"seconds": seconds}),
         **score(latent, data, label_key, batch_key, seed),
         **extra,
     }
@@ -119,18 +170,34 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="benchmarks/results/quality.json")
     parser.add_argument("--latents", type=Path, default=LATENT_DIR, help="where the fitted latents are saved")
+    parser.add_argument(
+        "--reuse",
+        type=Path,
+        default=None,
+        help="folder of saved fits (see saved_fit): a QBM-VAE found there is loaded, not refitted",
+    )
+    parser.add_argument(
+        "--replace",
+        action="store_true",
+        help="run the chosen data sets x methods x seeds again, replacing their finished rows",
+    )
+    parser.add_argument("--note", default=None, help="a sentence about this run, added to meta['note']")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     done_path = Path(args.out).with_suffix(".jsonl")  # finished runs; a rerun skips them
     done_path.parent.mkdir(parents=True, exist_ok=True)
     rows = [json.loads(line) for line in done_path.read_text().splitlines()] if done_path.exists() else []
+    if args.replace:
+        chosen = {(d, m, s) for d in args.datasets for m in args.methods for s in args.seeds}
+        rows = [r for r in rows if (r["dataset"], r["method"], r["seed"]) not in chosen]
+        done_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     done = {(r["dataset"], r["method"], r["seed"]) for r in rows}
     for dataset in args.datasets:
         for method in args.methods:
             for seed in args.seeds if method != "pca" else [0]:
                 if (dataset, method, seed) in done:
                     continue
-                row = run(dataset, method, seed, args.epochs, args.latents)
+                row = run(dataset, method, seed, args.epochs, args.latents, args.reuse)
                 print(
                     json.dumps(
                         {
@@ -152,6 +219,10 @@ def main(argv=None) -> None:
         "epochs": args.epochs,
         "seeds": args.seeds,
     }
+    previous = json.loads(Path(args.out).read_text()).get("meta", {}) if Path(args.out).exists() else {}
+    notes = [n for n in (previous.get("note"), args.note) if n]
+    if notes:  # what earlier runs said about their rows stays
+        meta["note"] = " ".join(notes)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
 
