@@ -363,7 +363,7 @@ def test_attractors_recover_known_minima():
     adata = ad.AnnData(np.zeros((40, 1), dtype=np.float32))
     adata.obsm["X_qbm"] = np.hstack([noisy.numpy() * 0.8 + 0.1, np.zeros((40, 3))])
     adata.uns["qbm"] = {"prior": {"h": h.numpy(), "J": J.numpy()}}
-    qbm_pyro.tl.attractors(adata)
+    qbm_pyro.tl.attractors(adata, method="greedy")
     found = adata.uns["qbm_attractor"]["states"]
     assert {tuple(r) for r in found} == {tuple(r) for r in patterns.numpy().astype(np.int8)}
     labels = adata.obs["qbm_attractor"].astype(str).to_numpy()

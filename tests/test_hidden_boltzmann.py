@@ -243,7 +243,7 @@ def test_attractors_of_a_prior_with_hidden_units_need_the_model():
     assert data.uns["qbm"]["prior"]["W"].shape == (6, 3)
     with pytest.raises(NotImplementedError, match="model="):
         qbm_pyro.tl.attractors(data)
-    qbm_pyro.tl.attractors(data, model, n_prior_samples=64)
+    qbm_pyro.tl.attractors(data, model, n_prior_samples=64, method="greedy")
     codes = torch.as_tensor(data.uns["qbm_attractor"]["states"], dtype=torch.float32)
     free = model.module.prior.distribution()
     # each attractor is a minimum of the free energy

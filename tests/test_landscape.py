@@ -115,7 +115,7 @@ def test_attractors_recover_minima_barriers_and_basin_weights(seed):
     full = enumerate_landscape(land)
     codes = full["codes"][full["minima"]]
     adata = cells_at(land, codes, per=5)
-    qbm_pyro.tl.attractors(adata, min_barrier=0.0, n_prior_samples=4000, n_markers=0)
+    qbm_pyro.tl.attractors(adata, min_barrier=0.0, n_prior_samples=4000, n_markers=0, method="greedy")
     info = adata.uns["qbm_attractor"]
     np.testing.assert_array_equal(info["states"], codes.astype(np.int8))  # lowest energy first
     np.testing.assert_allclose(info["barriers"], full["barriers"])
@@ -132,7 +132,7 @@ def test_attractors_recover_minima_barriers_and_basin_weights(seed):
         assert land.energy(path.astype(float)).max() == pytest.approx(value)
         assert (path[0] == codes[g]).all() and (path[-1] == codes[f]).all()
     # coarse-graining agrees with the exact criterion
-    qbm_pyro.tl.attractors(adata, min_barrier=1.5, n_prior_samples=500, n_markers=0, key_added="coarse")
+    qbm_pyro.tl.attractors(adata, min_barrier=1.5, n_prior_samples=500, n_markers=0, key_added="coarse", method="greedy")
     expected = coarse_grain(full["energies"][full["minima"]], full["barriers"], 1.5)
     got = adata.uns["coarse"]["minimum_attractor"]
     np.testing.assert_array_equal(got, expected)
@@ -148,7 +148,7 @@ def test_attractor_markers_from_member_cells():
     adata = ad.AnnData(
         x, obs=adata.obs, var=pd.DataFrame(index=["g0", "g1", "g2"]), obsm=dict(adata.obsm), uns=adata.uns
     )
-    qbm_pyro.tl.attractors(adata, n_prior_samples=200, n_markers=1)
+    qbm_pyro.tl.attractors(adata, n_prior_samples=200, n_markers=1, method="greedy")
     markers = adata.uns["qbm_attractor"]["markers"].set_index("attractor")["feature"]
     table = adata.uns["qbm_attractor"]["table"]
     assert table["energy"].tolist() == [0.0, 0.0] and table["n_cells"].tolist() == [20, 20]
@@ -162,7 +162,7 @@ def test_attractors_with_a_model_decode_markers_and_are_seeded():
     model = qbm_pyro.QBMVAE(mdata, batch_key="batch", n_latent=8, n_continuous=2, seed=0)
     model.train(max_epochs=2, progress_bar=False)
     qbm_pyro.tl.qbm(mdata, model)
-    qbm_pyro.tl.attractors(mdata, model, n_prior_samples=300, n_markers=3)
+    qbm_pyro.tl.attractors(mdata, model, n_prior_samples=300, n_markers=3, method="greedy")
     first = mdata.uns["qbm_attractor"]
     k = len(first["states"])
     assert first["markers"].shape[0] == 3 * k
@@ -171,7 +171,7 @@ def test_attractors_with_a_model_decode_markers_and_are_seeded():
     with torch.no_grad():
         energies = model.module.prior.energy(torch.as_tensor(first["states"], dtype=torch.float32)).numpy()
     np.testing.assert_allclose(energies, first["energies"], rtol=1e-5)
-    qbm_pyro.tl.attractors(mdata, model, n_prior_samples=300, n_markers=3, key_added="again")
+    qbm_pyro.tl.attractors(mdata, model, n_prior_samples=300, n_markers=3, key_added="again", method="greedy")
     pd.testing.assert_frame_equal(first["markers"], mdata.uns["again"]["markers"])
 
 
@@ -191,7 +191,7 @@ def test_attractors_bad_input():
     with pytest.raises(KeyError, match="tl.qbm"):
         qbm_pyro.tl.attractors(ad.AnnData(np.zeros((2, 1), dtype=np.float32)))
     before = adata.obsm["X_qbm"].copy()
-    out = qbm_pyro.tl.attractors(adata, copy=True, n_prior_samples=50)
+    out = qbm_pyro.tl.attractors(adata, copy=True, n_prior_samples=50, method="greedy")
     assert "qbm_attractor" in out.obs and "qbm_attractor" not in adata.obs
     np.testing.assert_array_equal(adata.obsm["X_qbm"], before)
 
@@ -314,3 +314,36 @@ def test_attractor_results_survive_h5ad(tmp_path):
     back = ad.read_h5ad(tmp_path / "a.h5ad")
     pd.testing.assert_frame_equal(back.uns["qbm_attractor"]["table"], adata.uns["qbm_attractor"]["table"])
     assert set(back.uns["qbm_attractor"]["paths"]) == set(adata.uns["qbm_attractor"]["paths"])
+
+
+def _brute_minimax(land, a: int, b: int) -> float:
+    """The lowest level L at which states a and b are joined by single flips through E <= L."""
+    full = enumerate_landscape(land)
+    energies, n = full["energies"], land.n
+    for level in np.sort(np.unique(energies)):
+        if level < max(energies[a], energies[b]):
+            continue
+        seen, todo = {a}, [a]
+        while todo:
+            s = todo.pop()
+            for bit in range(n):
+                t = s ^ (1 << bit)
+                if t not in seen and energies[t] <= level + 1e-12:
+                    seen.add(t)
+                    todo.append(t)
+        if b in seen:
+            return float(level)
+    return float("inf")
+
+
+def test_exact_barriers_between_any_codes_not_only_minima():
+    land = random_machine(7, 2)
+    full = enumerate_landscape(land)
+    rng = np.random.default_rng(0)
+    picks = rng.choice(2**7, 5, replace=False)
+    picks = np.append(picks, picks[0])  # a repeated code: its barrier to itself is its energy
+    codes = full["codes"][picks]
+    got = pairwise_barriers(land, codes, method="exact")["barriers"]
+    for i, a in enumerate(picks):
+        for j, b in enumerate(picks):
+            assert got[i, j] == pytest.approx(_brute_minimax(land, int(a), int(b)))

@@ -240,7 +240,9 @@ def pairwise_barriers(
     landscape
         The energy.
     minima
-        Codes ``(k, n)``.
+        Codes ``(k, n)``: local minima, or any codes (the barrier between two codes is the
+        lowest maximum energy over single-flip paths joining them, at least the higher of their
+        own energies).
     method
         ``"exact"`` (enumeration, ``n <= 22``), ``"search"`` (:func:`barrier_search`) or ``"auto"``
         (exact up to :data:`EXACT_MAX_N` units).
@@ -260,13 +262,16 @@ def pairwise_barriers(
     k = minima.shape[0]
     energies = landscape.energy(minima) if k else np.zeros(0)
     if method == "exact" or (method == "auto" and landscape.n <= EXACT_MAX_N):
-        full = enumerate_landscape(landscape)
-        where = {int(m): i for i, m in enumerate(full["minima"])}
-        pos = [where.get(int(c)) for c in _code_index(minima)]
-        if any(p is None for p in pos):
-            raise ValueError("every code given must be a local minimum of the landscape")
-        pos = np.asarray(pos, dtype=np.int64)
-        barriers = full["barriers"][np.ix_(pos, pos)]
+        # the union-find sweep tracks any states, minima or not (e.g. the floor cells' codes of
+        # method="graph"): the level at which two of them first share a sublevel component
+        n = landscape.n
+        if n > 22:
+            raise ValueError(f"exact enumeration of 2^{n} states is too large; use the search")
+        codes = _all_codes(n)
+        chunk = 1 << 16
+        every = np.concatenate([landscape.energy(codes[i : i + chunk]) for i in range(0, len(codes), chunk)])
+        unique, position = np.unique(_code_index(minima), return_inverse=True)
+        barriers = _sweep_barriers(every, unique, n)[np.ix_(position, position)]
         return {"barriers": barriers, "exact": np.ones((k, k), dtype=bool)}
     barriers = np.full((k, k), np.inf)
     barriers[np.arange(k), np.arange(k)] = energies
