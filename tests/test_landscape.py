@@ -132,7 +132,9 @@ def test_attractors_recover_minima_barriers_and_basin_weights(seed):
         assert land.energy(path.astype(float)).max() == pytest.approx(value)
         assert (path[0] == codes[g]).all() and (path[-1] == codes[f]).all()
     # coarse-graining agrees with the exact criterion
-    qbm_pyro.tl.attractors(adata, min_barrier=1.5, n_prior_samples=500, n_markers=0, key_added="coarse", method="greedy")
+    qbm_pyro.tl.attractors(
+        adata, min_barrier=1.5, n_prior_samples=500, n_markers=0, key_added="coarse", method="greedy"
+    )
     expected = coarse_grain(full["energies"][full["minima"]], full["barriers"], 1.5)
     got = adata.uns["coarse"]["minimum_attractor"]
     np.testing.assert_array_equal(got, expected)
