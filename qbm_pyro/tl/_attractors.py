@@ -26,13 +26,19 @@ import logging
 
 import anndata as ad
 import mudata as md
-import networkx as nx
 import numpy as np
 import pandas as pd
 import torch
 
 from qbm_pyro.tl._attractor_markers import attractor_profiles, rank_markers
-from qbm_pyro.tl._barriers import EXACT_MAX_N, coarse_grain, group_barriers, minimax_path, pairwise_barriers
+from qbm_pyro.tl._barriers import (
+    EXACT_MAX_N,
+    coarse_grain,
+    group_barriers,
+    minimax_path,
+    pairwise_barriers,
+    spanning_edges,
+)
 from qbm_pyro.tl._energy_landscape import EnergyLandscape
 from qbm_pyro.tl._graph_attractors import graph_attractors
 
@@ -334,15 +340,8 @@ def _write(data, model, out, cell_group, inverse, key_added, n_markers, modality
 
 def _barrier_tree(landscape, raw, group, pair, barriers, names, budget):
     """Minimum spanning tree of the attractor barriers, with the path of each tree edge."""
-    k = barriers.shape[0]
-    graph = nx.Graph()
-    graph.add_nodes_from(range(k))
-    for g in range(k):
-        for f in range(g + 1, k):
-            if np.isfinite(barriers[g, f]):
-                graph.add_edge(g, f, weight=float(barriers[g, f]))
     edges, values, paths = [], [], {}
-    for g, f in sorted((min(e), max(e)) for e in nx.minimum_spanning_edges(graph, data=False)):
+    for g, f in spanning_edges(barriers):
         ig, jf = np.flatnonzero(group == g), np.flatnonzero(group == f)
         sub = pair["barriers"][np.ix_(ig, jf)]
         i, j = np.unravel_index(np.argmin(sub), sub.shape)

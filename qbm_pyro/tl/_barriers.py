@@ -322,3 +322,16 @@ def group_barriers(barriers: np.ndarray, label: np.ndarray) -> np.ndarray:
             sub = barriers[np.ix_(label == g, label == f)]
             out[g, f] = sub.min() if g != f else np.diag(barriers)[label == g].min()
     return out
+
+
+def spanning_edges(barriers: np.ndarray) -> list[tuple[int, int]]:
+    """The barrier tree: minimum spanning tree (forest, where barriers are infinite) of a barrier
+    matrix, as sorted ``(g, f)`` pairs with ``g < f``."""
+    k = barriers.shape[0]
+    graph = nx.Graph()
+    graph.add_nodes_from(range(k))
+    for g in range(k):
+        for f in range(g + 1, k):
+            if np.isfinite(barriers[g, f]):
+                graph.add_edge(g, f, weight=float(barriers[g, f]))
+    return sorted((min(e), max(e)) for e in nx.minimum_spanning_edges(graph, data=False))

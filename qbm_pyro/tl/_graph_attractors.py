@@ -11,12 +11,11 @@ its basin weight under the prior: the fraction of prior samples whose nearest ce
 
 from __future__ import annotations
 
-import networkx as nx
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from qbm_pyro.tl._barriers import minimax_path, pairwise_barriers
+from qbm_pyro.tl._barriers import minimax_path, pairwise_barriers, spanning_edges
 from qbm_pyro.tl._energy_landscape import EnergyLandscape
 from qbm_pyro.tl._graph_basins import graph_barriers, persistence_basins, smooth_on_graph
 from qbm_pyro.tl._neighbors import _knn
@@ -129,15 +128,8 @@ def graph_attractors(
 
 def _tree_and_paths(landscape, states, barriers, pair, names, budget):
     """Minimum spanning tree of the graph barriers; each tree edge's single-flip path over codes."""
-    k = barriers.shape[0]
-    graph = nx.Graph()
-    graph.add_nodes_from(range(k))
-    for g in range(k):
-        for f in range(g + 1, k):
-            if np.isfinite(barriers[g, f]):
-                graph.add_edge(g, f, weight=float(barriers[g, f]))
     edges, values, paths = [], [], {}
-    for g, f in sorted((min(e), max(e)) for e in nx.minimum_spanning_edges(graph, data=False)):
+    for g, f in spanning_edges(barriers):
         paths[f"{names[g]}-{names[f]}"] = minimax_path(
             landscape,
             states[g],
