@@ -41,7 +41,7 @@ from torch import nn
 from .. import distributions as dist
 from .._checks import check_choice
 from .._constants import PRIORS, REGISTRY_KEYS
-from ..distributions.kl import kl_bernoulli_code
+from ..distributions.kl import kl_balanced_code, kl_bernoulli_code
 from ..distributions.relaxed_boltzmann import RELAXATION_KINDS as RELAXATIONS
 from .likelihoods import NegativeBinomialMixture, atac_likelihood, rna_likelihood
 from .nets import MLP, one_hot_batches
@@ -425,7 +425,9 @@ class MultiVAE(PyroModule):
         log_w = self.log_importance_weights(batch, n_samples)
         return torch.logsumexp(log_w, 0) - math.log(n_samples)
 
-    def loss(self, batch: dict[str, torch.Tensor], kl_weight: float = 1.0) -> torch.Tensor:
+    def loss(
+        self, batch: dict[str, torch.Tensor], kl_weight: float = 1.0, kl_balance: float | None = None
+    ) -> torch.Tensor:
         """The negative ELBO of a minibatch (summed over cells), without Pyro's tracing.
 
         The same number, drawn with the same random streams, as
@@ -433,7 +435,9 @@ class MultiVAE(PyroModule):
         (the training loop's hot path; ``tests/test_boltzmann_fast_right.py`` checks the two agree).
         The KL terms are the registered ones called directly (the codes' from
         ``qbm_pyro.distributions.kl.kl_bernoulli_code``, the Gaussian's in closed form):
-        no distribution objects are built for them.
+        no distribution objects are built for them. ``kl_balance``: the codes' KL is
+        :func:`~qbm_pyro.distributions.kl.kl_balanced_code` with that ``α`` (same value, the
+        prior's gradient ``α``, the posterior's ``1 - α`` times the plain one); ``None``: plain.
         """
         posterior = self.encode(batch)  # the guide: encoders, then the latent draws in site order
         parts = []
@@ -450,7 +454,12 @@ class MultiVAE(PyroModule):
         elbo = 0.0  # the model's sites, in AnalyticKL_ELBO's order: latent KLs, then likelihoods
         if self.n_binary:  # KL(q(ζ) ‖ relaxed prior) = KL of the codes (the smoothing is shared)
             prior = self.prior.distribution()
-            elbo = elbo - scale_and_mask(kl_bernoulli_code(logits, prior), kl_weight).sum()
+            kl = (
+                kl_bernoulli_code(logits, prior)
+                if kl_balance is None
+                else kl_balanced_code(logits, prior, kl_balance)
+            )
+            elbo = elbo - scale_and_mask(kl, kl_weight).sum()
         if self.n_continuous:  # KL(N(loc, scale) ‖ N(prior_loc, 1)) as torch's _kl_normal_normal
             prior_loc = self.prior_loc(zeta) if self.n_binary else torch.zeros_like(loc)
             var_ratio = scale.pow(2)
