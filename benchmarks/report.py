@@ -453,12 +453,38 @@ def build(results: Path, out_dir: Path = ROOT) -> tuple[str, list[Path]]:
     md += _trajectory_models_section((_load(results, "trajectory_models") or {}).get("rows"))
     md += landscape.report_section(results)
     md += throughput.report_lines(_load(results, "throughput"))
+    md += _negative_phase_cost(_load(results, "sampler_cost"))
     md += de.report_section(_load(results, "de"))
     md += mapping.report_section(results)
     md += missing_modality.report_section(_load(results, "missing_modality"))
     md += small_data.section(results)
     md += bad_inputs.report_section(results)
     return "\n".join(md).rstrip() + "\n", figures
+
+
+def _negative_phase_cost(result: dict | None) -> list[str]:
+    """Per-epoch training time of the default negative phase (persistent tempering) against the
+    old one (Gibbs PCD-1), same run (``benchmarks/sampler_cost.py --out .../sampler_cost.json``)."""
+    cost = (result or {}).get("cost")
+    if not cost:
+        return []
+    md = [
+        "Throughput of the negative phase: seconds per training epoch of the default model with the "
+        "default sampler (persistent parallel tempering) and with `sampler=default_gibbs()` (the old "
+        "PCD-1 Gibbs), one run, one torch thread, the two fits interleaved; CPU time of the process "
+        "(steady on a shared machine), median of the epochs after the first, fastest fit of each.",
+        "",
+        "| set | epochs × fits | Gibbs PCD-1 s/epoch | tempering s/epoch | ratio "
+        "| first epoch Gibbs / tempering (s) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, row in cost["sets"].items():
+        md.append(
+            f"| {name} | {row['epochs']} × {row['repeats']} | {row['steady']['old']:.3f} | "
+            f"{row['steady']['new']:.3f} | {cost['ratios'][name]:.2f} | "
+            f"{row['first']['old']:.2f} / {row['first']['new']:.2f} |"
+        )
+    return md + [""]
 
 
 def _prior_lever_columns(results: Path) -> list[str]:
