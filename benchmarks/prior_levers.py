@@ -265,9 +265,11 @@ REPORT_ROWS = [
 ]
 
 
-def paired_difference(rows: list[dict], method: str, key: str) -> list[float]:
-    """Per-seed ``method - ANCHOR[method]`` of ``key`` (the fixed prior of the same settings)."""
-    anchor = {r["seed"]: r[key] for r in rows if r["method"] == ANCHOR.get(method, "bernoulli")}
+def paired_difference(rows: list[dict], method: str, key: str, anchor: str | None = None) -> list[float]:
+    """Per-seed ``method - anchor`` of ``key``; by default the anchor is ``ANCHOR[method]``, the fixed
+    prior of the same settings."""
+    anchor = anchor or ANCHOR.get(method, "bernoulli")
+    anchor = {r["seed"]: r[key] for r in rows if r["method"] == anchor}
     return [r[key] - anchor[r["seed"]] for r in rows if r["method"] == method and r["seed"] in anchor]
 
 

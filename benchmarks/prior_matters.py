@@ -16,7 +16,8 @@ split is the held-out set), then measure on the held-out cells
   log-normalised RNA (PCA fit on training cells); ``generated_type_tv``: total variation between
   the cell-type proportions of generated cells (by a kNN classifier trained on real cells) and
   of the held-out cells;
-- ``attractor_ari`` (greedy descent, ``tl.attractors``) and ``n_attractors``;
+- ``attractor_ari`` (greedy descent, ``tl.attractors``) and ``n_attractors`` (learned priors only:
+  the fixed prior has no landscape, every code is its own minimum);
 - the prior's basins as in ``benchmarks/prior_levers.py`` (:func:`benchmarks.prior_levers.basins`):
   ``n_basins`` (tempering draws of the trained prior descended to their local minima; minima
   holding at least 2% of the draws), ``basin_weights``, and ``basin_ari`` (each cell's
@@ -108,7 +109,7 @@ def generation_scores(model, data, label_key, seed) -> dict:
     return out
 
 
-def code_scores(model, data, label_key, seed) -> dict:
+def code_scores(model, data, label_key, seed, attractors: bool = True) -> dict:
     held = model.validation_indices_
     probs = model.get_latent_representation(representation="probs")
     q = np.clip(probs, 1e-7, 1 - 1e-7)
@@ -131,6 +132,9 @@ def code_scores(model, data, label_key, seed) -> dict:
         out["probs_knn"] = knn_accuracy(probs, labels, seed=seed)["accuracy"]
         out["hard_ari"] = clustering_scores(hard, labels, seed=seed)["ari"]
         out["probs_ari"] = clustering_scores(probs, labels, seed=seed)["ari"]
+    if attractors and label_key and prior_obj.learnable:
+        # (the fixed prior h = J = 0 has no landscape: every code is its own minimum, and the
+        # barriers between some thousand minima are a long, empty computation)
         adata = data.copy() if not hasattr(data, "mod") else data.copy()
         adata.obsm["X_qbm"] = probs
         qbm_pyro.tl.attractors(adata, model)
@@ -143,7 +147,7 @@ def code_scores(model, data, label_key, seed) -> dict:
     return out
 
 
-def run_qbm(dataset: str, method: str, seed: int, epochs: int) -> dict:
+def run_qbm(dataset: str, method: str, seed: int, epochs: int, attractors: bool = True) -> dict:
     data, label_key, batch_key, kwargs = load(dataset)
     spec = dict(METHODS[method])
     train_kw = spec.pop("train", {})
@@ -172,7 +176,7 @@ def run_qbm(dataset: str, method: str, seed: int, epochs: int) -> dict:
         labels = data.obs[label_key].astype(str).to_numpy()
         row["joint_knn"] = knn_accuracy(model.get_latent_representation(), labels, seed=seed)["accuracy"]
     if model.module.n_binary:
-        row |= code_scores(model, data, label_key, seed)
+        row |= code_scores(model, data, label_key, seed, attractors)
     row |= generation_scores(model, data, label_key, seed)
     return row
 
@@ -249,6 +253,12 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--skip-attractors",
+        action="store_true",
+        help="no tl.attractors (its barriers are the slow part; basin_ari is the same descent "
+        "without merging minima across low barriers)",
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/prior_matters.json"))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -260,7 +270,7 @@ def main(argv=None) -> None:
                 if method == "scvi":
                     row = run_scvi(dataset, seed, args.epochs)
                 else:
-                    row = run_qbm(dataset, method, seed, args.epochs)
+                    row = run_qbm(dataset, method, seed, args.epochs, not args.skip_attractors)
                 row["epochs"] = args.epochs
                 _write(args.out, [row], args.epochs)
                 shown = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}

@@ -518,6 +518,7 @@ def _prior_lever_columns(results: Path) -> list[str]:
         md.append("|---" * (len(methods) + 1) + "|")
         for key, label, paired in (
             ("marginal_ll", "held-out log p(x) minus the fixed prior's (nats/cell)", True),
+            ("marginal_ll", "… minus the fixed prior's at default settings (64 + 16, plain KL)", "bernoulli"),
             ("n_basins", "prior basins with ≥ 2% of its mass", False),
             ("basin_ari", "basin ARI (posterior-mode code descended)", False),
             ("joint_knn", "15-NN acc., joint latent", False),
@@ -527,7 +528,7 @@ def _prior_lever_columns(results: Path) -> list[str]:
         ):
             cells = [
                 mean_sd(
-                    prior_levers.paired_difference(sub, m, key)
+                    prior_levers.paired_difference(sub, m, key, paired if isinstance(paired, str) else None)
                     if paired
                     else [r.get(key) for r in sub if r["method"] == m]
                 )

@@ -37,6 +37,8 @@ def test_lever_columns_pair_each_lever_with_the_fixed_prior_of_its_settings(tmp_
     assert "fixed" not in header  # the anchors are not columns
     ll = next(line for line in lines if line.startswith("| held-out log p(x) minus"))
     assert ll == "| held-out log p(x) minus the fixed prior's (nats/cell) | 2.000 ± 1.414 | 10.000 |"
+    plain = next(line for line in lines if "at default settings" in line)
+    assert plain.endswith("| 2.000 ± 1.414 | -120.000 ± 254.558 |")  # both against `bernoulli`
     knn = next(line for line in lines if line.startswith("| 15-NN acc., joint latent, minus"))
     assert knn.endswith("| -0.050 ± 0.071 | 0.050 |")
 
