@@ -4,7 +4,8 @@ import pytest
 import torch
 
 import qbm_pyro.distributions as dist
-from qbm_pyro.distributions.kl import kl_balanced_code, kl_bernoulli_code
+from qbm_pyro.distributions import kl_balanced_code
+from qbm_pyro.distributions.kl import kl_bernoulli_code
 
 
 def _grads(fn, logits, params):
