@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sklearn.metrics import adjusted_rand_score
 
 import qbm_pyro
 from benchmarks.quality import load
@@ -50,7 +51,34 @@ METHODS = {
     "hidden64": dict(prior="hidden", n_prior_hidden=64),
     "hidden32_fast": dict(prior="hidden", n_prior_hidden=32, train=dict(prior_lr_factor=10.0)),
     "qbm_fast": dict(prior="boltzmann", train=dict(prior_lr_factor=10.0)),
+    # levers on the fuzzy code: the Gaussian units carry the identity, so take them away, make the
+    # code smaller, or let the prior move to the posterior faster than the posterior to the prior
+    "binary_bernoulli": dict(prior="bernoulli", n_continuous=0),
+    "binary_qbm": dict(prior="boltzmann", n_continuous=0),
+    "bernoulli16": dict(prior="bernoulli", n_latent=16),
+    "qbm16": dict(prior="boltzmann", n_latent=16),
+    "bernoulli_balanced": dict(prior="bernoulli", train=dict(kl_balance=0.8)),
+    "qbm_balanced": dict(prior="boltzmann", train=dict(kl_balance=0.8)),
+    "binary_bernoulli_balanced": dict(prior="bernoulli", n_continuous=0, train=dict(kl_balance=0.8)),
+    "binary_qbm_balanced": dict(prior="boltzmann", n_continuous=0, train=dict(kl_balance=0.8)),
+    # two stages: fit with the prior held at h = J = 0 (Bernoulli(½)), then freeze the encoder and
+    # decoder and fit the Boltzmann prior alone to the frozen encoder's aggregate posterior
+    "two_stage": dict(prior="boltzmann", two_stage=dict(max_epochs=20, prior_lr_factor=10.0)),
+    "binary_two_stage": dict(
+        prior="boltzmann", n_continuous=0, two_stage=dict(max_epochs=20, prior_lr_factor=10.0)
+    ),
 }
+#: The fixed-prior method of the same settings each method's log p(x) is paired against.
+ANCHOR = dict.fromkeys(METHODS, "bernoulli") | {
+    "binary_qbm": "binary_bernoulli",
+    "qbm16": "bernoulli16",
+    "qbm_balanced": "bernoulli_balanced",
+    "binary_qbm_balanced": "binary_bernoulli_balanced",
+    "binary_two_stage": "binary_bernoulli",
+}
+ANCHOR |= {ANCHOR[m]: ANCHOR[m] for m in list(ANCHOR)}
+#: Model settings every method starts from (a method's own settings replace them).
+BASE_MODEL = dict(n_latent=64, n_continuous=16)
 N_IS = 1000
 AIS = dict(n_chains=256, n_steps=1000, seed=0)
 N_BASIN_DRAWS = 1000
@@ -58,24 +86,33 @@ BASIN_MIN_WEIGHT = 0.02
 TEMPERING = dict(n_replicas=8, beta_min=0.1, num_sweeps=1, burn_in=150)
 
 
-def basins(model, seed: int) -> dict:
-    """Basins of the trained prior and their weights (module docstring)."""
+def _descend(prior, z: torch.Tensor) -> torch.Tensor:
+    if prior.structure == "hidden":
+        return prior.distribution().descend(z)
+    return descend(z, prior.h.detach(), prior.couplings().detach())
+
+
+def basins(model, seed: int, probs: np.ndarray, labels: np.ndarray | None = None) -> dict:
+    """Basins of the trained prior and their weights (module docstring), and ``basin_ari``: the ARI
+    against ``labels`` (if given) of each cell's basin (its posterior-mode code ``probs > 0.5``
+    descended to its local minimum)."""
     prior = model.module.prior
     h, J = prior.sampling_machine()
     sampler = ParallelTemperingSampler(**TEMPERING, seed=seed)
     with torch.no_grad():
         z = sampler.sample(h, J, N_BASIN_DRAWS)[:, : prior.n_latent]
-        if prior.structure == "hidden":
-            minima = prior.distribution().descend(z)
-        else:
-            minima = descend(z, prior.h.detach(), prior.couplings().detach())
+        minima = _descend(prior, z)
         energies = prior.energy(minima)
+        cell_minima = _descend(prior, torch.as_tensor(probs > 0.5, dtype=h.dtype)).numpy()
+    _, cell_basin = np.unique(cell_minima, axis=0, return_inverse=True)
     states, inverse, counts = np.unique(minima.numpy(), axis=0, return_inverse=True, return_counts=True)
     inverse = inverse.reshape(-1)
     order = np.argsort(-counts)
     weights = counts[order] / counts.sum()
     energy_of = np.array([float(energies[inverse == k][0]) for k in order])
-    return {
+    out = {} if labels is None else {"basin_ari": float(adjusted_rand_score(labels, cell_basin.reshape(-1)))}
+    return out | {
+        "n_cell_basins": int(cell_basin.max() + 1),
         "n_basins": int((weights >= BASIN_MIN_WEIGHT).sum()),
         "n_minima": int(len(states)),
         "basin_weights": [float(w) for w in weights[:10]],
@@ -88,13 +125,24 @@ def run(dataset: str, method: str, seed: int, epochs: int) -> dict:
     data, label_key, batch_key, kwargs = load(dataset)
     spec = dict(METHODS[method])
     train_kw = spec.pop("train", {})
+    two_stage = spec.pop("two_stage", None)
     start = time.perf_counter()
-    model = qbm_pyro.QBMVAE(
-        data, batch_key=batch_key, seed=seed, n_latent=64, n_continuous=16, **kwargs, **spec
-    )
-    history = model.train(max_epochs=epochs, progress_bar=False, **train_kw)
-    fit_s = time.perf_counter() - start
+    model = qbm_pyro.QBMVAE(data, batch_key=batch_key, seed=seed, **kwargs, **(BASE_MODEL | spec))
     prior = model.module.prior
+    stage1 = {}
+    if two_stage:  # stage 1: the prior held at h = J = 0, i.e. the fixed Bernoulli(½) prior
+        prior.requires_grad_(False)
+    history = model.train(max_epochs=epochs, progress_bar=False, **train_kw)
+    if two_stage:
+        stage1["marginal_ll_stage1"] = model.get_marginal_ll(
+            indices=model.validation_indices_, n_samples=N_IS, seed=seed
+        )
+        stage1["validation_loss_stage1"] = history["validation_loss"][-1]
+        # stage 2: only the prior learns (maximum likelihood on the frozen aggregate posterior)
+        model.module.requires_grad_(False)
+        prior.requires_grad_(True)
+        history = model.train(progress_bar=False, kl_warmup_epochs=1, **two_stage)
+    fit_s = time.perf_counter() - start
     row = {
         "dataset": dataset,
         "method": method,
@@ -102,7 +150,7 @@ def run(dataset: str, method: str, seed: int, epochs: int) -> dict:
         "epochs_run": len(history["epoch"]),
         "fit_seconds": fit_s,
         "validation_loss": history["validation_loss"][-1],
-    }
+    } | stage1
     if prior.learnable and prior.n_latent > prior.exact_max_n:
         t = time.perf_counter()
         row["log_z"] = prior.refresh_log_z(**AIS)
@@ -128,7 +176,7 @@ def run(dataset: str, method: str, seed: int, epochs: int) -> dict:
     if prior.structure == "hidden":
         row["max_abs_W"] = float(prior.W.detach().abs().max())
     t = time.perf_counter()
-    row |= basins(model, seed)
+    row |= basins(model, seed, probs, labels)
     row["basin_seconds"] = time.perf_counter() - t
     return row
 
@@ -146,7 +194,7 @@ def _write(path: Path, rows: list[dict]) -> None:
         "basin_draws": N_BASIN_DRAWS,
         "basin_min_weight": BASIN_MIN_WEIGHT,
         "tempering": TEMPERING,
-        "model": "n_latent=64, n_continuous=16, other settings default",
+        "model": f"{BASE_MODEL} unless the method sets them, other settings default",
         "held_out": "the model's 10% validation split (seeded)",
     }
     tmp = path.with_suffix(".tmp")
@@ -191,6 +239,16 @@ REPORT_NAMES = {
     "hidden64": "hidden units, m = 64",
     "hidden32_fast": "hidden units, m = 32, prior lr ×10",
     "qbm_fast": "learned, pairwise, prior lr ×10",
+    "binary_bernoulli": "binary only, fixed",
+    "binary_qbm": "binary only, learned",
+    "bernoulli16": "16 binary units, fixed",
+    "qbm16": "16 binary units, learned",
+    "bernoulli_balanced": "fixed, KL balance α = 0.8",
+    "qbm_balanced": "learned, KL balance α = 0.8",
+    "binary_bernoulli_balanced": "binary only, fixed, KL balance α = 0.8",
+    "binary_qbm_balanced": "binary only, learned, KL balance α = 0.8",
+    "two_stage": "two stages: fixed, then prior fit to frozen encoder",
+    "binary_two_stage": "binary only, two stages",
 }
 #: (key, label) of the table rows, in order.
 REPORT_ROWS = [
@@ -200,16 +258,25 @@ REPORT_ROWS = [
     ("hard_knn", "15-NN acc., hard code"),
     ("entropy_bits", "posterior entropy per unit (bits)"),
     ("n_basins", "basins with ≥ 2% of the prior's mass"),
+    ("basin_ari", "basin ARI (posterior-mode code descended)"),
     ("max_abs_J", "max abs J"),
     ("max_abs_W", "max abs W (hidden units)"),
     ("fit_seconds", "fit seconds (shared 2-core machine, not a speed measurement)"),
 ]
 
 
+def paired_difference(rows: list[dict], method: str, key: str, anchor: str | None = None) -> list[float]:
+    """Per-seed ``method - anchor`` of ``key``; by default the anchor is ``ANCHOR[method]``, the fixed
+    prior of the same settings."""
+    anchor = anchor or ANCHOR.get(method, "bernoulli")
+    anchor = {r["seed"]: r[key] for r in rows if r["method"] == anchor}
+    return [r[key] - anchor[r["seed"]] for r in rows if r["method"] == method and r["seed"] in anchor]
+
+
 def report_section(results: Path) -> list[str]:
     """Markdown lines of the "levers on the learned prior" tables (one per data set)."""
     path = Path(results) / "prior_levers.json"
-    md = ["## Levers on the learned prior: hidden units (benchmarks/prior_levers.py)", ""]
+    md = ["## Levers on the learned prior (benchmarks/prior_levers.py)", ""]
     if not path.exists():
         return md + ["_No results yet: run `python benchmarks/prior_levers.py`._", ""]
     result = json.loads(path.read_text())
@@ -239,15 +306,9 @@ def report_section(results: Path) -> list[str]:
                 continue
             md.append(f"| {label} | " + " | ".join(cells) + " |")
             if key == "marginal_ll":
-                fixed = {r["seed"]: r[key] for r in sub if r["method"] == "bernoulli"}
-                paired = [
-                    mean_sd(
-                        [r[key] - fixed[r["seed"]] for r in sub if r["method"] == m and r["seed"] in fixed]
-                    )
-                    for m in methods
-                ]
+                paired = [mean_sd(paired_difference(sub, m, key)) for m in methods]
                 md.append(
-                    "| log p(x) minus the fixed prior's, same cells (paired by seed) | "
+                    "| log p(x) minus the fixed prior's of the same settings, same cells (paired by seed) | "
                     + " | ".join(paired)
                     + " |"
                 )

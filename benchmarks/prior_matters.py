@@ -16,7 +16,12 @@ split is the held-out set), then measure on the held-out cells
   log-normalised RNA (PCA fit on training cells); ``generated_type_tv``: total variation between
   the cell-type proportions of generated cells (by a kNN classifier trained on real cells) and
   of the held-out cells;
-- ``attractor_ari`` (greedy descent, ``tl.attractors``) and ``n_attractors``.
+- ``attractor_ari`` (greedy descent, ``tl.attractors``) and ``n_attractors`` (learned priors only:
+  the fixed prior has no landscape, every code is its own minimum);
+- the prior's basins as in ``benchmarks/prior_levers.py`` (:func:`benchmarks.prior_levers.basins`):
+  ``n_basins`` (tempering draws of the trained prior descended to their local minima; minima
+  holding at least 2% of the draws), ``basin_weights``, and ``basin_ari`` (each cell's
+  posterior-mode code descended to its minimum, against the labels).
 
 Usage: ``python benchmarks/prior_matters.py --datasets paul15 --methods qbm bernoulli gaussian
 --seeds 0 1 2 --epochs 100 --out benchmarks/results/prior_matters.json``.
@@ -39,6 +44,7 @@ from sklearn.model_selection import cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
 
 import qbm_pyro
+from benchmarks.prior_levers import basins
 from benchmarks.quality import load
 from benchmarks.tables import mean_sd
 from qbm_pyro.data import train_validation_split
@@ -55,7 +61,7 @@ METHODS = {
     "binary_bernoulli": dict(prior="bernoulli", n_latent=64, n_continuous=0),
     "gaussian": dict(prior="gaussian", n_continuous=16),
 }
-N_IS = 100
+N_IS = 1000
 
 
 def _rna(data):
@@ -103,7 +109,7 @@ def generation_scores(model, data, label_key, seed) -> dict:
     return out
 
 
-def code_scores(model, data, label_key, seed) -> dict:
+def code_scores(model, data, label_key, seed, attractors: bool = True) -> dict:
     held = model.validation_indices_
     probs = model.get_latent_representation(representation="probs")
     q = np.clip(probs, 1e-7, 1 - 1e-7)
@@ -126,16 +132,22 @@ def code_scores(model, data, label_key, seed) -> dict:
         out["probs_knn"] = knn_accuracy(probs, labels, seed=seed)["accuracy"]
         out["hard_ari"] = clustering_scores(hard, labels, seed=seed)["ari"]
         out["probs_ari"] = clustering_scores(probs, labels, seed=seed)["ari"]
+    if attractors and label_key and prior_obj.learnable:
+        # (the fixed prior h = J = 0 has no landscape: every code is its own minimum, and the
+        # barriers between some thousand minima are a long, empty computation)
         adata = data.copy() if not hasattr(data, "mod") else data.copy()
         adata.obsm["X_qbm"] = probs
-        qbm_pyro.tl.attractors(adata, model)
+        qbm_pyro.tl.attractors(adata, model, method="greedy")
         att = adata.obs["qbm_attractor"].astype(str).to_numpy()
         out["attractor_ari"] = float(adjusted_rand_score(labels, att))
         out["n_attractors"] = int(len(np.unique(att)))
+    if prior_obj.learnable:
+        labels = data.obs[label_key].astype(str).to_numpy() if label_key else None
+        out |= basins(model, seed, probs, labels)
     return out
 
 
-def run_qbm(dataset: str, method: str, seed: int, epochs: int) -> dict:
+def run_qbm(dataset: str, method: str, seed: int, epochs: int, attractors: bool = True) -> dict:
     data, label_key, batch_key, kwargs = load(dataset)
     spec = dict(METHODS[method])
     train_kw = spec.pop("train", {})
@@ -164,7 +176,7 @@ def run_qbm(dataset: str, method: str, seed: int, epochs: int) -> dict:
         labels = data.obs[label_key].astype(str).to_numpy()
         row["joint_knn"] = knn_accuracy(model.get_latent_representation(), labels, seed=seed)["accuracy"]
     if model.module.n_binary:
-        row |= code_scores(model, data, label_key, seed)
+        row |= code_scores(model, data, label_key, seed, attractors)
     row |= generation_scores(model, data, label_key, seed)
     return row
 
@@ -216,7 +228,7 @@ def run_scvi(dataset: str, seed: int, epochs: int) -> dict:
     }
 
 
-def _write(path: Path, rows: list[dict]) -> None:
+def _write(path: Path, rows: list[dict], epochs: int | None = None) -> None:
     """Re-read the file and replace only the rows of this run's (dataset, method, seed)."""
     old = json.loads(path.read_text()) if path.exists() else {"rows": []}
     keys = {(r["dataset"], r["method"], r["seed"]) for r in rows}
@@ -226,7 +238,9 @@ def _write(path: Path, rows: list[dict]) -> None:
         "torch": torch.__version__,
         "n_importance_samples": N_IS,
         "held_out": "the model's 10% validation split (seeded); scVI/totalVI trained on the rest",
-    }
+    } | ({} if epochs is None else {"epochs": epochs})
+    if "note" in old.get("meta", {}):
+        meta["note"] = old["meta"]["note"]
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps({"meta": meta, "rows": kept + rows}, indent=1, default=float) + "\n")
     tmp.replace(path)
@@ -239,19 +253,26 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--skip-attractors",
+        action="store_true",
+        help="no tl.attractors (its barriers are the slow part; basin_ari is the same descent "
+        "without merging minima across low barriers)",
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/prior_matters.json"))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     sc.settings.verbosity = 0
-    for dataset in args.datasets:
-        for method in args.methods:
-            for seed in args.seeds:
+    for seed in args.seeds:  # seed outermost: a run cut short still has every set and method
+        for dataset in args.datasets:
+            for method in args.methods:
                 start = time.perf_counter()
                 if method == "scvi":
                     row = run_scvi(dataset, seed, args.epochs)
                 else:
-                    row = run_qbm(dataset, method, seed, args.epochs)
-                _write(args.out, [row])
+                    row = run_qbm(dataset, method, seed, args.epochs, not args.skip_attractors)
+                row["epochs"] = args.epochs
+                _write(args.out, [row], args.epochs)
                 shown = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}
                 print(f"[{time.perf_counter() - start:.0f}s] {shown}", flush=True)
 
@@ -274,6 +295,8 @@ REPORT_METRICS = [
     ("hard_ari", "Leiden ARI, hard code", True),
     ("attractor_ari", "attractor ARI (tl.attractors)", True),
     ("n_attractors", "attractors", None),
+    ("n_basins", "prior basins with ≥ 2% of its mass", None),
+    ("basin_ari", "basin ARI (posterior-mode code descended)", True),
     ("generated_c2st", "generated vs held-out cells, C2ST acc. (0.5 = same)", False),
     ("generated_type_tv", "cell-type proportions of generated cells, TV", False),
 ]
@@ -334,8 +357,10 @@ def report_section(results: Path) -> list[str]:
     rows = result["rows"]
     md += [
         f"Held-out cells: {result['meta']['held_out']}; {result['meta']['n_importance_samples']} importance "
-        "samples per cell. Mean ± sd over seeds (n in brackets). See the module docstring for each "
-        "measurement.",
+        "samples per cell"
+        + (f"; {result['meta']['epochs']} epochs" if "epochs" in result["meta"] else "")
+        + ". Mean ± sd over seeds (n in brackets). See the module docstring for each measurement."
+        + (f" {result['meta']['note']}" if "note" in result["meta"] else ""),
         "",
     ]
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
@@ -359,5 +384,18 @@ def report_section(results: Path) -> list[str]:
                     "| log p(x) minus the fixed prior's (binary-only models: the binary-only fixed "
                     "prior's), same cells (paired by seed) | " + " | ".join(paired) + " |"
                 )
+        weights = [_basin_weights([r for r in sub if r["method"] == m]) for m in methods]
+        if any(w != "—" for w in weights):
+            md.append("| largest prior basin weights, each seed | " + " | ".join(weights) + " |")
         md.append("")
     return md
+
+
+def _basin_weights(rows: list[dict]) -> str:
+    """The three largest basin weights of each seed's prior, ``a / b / c; ...``."""
+    shown = [
+        " / ".join(f"{w:.2f}" for w in r["basin_weights"][:3])
+        for r in sorted(rows, key=lambda r: r["seed"])
+        if "basin_weights" in r
+    ]
+    return "; ".join(shown) or "—"

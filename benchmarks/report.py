@@ -50,6 +50,7 @@ from benchmarks.report_tables import (  # noqa: E402
     table,
 )
 from benchmarks.report_trajectories import _trajectory_models_section, _trajectory_section  # noqa: E402
+from benchmarks.tables import mean_sd  # noqa: E402
 
 
 def _load(results: Path, name: str):
@@ -94,6 +95,7 @@ def build(results: Path, out_dir: Path = ROOT) -> tuple[str, list[Path]]:
     md += _latent_variants_section(results)
     md += _suite_section(suite, baselines, results, out_dir, figures)
     md += prior_matters.report_section(results)
+    md += _prior_lever_columns(results)
     md += prior_levers.report_section(results)
     md += _cost_with_figure(_load(results, "cost"), results, out_dir, figures)
     md += ["## Samplers (benchmarks/samplers.py)", ""]
@@ -107,6 +109,7 @@ def build(results: Path, out_dir: Path = ROOT) -> tuple[str, list[Path]]:
     md += landscape_levers.report_section(results)
     md += throughput.report_lines(_load(results, "throughput"))
     md += loss_speed.report_section(results)
+    md += _negative_phase_cost(_load(results, "sampler_cost"))
     md += de.report_section(_load(results, "de"))
     md += mapping.report_section(results)
     md += missing_modality.report_section(_load(results, "missing_modality"))
@@ -120,6 +123,83 @@ def _latent_variants_section(results: Path) -> list[str]:
     from benchmarks import latent_variants
 
     return latent_variants.report_section(results)
+
+
+def _negative_phase_cost(result: dict | None) -> list[str]:
+    """Per-epoch training time of the default negative phase (persistent tempering) against the
+    old one (Gibbs PCD-1), same run (``benchmarks/sampler_cost.py --out .../sampler_cost.json``)."""
+    cost = (result or {}).get("cost")
+    if not cost:
+        return []
+    md = [
+        "Throughput of the negative phase: seconds per training epoch of the default model with the "
+        "default sampler (persistent parallel tempering) and with `sampler=default_gibbs()` (the old "
+        "PCD-1 Gibbs), one run, one torch thread, the two fits interleaved; CPU time of the process "
+        "(steady on a shared machine), median of the epochs after the first, fastest fit of each.",
+        "",
+        "| set | epochs × fits | Gibbs PCD-1 s/epoch | tempering s/epoch | ratio "
+        "| first epoch Gibbs / tempering (s) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, row in cost["sets"].items():
+        md.append(
+            f"| {name} | {row['epochs']} × {row['repeats']} | {row['steady']['old']:.3f} | "
+            f"{row['steady']['new']:.3f} | {cost['ratios'][name]:.2f} | "
+            f"{row['first']['old']:.2f} / {row['first']['new']:.2f} |"
+        )
+    return md + [""]
+
+
+def _prior_lever_columns(results: Path) -> list[str]:
+    """ "Does the learned prior matter?", one column per lever on the learned prior
+    (``prior_levers.json``): each against the fixed prior of the same settings, paired by seed."""
+    result = _load(results, "prior_levers")
+    if not result:
+        return []
+    rows, names = result["rows"], prior_levers.REPORT_NAMES
+    learned = [m for m in prior_levers.REPORT_METHODS if prior_levers.ANCHOR[m] != m]
+    md = [
+        "### Does the learned prior matter? One column per lever (benchmarks/prior_levers.py)",
+        "",
+        f"{result['meta'].get('epochs', '?')} epochs, {result['meta']['n_importance_samples']} importance "
+        "samples; each learned prior against the fixed Bernoulli(½) prior of the same settings (same "
+        'seed, same held-out cells). Mean ± sd over seeds (n in brackets). Full tables: "Levers on the '
+        'learned prior" below.',
+        "",
+    ]
+    for dataset in dict.fromkeys(r["dataset"] for r in rows):
+        sub = [r for r in rows if r["dataset"] == dataset]
+        methods = [m for m in learned if any(r["method"] == m for r in sub)]
+        if not methods:
+            continue
+        md += [f"#### {dataset} ({sub[0].get('n_labels')} types or lines)", ""]
+        md.append(
+            "| measurement | "
+            + " | ".join(f"{names[m]} ({sum(r['method'] == m for r in sub)})" for m in methods)
+            + " |"
+        )
+        md.append("|---" * (len(methods) + 1) + "|")
+        for key, label, paired in (
+            ("marginal_ll", "held-out log p(x) minus the fixed prior's (nats/cell)", True),
+            ("marginal_ll", "… minus the fixed prior's at default settings (64 + 16, plain KL)", "bernoulli"),
+            ("n_basins", "prior basins with ≥ 2% of its mass", False),
+            ("basin_ari", "basin ARI (posterior-mode code descended)", False),
+            ("joint_knn", "15-NN acc., joint latent", False),
+            ("joint_knn", "15-NN acc., joint latent, minus the fixed prior's", True),
+            ("hard_knn", "15-NN acc., hard code", False),
+            ("entropy_bits", "posterior entropy per unit (bits)", False),
+        ):
+            cells = [
+                mean_sd(
+                    prior_levers.paired_difference(sub, m, key, paired if isinstance(paired, str) else None)
+                    if paired
+                    else [r.get(key) for r in sub if r["method"] == m]
+                )
+                for m in methods
+            ]
+            md.append(f"| {label} | " + " | ".join(cells) + " |")
+        md.append("")
+    return md
 
 
 def _load_quality(results: Path) -> dict | None:

@@ -87,16 +87,18 @@ def main(argv=None) -> None:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS)
+    parser.add_argument("--out", type=Path, default=OUT, help="the JSON file whose `cost` is written")
     args = parser.parse_args(argv)
     cost = run(args.epochs, args.repeats, args.sets)
-    result = json.loads(OUT.read_text()) if OUT.exists() else {}
+    out = args.out
+    result = json.loads(out.read_text()) if out.exists() else {}
     merged = result.get("cost") or {"sets": {}, "ratios": {}}
     for name in args.sets:  # a re-run of some sets keeps the others' rows
         merged["sets"][name] = cost["sets"][name] | {"epochs": args.epochs, "repeats": args.repeats}
         merged["ratios"][name] = cost["ratios"][name]
     result["cost"] = merged
-    OUT.write_text(json.dumps(result, indent=1))
-    print(f"wrote {OUT}")
+    out.write_text(json.dumps(result, indent=1))
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -97,6 +97,7 @@ class TrainingConfig:
     batch_size: int = 128
     lr: float = 1e-3
     prior_lr_factor: float = 1.0
+    kl_balance: float | None = None
     weight_decay: float = 0.0
     kl_warmup_epochs: int | None = None
     validation_fraction: float = 0.1
@@ -115,6 +116,8 @@ class TrainingConfig:
             )
         if not self.prior_lr_factor > 0:
             raise ValueError(f"prior_lr_factor must be positive, got {self.prior_lr_factor}")
+        if self.kl_balance is not None and not 0 < self.kl_balance <= 1:
+            raise ValueError(f"kl_balance must be None or in (0, 1], got {self.kl_balance}")
         if not 0 <= self.validation_fraction < 1:
             raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
         if self.patience < 1 or self.log_z_every < 1:
@@ -310,7 +313,7 @@ class Trainer:
         like first) is a :class:`NumericalError`."""
         try:
             # = AnalyticKL_ELBO().differentiable_loss(module.model, module.guide, ...), untraced
-            return self.module.loss(batch, kl_weight)
+            return self.module.loss(batch, kl_weight, kl_balance=self.config.kl_balance)
         except ValueError as err:
             if "to satisfy the constraint" not in str(err):
                 raise

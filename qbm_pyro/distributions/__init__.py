@@ -20,6 +20,7 @@ __getattr__, __dir__, _ours = attach(
         "HiddenBoltzmann": ".hidden_boltzmann",
         "kl_bernoulli_boltzmann": ".kl",
         "kl_bernoulli_hidden_boltzmann": ".kl",
+        "kl_balanced_code": ".kl",
         "OverlappingExponentials": ".relaxed",
         "SpikeAndExponential": ".relaxed",
         "RelaxedBoltzmann": ".relaxed_boltzmann",

@@ -45,7 +45,12 @@ from .boltzmann import Boltzmann
 from .hidden_boltzmann import HiddenBoltzmann
 from .relaxed import OverlappingExponentials, SpikeAndExponential
 
-__all__ = ["kl_bernoulli_boltzmann", "kl_bernoulli_code", "kl_bernoulli_hidden_boltzmann"]
+__all__ = [
+    "kl_balanced_code",
+    "kl_bernoulli_boltzmann",
+    "kl_bernoulli_code",
+    "kl_bernoulli_hidden_boltzmann",
+]
 
 _FACTORIAL = (Bernoulli, SpikeAndExponential, OverlappingExponentials, RelaxedBernoulli)
 
@@ -106,6 +111,36 @@ def kl_bernoulli_code(logits: torch.Tensor, prior: Boltzmann | HiddenBoltzmann) 
     if isinstance(prior, HiddenBoltzmann):
         return kl_bernoulli_hidden_boltzmann(logits, prior)
     return kl_bernoulli_boltzmann(logits, prior)
+
+
+def _scale_grad(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """``x`` in value (exactly), with its gradient multiplied by ``scale``."""
+    detached = x.detach()
+    return detached + scale * (x - detached)
+
+
+def kl_balanced_code(logits: torch.Tensor, prior: Boltzmann | HiddenBoltzmann, alpha: float) -> torch.Tensor:
+    """KL balancing (Hafner et al. 2021, "Mastering Atari with discrete world models", DreamerV2):
+    ``α·KL(sg(q) ‖ p) + (1 − α)·KL(q ‖ sg(p))`` with ``sg`` stop-gradient.
+
+    The value is :func:`kl_bernoulli_code`'s, exactly; the prior's parameters get ``α`` times the
+    KL's gradient and the posterior's logits ``1 − α`` times it. With ``α > ½`` the prior moves to
+    the aggregate posterior faster than the posterior is pulled onto the prior. The KL (and its
+    sampled negative phase) is evaluated once; only the gradients are rescaled.
+
+    Parameters
+    ----------
+    logits
+        The posterior's logits ``(..., n)``.
+    prior
+        The prior of the codes.
+    alpha
+        The prior's share of the gradient, in ``(0, 1]``.
+    """
+    if not 0 < alpha <= 1:
+        raise ValueError(f"the KL balance alpha must be in (0, 1], got {alpha}")
+    # f(a', b) with a' = a in value: ∂/∂a = (1-α)/α·∂f/∂a, ∂/∂b = ∂f/∂b; then the whole by α
+    return _scale_grad(kl_bernoulli_code(_scale_grad(logits, (1 - alpha) / alpha), prior), alpha)
 
 
 @register_kl(Independent, HiddenBoltzmann)

@@ -222,7 +222,10 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
         **config
             More :class:`~qbm_pyro.training.TrainingConfig` fields: ``weight_decay``,
             ``log_z_every``, ``prior_lr_factor`` (the Boltzmann prior's learning rate is
-            ``lr * prior_lr_factor``).
+            ``lr * prior_lr_factor``), ``kl_balance`` (``α`` in ``(0, 1]``: the codes' KL is
+            balanced, ``α·KL(sg(q) ‖ p) + (1 − α)·KL(q ‖ sg(p))``, so the prior gets ``α`` and the
+            posterior ``1 − α`` of its gradient; default ``None``, the plain KL; see
+            :func:`~qbm_pyro.distributions.kl.kl_balanced_code`).
 
         Warns
         -----

@@ -50,6 +50,7 @@ from torch.distributions import kl_divergence
 from .. import distributions as dist
 from .._checks import check_choice
 from .._constants import PRIORS, REGISTRY_KEYS
+from ..distributions.kl import kl_balanced_code
 from ..distributions.relaxed_boltzmann import RELAXATION_KINDS as RELAXATIONS
 from .likelihoods import NegativeBinomialMixture, atac_likelihood, rna_likelihood
 from .nets import MLP, one_hot_batches
@@ -413,7 +414,7 @@ class MultiVAE(PyroModule):
     # ------------------------------------------------------------------ the ELBO
 
     def loss_terms(
-        self, batch: dict[str, torch.Tensor], inference_outputs: dict | None = None
+        self, batch: dict[str, torch.Tensor], inference_outputs: dict | None = None, kl_balance=None
     ) -> dict[str, dict[str, torch.Tensor]]:
         """The ELBO's terms per cell, untraced: ``{"kl": {site: (B,)}, "log_likelihood":
         {kind: (B,)}}``, from the same :meth:`posterior`, :meth:`latent_prior` and
@@ -423,7 +424,9 @@ class MultiVAE(PyroModule):
         a fresh one), e.g. a recorded guide trace's distributions and values. Each latent site's
         term is its registered analytic ``KL(q ‖ p)`` (:mod:`qbm_pyro.distributions.kl`; that of
         the codes for the relaxed sites, the smoothing being shared), as in
-        :class:`~qbm_pyro.module.AnalyticKL_ELBO`.
+        :class:`~qbm_pyro.module.AnalyticKL_ELBO`. ``kl_balance``: the codes' KL is
+        :func:`~qbm_pyro.distributions.kl.kl_balanced_code` with that ``α`` (the same value; the
+        prior's gradient ``α``, the posterior's ``1 - α`` times the plain one); ``None``: plain.
         """
         if inference_outputs is None:
             inference_outputs = self.inference(batch)
@@ -439,21 +442,26 @@ class MultiVAE(PyroModule):
         latent = self.latent_prior(posterior_draw, batch[K.BATCH_KEY].shape[0])
         likelihoods = self.likelihoods(latent, batch)
         return {
-            "kl": {site: kl_divergence(fn, priors[site]) for site, fn in q.items()},
+            "kl": {  # the code's KL balanced: the same value, its gradient split
+                site: kl_balanced_code(fn.base_dist.logits, priors[site].base, kl_balance)
+                if kl_balance is not None and site == "z"
+                else kl_divergence(fn, priors[site])
+                for site, fn in q.items()
+            },
             "log_likelihood": {kind: fn.log_prob(batch[K.x_key(kind)]) for kind, fn in likelihoods.items()},
         }
 
     def loss(
-        self, batch: dict[str, torch.Tensor], kl_weight: float = 1.0, inference_outputs: dict | None = None
+        self, batch: dict[str, torch.Tensor], kl_weight=1.0, inference_outputs=None, kl_balance=None
     ) -> torch.Tensor:
         """The negative ELBO of a minibatch (summed over cells) from :meth:`loss_terms`, each
         latent site's KL scaled by ``kl_weight``: the training loop's hot path.
 
         The same number as ``AnalyticKL_ELBO().differentiable_loss(self.model, self.guide, batch,
         kl_weight=...)`` on the same latent draws (``tests/test_elbo_parity.py``), without Pyro's
-        tracing.
+        tracing. ``kl_balance``: as in :meth:`loss_terms` (training's KL balancing; off by default).
         """
-        terms = self.loss_terms(batch, inference_outputs)
+        terms = self.loss_terms(batch, inference_outputs, kl_balance)
         elbo = 0.0  # in AnalyticKL_ELBO's order: the latent sites' KLs, then the likelihoods
         for kl in terms["kl"].values():
             elbo = elbo - scale_and_mask(kl, kl_weight).sum()

@@ -1,0 +1,60 @@
+"""The "does the learned prior matter" lever columns and the negative phase's cost rows of the report,
+on small hand-made result files (no training)."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+report = pytest.importorskip("benchmarks.report")
+
+
+def _row(method, seed, ll, knn, **more):
+    base = {"dataset": "paul15", "method": method, "seed": seed, "marginal_ll": ll, "joint_knn": knn}
+    return base | {"n_labels": 7, "n_basins": 2, "hard_knn": 0.7, "entropy_bits": 0.5} | more
+
+
+def test_lever_columns_pair_each_lever_with_the_fixed_prior_of_its_settings(tmp_path):
+    rows = [
+        _row("bernoulli", 0, -100.0, 0.80),
+        _row("bernoulli", 1, -200.0, 0.90),
+        _row("qbm", 0, -99.0, 0.80),
+        _row("qbm", 1, -197.0, 0.80),
+        _row("binary_bernoulli", 0, -50.0, 0.80),
+        _row("binary_qbm", 0, -40.0, 0.85, basin_ari=0.3),
+        _row("binary_qbm", 1, -500.0, 0.85),  # no binary-only fixed prior on seed 1: not paired
+    ]
+    (tmp_path / "prior_levers.json").write_text(
+        json.dumps({"meta": {"epochs": 40, "n_importance_samples": 1000}, "rows": rows})
+    )
+    lines = report._prior_lever_columns(tmp_path)
+    header = next(line for line in lines if line.startswith("| measurement"))
+    assert "learned, pairwise (default) (2)" in header and "binary only, learned (2)" in header
+    assert "fixed" not in header  # the anchors are not columns
+    ll = next(line for line in lines if line.startswith("| held-out log p(x) minus"))
+    assert ll == "| held-out log p(x) minus the fixed prior's (nats/cell) | 2.000 ± 1.414 | 10.000 |"
+    plain = next(line for line in lines if "at default settings" in line)
+    assert plain.endswith("| 2.000 ± 1.414 | -120.000 ± 254.558 |")  # both against `bernoulli`
+    knn = next(line for line in lines if line.startswith("| 15-NN acc., joint latent, minus"))
+    assert knn.endswith("| -0.050 ± 0.071 | 0.050 |")
+
+
+def test_negative_phase_cost_rows():
+    cost = {
+        "sets": {
+            "paul15": {
+                "epochs": 10,
+                "repeats": 2,
+                "steady": {"old": 0.4, "new": 0.5},
+                "first": {"old": 0.6, "new": 1.2},
+            }
+        },
+        "ratios": {"paul15": 1.25},
+    }
+    lines = report._negative_phase_cost({"cost": cost})
+    assert "| paul15 | 10 × 2 | 0.400 | 0.500 | 1.25 | 0.60 / 1.20 |" in lines
+    assert report._negative_phase_cost(None) == []
