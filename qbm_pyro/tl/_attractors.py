@@ -133,7 +133,7 @@ def attractors(
         energies ``E(q)``, averaged over each cell and its ``n_neighbors`` nearest neighbours, on
         the cells' neighbour graph). ``"graph"`` is the default: over 3 seeds of 100-epoch fits
         its states were the more stable across seeds on every bundled set (seed-to-seed ARI
-        paul15 0.89 vs 0.87, mixology 0.998 vs 0.78, a549 1.0 vs 0.52), it recovered the 5
+        paul15 0.89 vs 0.87, mixology 0.998 vs 0.78, a549 1.0 vs 0.17), it recovered the 5
         mixology lines (ARI 0.999 vs 0.544) where the code minima merged them, and it still finds
         states when the prior has a single minimum over codes; on paul15 ``"greedy"`` scored a
         little higher (ARI 0.478 vs 0.442, both find the two lineages; ``docs/landscape.rst``).
