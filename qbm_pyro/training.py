@@ -313,8 +313,6 @@ class Trainer:
         like first) is a :class:`NumericalError`."""
         try:
             # = AnalyticKL_ELBO().differentiable_loss(module.model, module.guide, ...), untraced
-            if self.config.kl_balance is None:  # modules without the option keep working
-                return self.module.loss(batch, kl_weight)
             return self.module.loss(batch, kl_weight, kl_balance=self.config.kl_balance)
         except ValueError as err:
             if "to satisfy the constraint" not in str(err):

@@ -580,8 +580,8 @@ def _inject(monkeypatch, at_call: int, fault, on_fault=lambda: None):
     original = MultiVAE.loss  # the training loop's loss (AnalyticKL_ELBO's number, untraced)
     calls = {"n": 0}
 
-    def patched(self, batch, kl_weight=1.0):
-        loss = original(self, batch, kl_weight)
+    def patched(self, batch, kl_weight=1.0, **kwargs):
+        loss = original(self, batch, kl_weight, **kwargs)
         if torch.is_grad_enabled():
             calls["n"] += 1
             if calls["n"] == at_call:
