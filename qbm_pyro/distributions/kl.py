@@ -64,12 +64,14 @@ def kl_bernoulli_boltzmann(logits: torch.Tensor, prior: Boltzmann) -> torch.Tens
 
 
 @register_kl(Independent, Boltzmann)
-def _kl_independent_boltzmann(q: Independent, p: Boltzmann) -> torch.Tensor:
+@register_kl(Independent, HiddenBoltzmann)
+def _kl_independent_code(q: Independent, p: Boltzmann | HiddenBoltzmann) -> torch.Tensor:
+    """The registered KL of a factorial binary posterior to either prior (:func:`kl_bernoulli_code`)."""
     if q.reinterpreted_batch_ndims != 1 or not isinstance(q.base_dist, _FACTORIAL):
         raise NotImplementedError(
-            f"KL to Boltzmann is implemented for Independent(<factorial binary>, 1), got {q}"
+            f"KL to {type(p).__name__} is implemented for Independent(<factorial binary>, 1), got {q}"
         )
-    return kl_bernoulli_boltzmann(q.base_dist.logits, p)
+    return kl_bernoulli_code(q.base_dist.logits, p)
 
 
 def expected_softplus(
@@ -141,12 +143,3 @@ def kl_balanced_code(logits: torch.Tensor, prior: Boltzmann | HiddenBoltzmann, a
         raise ValueError(f"the KL balance alpha must be in (0, 1], got {alpha}")
     # f(a', b) with a' = a in value: ∂/∂a = (1-α)/α·∂f/∂a, ∂/∂b = ∂f/∂b; then the whole by α
     return _scale_grad(kl_bernoulli_code(_scale_grad(logits, (1 - alpha) / alpha), prior), alpha)
-
-
-@register_kl(Independent, HiddenBoltzmann)
-def _kl_independent_hidden_boltzmann(q: Independent, p: HiddenBoltzmann) -> torch.Tensor:
-    if q.reinterpreted_batch_ndims != 1 or not isinstance(q.base_dist, _FACTORIAL):
-        raise NotImplementedError(
-            f"KL to HiddenBoltzmann is implemented for Independent(<factorial binary>, 1), got {q}"
-        )
-    return kl_bernoulli_hidden_boltzmann(q.base_dist.logits, p)
