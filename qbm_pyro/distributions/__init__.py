@@ -15,9 +15,10 @@ __getattr__, __dir__, _ours = attach(
     __name__,
     attributes={
         "BinaryVectorConstraint": ".boltzmann",
-        "Boltzmann": ".boltzmann",
-        "RBM": ".boltzmann",
-        "HiddenBoltzmann": ".hidden_boltzmann",
+        # the priors load through .kl, so that their registered KL(q ‖ prior) comes with them
+        "Boltzmann": ".kl",
+        "RBM": ".kl",
+        "HiddenBoltzmann": ".kl",
         "kl_bernoulli_boltzmann": ".kl",
         "kl_bernoulli_hidden_boltzmann": ".kl",
         "kl_balanced_code": ".kl",

@@ -41,7 +41,7 @@ from torch.distributions import register_kl
 from torch.nn.functional import logsigmoid, softplus
 
 from ..energy import energy
-from .boltzmann import Boltzmann
+from .boltzmann import RBM, Boltzmann  # noqa: F401  (RBM: qbm_pyro.distributions loads the priors from here)
 from .hidden_boltzmann import HiddenBoltzmann
 from .relaxed import OverlappingExponentials, SpikeAndExponential
 
