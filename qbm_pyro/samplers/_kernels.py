@@ -28,7 +28,10 @@ __all__ = [
     "sequential_sweep_",
     "sequential_sweep_numba",
     "sequential_sweep_torch",
+    "sweep_stream",
     "sweep_thresholds",
+    "sweep_with_",
+    "thresholds_from",
 ]
 
 
@@ -57,16 +60,27 @@ def _sweep(z, field, jt, beta, threshold):  # pragma: no cover - compiled
                         fc[j] += delta * row[j]
 
 
+def sweep_stream(generator: torch.Generator) -> np.random.Generator:
+    """A numpy PCG64 stream seeded by one draw of ``generator`` (a sampler's CPU generator)."""
+    seed = int(torch.randint(0, 2**62, (), generator=generator))
+    return np.random.Generator(np.random.PCG64(seed))
+
+
+def thresholds_from(rng: np.random.Generator, shape, dtype: torch.dtype) -> np.ndarray:
+    """The thresholds ``logit(u)`` of one sweep of states of ``shape``, ``u`` drawn from ``rng``
+    in ``dtype`` (float32 or float64)."""
+    np_dtype = np.float32 if dtype == torch.float32 else np.float64
+    u = rng.random(tuple(shape), dtype=np_dtype)
+    with np.errstate(divide="ignore"):  # u = 0 gives -inf: always below β F, as u < σ(β F)
+        return np.log(u / (1 - u))  # one log, not log(u) - log1p(-u): 2-3x faster, same values
+
+
 def sweep_thresholds(shape, dtype: torch.dtype, generator: torch.Generator) -> np.ndarray:
     """The thresholds ``logit(u)`` of one sweep (``u < σ(x)`` exactly when ``x > logit(u)``).
 
-    ``u`` are uniforms from a PCG64 stream seeded by one draw of ``generator``; a numpy array of
-    ``shape`` in ``dtype`` (float32 or float64)."""
-    seed = int(torch.randint(0, 2**62, (), generator=generator))
-    np_dtype = np.float32 if dtype == torch.float32 else np.float64
-    u = np.random.Generator(np.random.PCG64(seed)).random(tuple(shape), dtype=np_dtype)
-    with np.errstate(divide="ignore"):  # u = 0 gives -inf: always below β F, as u < σ(β F)
-        return np.log(u / (1 - u))  # one log, not log(u) - log1p(-u): 2-3x faster, same values
+    ``u`` are uniforms from a PCG64 stream seeded by one draw of ``generator``
+    (:func:`sweep_stream`); a numpy array of ``shape`` in ``dtype`` (float32 or float64)."""
+    return thresholds_from(sweep_stream(generator), shape, dtype)
 
 
 def compiled_sweep_applies(z: torch.Tensor, field: torch.Tensor) -> bool:
@@ -136,13 +150,18 @@ def sequential_sweep_torch(
         field.add_(delta.unsqueeze(-1) * rows[..., i, :].unsqueeze(-2))
 
 
+def sweep_with_(z: torch.Tensor, field: torch.Tensor, Jt: torch.Tensor, beta, threshold: np.ndarray) -> None:
+    """One sequential sweep in place on given thresholds: the numba kernel where it applies,
+    torch elsewhere."""
+    if compiled_sweep_applies(z, field):
+        sequential_sweep_numba(z, field, Jt, beta, threshold)
+    else:
+        sequential_sweep_torch(z, field, Jt, beta, threshold)
+
+
 def sequential_sweep_(
     z: torch.Tensor, field: torch.Tensor, Jt: torch.Tensor, beta, generator: torch.Generator
 ) -> None:
     """One sequential sweep in place: the numba kernel where it applies, torch elsewhere; both draw
     the same thresholds from ``generator``."""
-    threshold = sweep_thresholds(z.shape, z.dtype, generator)
-    if compiled_sweep_applies(z, field):
-        sequential_sweep_numba(z, field, Jt, beta, threshold)
-    else:
-        sequential_sweep_torch(z, field, Jt, beta, threshold)
+    sweep_with_(z, field, Jt, beta, sweep_thresholds(z.shape, z.dtype, generator))

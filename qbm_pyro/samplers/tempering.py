@@ -39,7 +39,8 @@ import math
 import torch
 
 from ..energy import symmetric_couplings
-from ._kernels import sequential_sweep_
+from ._exchange import exchange_
+from ._kernels import sweep_stream, sweep_with_, thresholds_from
 from .base import Sampler, make_generator
 
 __all__ = ["ParallelTemperingSampler", "default_sampler"]
@@ -139,58 +140,18 @@ class ParallelTemperingSampler(Sampler):
     def _sweep_(self, state: dict, Jt: torch.Tensor, betas: torch.Tensor) -> None:
         """One sweep of every chain, then a round of swaps of the even pairs and one of the odd."""
         hot, cold = state["hot"], state["cold"]
-        sequential_sweep_(hot, state["hot_field"], Jt, betas[:-1].view(-1, 1, 1), self.generator)
-        sequential_sweep_(cold, state["cold_field"], Jt, betas[-1:].view(1, 1), self.generator)
+        rng = sweep_stream(self.generator)  # one stream for the sweep and the swaps after it
+        sweep_with_(
+            hot, state["hot_field"], Jt, state["hot_betas"], thresholds_from(rng, hot.shape, hot.dtype)
+        )
+        sweep_with_(
+            cold, state["cold_field"], Jt, state["cold_beta"], thresholds_from(rng, cold.shape, cold.dtype)
+        )
         h = state["h"]
         state["e_hot"] = -0.5 * (hot * (h + state["hot_field"])).sum(-1)  # (R-1, H)
         state["e_cold"] = -0.5 * (cold * (h + state["cold_field"])).sum(-1)  # (C,)
-        for first in (0, 1):
-            self._swap_round_(state, betas, first)
+        state["round_trips"] += exchange_(state, betas, rng)  # the even pairs, then the odd
         state["sweeps"] += 1
-
-    def _swap_round_(self, state: dict, betas: torch.Tensor, first: int) -> None:
-        """Swaps of the pairs ``(k, k+1)``, ``k = first, first + 2, …``; then the round trips."""
-        e_hot, e_cold = state["e_hot"], state["e_cold"]
-        R, H = e_hot.shape[0] + 1, e_hot.shape[1]
-        lo = torch.tensor(range(first, R - 2, 2), dtype=torch.long)  # pairs inside the hot populations
-        if lo.numel():
-            hi = lo + 1
-            log_ratio = (betas[lo] - betas[hi]).to(e_hot).unsqueeze(-1) * (e_hot[lo] - e_hot[hi])
-            accept = self._accept(log_ratio)
-            for key in ("hot", "hot_field", "hot_dir", "e_hot"):
-                t = state[key]
-                mask = accept.view(accept.shape + (1,) * (t.dim() - 2))
-                a, b = t[lo], t[hi]
-                t[lo] = torch.where(mask, b, a)
-                t[hi] = torch.where(mask, a, b)
-            state["accepted"][lo] += accept.double().mean(-1).cpu()
-            state["attempted"][lo] += 1
-        if (R - 2) % 2 == first:  # the pair (hottest-but-one, target): H target chains at random
-            pick = torch.randperm(e_cold.shape[0], generator=self.generator)[:H].to(e_cold.device)
-            log_ratio = float(betas[-2] - betas[-1]) * (e_hot[-1] - e_cold[pick])
-            accept = self._accept(log_ratio)
-            idx = pick[accept]
-            pairs = (
-                ("hot", "cold"),
-                ("hot_field", "cold_field"),
-                ("hot_dir", "cold_dir"),
-                ("e_hot", "e_cold"),
-            )
-            for hk, ck in pairs:
-                a = state[hk][-1][accept].clone()
-                state[hk][-1][accept] = state[ck][idx]
-                state[ck][idx] = a
-            state["accepted"][-1] += float(accept.double().mean())
-            state["attempted"][-1] += 1
-        # round trips: chains that reached the target after visiting the hottest replica
-        hot_dir, cold_dir = state["hot_dir"], state["cold_dir"]
-        hot_dir[0] = 1
-        state["round_trips"] += int((cold_dir == 1).sum())
-        cold_dir.fill_(-1)
-
-    def _accept(self, log_ratio: torch.Tensor) -> torch.Tensor:
-        u = torch.rand(log_ratio.shape, generator=self.generator, dtype=torch.float64)
-        return u.log().to(log_ratio.device) < log_ratio.double()
 
     # ------------------------------------------------------------------ sampling
 
@@ -235,6 +196,8 @@ class ParallelTemperingSampler(Sampler):
         state = {
             **parts,
             "h": h,
+            "hot_betas": betas[:-1].view(-1, 1, 1),
+            "cold_beta": betas[-1:].view(1, 1),
             "hot_field": (h + parts["hot"] @ Jt).contiguous(),
             "cold_field": (h + parts["cold"] @ Jt).contiguous(),
             "accepted": torch.zeros(self.n_replicas - 1, dtype=torch.float64),
