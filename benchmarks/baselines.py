@@ -163,8 +163,10 @@ def fit(
     return rows
 
 
-def suite(datasets, seeds, use_scib=True, log=print, latents: Path = LATENTS) -> list[dict]:
-    """Linear probe and scib-metrics for every latent saved in ``latents`` (and PCA) of each set."""
+def suite(datasets, seeds, use_scib=True, log=print, latents: Path = LATENTS, methods=None) -> list[dict]:
+    """Linear probe and scib-metrics for every latent saved in ``latents`` (and PCA) of each set;
+    ``methods``: only these methods' latents (default: every QBM-VAE variant and baseline).
+    scib-metrics' values are unscaled, so a method's scores do not depend on the others scored."""
     rows = []
     for dataset in datasets:
         data, label_key, batch_key, _ = quality.load(dataset)
@@ -173,7 +175,7 @@ def suite(datasets, seeds, use_scib=True, log=print, latents: Path = LATENTS) ->
             continue
         labels = data.obs[label_key].astype(str).to_numpy()
         found = {"pca_0": quality.pca_latent(data)}
-        for method in QBM_METHODS + BASELINES[dataset]:
+        for method in methods or QBM_METHODS + BASELINES[dataset]:
             for seed in seeds:
                 path = latents / f"{dataset}_{method}_{seed}.npz"
                 if not path.exists():
@@ -226,7 +228,12 @@ def main(argv=None) -> None:
     parser.add_argument("stage", choices=["fit", "suite", "all"])
     parser.add_argument("--datasets", nargs="+", default=["mixology", "paul15", "cite", "a549"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--methods", nargs="+", help="fit: only these baselines (default: all)")
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        help="fit: only these baselines (default: all); suite: only these methods' latents (and PCA), "
+        "replacing only their rows",
+    )
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-scib", action="store_true", help="suite: the linear probe only")
@@ -263,14 +270,27 @@ def main(argv=None) -> None:
             latents=args.latents,
         )
     if args.stage in ("suite", "all"):
-        meta = _meta(args) | {"seeds": args.seeds, "scib": not args.no_scib}
+        meta = _meta(args) | {"seeds": args.seeds, "scib": not args.no_scib, "methods": args.methods}
         for dataset in args.datasets:  # written after each data set
-            rows = suite([dataset], args.seeds, use_scib=not args.no_scib, log=log, latents=args.latents)
+            rows = suite(
+                [dataset],
+                args.seeds,
+                use_scib=not args.no_scib,
+                log=log,
+                latents=args.latents,
+                methods=args.methods,
+            )
             if rows:
+                scored = {r["method"] for r in rows}
 
-                def put(result, dataset=dataset, rows=rows):
+                def put(result, dataset=dataset, rows=rows, scored=scored):
                     result["suite_meta"] = meta
-                    result["suite"] = [r for r in result.get("suite", []) if r["dataset"] != dataset] + rows
+                    kept = [
+                        r
+                        for r in result.get("suite", [])
+                        if r["dataset"] != dataset or (args.methods and r["method"] not in scored)
+                    ]
+                    result["suite"] = kept + rows
 
                 _update(args.out, put)
 
