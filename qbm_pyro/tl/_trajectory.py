@@ -35,7 +35,14 @@ from scipy.sparse.csgraph import connected_components
 from qbm_pyro._checks import check_choice, check_positive_int
 from qbm_pyro.tl._diffusion import _diffusion_components, _dpt_weights, _pseudotime
 from qbm_pyro.tl._neighbors import EXACT_KNN_MAX_CELLS, _gaussian_affinities, _knn, _knn_matrix
-from qbm_pyro.tl._roots import _check_root_args, _find_root, energy_root_group, expand_root, root_group
+from qbm_pyro.tl._roots import (
+    _check_root_args,
+    _find_root,
+    energy_root_group,
+    expand_root,
+    root_group,
+    side_weights,
+)
 from qbm_pyro.tl._state_graph import _cell_branches, _leiden, _state_graph
 from qbm_pyro.tl._trajectory_readers import cell_graph, energy_along_pseudotime, trajectory_graph
 
@@ -72,7 +79,7 @@ def trajectory(
     groups_key: str | None = None,
     resolution: float = 1.0,
     knn_method: KnnMethod = "auto",
-    root_expand: int | Literal["state"] = 0,
+    root_expand: int | Literal["sides", "state"] = 0,
     key_added: str = "qbm",
     seed: int = 0,
     copy: bool = False,
@@ -288,10 +295,10 @@ def trajectory(
     check_choice("knn_method", knn_method, _KNN_METHODS)
     check_positive_int("n_neighbors", n_neighbors)
     check_positive_int("n_dcs", n_dcs)
-    if root_expand != "state" and (
+    if root_expand not in ("state", "sides") and (
         isinstance(root_expand, bool) or not isinstance(root_expand, (int, np.integer)) or root_expand < 0
     ):
-        raise ValueError(f"`root_expand` must be 'state' or an int >= 0, got {root_expand!r}.")
+        raise ValueError(f"`root_expand` must be 'sides', 'state' or an int >= 0, got {root_expand!r}.")
     rep = _get_rep(data, use_rep)
     n_obs = rep.shape[0]
     if n_neighbors >= n_obs:
@@ -332,13 +339,22 @@ def trajectory(
             data, root, root_key, root_value, energy, psi, weights, affinities
         )
         group = root_group(data, root_key, root_value, seed)
-    expanded = None
-    if group is None and root_method == "cell":
+    expanded, sides = None, None
+    if group is None and root_method == "cell" and root_expand == "sides":
+        sides = side_weights(psi, root_index, states, comp_labels == comp_labels[root_index])
+        root_method = "cell, side directions down-weighted"
+    elif group is None and root_method == "cell":
         expanded = expand_root(root_index, root_expand, knn_idx, states, seed)
         if expanded is not None:
             what = "its state" if root_expand == "state" else f"{expanded.size - 1} neighbours"
             root_method = f"cell + {what}"
-    pseudotime = _pseudotime(psi, weights, root_index, comp_labels, group if expanded is None else expanded)
+    pseudotime = _pseudotime(
+        psi,
+        weights if sides is None else weights * sides,
+        root_index,
+        comp_labels,
+        group if expanded is None else expanded,
+    )
     if group is not None:  # the group cell the mean pseudotime starts from
         root_index = int(group[np.nanargmin(pseudotime[group])])
     if n_comp > 1:
@@ -388,6 +404,7 @@ def trajectory(
             "name": obs_names[root_index],
             "state": root_state,
             "method": root_method,
+            **({} if sides is None else {"side_weights": sides.astype(np.float64)}),
             **({} if evidence is None else {"evidence": evidence}),
         },
         "eigenvalues": eigvals[1:].astype(np.float64),
