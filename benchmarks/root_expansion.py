@@ -32,6 +32,7 @@ from benchmarks.quality import load  # noqa: E402
 from benchmarks.trajectory import A549_ROOT, A549_TRUTH, PAUL15_ROOT, PAUL15_TRUTH  # noqa: E402
 from qbm_pyro.tl._diffusion import _diffusion_components, _dpt_weights  # noqa: E402
 from qbm_pyro.tl._neighbors import _gaussian_affinities, _knn  # noqa: E402
+from qbm_pyro.tl._roots import side_weights as side_weights_pkg  # noqa: E402
 from qbm_pyro.tl._state_graph import _leiden  # noqa: E402
 
 warnings.filterwarnings("ignore")
@@ -203,6 +204,11 @@ def v_progress_slice(size="state", product=False):
     return f
 
 
+def v_sides(ctx, r):
+    c = ctx.coords * side_weights_pkg(ctx.psi, r, ctx.states, ctx.comp == ctx.comp[r])
+    return np.linalg.norm(c - c[r], axis=1)
+
+
 VARIANTS = {
     "cell": v_cell,
     "knn15": v_knn(15),
@@ -217,7 +223,7 @@ VARIANTS = {
     "extreme": v_weighted(False),
     "extreme_branchsafe": v_weighted(True),
     "extreme_branchsafe_sq": v_weighted(True, 2),
-    "extreme_branchsafe_product": v_weighted(True, 1, True),
+    "sides": v_sides,  # root_expand="sides": 1 - (1 - e) s, through the package's side_weights
     "progress_slice_state": v_progress_slice("state"),
     "progress_slice_16": v_progress_slice(16),
 }
