@@ -12,12 +12,13 @@ score
 - on paul15 (two lineages, root: multipotent progenitors) and a549 (time, root: 0 h):
   rooted vs root-free (``root="auto_energy"``) pseudotime, each against the truth, their
   Spearman with each other, the auto root's evidence; energy vs time/lineage Spearman;
-  single root cells (3 seeded cells of the root group) alone, expanded to 15 neighbours and to
-  their state, against the root group.
+  single root cells (3 seeded cells of the root group) alone (``root_expand=0``), expanded to 15
+  neighbours and to their state, and with their side directions down-weighted
+  (``root_expand="sides"``, the default for a root cell), against the root group.
 
 Usage: ``python benchmarks/landscape.py [--datasets ...] [--seeds 0 1 2] [--epochs N] [--fits DIR]``
 (``--fits``: reuse models saved with :meth:`~qbm_pyro.QBMVAE.save` under ``DIR/<set>/seed<k>/``,
-marked finished by a ``DONE`` file; sets and seeds without one are fitted here)
+marked finished by a ``DONE`` file; sets and seeds without one are fitted here and saved there)
 → ``benchmarks/results/landscape.json`` (rows of other data sets already in the file are kept;
 rendered by ``benchmarks/report.py``).
 """
@@ -77,7 +78,7 @@ def trajectory_rows(data, dataset: str, seed: int) -> dict:
     out["auto_root_in_known_group"] = bool(info["index"] in set(group.tolist()))
     out["energy"] = energy_root_check(data, time_key)
     cells = np.random.default_rng(seed).choice(group, N_ROOT_CELLS, replace=False)
-    for expand in (0, 15, "state"):
+    for expand in (0, 15, "state", "sides"):
         scores = [
             _spearmans(data.obs, _pseudotime(data, seed, root=int(c), root_expand=expand)[0], truth)
             for c in cells
@@ -94,8 +95,17 @@ def _model(data, dataset: str, seed: int, epochs: int, batch_key, kwargs, fits: 
         done = json.loads(meta.read_text()).get("epochs_run", epochs) if meta.exists() else epochs
         return qbm_pyro.QBMVAE.load(saved, data), int(done), str(saved)
     model = qbm_pyro.QBMVAE(data, batch_key=batch_key, seed=seed, **kwargs)
-    model.train(max_epochs=epochs, progress_bar=False)
-    return model, epochs, None
+    start = time.perf_counter()
+    history = model.train(max_epochs=epochs, progress_bar=False)
+    if saved is None:
+        return model, epochs, None
+    # saved for the next run: model.pt, then meta.json (epochs, wall time), then DONE
+    model.save(saved, overwrite=True)
+    seconds = round(time.perf_counter() - start, 1)
+    meta = {"epochs_run": len(history["epoch"]), "seconds": seconds, "seed": seed}
+    (saved / "meta.json").write_text(json.dumps(meta))
+    (saved / "DONE").touch()
+    return model, meta["epochs_run"], str(saved)
 
 
 def run(dataset: str, seed: int, epochs: int, fits: Path | None = None) -> tuple[dict, dict]:
@@ -211,12 +221,13 @@ def report_section(results: Path) -> list[str]:
         "Pseudotime (Spearman with the known time; paul15: myeloid / erythroid reference lineages). "
         "Rooted: the known root group (a549 0 h, paul15 multipotent progenitors). Root-free: "
         '`root="auto_energy"` (the state of highest mean energy). Single cell: 3 seeded cells of the '
-        "root group, alone / expanded to 15 neighbours / to their state.",
+        "root group, alone (`root_expand=0`) / expanded to 15 neighbours / to their state / with their "
+        'side directions down-weighted (`root_expand="sides"`, the default for a root cell).',
         "",
         "| data set | rooted | root-free | root-free vs rooted | auto root in the known group "
         "| auto root effect size "
-        "| energy vs time / lineage | one cell | one cell + 15 nn | one cell + state |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| energy vs time / lineage | one cell | one cell + 15 nn | one cell + state | one cell, sides |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for dataset, keys in SPEARMAN_KEYS.items():
         sel = [r["trajectory"] for r in rows if r["dataset"] == dataset and "trajectory" in r]
@@ -233,8 +244,35 @@ def report_section(results: Path) -> list[str]:
             f"| {_ms([t['root_free_vs_rooted_spearman'] for t in sel])} | {hits}/{len(sel)} "
             f"| {_ms([t['auto_root']['evidence_effect_size'] for t in sel])} | {energy} "
             f"| {both('single_cell_expand_0')} | {both('single_cell_expand_15')} "
-            f"| {both('single_cell_expand_state')} |"
+            f"| {both('single_cell_expand_state')} | {both('single_cell_expand_sides')} |"
         )
+    return [*out, "", *_root_expansion_section(Path(results))]
+
+
+def _root_expansion_section(results: Path) -> list[str]:
+    """Table of ``results/root_expansion.json`` (``benchmarks/root_expansion.py``), if present."""
+    path = results / "root_expansion.json"
+    if not path.exists():
+        return []
+    payload = json.loads(path.read_text())
+    rows, meta = payload["rows"], payload.get("meta", {})
+    names = [k for k in rows[0] if isinstance(rows[0][k], dict)]
+    out = [
+        "One root cell, every variant tried (`benchmarks/root_expansion.py`: the same saved fits, "
+        f"{meta.get('cells', '?')} seeded cells of the root group per seed, mean over the cells, "
+        "then mean ± sd over the seeds; `group`: mean DPT from the root group, `group_centroid`: "
+        "DPT from its centroid; the variants are described in the script). "
+        '`sides` is `root_expand="sides"`, the default for a root cell.',
+        "",
+        "| variant | a549 | paul15 (myeloid / erythroid) |",
+        "|---|---|---|",
+    ]
+    for name in names:
+        cells = []
+        for dataset, keys in SPEARMAN_KEYS.items():
+            sel = [r for r in rows if r["dataset"] == dataset]
+            cells.append(" / ".join(_ms([r[name][k] for r in sel]) for k in keys) if sel else "—")
+        out.append(f"| {name} | {cells[0]} | {cells[1]} |")
     return [*out, ""]
 
 
@@ -246,6 +284,7 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--fits", type=Path, default=None, help="reuse saved fits: DIR/<set>/seed<k>/")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/landscape.json"))
+    parser.add_argument("--note", default=None, help="provenance note in meta (shown in BENCHMARKS.md)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     rows, stability = [], []
@@ -256,6 +295,7 @@ def main(argv=None) -> None:
         "seeds": args.seeds,
         "epochs": args.epochs,
         **package_versions("qbm-pyro", "torch", "scanpy", "networkx", "scikit-learn"),
+        **({"note": args.note} if args.note else {}),
     }
     for dataset in args.datasets:
         labels = {}

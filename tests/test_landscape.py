@@ -229,14 +229,14 @@ def test_flat_landscape_warns_no_clear_root():
     assert not adata.uns["qbm_trajectory"]["root"]["evidence"]["clear"]
 
 
-def spread_start(n: int = 400, seed: int = 1) -> ad.AnnData:
-    """Cells along time ``t`` with a nuisance factor ``u`` as wide as the time course: one start
-    cell is off to one side of ``u``; the start group spans it."""
+def spread_start(n: int = 400, seed: int = 1, n_side: int = 12) -> ad.AnnData:
+    """Cells along time ``t`` (16 units) with a nuisance factor ``u`` (``n_side`` units) as wide
+    as the time course: one start cell is off to one side of ``u``; the start group spans it."""
     rng = np.random.default_rng(seed)
     t, u = np.sort(rng.uniform(0, 1, n)), rng.uniform(0, 1, n)
     qt = 1 / (1 + np.exp(-20 * (t[:, None] - np.linspace(0, 1, 16)[None, :])))
-    qu = 1 / (1 + np.exp(-20 * (u[:, None] - np.linspace(0, 1, 12)[None, :])))
-    q = np.clip(np.hstack([qt, qu]) + rng.normal(0, 0.1, (n, 28)), 0, 1)
+    qu = 1 / (1 + np.exp(-20 * (u[:, None] - np.linspace(0, 1, n_side)[None, :])))
+    q = np.clip(np.hstack([qt, qu]) + rng.normal(0, 0.1, (n, 16 + n_side)), 0, 1)
     adata = ad.AnnData(obs=pd.DataFrame({"t": t, "u": u}, index=[f"c{i}" for i in range(n)]))
     adata.obsm["X_qbm"] = q
     adata.obs["start"] = np.where(t < 0.1, "early", "late")
@@ -270,6 +270,36 @@ def test_single_root_cell_vs_group_root_and_its_expansion():
     np.testing.assert_allclose(adata.obs["qbm_pseudotime"].to_numpy(), expected, atol=1e-9)
     with pytest.raises(ValueError, match="root_expand"):
         qbm_pyro.tl.trajectory(adata, root=0, root_expand=-1)
+
+
+def test_side_weights_narrow_the_gap_of_a_single_root_cell():
+    # the nuisance u (20 units) is longer than the time course (16): one start cell's DPT mixes
+    # its distance along u into the pseudotime; the start group, spread along u, averages it out
+    adata = spread_start(seed=3, n_side=20)
+    qbm_pyro.tl.trajectory(adata, root_key="start", root_value="early")
+    group = adata.obs["qbm_pseudotime"].corr(adata.obs["t"], method="spearman")
+    early = np.flatnonzero(adata.obs["start"].to_numpy() == "early")
+    spearman, weights = {}, []
+    for expand in (0, "sides"):
+        values = []
+        for r in early[::3]:
+            qbm_pyro.tl.trajectory(adata, root=int(r), root_expand=expand)
+            values.append(adata.obs["qbm_pseudotime"].corr(adata.obs["t"], method="spearman"))
+            if expand == "sides":
+                root = adata.uns["qbm_trajectory"]["root"]
+                assert root["index"] == r and "side" in root["method"]
+                weights.append(root["side_weights"])
+        spearman[expand] = np.mean(values)
+    assert group > spearman[0] + 0.2  # a real gap between one cell and the group
+    assert spearman["sides"] > spearman[0] + 0.08  # down-weighting u narrows it (0.55 -> 0.69)
+    assert spearman["sides"] < group  # but does not close it
+    # the components that follow u get less weight than those that follow t
+    psi = adata.obsm["X_qbm_diffmap"]
+    follows = {
+        f: np.abs([np.corrcoef(psi[:, k], adata.obs[f])[0, 1] for k in range(psi.shape[1])]) for f in "tu"
+    }
+    mean_w = np.mean(weights, axis=0)
+    assert mean_w[follows["u"] > 0.5].mean() < mean_w[follows["t"] > 0.5].mean() - 0.1
 
 
 # --------------------------------------------------------------------------- plots

@@ -176,6 +176,36 @@ def test_root_group_averages_over_its_cells():
     assert adata.obs["qbm_pseudotime"].iloc[root["index"]] == 0.0
 
 
+def test_side_weights_definition_and_branches_kept():
+    adata = make_adata()
+    early = np.flatnonzero(adata.obs["start"].to_numpy() == "early")
+    root = int(early[0])
+    trajectory(adata, root, root_expand="sides")
+    info = adata.uns["qbm_trajectory"]
+    assert info["root"]["index"] == root and "side" in info["root"]["method"]
+    # the definition: DPT with component k scaled by 1 - (1 - e_k) s_k, e_k = |2 F_k(root) - 1|
+    # (F_k: fraction of cells below the root, ties half), s_k = sd over the root's state / sd
+    psi, lam = adata.obsm["X_qbm_diffmap"], info["eigenvalues"]
+    states = adata.obs["qbm_state"].to_numpy()
+    below = (psi < psi[root]).mean(axis=0) + 0.5 * (psi == psi[root]).mean(axis=0)
+    spread = np.clip(psi[states == states[root]].std(axis=0) / psi.std(axis=0), 0, 1)
+    side = 1 - (1 - np.abs(2 * below - 1)) * spread
+    np.testing.assert_allclose(info["root"]["side_weights"], side, atol=1e-12)
+    coords = psi * (lam / (1 - lam)) * side
+    dpt = np.linalg.norm(coords - coords[root], axis=1)
+    np.testing.assert_allclose(adata.obs["qbm_pseudotime"].to_numpy(), dpt / dpt.max(), atol=1e-9)
+    # on a Y the trunk cells sit in the middle of the component that separates the branches,
+    # but their state is narrow along it: it is no side direction and keeps its weight
+    late = adata.obs["t"].to_numpy() > 0.6
+    in_a = (adata.obs["true_branch"].to_numpy() == "A").astype(float)
+    branch_axis = np.argmax([abs(np.corrcoef(psi[late, k], in_a[late])[0, 1]) for k in range(psi.shape[1])])
+    assert abs(2 * below[branch_axis] - 1) < 0.5 and side[branch_axis] > 0.9
+    for r in early[::4]:
+        plain = trajectory(adata, int(r), root_expand=0, copy=True).obs["qbm_pseudotime"]
+        sides = trajectory(adata, int(r), root_expand="sides", copy=True).obs["qbm_pseudotime"]
+        assert spearman(sides, adata.obs["t"]) > spearman(plain, adata.obs["t"]) - 0.005
+
+
 def test_auto_energy_root_uses_highest_energy_cells():
     adata = make_adata()  # energy = -t: the earliest cells have the highest energy
     trajectory(adata, "auto_energy")

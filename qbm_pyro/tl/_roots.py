@@ -126,6 +126,34 @@ def expand_root(root: int, how, knn_idx: np.ndarray, states: np.ndarray, seed: i
     return np.unique(np.concatenate([[root], knn_idx[root, : int(how)]])).astype(np.int64)
 
 
+def side_weights(psi: np.ndarray, root: int, states: np.ndarray, component: np.ndarray) -> np.ndarray:
+    """Per diffusion component, how much it is a direction of progress from a single root cell
+    (``root_expand="sides"``): ``1 - (1 - e) * s``, in ``[0, 1]``.
+
+    ``e = |2 F(psi_k(root)) - 1|`` is how extreme the root is on the component (``F``: the
+    empirical CDF over the cells of the root's connected ``component``; 1 at either end, 0 in
+    the middle) and ``s`` the spread (standard deviation) of the component over the root's
+    state divided by its spread over the component's cells, clipped to ``[0, 1]``. A *side
+    direction* of the root, one that its own state already spans (``s`` near 1) and along which
+    it sits in the middle (``e`` near 0), gets a weight near 0: the variation along it is there
+    at the start, so it does not measure progress from the root (a root group spread along it
+    averages it out in the same way). A direction along which the root is at an end (``e = 1``)
+    or its state is narrow (``s = 0``: variation that arises later, such as two branches
+    opening from the root) keeps its full weight.
+    """
+    cells = np.flatnonzero(component)
+    values = psi[cells]
+    at_root = psi[root]
+    quantile = ((values < at_root).sum(axis=0) + 0.5 * (values == at_root).sum(axis=0)) / cells.size
+    extreme = np.abs(2.0 * quantile - 1.0)
+    members = cells[states[cells] == states[root]]
+    spread_all = values.std(axis=0)
+    ratio = np.divide(
+        psi[members].std(axis=0), spread_all, out=np.zeros_like(spread_all), where=spread_all > 0
+    )
+    return 1.0 - (1.0 - extreme) * np.clip(ratio, 0.0, 1.0)
+
+
 def energy_root_group(
     states: np.ndarray, energy: np.ndarray, comp_labels: np.ndarray, seed: int
 ) -> tuple[np.ndarray, dict[str, Any]]:

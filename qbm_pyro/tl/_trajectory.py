@@ -35,7 +35,14 @@ from scipy.sparse.csgraph import connected_components
 from qbm_pyro._checks import check_choice, check_positive_int
 from qbm_pyro.tl._diffusion import _diffusion_components, _dpt_weights, _pseudotime
 from qbm_pyro.tl._neighbors import EXACT_KNN_MAX_CELLS, _gaussian_affinities, _knn, _knn_matrix
-from qbm_pyro.tl._roots import _check_root_args, _find_root, energy_root_group, expand_root, root_group
+from qbm_pyro.tl._roots import (
+    _check_root_args,
+    _find_root,
+    energy_root_group,
+    expand_root,
+    root_group,
+    side_weights,
+)
 from qbm_pyro.tl._state_graph import _cell_branches, _leiden, _state_graph
 from qbm_pyro.tl._trajectory_readers import cell_graph, energy_along_pseudotime, trajectory_graph
 
@@ -72,7 +79,7 @@ def trajectory(
     groups_key: str | None = None,
     resolution: float = 1.0,
     knn_method: KnnMethod = "auto",
-    root_expand: int | Literal["state"] = 0,
+    root_expand: int | Literal["sides", "state"] = "sides",
     key_added: str = "qbm",
     seed: int = 0,
     copy: bool = False,
@@ -133,7 +140,33 @@ def trajectory(
 
     **Root.** One of
 
-    * a cell: its name in ``obs_names`` (``str``) or its position (``int``);
+    * a cell: its name in ``obs_names`` (``str``) or its position (``int``). By default
+      (``root_expand="sides"``) the DPT from it weights component :math:`k` (on top of
+      :math:`\lambda_k / (1 - \lambda_k)`) by :math:`1 - (1 - e_k) s_k`, where
+      :math:`e_k = |2 F_k(\psi_k(r)) - 1|` says how extreme the root is on the component
+      (:math:`F_k`: its empirical CDF over the cells of the root's component; 1 at either end,
+      0 in the middle) and :math:`s_k \in [0, 1]` is the component's spread (standard
+      deviation) over the root's state divided by its spread over all cells. A *side
+      direction* of the root, one its own state already spans and along which it sits in the
+      middle, counts less: its variation is there at the start, so it does not measure progress
+      from the root, and a root group spread along it would average it out. Directions the root
+      sits at an end of, or along which its state is narrow (variation that arises later, such
+      as two branches opening from a trunk), keep their full weight. The weights are written to
+      ``uns[...]["root"]["side_weights"]``. Why: a single cell is a worse start than its group
+      where the start population is wide (on a549 the 0 h cells split into 2-4 separate states
+      plus cells scattered among later ones, and a cell's DPT mixes its distance along those
+      side directions into the pseudotime). On the default fits (``benchmarks/root_expansion.py``,
+      3 seeds, 20 cells of the root group each) this raised one cell's Spearman with time on
+      a549 from 0.376 ± 0.196 to 0.415 ± 0.195 (+0.03 to +0.04 on every seed; the root group:
+      0.556 ± 0.125) and left paul15 at 0.813 ± 0.054 / 0.923 ± 0.004 (myeloid / erythroid;
+      plain DPT 0.811 / 0.923, group 0.838 / 0.927); on synthetic paths with a nuisance as wide
+      as the time course it narrowed the gap to the group by 10-40% and never widened it, and
+      on a Y it changed nothing (``tests/test_landscape.py``,
+      ``tests/test_trajectory.py``). It narrows the gap, it does not close it: give the root
+      group when the start is a known group. ``root_expand=0`` is the plain DPT from the cell;
+      an int or ``"state"`` expands the cell to its nearest neighbours or its state and
+      averages the pseudotime over them as for a root group (the reported root stays the given
+      cell); neither helped (a549: 0.373 and 0.390; paul15 myeloid: 0.813 and 0.785);
     * ``root_key``/``root_value``: the cells with ``obs[root_key] == root_value`` form the root
       group, and a cell's pseudotime is its mean DPT from the group's cells (a seeded sample of
       at most 256), shifted to start at 0; the reported root is the group cell where it is 0.
@@ -142,11 +175,6 @@ def trajectory(
       raised the Spearman with the reference pseudotime from 0.856 ± 0.064 (one cell: the
       group's tip along the line joining the centroids) to 0.897 ± 0.018 on paul15, and with
       the time from 0.641 ± 0.077 to 0.659 ± 0.040 on a549;
-      ``root_expand`` can expand a single root cell to the cells of its state or to its nearest
-      neighbours, over which the pseudotime is then averaged as for a root group (the reported
-      root stays the given cell). It is off by default: on synthetic paths with a spread start
-      population neither expansion closed the gap between one cell and the known root group
-      (``tests/test_landscape.py``; real data in ``benchmarks/landscape.py``);
     * ``"auto_energy"``: the root group is the state (Leiden cluster or ``groups_key`` group, of
       at least 5 cells and 1% of the main component) whose cells have the highest mean prior
       energy ``obs[energy_key]``, not one cell. The evidence is written to
@@ -210,9 +238,10 @@ def trajectory(
         ``"exact"`` (scikit-learn), ``"pynndescent"`` (approximate) or ``"auto"``: exact up to
         50,000 cells (``EXACT_KNN_MAX_CELLS``), approximate above.
     root_expand
-        What a single root cell is expanded to before the pseudotime is averaged over it: ``0``
-        (default: the cell alone, plain DPT), a number of nearest neighbours, or ``"state"`` (the
-        cells of its state).
+        What is done with a single root cell (ignored for root groups and automatic roots):
+        ``"sides"`` (default: DPT from the cell with its side directions down-weighted, see
+        **Root**), ``0`` (the cell alone, plain DPT: the default before this option), a number
+        of nearest neighbours or ``"state"`` (the cells of its state) to average the DPT over.
     key_added
         Prefix of every key written.
     seed
@@ -288,10 +317,10 @@ def trajectory(
     check_choice("knn_method", knn_method, _KNN_METHODS)
     check_positive_int("n_neighbors", n_neighbors)
     check_positive_int("n_dcs", n_dcs)
-    if root_expand != "state" and (
+    if root_expand not in ("state", "sides") and (
         isinstance(root_expand, bool) or not isinstance(root_expand, (int, np.integer)) or root_expand < 0
     ):
-        raise ValueError(f"`root_expand` must be 'state' or an int >= 0, got {root_expand!r}.")
+        raise ValueError(f"`root_expand` must be 'sides', 'state' or an int >= 0, got {root_expand!r}.")
     rep = _get_rep(data, use_rep)
     n_obs = rep.shape[0]
     if n_neighbors >= n_obs:
@@ -332,13 +361,22 @@ def trajectory(
             data, root, root_key, root_value, energy, psi, weights, affinities
         )
         group = root_group(data, root_key, root_value, seed)
-    expanded = None
-    if group is None and root_method == "cell":
+    expanded, sides = None, None
+    if group is None and root_method == "cell" and root_expand == "sides":
+        sides = side_weights(psi, root_index, states, comp_labels == comp_labels[root_index])
+        root_method = "cell, side directions down-weighted"
+    elif group is None and root_method == "cell":
         expanded = expand_root(root_index, root_expand, knn_idx, states, seed)
         if expanded is not None:
             what = "its state" if root_expand == "state" else f"{expanded.size - 1} neighbours"
             root_method = f"cell + {what}"
-    pseudotime = _pseudotime(psi, weights, root_index, comp_labels, group if expanded is None else expanded)
+    pseudotime = _pseudotime(
+        psi,
+        weights if sides is None else weights * sides,
+        root_index,
+        comp_labels,
+        group if expanded is None else expanded,
+    )
     if group is not None:  # the group cell the mean pseudotime starts from
         root_index = int(group[np.nanargmin(pseudotime[group])])
     if n_comp > 1:
@@ -388,6 +426,7 @@ def trajectory(
             "name": obs_names[root_index],
             "state": root_state,
             "method": root_method,
+            **({} if sides is None else {"side_weights": sides.astype(np.float64)}),
             **({} if evidence is None else {"evidence": evidence}),
         },
         "eigenvalues": eigvals[1:].astype(np.float64),
