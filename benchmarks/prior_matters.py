@@ -287,6 +287,7 @@ if __name__ == "__main__":
 REPORT_METRICS = [
     ("marginal_ll", "held-out log p(x) per cell", True),
     ("validation_loss", "validation −ELBO per cell", False),
+    ("epochs_run", "epochs run (early stopping: patience 30)", None),
     ("entropy_bits", "posterior entropy per unit (bits)", False),
     ("prior_vs_posterior", "prior vs posterior codes, classifier acc. (0.5 = same)", False),
     ("hard_knn", "15-NN acc., hard code", True),
@@ -347,13 +348,27 @@ def _paired(rows: list[dict], method: str, anchor: str, key: str) -> list[float]
     return [r[key] - by_seed[r["seed"]] for r in rows if r["method"] == method and r["seed"] in by_seed]
 
 
-def report_section(results: Path) -> list[str]:
-    """Markdown lines of the "does the learned prior matter" tables (one per data set)."""
-    path = Path(results) / "prior_matters.json"
+def report_section(results: Path, name: str = "prior_matters.json") -> list[str]:
+    """Markdown lines of the "does the learned prior matter" tables (one per data set), from
+    ``results / name``; a file other than the main one (a longer run, e.g. ``prior_matters_200.json``)
+    gets a "###" heading naming its epochs and nothing if it is missing."""
+    path = Path(results) / name
+    main = name == "prior_matters.json"
+    if not main:
+        if not path.exists():
+            return []
+        epochs = json.loads(path.read_text())["meta"].get("epochs", "?")
+        md = [f"### Does the learned prior matter? At {epochs} epochs ({name})", ""]
+        return md + _tables(json.loads(path.read_text()), level="####")
     md = ["## Does the learned prior matter? (benchmarks/prior_matters.py)", ""]
     if not path.exists():
         return md + ["_No results yet: run `python benchmarks/prior_matters.py`._", ""]
-    result = json.loads(path.read_text())
+    return md + _tables(json.loads(path.read_text()), level="###")
+
+
+def _tables(result: dict, level: str) -> list[str]:
+    """The meta line and one table per data set of a prior_matters results file."""
+    md: list[str] = []
     rows = result["rows"]
     md += [
         f"Held-out cells: {result['meta']['held_out']}; {result['meta']['n_importance_samples']} importance "
@@ -369,7 +384,7 @@ def report_section(results: Path) -> list[str]:
         header = "| measurement | " + " | ".join(
             f"{REPORT_NAMES[m]} ({sum(r['method'] == m for r in sub)})" for m in methods
         )
-        md += [f"### {dataset}", ""]
+        md += [f"{level} {dataset}", ""]
         if dataset in DATASET_NOTES:
             md += [DATASET_NOTES[dataset], ""]
         md += [header + " |", "|---" * (len(methods) + 1) + "|"]
@@ -377,6 +392,8 @@ def report_section(results: Path) -> list[str]:
             cells = [_cell([r.get(key) for r in sub if r["method"] == m]) for m in methods]
             if all(c == "—" for c in cells):
                 continue
+            if key == "epochs_run" and all(r.get(key) in (None, r.get("epochs")) for r in sub):
+                continue  # every fit ran its full length: the meta line says it
             md.append(f"| {label} | " + " | ".join(cells) + " |")
             if key == "marginal_ll":  # the held-out cells differ by seed: compare on the same cells
                 paired = [_cell(_paired(sub, m, _FIXED_OF.get(m, "bernoulli"), key)) for m in methods]

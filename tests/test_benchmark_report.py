@@ -111,3 +111,43 @@ def test_de_section_means_over_seeds(tmp_path):
     # macro mean per seed (0.3, 0.5), then mean ± sd over seeds
     assert "| mean over types | overlap@10 | 0.40 ± 0.14 | 1.00 |" in text
     assert de.report_section(None) == []
+
+
+def test_prior_matters_longer_run_gets_its_own_tables(tmp_path):
+    """A second prior_matters file (a longer run) is rendered under a heading naming its epochs,
+    with the paired learned-minus-fixed log p(x) and the epochs run when early stopping cut some."""
+    from benchmarks import prior_matters
+
+    meta = {"held_out": "split", "n_importance_samples": 1000, "epochs": 200}
+    rows = [
+        {
+            "dataset": "paul15",
+            "method": "qbm",
+            "seed": 0,
+            "marginal_ll": -10.0,
+            "epochs": 200,
+            "epochs_run": 150,
+        },
+        {
+            "dataset": "paul15",
+            "method": "qbm",
+            "seed": 1,
+            "marginal_ll": -20.0,
+            "epochs": 200,
+            "epochs_run": 200,
+        },
+        {"dataset": "paul15", "method": "bernoulli", "seed": 0, "marginal_ll": -11.0, "epochs": 200},
+        {"dataset": "paul15", "method": "bernoulli", "seed": 1, "marginal_ll": -23.0, "epochs": 200},
+    ]
+    assert prior_matters.report_section(tmp_path, "prior_matters_200.json") == []  # no file, no section
+    (tmp_path / "prior_matters_200.json").write_text(json.dumps({"meta": meta, "rows": rows}))
+    md = prior_matters.report_section(tmp_path, "prior_matters_200.json")
+    assert md[0] == "### Does the learned prior matter? At 200 epochs (prior_matters_200.json)"
+    assert "#### paul15" in md
+    paired = next(line for line in md if line.startswith("| log p(x) minus the fixed prior's"))
+    assert paired.split(" | ")[1] == f"2.000 ± {np.std([1.0, 3.0], ddof=1):.3f}"  # +1 and +3 by seed
+    assert any(line.startswith("| epochs run") for line in md)
+    rows[0]["epochs_run"] = 200  # all ran their full length: no such row
+    (tmp_path / "prior_matters_200.json").write_text(json.dumps({"meta": meta, "rows": rows}))
+    md = prior_matters.report_section(tmp_path, "prior_matters_200.json")
+    assert not any(line.startswith("| epochs run") for line in md)

@@ -58,3 +58,15 @@ def test_negative_phase_cost_rows():
     lines = report._negative_phase_cost({"cost": cost})
     assert "| paul15 | 10 × 2 | 0.400 | 0.500 | 1.25 | 0.60 / 1.20 |" in lines
     assert report._negative_phase_cost(None) == []
+
+
+def test_lever_rows_merge_and_keep_the_note(tmp_path):
+    prior_levers = pytest.importorskip("benchmarks.prior_levers")
+    path = tmp_path / "prior_levers.json"
+    old = [_row("bernoulli", 0, -100.0, 0.8), _row("qbm", 0, -99.0, 0.8)]
+    path.write_text(json.dumps({"meta": {"epochs": 40, "note": "hand-written"}, "rows": old}))
+    prior_levers._write(path, [_row("qbm", 0, -98.0, 0.9), _row("two_stage", 1, -97.0, 0.9)], 40)
+    result = json.loads(path.read_text())
+    assert result["meta"]["note"] == "hand-written" and result["meta"]["epochs"] == 40
+    got = {(r["method"], r["seed"]): r["marginal_ll"] for r in result["rows"]}
+    assert got == {("bernoulli", 0): -100.0, ("qbm", 0): -98.0, ("two_stage", 1): -97.0}
