@@ -202,6 +202,14 @@ def suite(datasets, seeds, use_scib=True, log=print, latents: Path = LATENTS, me
     return rows
 
 
+def merge_suite_rows(old: list[dict], dataset: str, rows: list[dict], methods=None) -> list[dict]:
+    """The suite rows after scoring ``rows`` of ``dataset``: all of the data set's old rows are
+    replaced, or (``methods`` given) only those of the methods scored now (PCA among them)."""
+    scored = {r["method"] for r in rows}
+    kept = [r for r in old if r["dataset"] != dataset or (methods and r["method"] not in scored)]
+    return kept + rows
+
+
 def _meta(args) -> dict:
     versions = {
         "python": sys.version.split()[0],
@@ -281,16 +289,10 @@ def main(argv=None) -> None:
                 methods=args.methods,
             )
             if rows:
-                scored = {r["method"] for r in rows}
 
-                def put(result, dataset=dataset, rows=rows, scored=scored):
+                def put(result, dataset=dataset, rows=rows):
                     result["suite_meta"] = meta
-                    kept = [
-                        r
-                        for r in result.get("suite", [])
-                        if r["dataset"] != dataset or (args.methods and r["method"] not in scored)
-                    ]
-                    result["suite"] = kept + rows
+                    result["suite"] = merge_suite_rows(result.get("suite", []), dataset, rows, args.methods)
 
                 _update(args.out, put)
 

@@ -151,3 +151,28 @@ def test_prior_matters_longer_run_gets_its_own_tables(tmp_path):
     (tmp_path / "prior_matters_200.json").write_text(json.dumps({"meta": meta, "rows": rows}))
     md = prior_matters.report_section(tmp_path, "prior_matters_200.json")
     assert not any(line.startswith("| epochs run") for line in md)
+
+
+def test_suite_rows_of_some_methods_replace_only_theirs():
+    """`baselines.py suite --methods qbm scvi` re-scores those methods (and PCA) and keeps the rest."""
+    baselines = pytest.importorskip("benchmarks.baselines")
+    old = [
+        {"dataset": "paul15", "method": m, "seed": 0, "v": "old"} for m in ("qbm", "scvi", "pca", "gaussian")
+    ] + [{"dataset": "a549", "method": "qbm", "seed": 0, "v": "old"}]
+    new = [{"dataset": "paul15", "method": m, "seed": 0, "v": "new"} for m in ("qbm", "scvi", "pca")]
+    some = baselines.merge_suite_rows(old, "paul15", new, methods=["qbm", "scvi"])
+    assert {(r["dataset"], r["method"]): r["v"] for r in some} == {
+        ("paul15", "qbm"): "new",
+        ("paul15", "scvi"): "new",
+        ("paul15", "pca"): "new",
+        ("paul15", "gaussian"): "old",
+        ("a549", "qbm"): "old",
+    }
+    # without --methods the data set's rows are all replaced (a method not scored now is dropped)
+    every = baselines.merge_suite_rows(old, "paul15", new)
+    assert sorted((r["dataset"], r["method"]) for r in every) == [
+        ("a549", "qbm"),
+        ("paul15", "pca"),
+        ("paul15", "qbm"),
+        ("paul15", "scvi"),
+    ]
