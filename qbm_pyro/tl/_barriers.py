@@ -29,6 +29,7 @@ import networkx as nx
 import numpy as np
 
 from qbm_pyro.tl._energy_landscape import EnergyLandscape
+from qbm_pyro.tl._graph_basins import merge_levels
 
 __all__ = [
     "barrier_search",
@@ -90,37 +91,11 @@ def enumerate_landscape(landscape: EnergyLandscape, *, chunk: int = 1 << 16) -> 
 
 
 def _sweep_barriers(energies: np.ndarray, minima: np.ndarray, n: int) -> np.ndarray:
-    """Union-find sweep over states by rising energy: the level at which two minima connect."""
-    k = minima.size
-    barriers = np.full((k, k), np.inf)
-    barriers[np.arange(k), np.arange(k)] = energies[minima]
-    parent = np.arange(energies.size)
-    members: dict[int, list[int]] = {int(m): [i] for i, m in enumerate(minima)}
-    visited = np.zeros(energies.size, dtype=bool)
-
-    def find(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for s in np.argsort(energies, kind="stable"):
-        s = int(s)
-        visited[s] = True
-        for bit in range(n):
-            t = s ^ (1 << bit)
-            if not visited[t]:
-                continue
-            rs, rt = find(s), find(t)
-            if rs == rt:
-                continue
-            a, b = members.pop(rs, []), members.pop(rt, [])
-            for i in a:
-                barriers[i, b] = energies[s]
-                barriers[b, i] = energies[s]
-            parent[rt] = rs
-            members[rs] = a + b
-    return barriers
+    """Union-find sweep over states by rising energy (:func:`merge_levels` on the hypercube of
+    single flips): the level at which two minima connect."""
+    labels = np.full(energies.size, -1, dtype=np.int64)
+    labels[minima] = np.arange(minima.size)
+    return merge_levels(energies, lambda s: [s ^ (1 << bit) for bit in range(n)], labels)
 
 
 def _sublevel_path(landscape: EnergyLandscape, a: np.ndarray, b: np.ndarray, level: float) -> np.ndarray:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["graph_barriers", "persistence_basins", "smooth_on_graph"]
+__all__ = ["graph_barriers", "merge_levels", "persistence_basins", "smooth_on_graph"]
 
 
 def _check(f: np.ndarray, graph: sp.spmatrix) -> tuple[np.ndarray, sp.csr_matrix]:
@@ -100,6 +100,45 @@ def persistence_basins(f: np.ndarray, graph: sp.spmatrix, min_persistence: float
     return np.array([_find(parent, v) for v in range(n)], dtype=np.int64)
 
 
+def merge_levels(f: np.ndarray, neighbours, labels: np.ndarray) -> np.ndarray:
+    """Union-find sweep over vertices by rising ``f``: the level at which labelled groups connect.
+
+    ``neighbours(v)`` gives the vertices adjacent to ``v`` (any graph: a kNN graph's rows, the
+    single flips of a code); ``labels`` is each vertex's group ``0 .. k-1``, or ``-1`` for a vertex
+    of no group. Returns ``(k, k)``: off the diagonal the lowest ``b`` such that
+    ``{v : f(v) <= b}`` joins the two groups (``inf`` if nothing does), on the diagonal each
+    group's minimum of ``f``. Shared by :func:`graph_barriers` and the exact barriers between
+    code minima (:mod:`qbm_pyro.tl._barriers`).
+    """
+    k = int(labels.max()) + 1 if labels.size else 0
+    out = np.full((k, k), np.inf)
+    for g in range(k):
+        out[g, g] = f[labels == g].min()
+    parent = np.arange(f.size)
+    groups: dict[int, set[int]] = {}  # component root -> the groups it holds
+    visited = np.zeros(f.size, dtype=bool)
+    for v in np.argsort(f, kind="stable"):
+        v = int(v)
+        visited[v] = True
+        if labels[v] >= 0:
+            groups[v] = {int(labels[v])}
+        for u in neighbours(v):
+            if not visited[u]:
+                continue
+            a, b = _find(parent, int(u)), _find(parent, v)
+            if a == b:
+                continue
+            ga, gb = groups.pop(a, set()), groups.pop(b, set())
+            for g in ga:
+                for h in gb:
+                    if g != h and not np.isfinite(out[g, h]):
+                        out[g, h] = out[h, g] = f[v]
+            parent[b] = a
+            if ga or gb:
+                groups[a] = ga | gb
+    return out
+
+
 def graph_barriers(f: np.ndarray, graph: sp.spmatrix, labels: np.ndarray) -> np.ndarray:
     """Barrier between labelled groups of vertices: the lowest level of ``f`` that connects them.
 
@@ -117,31 +156,8 @@ def graph_barriers(f: np.ndarray, graph: sp.spmatrix, labels: np.ndarray) -> np.
     """
     f, graph = _check(f, graph)
     labels = np.asarray(labels, dtype=np.int64).reshape(-1)
-    k = int(labels.max()) + 1 if labels.size else 0
-    out = np.full((k, k), np.inf)
-    for g in range(k):
-        out[g, g] = f[labels == g].min()
-    parent = np.arange(f.size)
-    groups: dict[int, set[int]] = {}
-    visited = np.zeros(f.size, dtype=bool)
     indptr, indices = graph.indptr, graph.indices
-    for v in np.argsort(f, kind="stable"):
-        v = int(v)
-        visited[v] = True
-        groups[v] = {int(labels[v])}
-        for u in indices[indptr[v] : indptr[v + 1]]:
-            if not visited[u]:
-                continue
-            a, b = _find(parent, int(u)), _find(parent, v)
-            if a == b:
-                continue
-            for g in groups[a]:
-                for h in groups[b]:
-                    if g != h and not np.isfinite(out[g, h]):
-                        out[g, h] = out[h, g] = f[v]
-            parent[b] = a
-            groups[a] |= groups.pop(b)
-    return out
+    return merge_levels(f, lambda v: indices[indptr[v] : indptr[v + 1]], labels)
 
 
 def smooth_on_graph(values: np.ndarray, graph: sp.spmatrix) -> np.ndarray:
