@@ -33,6 +33,7 @@ import torch
 from qbm_pyro.tl._attractor_markers import attractor_profiles, rank_markers
 from qbm_pyro.tl._barriers import (
     EXACT_MAX_N,
+    barrier_to_nearest,
     coarse_grain,
     group_barriers,
     minimax_path,
@@ -275,9 +276,7 @@ def attractors(
 
     edges, edge_barrier, paths = _barrier_tree(landscape, raw, group, pair, barriers, names, search_budget)
     weight, unassigned = _basin_weights(landscape, raw, group, n_prior_samples, seed)
-    nearest = np.array(
-        [np.delete(barriers[g], g).min() - barriers[g, g] if k > 1 else np.inf for g in range(k)]
-    )
+    nearest = barrier_to_nearest(barriers)
     table = pd.DataFrame(
         {
             "energy": barriers.diagonal(),

@@ -90,6 +90,13 @@ def enumerate_landscape(landscape: EnergyLandscape, *, chunk: int = 1 << 16) -> 
     }
 
 
+def barrier_to_nearest(barriers: np.ndarray) -> np.ndarray:
+    """For each of ``k`` attractors, the barrier to the nearest other one above its own energy
+    (``barriers``: ``(k, k)``, energies on the diagonal); ``inf`` for a lone attractor."""
+    k = barriers.shape[0]
+    return np.array([np.delete(barriers[g], g).min() - barriers[g, g] if k > 1 else np.inf for g in range(k)])
+
+
 def _sweep_barriers(energies: np.ndarray, minima: np.ndarray, n: int) -> np.ndarray:
     """Union-find sweep over states by rising energy (:func:`merge_levels` on the hypercube of
     single flips): the level at which two minima connect."""

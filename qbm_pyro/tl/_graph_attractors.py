@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from qbm_pyro.tl._barriers import minimax_path, pairwise_barriers, spanning_edges
+from qbm_pyro.tl._barriers import barrier_to_nearest, minimax_path, pairwise_barriers, spanning_edges
 from qbm_pyro.tl._energy_landscape import EnergyLandscape
 from qbm_pyro.tl._graph_basins import graph_barriers, persistence_basins, smooth_on_graph
 from qbm_pyro.tl._neighbors import _knn
@@ -81,9 +81,7 @@ def graph_attractors(
     pair = pairwise_barriers(landscape, states, method="auto", budget=search_budget)
     edges, edge_barrier, paths = _tree_and_paths(landscape, states, barriers, pair, names, search_budget)
     weight, unassigned = _nearest_cell_weights(landscape, probs, cell_group, k, n_prior_samples, seed)
-    nearest = np.array(
-        [np.delete(barriers[g], g).min() - barriers[g, g] if k > 1 else np.inf for g in range(k)]
-    )
+    nearest = barrier_to_nearest(barriers)
     energies = barriers.diagonal().copy()
     table = pd.DataFrame(
         {
