@@ -28,6 +28,9 @@ import torch
 
 __all__ = ["exchange_", "exchange_applies", "exchange_draws", "exchange_numba", "exchange_torch"]
 
+#: The tensors of a tempering state that the exchange step reads and swaps, in the kernel's order.
+_ARRAYS = ("hot", "hot_field", "hot_dir", "e_hot", "cold", "cold_field", "cold_dir", "e_cold")
+
 
 def exchange_draws(n_replicas: int, hot_chains: int, chains: int, rng: np.random.Generator):
     """The random numbers of one exchange step, from ``rng``: ``log u`` of shape ``(2, R-1, H)``
@@ -114,8 +117,7 @@ def _exchange(
 def exchange_numba(state: dict, betas: torch.Tensor, log_u: np.ndarray, pick: np.ndarray) -> int:
     """The exchange step in place on CPU tensors (see :func:`exchange_applies`); returns the
     round trips and adds to ``state["accepted"]``/``state["attempted"]``."""
-    keys = ("hot", "hot_field", "hot_dir", "e_hot", "cold", "cold_field", "cold_dir", "e_cold")
-    arrays = [state[k].numpy() for k in keys]
+    arrays = [state[k].numpy() for k in _ARRAYS]
     b = betas.detach().to(torch.float64).cpu().numpy()
     return int(_exchange(*arrays, b, log_u, pick, state["accepted"].numpy(), state["attempted"].numpy()))
 
@@ -168,10 +170,9 @@ def exchange_torch(state: dict, betas: torch.Tensor, log_u: np.ndarray, pick: np
 
 def exchange_applies(state: dict) -> bool:
     """Whether :func:`exchange_numba` can run: every array on the CPU and contiguous."""
-    keys = ("hot", "hot_field", "hot_dir", "e_hot", "cold", "cold_field", "cold_dir", "e_cold")
     return all(
         state[k].device.type == "cpu" and state[k].is_contiguous() and not state[k].requires_grad
-        for k in keys
+        for k in _ARRAYS
     ) and state["hot"].dtype in (torch.float32, torch.float64)
 
 
