@@ -34,6 +34,7 @@ from benchmarks import (  # noqa: E402
     prior_matters,
     small_data,
     throughput,
+    training_length,
 )
 from benchmarks.methods import METHOD_NAMES  # noqa: E402
 from benchmarks.report_cost import _cost_section, _cost_with_figure  # noqa: E402, F401
@@ -91,6 +92,7 @@ def build(results: Path, out_dir: Path = ROOT) -> tuple[str, list[Path]]:
     md += _light_section(light, quality, baselines, results, out_dir, figures)
     for longer in sorted(results.glob("quality_*.json")):
         md += _training_length_section(_with_baselines(longer, results), light)
+    md += training_length.report_section(results)
     md += _hierarchical_section(_load(results, "hierarchical_posterior"), light_rows)
     md += _latent_variants_section(results)
     md += _suite_section(suite, baselines, results, out_dir, figures)

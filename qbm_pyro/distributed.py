@@ -383,7 +383,7 @@ class DistributedTrainer(Trainer):
 
 def train_rank(
     model,
-    max_epochs: int = 200,
+    max_epochs: int | None = None,
     *,
     batch_size: int = 128,
     lr: float = 1e-3,

@@ -176,3 +176,21 @@ def test_suite_rows_of_some_methods_replace_only_theirs():
         ("paul15", "qbm"),
         ("paul15", "scvi"),
     ]
+
+
+def test_training_length_section_orders_variants_and_averages_seeds(tmp_path):
+    """benchmarks/training_length.py: one row per ``E:W`` variant, in numeric order (not string
+    order: 100 before 400), mean ± sd over its seeds; no file, no section."""
+    from benchmarks import training_length
+
+    assert training_length.parse_variant("400:200") == (400, 200)
+    assert training_length.report_section(tmp_path) == []
+    rows = [
+        {"dataset": "paul15", "variant": "400:200", "seed": s, "ari_grid": a, "epochs_run": 330}
+        for s, a in ((0, 0.4), (1, 0.6))
+    ] + [{"dataset": "paul15", "variant": "100:25", "seed": 0, "ari_grid": 0.3, "epochs_run": 100}]
+    (tmp_path / "training_length.json").write_text(json.dumps({"meta": {"seeds": [0, 1]}, "rows": rows}))
+    md = training_length.report_section(tmp_path)
+    body = [line for line in md if line.startswith("| 100:25") or line.startswith("| 400:200")]
+    assert body[0].startswith("| 100:25 | 1 | 100.000 | 0.300")
+    assert body[1] == f"| 400:200 | 2 | 330.000 ± 0.000 | 0.500 ± {np.std([0.4, 0.6], ddof=1):.3f} |"

@@ -135,8 +135,10 @@ def test_select_genes_mudata_reduces_rna_only():
         (271, 400, 0.0, False, (64, 16)),
         (999, 400, 0.0, False, (64, 16)),
         (1000, 400, 0.1, True, (64, 16)),
-        (1600, 250, 0.1, True, (64, 16)),
-        (2641, 200, 0.1, True, (64, 16)),
+        (2641, 400, 0.1, True, (64, 16)),
+        (20_000, 400, 0.1, True, (64, 16)),
+        (32_000, 250, 0.1, True, (64, 16)),
+        (40_000, 200, 0.1, True, (64, 16)),
         (1_000_000, 200, 0.1, True, (64, 16)),
     ],
 )
@@ -238,3 +240,25 @@ def test_small_data_model_without_validation_cells_saves_and_loads(tmp_path):
     np.testing.assert_allclose(
         again.get_latent_representation(), model.get_latent_representation(), rtol=1e-6
     )
+
+
+def test_train_without_max_epochs_follows_the_size_rule():
+    """``QBMVAE.train()`` takes ``max_epochs`` from :func:`size_defaults` and warms the KL up
+    over half of it; the trainer is stopped after one epoch so the test stays fast."""
+    from qbm_pyro.training import Trainer
+
+    seen = []
+
+    class OneEpoch(Trainer):
+        def run(self):
+            seen.append((self.config.max_epochs, self.config.kl_warmup_epochs))
+            self.config.max_epochs = 1
+            return super().run()
+
+    adata = two_groups(n_genes=50)
+    model = qbm_pyro.QBMVAE(adata, n_latent=4, n_continuous=2)
+    model.train(progress_bar=False, trainer_cls=OneEpoch)
+    expected = size_defaults(adata.n_obs)["max_epochs"]
+    assert seen == [(expected, expected // 2)]
+    model.train(max_epochs=10, kl_warmup_epochs=3, progress_bar=False, trainer_cls=OneEpoch)
+    assert seen[-1] == (10, 3)

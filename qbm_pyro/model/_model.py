@@ -21,6 +21,7 @@ from ..convergence import check_fit, warn_if_untrained
 from ..data import setup_data, train_validation_split
 from ..device import resolve_device
 from ..pp._input import warn_non_counts
+from ..pp._sizes import size_defaults
 from ..samplers import (
     ExactSampler,
     FallbackSampler,
@@ -168,7 +169,7 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
 
     def train(
         self,
-        max_epochs: int = 200,
+        max_epochs: int | None = None,
         *,
         batch_size: int = 128,
         lr: float = 1e-3,
@@ -188,12 +189,16 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
         Parameters
         ----------
         max_epochs
-            Passes over the training cells.
+            Passes over the training cells; ``None``: follows the number of cells, 400 up to
+            20,000 cells and fewer above, at least 200 (:func:`qbm_pyro.pp.size_defaults`, where
+            the measurements are). Early stopping usually ends a fit before.
         batch_size, lr
             Minibatch size and Adam learning rate.
         kl_warmup_epochs
             The KL weight rises linearly from ``1/kl_warmup_epochs`` to 1 over these epochs
-            (default ``max_epochs // 4``).
+            (default ``max_epochs // 2``; early stopping and the best state only count after
+            it). Half rather than a quarter of 400 epochs: Leiden ARI on paul15 0.52 against
+            0.46 (3 seeds), the same validation loss; no difference on mixology.
         validation_fraction
             Held-out cells for the validation loss and early stopping (``0``: none).
         early_stopping, patience
@@ -248,6 +253,8 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
         ValueError
             Bad settings, no cell to train on, or a checkpoint that does not fit this model.
         """
+        if max_epochs is None:
+            max_epochs = size_defaults(int(self.registry.n_obs))["max_epochs"]
         cfg = TrainingConfig(
             max_epochs=max_epochs,
             batch_size=batch_size,

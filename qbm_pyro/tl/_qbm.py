@@ -71,8 +71,9 @@ def qbm(
     max_epochs, progress_bar, **train_kwargs
         As for :meth:`~qbm_pyro.QBMVAE.train`. ``max_epochs=None`` and, when not given in
         ``train_kwargs``, ``validation_fraction`` and ``early_stopping`` follow the number of
-        cells (:func:`qbm_pyro.pp.size_defaults`: 400 epochs without validation set or early
-        stopping below 1,000 cells; 200 epochs, 10 % validation and early stopping from 2,000).
+        cells (:func:`qbm_pyro.pp.size_defaults`: at most 400 epochs up to 20,000 cells and at
+        least 200 above; no validation set or early stopping below 1,000 cells, 10 % validation
+        and early stopping from 1,000).
     n_top_genes
         Gene selection of the RNA modality before fitting (:func:`qbm_pyro.pp.select_genes`):
         ``"auto"`` fits on the 2,000 most variable genes (seurat_v3) when there are more than

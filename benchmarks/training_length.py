@@ -1,0 +1,147 @@
+"""How long to train, and how long to warm the KL up: the study behind ``train()``'s defaults.
+
+Each variant fits the default QBM-VAE (64 binary + 16 Gaussian units, learned Boltzmann prior,
+persistent tempering) with an explicit epoch cap and KL warm-up (early stopping on, patience 30,
+counted after the warm-up) and scores the latent with the main table's protocol (15-NN accuracy,
+Leiden ARI/NMI at the NMI-chosen resolution, batch mixing), plus ``ari_grid``: the Leiden ARI
+averaged over the six resolutions (0.1-1.0), less noisy than the one chosen resolution, and the
+cluster count at each. ``validation_loss``: negative ELBO per cell on the model's 10 % split in
+the last epoch run (lower is better).
+
+Usage: ``python benchmarks/training_length.py [--datasets paul15 mixology] [--seeds 0 1 2]
+[--variants 100:25 100:100 200:50 400:100 400:200] [--out benchmarks/results/training_length.json]``
+(``E:W``: at most ``E`` epochs, KL warm-up over ``W``). Finished runs are kept in the ``.jsonl``
+beside ``--out`` and skipped when run again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+import warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `benchmarks` importable as a script
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+import qbm_pyro  # noqa: E402
+from benchmarks import quality  # noqa: E402
+from benchmarks.methods import QBM_MODELS  # noqa: E402
+from benchmarks.tables import mean_sd  # noqa: E402
+from qbm_pyro.metrics import clustering_scores  # noqa: E402
+
+RESOLUTIONS = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
+METRICS = ["epochs_run", "validation_loss", "knn_accuracy", "ari", "nmi", "ari_grid", "batch_mixing"]
+
+
+def parse_variant(text: str) -> tuple[int, int]:
+    """``"400:200"`` -> ``(400, 200)``: the epoch cap and the KL warm-up epochs."""
+    epochs, _, warmup = text.partition(":")
+    return int(epochs), int(warmup)
+
+
+def run(dataset: str, variant: str, seed: int) -> dict:
+    """Fit one variant on one data set and seed; its scores."""
+    epochs, warmup = parse_variant(variant)
+    data, label_key, batch_key, kwargs = quality.load(dataset)
+    start = time.process_time()
+    model = qbm_pyro.QBMVAE(data, batch_key=batch_key, seed=seed, **kwargs, **QBM_MODELS["qbm"])
+    history = model.train(max_epochs=epochs, kl_warmup_epochs=warmup, progress_bar=False)
+    latent = model.get_latent_representation()
+    row = {
+        "dataset": dataset,
+        "variant": variant,
+        "seed": seed,
+        "epochs_run": len(history["epoch"]),
+        "validation_loss": float(history["validation_loss"][-1]),
+        "cpu_seconds": time.process_time() - start,
+        **quality.score(latent, data, label_key, batch_key, seed),
+    }
+    if label_key:
+        labels = data.obs[label_key].astype(str).to_numpy()
+        grid = [clustering_scores(latent, labels, resolutions=(r,), seed=seed) for r in RESOLUTIONS]
+        row["ari_grid"] = float(np.mean([g["ari"] for g in grid]))
+        row["clusters_grid"] = [g["n_clusters"] for g in grid]
+    return row
+
+
+def report_section(results: Path) -> list[str]:
+    """BENCHMARKS.md's section for ``training_length.json`` (empty when it is missing)."""
+    path = results / "training_length.json"
+    if not path.exists():
+        return []
+    study = json.loads(path.read_text())
+    meta = study.get("meta", {})
+    rows = study["rows"]
+    out = [
+        "## Training length and KL warm-up (benchmarks/training_length.py)",
+        "",
+        "The default QBM-VAE with an explicit epoch cap `E` and KL warm-up `W` (`E:W`; early "
+        "stopping on, patience 30, after the warm-up), seeds "
+        f"{meta.get('seeds')}, mean ± sd. `ari_grid`: Leiden ARI averaged over the six "
+        "resolutions; `validation_loss`: −ELBO per cell in the last epoch run. "
+        "The defaults since this study: at most 400 epochs up to 20,000 cells "
+        "(`pp.size_defaults`, as scvi-tools), warm-up over half of them (`400:200`); before: "
+        "`100:25` in the benchmarks, `200:50` in `train()`. " + meta.get("note", ""),
+        "",
+    ]
+    for dataset in dict.fromkeys(r["dataset"] for r in rows):
+        mine = [r for r in rows if r["dataset"] == dataset]
+        metrics = [m for m in METRICS if any(m in r for r in mine)]
+        out += [f"### {dataset}", "", "| E:W | n | " + " | ".join(metrics) + " |"]
+        out.append("|---|---|" + "---|" * len(metrics))
+        for variant in sorted({r["variant"] for r in mine}, key=parse_variant):
+            group = [r for r in mine if r["variant"] == variant]
+            cells = [mean_sd([r.get(m) for r in group]) for m in metrics]
+            out.append(f"| {variant} | {len(group)} | " + " | ".join(cells) + " |")
+        out.append("")
+    return out
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--datasets", nargs="+", default=["paul15", "mixology"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument(
+        "--variants", nargs="+", default=["100:25", "100:100", "200:50", "400:100", "400:200"]
+    )
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--note", default=None)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/training_length.json"))
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(args.threads)
+    done_path = args.out.with_suffix(".jsonl")
+    done_path.parent.mkdir(parents=True, exist_ok=True)
+    rows = [json.loads(line) for line in done_path.read_text().splitlines()] if done_path.exists() else []
+    done = {(r["dataset"], r["variant"], r["seed"]) for r in rows}
+    for dataset in args.datasets:
+        for variant in args.variants:
+            parse_variant(variant)  # a bad spelling fails before any fit
+            for seed in args.seeds:
+                if (dataset, variant, seed) in done:
+                    continue
+                row = run(dataset, variant, seed)
+                print(json.dumps({k: v for k, v in row.items() if k != "clusters_grid"}), flush=True)
+                rows.append(row)
+                with done_path.open("a") as f:
+                    f.write(json.dumps(row) + "\n")
+    meta = {
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "qbm_pyro": qbm_pyro.__version__,
+        "machine": platform.platform(),
+        "seeds": args.seeds,
+        "torch_threads": args.threads,
+        **({"note": args.note} if args.note else {}),
+    }
+    args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
