@@ -26,6 +26,7 @@ import torch  # noqa: E402
 
 import qbm_pyro  # noqa: E402
 from benchmarks.methods import QBM_MODELS  # noqa: E402
+from benchmarks.run_log import RunLog  # noqa: E402
 from qbm_pyro import datasets  # noqa: E402
 from qbm_pyro.metrics import batch_mixing_entropy, clustering_scores, knn_accuracy  # noqa: E402
 
@@ -184,18 +185,13 @@ def main(argv=None) -> None:
     parser.add_argument("--note", default=None, help="a sentence about this run, added to meta['note']")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    done_path = Path(args.out).with_suffix(".jsonl")  # finished runs; a rerun skips them
-    done_path.parent.mkdir(parents=True, exist_ok=True)
-    rows = [json.loads(line) for line in done_path.read_text().splitlines()] if done_path.exists() else []
+    log = RunLog(Path(args.out), ("dataset", "method", "seed"))
     if args.replace:
-        chosen = {(d, m, s) for d in args.datasets for m in args.methods for s in args.seeds}
-        rows = [r for r in rows if (r["dataset"], r["method"], r["seed"]) not in chosen]
-        done_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    done = {(r["dataset"], r["method"], r["seed"]) for r in rows}
+        log.drop({(d, m, s) for d in args.datasets for m in args.methods for s in args.seeds})
     for dataset in args.datasets:
         for method in args.methods:
             for seed in args.seeds if method != "pca" else [0]:
-                if (dataset, method, seed) in done:
+                if (dataset, method, seed) in log:
                     continue
                 row = run(dataset, method, seed, args.epochs, args.latents, args.reuse)
                 print(
@@ -208,9 +204,8 @@ def main(argv=None) -> None:
                     ),
                     flush=True,
                 )
-                rows.append(row)
-                with done_path.open("a") as f:
-                    f.write(json.dumps(row) + "\n")
+                log.add(row)
+    rows = log.rows
     meta = {
         "python": sys.version.split()[0],
         "torch": torch.__version__,

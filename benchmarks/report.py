@@ -98,6 +98,7 @@ def build(results: Path, out_dir: Path = ROOT) -> tuple[str, list[Path]]:
     md += _suite_section(suite, baselines, results, out_dir, figures)
     md += prior_matters.report_section(results)
     md += prior_matters.report_section(results, "prior_matters_200.json")
+    md += prior_matters.report_section(results, "prior_matters_400.json")
     md += _prior_lever_columns(results)
     md += prior_levers.report_section(results)
     md += _cost_with_figure(_load(results, "cost"), results, out_dir, figures)

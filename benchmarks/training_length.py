@@ -32,6 +32,7 @@ import torch  # noqa: E402
 import qbm_pyro  # noqa: E402
 from benchmarks import quality  # noqa: E402
 from benchmarks.methods import QBM_MODELS  # noqa: E402
+from benchmarks.run_log import RunLog  # noqa: E402
 from benchmarks.tables import mean_sd  # noqa: E402
 from qbm_pyro.metrics import clustering_scores  # noqa: E402
 
@@ -116,21 +117,15 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
     torch.set_num_threads(args.threads)
-    done_path = args.out.with_suffix(".jsonl")
-    done_path.parent.mkdir(parents=True, exist_ok=True)
-    rows = [json.loads(line) for line in done_path.read_text().splitlines()] if done_path.exists() else []
-    done = {(r["dataset"], r["variant"], r["seed"]) for r in rows}
+    log = RunLog(args.out, ("dataset", "variant", "seed"))
     for dataset in args.datasets:
         for variant in args.variants:
             parse_variant(variant)  # a bad spelling fails before any fit
             for seed in args.seeds:
-                if (dataset, variant, seed) in done:
-                    continue
-                row = run(dataset, variant, seed)
-                print(json.dumps({k: v for k, v in row.items() if k != "clusters_grid"}), flush=True)
-                rows.append(row)
-                with done_path.open("a") as f:
-                    f.write(json.dumps(row) + "\n")
+                if (dataset, variant, seed) not in log:
+                    row = run(dataset, variant, seed)
+                    print(json.dumps({k: v for k, v in row.items() if k != "clusters_grid"}), flush=True)
+                    log.add(row)
     meta = {
         "python": sys.version.split()[0],
         "torch": torch.__version__,
@@ -140,7 +135,7 @@ def main(argv=None) -> None:
         "torch_threads": args.threads,
         **({"note": args.note} if args.note else {}),
     }
-    args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    args.out.write_text(json.dumps({"meta": meta, "rows": log.rows}, indent=1))
 
 
 if __name__ == "__main__":

@@ -194,3 +194,16 @@ def test_training_length_section_orders_variants_and_averages_seeds(tmp_path):
     body = [line for line in md if line.startswith("| 100:25") or line.startswith("| 400:200")]
     assert body[0].startswith("| 100:25 | 1 | 100.000 | 0.300")
     assert body[1] == f"| 400:200 | 2 | 330.000 ± 0.000 | 0.500 ± {np.std([0.4, 0.6], ddof=1):.3f} |"
+
+
+def test_run_log_keeps_rows_across_runs_and_drops_on_request(tmp_path):
+    """benchmarks/run_log.RunLog: rows appended at once survive a new process; ``drop`` forgets runs."""
+    from benchmarks.run_log import RunLog
+
+    log = RunLog(tmp_path / "q.json", ("dataset", "seed"))
+    log.add({"dataset": "a", "seed": 0, "v": 1})
+    log.add({"dataset": "a", "seed": 1, "v": 2})
+    again = RunLog(tmp_path / "q.json", ("dataset", "seed"))
+    assert ("a", 0) in again and ("a", 2) not in again
+    again.drop({("a", 0)})
+    assert [r["v"] for r in RunLog(tmp_path / "q.json", ("dataset", "seed")).rows] == [2]
