@@ -293,6 +293,17 @@ def _header_section() -> list[str]:
         "differences are between under-trained models; the latent-quality tables' 100 epochs are "
         "short of convergence there too (for every method alike).",
         "",
+        "**Last on 2026-12-02: the training defaults changed** (`benchmarks/training_length.py`, "
+        "its own section below). `train()` now runs at most 400 epochs up to 20,000 cells "
+        "(`pp.size_defaults`; scvi-tools' cap) with the KL warm-up over half of them, and early "
+        "stopping; before, 200 epochs with a quarter (and the benchmarks' 100 with 25). Re-run at "
+        "the new defaults, each method at its own package default (400 epochs on these sets for "
+        "scVI and totalVI too; scVI without early stopping, totalVI with it): the training-length "
+        "table at 400 epochs (QBM-VAE, scVI, totalVI; paul15, mixology, CITE-seq), the landscape "
+        "rows of paul15 and mixology, and the learned-prior study at 400 epochs "
+        "(`prior_matters_400.json`). The main table below is still the equal-length 100-epoch "
+        "comparison; a549 was not re-run (a fit there takes 10-50 minutes on this machine).",
+        "",
     ]
 
 
@@ -402,7 +413,8 @@ def _training_length_section(longer: dict | None, light: dict) -> list[str]:
         f"The same models, seeds and data, at most {epochs} epochs (early stopping on), beside the main "
         "run's numbers (`quality.py --epochs "
         f"{epochs} --out benchmarks/results/quality_{epochs}.json --latents "
-        f"benchmarks/results/latents_{epochs}`). Cells: {epochs}-epoch value / main run value.",
+        f"benchmarks/results/latents_{epochs}`). Cells: {epochs}-epoch value / main run value."
+        + (f" {longer['meta']['note']}" if longer.get("meta", {}).get("note") else ""),
         "",
     ]
     for dataset, methods in summary.items():
