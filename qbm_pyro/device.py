@@ -9,11 +9,12 @@ so a model trained on a GPU loads on a machine without one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 import torch
 
-__all__ = ["ACCELERATORS", "batch_to", "resolve_device"]
+__all__ = ["ACCELERATORS", "batch_to", "keep_torch_threads", "resolve_device"]
 
 ACCELERATORS = ("auto", "cpu", "cuda", "gpu")
 
@@ -64,3 +65,23 @@ def batch_to(batch: Mapping[str, torch.Tensor], device: torch.device) -> dict[st
     if device.type == "cpu":
         return dict(batch)
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+@contextmanager
+def keep_torch_threads() -> Iterator[None]:
+    """Put torch's intra-op thread count back to its value on entry when the block ends.
+
+    numba's OpenMP threading layer, which scanpy's neighbour graph (through UMAP's numba code) and
+    pynndescent run on, shares the process's OpenMP runtime with torch and sets its thread count
+    to the number of cores: after ``sc.pp.neighbors``, a process that had called
+    ``torch.set_num_threads(1)`` trains with 2 threads on a 2-core machine, and a fit that should
+    repeat bit for bit (same seed, settings and thread count) drifts at float rounding (measured:
+    the same paul15 fit stopped after 272 instead of 326 epochs). The verbs and metrics of this
+    package that call such code run inside this guard, so they leave the user's setting as it was.
+    """
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)

@@ -11,6 +11,8 @@ from sklearn.metrics import adjusted_rand_score, f1_score, normalized_mutual_inf
 from sklearn.model_selection import StratifiedKFold
 from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
 
+from .device import keep_torch_threads
+
 __all__ = ["batch_mixing_entropy", "clustering_scores", "knn_accuracy"]
 
 
@@ -73,7 +75,8 @@ def clustering_scores(
 
     adata = ad.AnnData(np.zeros((latent.shape[0], 1), dtype=np.float32))
     adata.obsm["X_latent"] = np.asarray(latent, dtype=np.float32)
-    sc.pp.neighbors(adata, n_neighbors=k, use_rep="X_latent", random_state=seed)
+    with keep_torch_threads():  # scanpy's graph runs numba code that resets torch's thread count
+        sc.pp.neighbors(adata, n_neighbors=k, use_rep="X_latent", random_state=seed)
     labels = np.asarray(labels)
     best = None
     for resolution in resolutions:

@@ -55,3 +55,41 @@ def test_cpu_model_trains_saves_and_reloads_on_cpu(tmp_path):
     loaded = qbm_pyro.QBMVAE.load(tmp_path / "m", mdata, accelerator="cpu")
     assert loaded.device == torch.device("cpu")
     np.testing.assert_allclose(loaded.get_latent_representation(), latent, atol=1e-6)
+
+
+def test_neighbour_graphs_leave_torch_threads_as_they_were():
+    """scanpy's neighbour graph and pynndescent run numba code that resets torch's OpenMP thread
+    count (to the number of cores); the package's metrics and kNN search put it back, so a fit after
+    them runs with the threads the user set (the same fit drifted otherwise). The guard itself is
+    checked with a change made inside the block."""
+    from qbm_pyro.device import keep_torch_threads
+    from qbm_pyro.metrics import clustering_scores
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        with keep_torch_threads():
+            torch.set_num_threads(2)
+        assert torch.get_num_threads() == 1
+        rng = np.random.default_rng(0)
+        latent = np.vstack([rng.normal(0, 1, (60, 4)), rng.normal(6, 1, (60, 4))]).astype(np.float32)
+        labels = np.repeat(["a", "b"], 60)
+        assert clustering_scores(latent, labels, resolutions=(0.5,))["ari"] > 0.9
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.slow  # pynndescent's numba compilation takes minutes on 2 cores
+def test_approximate_knn_leaves_torch_threads_as_they_were():
+    """The same for the pynndescent search of ``tl.trajectory``/``tl.attractors`` on large data."""
+    from qbm_pyro.tl._neighbors import _knn
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        latent = np.random.default_rng(0).normal(size=(200, 4))
+        idx, _ = _knn(latent, 0, "euclidean", 5, "pynndescent", 0)
+        assert idx.shape == (200, 5) and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

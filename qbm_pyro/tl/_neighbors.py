@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from ..device import keep_torch_threads
+
 #: Above this many cells, ``knn_method="auto"`` switches from exact to approximate search.
 EXACT_KNN_MAX_CELLS = 50_000
 
@@ -43,13 +45,14 @@ def _knn(
     if method == "pynndescent":
         from pynndescent import NNDescent
 
-        index = NNDescent(data_emb, n_neighbors=max(k, 16), random_state=seed, n_jobs=-1)
-        if metric == "hamming":
-            index.prepare()
-            idx, dist = index.query(query_emb, k=k)
-        else:
-            idx, dist = index.neighbor_graph
-            idx, dist = idx[:, :k], dist[:, :k]
+        with keep_torch_threads():  # pynndescent's numba code resets torch's thread count
+            index = NNDescent(data_emb, n_neighbors=max(k, 16), random_state=seed, n_jobs=-1)
+            if metric == "hamming":
+                index.prepare()
+                idx, dist = index.query(query_emb, k=k)
+            else:
+                idx, dist = index.neighbor_graph
+                idx, dist = idx[:, :k], dist[:, :k]
     else:
         from sklearn.neighbors import NearestNeighbors
 
