@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `benchmarks` 
 import numpy as np  # noqa: E402
 
 from benchmarks.quality import load, pca_latent, score  # noqa: E402
+from qbm_pyro.device import keep_torch_threads  # noqa: E402
 
 warnings.filterwarnings("ignore")
 
@@ -134,15 +135,17 @@ def _rownorm(x: np.ndarray) -> np.ndarray:
 def clustering_profile(latent: np.ndarray, labels, seed: int, leiden_seeds: int = 3) -> dict[str, float]:
     """Leiden ARI/NMI averaged over the benchmark's resolution grid and ``leiden_seeds`` Leiden
     seeds on the same 15-NN graph: less noisy than the one NMI-chosen resolution of the protocol
-    (used to compare variants, never in place of the protocol's numbers)."""
+    (used to compare variants, never in place of the protocol's numbers); ``clusters_grid``: the
+    cluster count at each resolution with the first Leiden seed (the protocol's)."""
     import anndata as ad
     import scanpy as sc
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
     adata = ad.AnnData(np.zeros((latent.shape[0], 1), dtype=np.float32))
     adata.obsm["X_latent"] = np.asarray(latent, dtype=np.float32)
-    sc.pp.neighbors(adata, n_neighbors=15, use_rep="X_latent", random_state=seed)
-    ari, nmi = [], []
+    with keep_torch_threads():  # so that a later fit in this process keeps its thread count
+        sc.pp.neighbors(adata, n_neighbors=15, use_rep="X_latent", random_state=seed)
+    ari, nmi, counts = [], [], []
     for resolution in RESOLUTIONS:
         for k in range(leiden_seeds):
             sc.tl.leiden(
@@ -156,10 +159,13 @@ def clustering_profile(latent: np.ndarray, labels, seed: int, leiden_seeds: int 
             clusters = adata.obs["leiden"].to_numpy()
             ari.append(adjusted_rand_score(labels, clusters))
             nmi.append(normalized_mutual_info_score(labels, clusters))
+            if k == 0:
+                counts.append(int(len(set(clusters))))
     return {
         "ari_grid": float(np.mean(ari)),
         "nmi_grid": float(np.mean(nmi)),
         "ari_grid_max": float(np.max(ari)),
+        "clusters_grid": counts,
     }
 
 
