@@ -125,7 +125,7 @@ class TrainingConfig:
                 f"need patience >= 1 and log_z_every >= 1; got {self.patience}, {self.log_z_every}"
             )
         if self.kl_warmup_epochs is None:
-            self.kl_warmup_epochs = max(1, self.max_epochs // 2)
+            self.kl_warmup_epochs = self.max_epochs
         if self.kl_warmup_epochs < 1:
             raise ValueError(f"kl_warmup_epochs must be >= 1, got {self.kl_warmup_epochs}")
 

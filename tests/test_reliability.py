@@ -565,6 +565,8 @@ def test_resume_refuses_foreign_checkpoints_and_warns_on_changed_settings(tmp_pa
     with pytest.warns(UserWarning, match=r"other training settings \{'lr': \(0\.001, 0\.01\)\}"):
         same.train(checkpoint_path=ckpt, resume=True, **(QUICK | {"max_epochs": 3}), lr=1e-2)
     assert same.history_["epoch"] == [0, 1, 2]
+    # the default warm-up follows max_epochs, but a resumed fit keeps the checkpoint's (2 epochs)
+    assert same.history_["kl_weight"] == [0.5, 1.0, 1.0]
     with pytest.raises(ValueError, match="resume=True needs checkpoint_path"):
         same.train(resume=True, **QUICK)
 

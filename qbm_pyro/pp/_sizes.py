@@ -26,13 +26,13 @@ def size_defaults(
     ``max_epochs``
         ``clip(round(8,000,000 / n_cells), 200, 400)``: 400 epochs up to 20,000 cells (scvi-tools'
         cap and threshold: ``min(round(20,000 / n_cells * 400), 400)``), then falling as
-        ``1/n_cells`` to 200 from 40,000 cells on. Early stopping (patience 30, after the KL
-        warm-up over the first half) ends most fits before: at 326-356 epochs on paul15 (2,660
-        cells) and 300-335 on mixology (1,021). What the longer training gains there (3 seeds,
-        ``BENCHMARKS.md``, "Training length and KL warm-up"): on paul15 validation -ELBO per cell
-        448 at 100 epochs, 439 at 200, 436 at 400, and Leiden ARI 0.43, 0.47, 0.52; on mixology
-        batch mixing 0.60 at 100 epochs, 0.75 at 400. The rule before (200 epochs from 2,000
-        cells on) left such fits far from converged. Large data keep at least 200 epochs.
+        ``1/n_cells`` to 200 from 40,000 cells on. The KL warm-up spans all of them (as
+        scvi-tools), so a fit runs every epoch. What the longer training gains (3 seeds,
+        ``BENCHMARKS.md``, "Training length and KL warm-up"): on paul15 validation -ELBO per
+        cell 448 at 100 epochs, 439 at 200, 436-438 at 400, and Leiden ARI 0.43, 0.47, 0.50-0.52;
+        on mixology batch mixing 0.60 at 100 epochs, 0.77 at 400. The rule before (200 epochs
+        from 2,000 cells on) left such fits far from converged. Large data keep at least 200
+        epochs.
     ``validation_fraction``, ``early_stopping``
         Below ``SMALL_DATA_CELLS`` (1,000) cells: no validation set and no early stopping
         (``0.0``, ``False``). 10 % of 271 cells is 27 cells: their loss is too noisy to stop on,
