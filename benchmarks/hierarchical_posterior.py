@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import types
 import warnings
@@ -39,7 +38,7 @@ from torch.nn.functional import logsigmoid  # noqa: E402
 
 import qbm_pyro  # noqa: E402
 from benchmarks import quality  # noqa: E402
-from benchmarks.environment import package_versions  # noqa: E402
+from benchmarks.environment import run_meta  # noqa: E402
 from qbm_pyro.data import REGISTRY_KEYS as K  # noqa: E402
 from qbm_pyro.distributions import Boltzmann, OverlappingExponentials  # noqa: E402
 
@@ -128,14 +127,7 @@ def main(argv=None) -> None:
             shown = {k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}
             print(json.dumps(shown), flush=True)
             rows.append(row)
-    meta = {
-        "python": sys.version.split()[0],
-        "machine": platform.platform(),
-        "torch_threads": 1,
-        "epochs": args.epochs,
-        "seeds": args.seeds,
-        **package_versions("qbm-pyro", "torch", "pyro-ppl"),
-    }
+    meta = run_meta("pyro-ppl", torch_threads=1, epochs=args.epochs, seeds=args.seeds)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
 

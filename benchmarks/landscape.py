@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import platform
 import sys
 import time
 import warnings
@@ -41,7 +40,7 @@ from sklearn.metrics import adjusted_rand_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import qbm_pyro  # noqa: E402
-from benchmarks.environment import package_versions  # noqa: E402
+from benchmarks.environment import run_meta  # noqa: E402
 from benchmarks.quality import load  # noqa: E402
 from benchmarks.trajectory import A549_ROOT, A549_TRUTH, PAUL15_ROOT, PAUL15_TRUTH, score_pseudotime  # noqa: E402
 from benchmarks.trajectory_models import energy_root_check  # noqa: E402
@@ -288,15 +287,15 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     rows, stability = [], []
-    meta = {
-        "python": sys.version.split()[0],
-        "machine": platform.platform(),
-        "torch_threads": args.threads,
-        "seeds": args.seeds,
-        "epochs": args.epochs,
-        **package_versions("qbm-pyro", "torch", "scanpy", "networkx", "scikit-learn"),
-        **({"note": args.note} if args.note else {}),
-    }
+    meta = run_meta(
+        "scanpy",
+        "networkx",
+        "scikit-learn",
+        torch_threads=args.threads,
+        seeds=args.seeds,
+        epochs=args.epochs,
+        note=args.note,
+    )
     for dataset in args.datasets:
         labels = {}
         for seed in args.seeds:  # the file is rewritten after every fit

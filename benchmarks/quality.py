@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 import warnings
@@ -25,6 +24,7 @@ import scanpy as sc  # noqa: E402
 import torch  # noqa: E402
 
 import qbm_pyro  # noqa: E402
+from benchmarks.environment import run_meta  # noqa: E402
 from benchmarks.methods import QBM_MODELS  # noqa: E402
 from benchmarks.run_log import RunLog  # noqa: E402
 from qbm_pyro import datasets  # noqa: E402
@@ -206,14 +206,7 @@ def main(argv=None) -> None:
                 )
                 log.add(row)
     rows = log.rows
-    meta = {
-        "python": sys.version.split()[0],
-        "torch": torch.__version__,
-        "qbm_pyro": qbm_pyro.__version__,
-        "machine": platform.platform(),
-        "epochs": args.epochs,
-        "seeds": args.seeds,
-    }
+    meta = run_meta(epochs=args.epochs, seeds=args.seeds)
     previous = json.loads(Path(args.out).read_text()).get("meta", {}) if Path(args.out).exists() else {}
     notes = [n for n in (previous.get("note"), args.note) if n]
     if notes:  # what earlier runs said about their rows stays

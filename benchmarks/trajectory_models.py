@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import warnings
 from pathlib import Path
@@ -25,7 +24,7 @@ import torch
 from scipy.stats import spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.environment import package_versions  # noqa: E402
+from benchmarks.environment import run_meta  # noqa: E402
 from benchmarks.quality import LATENT_DIR, load  # noqa: E402
 from benchmarks.trajectory import (
     A549_ROOT,
@@ -112,13 +111,9 @@ def main(argv=None) -> None:
     out = args.out
     old_rows = json.loads(out.read_text())["rows"] if out.exists() else []
     kept = [r for r in old_rows if r["dataset"] not in names]
-    meta = {
-        "python": sys.version.split()[0],
-        "machine": platform.platform(),
-        "torch_threads": 1,
-        "seeds": sorted({r["seed"] for r in kept + rows}),
-        **package_versions("qbm-pyro", "torch", "scanpy", "networkx", "scikit-learn"),
-    }
+    meta = run_meta(
+        "scanpy", "networkx", "scikit-learn", torch_threads=1, seeds=sorted({r["seed"] for r in kept + rows})
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"meta": meta, "rows": kept + rows}, indent=1, default=float))
 
