@@ -9,7 +9,7 @@ cluster count at each. ``validation_loss``: negative ELBO per cell on the model'
 the last epoch run (lower is better).
 
 Usage: ``python benchmarks/training_length.py [--datasets paul15 mixology] [--seeds 0 1 2]
-[--variants 100:25 100:100 200:50 400:100 400:200] [--out benchmarks/results/training_length.json]``
+[--variants 100:25 100:100 200:50 400:100 400:200 400:400] [--out benchmarks/results/training_length.json]``
 (``E:W``: at most ``E`` epochs, KL warm-up over ``W``). Finished runs are kept in the ``.jsonl``
 beside ``--out`` and skipped when run again.
 """
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 import warnings
@@ -30,6 +29,7 @@ import torch  # noqa: E402
 
 import qbm_pyro  # noqa: E402
 from benchmarks import quality  # noqa: E402
+from benchmarks.environment import run_meta  # noqa: E402
 from benchmarks.latent_variants import clustering_profile  # noqa: E402
 from benchmarks.methods import QBM_MODELS  # noqa: E402
 from benchmarks.run_log import RunLog  # noqa: E402
@@ -83,8 +83,10 @@ def report_section(results: Path) -> list[str]:
         f"{meta.get('seeds')}, mean ± sd. `ari_grid`: Leiden ARI averaged over the six "
         "resolutions; `validation_loss`: −ELBO per cell in the last epoch run. "
         "The defaults since this study: at most 400 epochs up to 20,000 cells "
-        "(`pp.size_defaults`, as scvi-tools), warm-up over half of them (`400:200`); before: "
-        "`100:25` in the benchmarks, `200:50` in `train()`. " + meta.get("note", ""),
+        "(`pp.size_defaults`, as scvi-tools), warm-up over all of them (`400:400`, as "
+        "scvi-tools: every fit runs 400 epochs, as early stopping only counts after the "
+        "warm-up); before: `400:200`, and earlier `100:25` in the benchmarks and `200:50` in "
+        "`train()`. " + meta.get("note", ""),
         "",
     ]
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
@@ -105,7 +107,7 @@ def main(argv=None) -> None:
     parser.add_argument("--datasets", nargs="+", default=["paul15", "mixology"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument(
-        "--variants", nargs="+", default=["100:25", "100:100", "200:50", "400:100", "400:200"]
+        "--variants", nargs="+", default=["100:25", "100:100", "200:50", "400:100", "400:200", "400:400"]
     )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--note", default=None)
@@ -122,15 +124,7 @@ def main(argv=None) -> None:
                     row = run(dataset, variant, seed)
                     print(json.dumps({k: v for k, v in row.items() if k != "clusters_grid"}), flush=True)
                     log.add(row)
-    meta = {
-        "python": sys.version.split()[0],
-        "torch": torch.__version__,
-        "qbm_pyro": qbm_pyro.__version__,
-        "machine": platform.platform(),
-        "seeds": args.seeds,
-        "torch_threads": args.threads,
-        **({"note": args.note} if args.note else {}),
-    }
+    meta = run_meta(seeds=args.seeds, torch_threads=args.threads, note=args.note)
     args.out.write_text(json.dumps({"meta": meta, "rows": log.rows}, indent=1))
 
 

@@ -201,7 +201,7 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
             ends in its last state). Measured against a warm-up over half of 400 epochs (3
             seeds, ``benchmarks/training_length.py``): batch mixing 0.83 -> 0.95 on the
             CITE-seq set and 0.75 -> 0.77 on mixology, paul15 Leiden ARI and kNN unchanged,
-            validation -ELBO 0.2-2 % higher.
+            validation -ELBO 0.3-2.5 % higher.
         validation_fraction
             Held-out cells for the validation loss (``0``: none).
         early_stopping, patience
