@@ -224,7 +224,9 @@ def _with_baselines(longer: Path, results: Path) -> dict:
     study = json.loads(longer.read_text())
     same = results / longer.name.replace("quality_", "baselines_")
     if same.exists():
-        study["rows"] = study["rows"] + json.loads(same.read_text()).get("rows", [])
+        baselines = json.loads(same.read_text())
+        study["rows"] = study["rows"] + baselines.get("rows", [])
+        study["suite"] = baselines.get("suite", [])
     return study
 
 
@@ -293,14 +295,16 @@ def _header_section() -> list[str]:
         "differences are between under-trained models; the latent-quality tables' 100 epochs are "
         "short of convergence there too (for every method alike).",
         "",
-        "**Last on 2026-12-02: the training defaults changed** (`benchmarks/training_length.py`, "
-        "its own section below). `train()` now runs at most 400 epochs up to 20,000 cells "
-        "(`pp.size_defaults`; scvi-tools' cap) with the KL warm-up over half of them, and early "
-        "stopping; before, 200 epochs with a quarter (and the benchmarks' 100 with 25). Re-run at "
-        "the new defaults, each method at its own package default (400 epochs on these sets for "
+        "**2026-12-02: the training defaults changed** (`benchmarks/training_length.py`, "
+        "its own section below). `train()` runs at most 400 epochs up to 20,000 cells "
+        "(`pp.size_defaults`; scvi-tools' cap); before, 200 epochs with a quarter of them as KL "
+        "warm-up (and the benchmarks' 100 with 25). **Last, the KL warm-up spans all of the "
+        "epochs** (scvi-tools' schedule; the first change had it over half, with early stopping "
+        "after it), so every default fit runs 400 epochs and ends in its last state. Re-run at "
+        "these defaults, each method at its own package default (400 epochs on these sets for "
         "scVI and totalVI too; scVI without early stopping, totalVI with it): the training-length "
         "table at 400 epochs (QBM-VAE, scVI, totalVI; paul15, mixology, CITE-seq), the landscape "
-        "rows of paul15 and mixology, and the learned-prior study at 400 epochs "
+        "rows of paul15, mixology and CITE-seq, and the learned-prior study at 400 epochs "
         "(`prior_matters_400.json`). The main table below is still the equal-length 100-epoch "
         "comparison; a549 was not re-run (a fit there takes 10-50 minutes on this machine).",
         "",
@@ -410,7 +414,8 @@ def _training_length_section(longer: dict | None, light: dict) -> list[str]:
     out = [
         f"## Training length: {epochs} epochs against the main run",
         "",
-        f"The same models, seeds and data, at most {epochs} epochs (early stopping on), beside the main "
+        f"The same models, seeds and data, at most {epochs} epochs (each package's own KL warm-up and "
+        "early stopping), beside the main "
         "run's numbers (`quality.py --epochs "
         f"{epochs} --out benchmarks/results/quality_{epochs}.json --latents "
         f"benchmarks/results/latents_{epochs}`). Cells: {epochs}-epoch value / main run value."
@@ -436,7 +441,36 @@ def _training_length_section(longer: dict | None, light: dict) -> list[str]:
                 + " |"
             )
         out.append("")
-    return out
+    return out + _longer_suite_lines(longer.get("suite", []), epochs)
+
+
+#: The suite's summary scores shown for the longer fits.
+SUITE_TOTALS = ["scib_bio_conservation", "scib_batch_correction", "scib_total", "scib_ari", "scib_nmi"]
+
+
+def _longer_suite_lines(rows: list[dict], epochs) -> list[str]:
+    """scib-metrics of the longer fits' latents (``baselines.py suite`` rows), one table."""
+    if not rows:
+        return []
+    summary = summarise(rows, SUITE_TOTALS)
+    out = [
+        f"### scib-metrics at {epochs} epochs",
+        "",
+        "`baselines.py suite` on the saved latents of these fits (scib-metrics; PCA for reference).",
+        "",
+        "| data set | method | n | " + " | ".join(SUITE_TOTALS) + " |",
+        "|---|---|---|" + "---|" * len(SUITE_TOTALS),
+    ]
+    for dataset, methods in summary.items():
+        for method in _order(methods):
+            stats = methods[method]
+            n = max(v[2] for v in stats.values())
+            cells = [_fmt(stats.get(m)) for m in SUITE_TOTALS]
+            name = METHOD_NAMES.get(method, method)
+            out.append(
+                f"| {DATASET_NAMES.get(dataset, dataset)} | {name} | {n} | " + " | ".join(cells) + " |"
+            )
+    return out + [""]
 
 
 def _hierarchical_section(result: dict | None, light_rows: list[dict]) -> list[str]:

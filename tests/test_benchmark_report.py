@@ -207,3 +207,23 @@ def test_run_log_keeps_rows_across_runs_and_drops_on_request(tmp_path):
     assert ("a", 0) in again and ("a", 2) not in again
     again.drop({("a", 0)})
     assert [r["v"] for r in RunLog(tmp_path / "q.json", ("dataset", "seed")).rows] == [2]
+
+
+def test_longer_fits_get_their_scib_table_from_the_baselines_file(tmp_path):
+    """``quality_400.json`` beside ``baselines_400.json``: the baselines' rows join the light table
+    and their ``suite`` rows give a scib table with mean ± sd over seeds."""
+    light = _rows("qbm", [{"knn_accuracy": 0.9, "epochs_run": 400}] * 2)
+    (tmp_path / "quality_400.json").write_text(json.dumps({"meta": {"epochs": 400}, "rows": light}))
+    scvi = _rows("scvi", [{"knn_accuracy": 0.8, "epochs_run": 400}])
+    suite = _rows("qbm", [{"scib_total": 0.84}, {"scib_total": 0.86}]) + _rows("scvi", [{"scib_total": 0.82}])
+    (tmp_path / "baselines_400.json").write_text(json.dumps({"rows": scvi, "suite": suite}))
+    study = report._with_baselines(tmp_path / "quality_400.json", tmp_path)
+    text = "\n".join(report._training_length_section(study, {}))
+    assert "### scib-metrics at 400 epochs" in text
+    qbm_line = next(line for line in text.splitlines() if "scib" not in line and "0.850 ± 0.014" in line)
+    assert "QBM-VAE" in qbm_line and "| 2 |" in qbm_line
+    assert any("scVI" in line and "0.820" in line for line in text.splitlines())
+    # without suite rows there is no scib table
+    (tmp_path / "baselines_400.json").write_text(json.dumps({"rows": scvi}))
+    study = report._with_baselines(tmp_path / "quality_400.json", tmp_path)
+    assert "scib-metrics at" not in "\n".join(report._training_length_section(study, {}))
