@@ -217,7 +217,7 @@ def test_longer_fits_get_their_scib_table_from_the_baselines_file(tmp_path):
     scvi = _rows("scvi", [{"knn_accuracy": 0.8, "epochs_run": 400}])
     suite = _rows("qbm", [{"scib_total": 0.84}, {"scib_total": 0.86}]) + _rows("scvi", [{"scib_total": 0.82}])
     (tmp_path / "baselines_400.json").write_text(json.dumps({"rows": scvi, "suite": suite}))
-    study = report._with_baselines(tmp_path / "quality_400.json", tmp_path)
+    study = report.with_baselines(tmp_path / "quality_400.json", tmp_path)
     text = "\n".join(report._training_length_section(study, {}))
     assert "### scib-metrics at 400 epochs" in text
     qbm_line = next(line for line in text.splitlines() if "scib" not in line and "0.850 ± 0.014" in line)
@@ -225,5 +225,29 @@ def test_longer_fits_get_their_scib_table_from_the_baselines_file(tmp_path):
     assert any("scVI" in line and "0.820" in line for line in text.splitlines())
     # without suite rows there is no scib table
     (tmp_path / "baselines_400.json").write_text(json.dumps({"rows": scvi}))
-    study = report._with_baselines(tmp_path / "quality_400.json", tmp_path)
+    study = report.with_baselines(tmp_path / "quality_400.json", tmp_path)
     assert "scib-metrics at" not in "\n".join(report._training_length_section(study, {}))
+
+
+def test_defaults_section_compares_the_400_epoch_fits_with_pca_and_lists_losses(tmp_path):
+    """The first section: QBM-VAE at 400 epochs against scVI at 400 and PCA (from the main file,
+    it does not train); a metric where scVI is ahead is listed, one where QBM-VAE is ahead is not,
+    and the 100-epoch QBM-VAE rows of quality.json do not enter it."""
+    fit = {"epochs_run": 400}
+    qbm = _rows(
+        "qbm", [{"knn_accuracy": 0.87, "ari": 0.50, **fit}, {"knn_accuracy": 0.86, "ari": 0.52, **fit}]
+    )
+    (tmp_path / "quality_400.json").write_text(json.dumps({"meta": {"epochs": 400}, "rows": qbm}))
+    scvi = _rows("scvi", [{"knn_accuracy": 0.82, "ari": 0.56, **fit}])
+    suite = _rows("qbm", [{"scib_total": 0.62}]) + _rows("scvi", [{"scib_total": 0.58}])
+    (tmp_path / "baselines_400.json").write_text(json.dumps({"rows": scvi, "suite": suite}))
+    main = _rows("pca", [{"knn_accuracy": 0.80, "ari": 0.54}]) + _rows("qbm", [{"knn_accuracy": 0.10}])
+    (tmp_path / "quality.json").write_text(json.dumps({"meta": {}, "rows": main}))
+    text, _ = report.build(tmp_path, tmp_path)
+    section = text.split("## At the package defaults (400 epochs)")[1].split("\n## ")[0]
+    assert "| QBM-VAE (64 bin + 16 Gauss, Boltzmann) | 2 | 0.865 ± 0.007 | 0.510 ± 0.014 |" in section
+    assert "| PCA (30) | 1 | 0.800 | 0.540 |" in section
+    losses = section.split("### Where QBM-VAE does not win at the defaults")[1]
+    assert "paul15, ari (defaults)" in losses and "scVI (10) 0.560" in losses
+    assert "knn_accuracy" not in losses and "scib_total" not in losses
+    assert "0.100" not in section
