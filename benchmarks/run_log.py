@@ -27,7 +27,7 @@ class RunLog:
         self.rows = [json.loads(line) for line in text.splitlines()]
 
     def _key(self, row: dict) -> tuple:
-        return tuple(row[k] for k in self.key)
+        return tuple(row.get(k) for k in self.key)  # a field older rows lack counts as None
 
     def drop(self, keys: set[tuple]) -> None:
         """Forget the runs named in ``keys`` (to run them again), rewriting the log."""

@@ -125,7 +125,7 @@ class TrainingConfig:
                 f"need patience >= 1 and log_z_every >= 1; got {self.patience}, {self.log_z_every}"
             )
         if self.kl_warmup_epochs is None:
-            self.kl_warmup_epochs = self.max_epochs
+            self.kl_warmup_epochs = max(1, self.max_epochs // 2)
         if self.kl_warmup_epochs < 1:
             raise ValueError(f"kl_warmup_epochs must be >= 1, got {self.kl_warmup_epochs}")
 
@@ -414,7 +414,7 @@ class Trainer:
         }
         for key, value in record.items():
             self.history.setdefault(key, []).append(value)
-        stop = self._stop(validation_loss, kl)
+        stop = self._stop(validation_loss)
         self.checkpoint()
         self._good = self._snapshot()
         if stop:
@@ -468,9 +468,14 @@ class Trainer:
             self.module.load_state_dict(self.best_state)
         return self.history
 
-    def _stop(self, validation_loss: float, kl_weight: float) -> bool:
-        """Track the best state (after warm-up) and decide on early stopping."""
-        if kl_weight < 1.0 or not math.isfinite(validation_loss):
+    def _stop(self, validation_loss: float) -> bool:
+        """Track the best state and decide on early stopping.
+
+        Both follow the validation loss, the negative ELBO at KL weight 1, from the first epoch
+        on, warm-up included (as scvi-tools' early stopping on ``elbo_validation``): the state
+        kept is the one that fits held-out cells best, whatever the KL weight it was trained at.
+        """
+        if not math.isfinite(validation_loss):
             return False
         if validation_loss < self.best_loss:
             self.best_loss = validation_loss

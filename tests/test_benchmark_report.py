@@ -38,7 +38,7 @@ def test_report_lists_exactly_the_metrics_where_qbm_loses(tmp_path):
     rows += _rows("bernoulli", [{"knn_accuracy": 0.95, "ari": 0.10}])  # an ablation of ours
     (tmp_path / "quality.json").write_text(json.dumps({"meta": {}, "rows": rows}))
     text, _ = report.build(tmp_path, tmp_path)
-    section = text.split("## Where the Boltzmann prior does not win")[1].split("\n## ")[0]
+    section = text.split("## Where the Boltzmann prior does not win: the main run")[1].split("\n## ")[0]
     others, own = section.split("### Where a variant of our own model beats the default")
     assert "paul15, ari" in others
     assert "Gaussian twin (16) 0.610 ± 0.014" in others
@@ -179,8 +179,9 @@ def test_suite_rows_of_some_methods_replace_only_theirs():
 
 
 def test_training_length_section_orders_variants_and_averages_seeds(tmp_path):
-    """benchmarks/training_length.py: one row per ``E:W`` variant, in numeric order (not string
-    order: 100 before 400), mean ± sd over its seeds; no file, no section."""
+    """benchmarks/training_length.py: one row per ``E:W`` variant and stopping rule, in numeric
+    order (not string order: 100 before 400; the old rule first), mean ± sd over its seeds; no
+    file, no section."""
     from benchmarks import training_length
 
     assert training_length.parse_variant("400:200") == (400, 200)
@@ -189,11 +190,16 @@ def test_training_length_section_orders_variants_and_averages_seeds(tmp_path):
         {"dataset": "paul15", "variant": "400:200", "seed": s, "ari_grid": a, "epochs_run": 330}
         for s, a in ((0, 0.4), (1, 0.6))
     ] + [{"dataset": "paul15", "variant": "100:25", "seed": 0, "ari_grid": 0.3, "epochs_run": 100}]
+    rows += [
+        {"dataset": "paul15", "variant": "400:200", "seed": 0, "stopping": "first_epoch", "ari_grid": 0.7}
+    ]
     (tmp_path / "training_length.json").write_text(json.dumps({"meta": {"seeds": [0, 1]}, "rows": rows}))
     md = training_length.report_section(tmp_path)
     body = [line for line in md if line.startswith("| 100:25") or line.startswith("| 400:200")]
-    assert body[0].startswith("| 100:25 | 1 | 100.000 | 0.300")
-    assert body[1] == f"| 400:200 | 2 | 330.000 ± 0.000 | 0.500 ± {np.std([0.4, 0.6], ddof=1):.3f} |"
+    assert body[0].startswith("| 100:25 | after warm-up | 1 | 100.000 | 0.300")
+    sd = np.std([0.4, 0.6], ddof=1)
+    assert body[1] == f"| 400:200 | after warm-up | 2 | 330.000 ± 0.000 | 0.500 ± {sd:.3f} |"
+    assert body[2] == "| 400:200 | from epoch 1, best kept | 1 | — | 0.700 |"
 
 
 def test_run_log_keeps_rows_across_runs_and_drops_on_request(tmp_path):

@@ -563,10 +563,11 @@ def test_resume_refuses_foreign_checkpoints_and_warns_on_changed_settings(tmp_pa
         fewer.train(checkpoint_path=ckpt, resume=True, **QUICK)
     same = qbm_pyro.QBMVAE(data, batch_key="batch", **SMALL)
     with pytest.warns(UserWarning, match=r"other training settings \{'lr': \(0\.001, 0\.01\)\}"):
-        same.train(checkpoint_path=ckpt, resume=True, **(QUICK | {"max_epochs": 3}), lr=1e-2)
-    assert same.history_["epoch"] == [0, 1, 2]
-    # the default warm-up follows max_epochs, but a resumed fit keeps the checkpoint's (2 epochs)
-    assert same.history_["kl_weight"] == [0.5, 1.0, 1.0]
+        same.train(checkpoint_path=ckpt, resume=True, **(QUICK | {"max_epochs": 16}), lr=1e-2)
+    assert same.history_["epoch"] == list(range(16))
+    # the default warm-up follows max_epochs (half: 8 of 16 epochs, which would give epoch 2 a KL
+    # weight of 3/8), but a resumed fit keeps the checkpoint's (1 epoch of 2)
+    assert same.history_["kl_weight"] == [1.0] * 16
     with pytest.raises(ValueError, match="resume=True needs checkpoint_path"):
         same.train(resume=True, **QUICK)
 
@@ -918,3 +919,41 @@ def test_failed_writes_leave_the_previous_file_intact(trained_files, tmp_path, m
     assert sorted(p.name for p in tmp_path.rglob("*tmp*")) == []  # no temporary left behind
     assert load_torch_file(target, what="checkpoint")["epoch"] == 2
     qbm_pyro.QBMVAE.load(tmp_path / "model", cite())
+
+
+def test_early_stopping_keeps_the_best_held_out_state_warm_up_included():
+    """The validation loss (KL weight 1) is watched from the first epoch: a minimum reached while
+    the KL weight is still rising is kept, training stops ``patience`` epochs after it, and the
+    module ends in exactly that epoch's state (a fit that overfits its training cells does not
+    end in its last, worse state)."""
+    from qbm_pyro.training import Trainer
+
+    scripted = [10.0, 8.0, 9.0, 9.5, 9.7, 7.0, 6.0]
+    states: list[dict] = []
+
+    class ScriptedValidation(Trainer):
+        def evaluate(self, indices):
+            # the parameters (the prior's log Z cache is refreshed after the validation pass)
+            states.append({k: v.detach().clone() for k, v in self.module.named_parameters()})
+            return scripted[len(states) - 1]
+
+    model = qbm_pyro.QBMVAE(cite(), batch_key="batch", **SMALL)
+    history = model.train(
+        **(QUICK | {"max_epochs": 7}), kl_warmup_epochs=7, patience=3, trainer_cls=ScriptedValidation
+    )
+    assert history["validation_loss"] == [10.0, 8.0, 9.0, 9.5, 9.7]  # stopped 3 epochs after the best
+    assert history["kl_weight"][1] < 1.0  # the best epoch was in the warm-up
+    best = states[1]
+    assert all(torch.equal(v, best[k]) for k, v in model.module.named_parameters())
+    assert not all(torch.equal(v, states[-1][k]) for k, v in model.module.named_parameters())
+    # without early stopping every epoch runs, and the best state (epoch 6) is still the one kept
+    states.clear()
+    model = qbm_pyro.QBMVAE(cite(), batch_key="batch", **SMALL)
+    history = model.train(
+        **(QUICK | {"max_epochs": 7}),
+        kl_warmup_epochs=7,
+        early_stopping=False,
+        trainer_cls=ScriptedValidation,
+    )
+    assert len(history["epoch"]) == 7
+    assert all(torch.equal(v, states[6][k]) for k, v in model.module.named_parameters())

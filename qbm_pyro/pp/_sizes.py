@@ -26,11 +26,12 @@ def size_defaults(
     ``max_epochs``
         ``clip(round(8,000,000 / n_cells), 200, 400)``: 400 epochs up to 20,000 cells (scvi-tools'
         cap and threshold: ``min(round(20,000 / n_cells * 400), 400)``), then falling as
-        ``1/n_cells`` to 200 from 40,000 cells on. The KL warm-up spans all of them (as
-        scvi-tools), so a fit runs every epoch. What the longer training gains (3 seeds,
+        ``1/n_cells`` to 200 from 40,000 cells on. The KL warm-up spans half of them, and early
+        stopping watches the validation -ELBO from the first epoch, keeping the best state (see
+        :meth:`qbm_pyro.QBMVAE.train`). What the longer training gains (3 seeds,
         ``BENCHMARKS.md``, "Training length and KL warm-up"): on paul15 validation -ELBO per
         cell 448 at 100 epochs, 439 at 200, 436-438 at 400, and Leiden ARI 0.43, 0.47, 0.50-0.52;
-        on mixology batch mixing 0.60 at 100 epochs, 0.77 at 400. The rule before (200 epochs
+        on mixology batch mixing 0.60 at 100 epochs, 0.75-0.77 at 400. The rule before (200 epochs
         from 2,000 cells on) left such fits far from converged. Large data keep at least 200
         epochs.
     ``validation_fraction``, ``early_stopping``
