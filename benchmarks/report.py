@@ -319,8 +319,8 @@ def _provenance_section() -> list[str]:
         "`training_length.json`, rows `from epoch 1`). Re-run at these defaults: the QBM-VAE rows "
         "of `quality_400.json` on all four sets (the first section), the landscape table on all "
         "four sets, scib-metrics of QBM-VAE, scVI and PCA on paul15, mixology and a549 with scVI "
-        "refitted on a549 at 400 epochs, and the training-length rows. Not re-run: the "
-        "learned-prior study at 400 epochs (`prior_matters_400.json`, at the previous default), "
+        "refitted on a549 at 400 epochs, the training-length rows and the learned-prior study at "
+        "400 epochs (`prior_matters_400.json`). Not re-run: "
         "reference mapping (100-epoch references for every method), the 100-epoch main run.",
         "",
     ]
