@@ -89,7 +89,7 @@ def build(results: Path, out_dir: Path = ROOT) -> tuple[str, list[Path]]:
     figures: list[Path] = []
     md = _header_section()
     md += _missing_section(results, quality, baselines)
-    md += defaults_section(results)
+    md += defaults_section(results, quality)
     md += _losses_section(light, suite, (quality or {}).get("meta", {}).get("epochs"))
     md += _light_section(light, quality, baselines, results, out_dir, figures)
     for longer in sorted(results.glob("quality_*.json")):

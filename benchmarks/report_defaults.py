@@ -39,14 +39,15 @@ def with_baselines(longer: Path, results: Path) -> dict:
     return study
 
 
-def defaults_section(results: Path) -> list[str]:
-    """Markdown lines: the light protocol and scib totals at the defaults, then where we lose."""
+def defaults_section(results: Path, quality: dict | None = None) -> list[str]:
+    """Markdown lines: the light protocol and scib totals at the defaults, then where we lose.
+
+    ``quality`` is the main run's study as the report loaded it; its PCA rows join the table."""
     path = Path(results) / f"quality_{DEFAULT_EPOCHS}.json"
     if not path.exists():
         return []
     study = with_baselines(path, Path(results))
-    main = Path(results) / "quality.json"
-    pca = [r for r in json.loads(main.read_text())["rows"] if r["method"] == "pca"] if main.exists() else []
+    pca = [r for r in (quality or {}).get("rows", []) if r["method"] == "pca"]
     light = summarise(study["rows"] + pca, LIGHT)
     suite = summarise(study.get("suite", []), SUITE)
     md = [

@@ -48,8 +48,10 @@ METRICS = [
     "ari_grid",
     "batch_mixing",
 ]
+#: The stopping rule of ``train()`` that this script's rows record (``row["stopping"]``).
+FIRST_EPOCH = "first_epoch"
 #: How early stopping and the kept state were decided in a row (rows without the key: the old rule).
-STOPPING = {"first_epoch": "from epoch 1, best kept", None: "after warm-up"}
+STOPPING = {FIRST_EPOCH: "from epoch 1, best kept", None: "after warm-up"}
 
 
 def parse_variant(text: str) -> tuple[int, int]:
@@ -66,15 +68,16 @@ def run(dataset: str, variant: str, seed: int) -> dict:
     model = qbm_pyro.QBMVAE(data, batch_key=batch_key, seed=seed, **kwargs, **QBM_MODELS["qbm"])
     history = model.train(max_epochs=epochs, kl_warmup_epochs=warmup, progress_bar=False)
     latent = model.get_latent_representation()
+    validation = history["validation_loss"]
     row = {
         "dataset": dataset,
         "variant": variant,
         "seed": seed,
         "epochs_run": len(history["epoch"]),
-        "validation_loss": float(history["validation_loss"][-1]),
-        "validation_best": float(min(history["validation_loss"])),
-        "best_epoch": int(min(range(len(history["epoch"])), key=history["validation_loss"].__getitem__)),
-        "stopping": "first_epoch",
+        "validation_loss": float(validation[-1]),
+        "validation_best": float(min(validation)),
+        "best_epoch": validation.index(min(validation)),
+        "stopping": FIRST_EPOCH,
         "cpu_seconds": time.process_time() - start,
         **quality.score(latent, data, label_key, batch_key, seed),
     }
@@ -145,7 +148,7 @@ def main(argv=None) -> None:
         for variant in args.variants:
             parse_variant(variant)  # a bad spelling fails before any fit
             for seed in args.seeds:
-                if (dataset, variant, seed, "first_epoch") not in log:
+                if (dataset, variant, seed, FIRST_EPOCH) not in log:
                     row = run(dataset, variant, seed)
                     print(json.dumps({k: v for k, v in row.items() if k != "clusters_grid"}), flush=True)
                     log.add(row)
