@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 import warnings
@@ -134,7 +135,8 @@ def run(
             extra["reused_fit"] = str(folder)
         latent = model.get_latent_representation()
         extra["epochs_run"] = len(history["epoch"])
-        extra["validation_loss"] = history["validation_loss"][-1]
+        last = history["validation_loss"][-1]
+        extra["validation_loss"] = None if math.isnan(last) else last  # NaN: no validation set
         if model.module.n_binary and model.module.n_continuous:
             for rep in ("probs", "continuous", "joint"):
                 if rep == model.default_representation:

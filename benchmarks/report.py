@@ -38,7 +38,7 @@ from benchmarks import (  # noqa: E402
 )
 from benchmarks.methods import METHOD_NAMES  # noqa: E402
 from benchmarks.report_cost import _cost_section, _cost_with_figure  # noqa: E402, F401
-from benchmarks.report_defaults import defaults_section, with_baselines  # noqa: E402
+from benchmarks.report_defaults import DEFAULT_EPOCHS, defaults_section, with_baselines  # noqa: E402
 from benchmarks.report_figures import _figure, bar_figure  # noqa: E402
 from benchmarks.report_tables import (  # noqa: E402
     CAVEATS,
@@ -457,6 +457,11 @@ def _training_length_section(longer: dict | None, light: dict) -> list[str]:
                 + " |"
             )
         out.append("")
+    if epochs == DEFAULT_EPOCHS:  # its scib table is the defaults section's; not twice
+        return out + [
+            f'scib-metrics of the {epochs}-epoch fits: see "At the package defaults" above.',
+            "",
+        ]
     return out + _longer_suite_lines(longer.get("suite", []), epochs)
 
 

@@ -216,22 +216,31 @@ def test_run_log_keeps_rows_across_runs_and_drops_on_request(tmp_path):
 
 
 def test_longer_fits_get_their_scib_table_from_the_baselines_file(tmp_path):
-    """``quality_400.json`` beside ``baselines_400.json``: the baselines' rows join the light table
-    and their ``suite`` rows give a scib table with mean ± sd over seeds."""
-    light = _rows("qbm", [{"knn_accuracy": 0.9, "epochs_run": 400}] * 2)
-    (tmp_path / "quality_400.json").write_text(json.dumps({"meta": {"epochs": 400}, "rows": light}))
-    scvi = _rows("scvi", [{"knn_accuracy": 0.8, "epochs_run": 400}])
+    """``quality_200.json`` beside ``baselines_200.json``: the baselines' rows join the light table
+    and their ``suite`` rows give a scib table with mean ± sd over seeds. At the default 400
+    epochs that table is the defaults section's, and the training-length section points to it."""
+    light = _rows("qbm", [{"knn_accuracy": 0.9, "epochs_run": 200}] * 2)
+    scvi = _rows("scvi", [{"knn_accuracy": 0.8, "epochs_run": 200}])
     suite = _rows("qbm", [{"scib_total": 0.84}, {"scib_total": 0.86}]) + _rows("scvi", [{"scib_total": 0.82}])
-    (tmp_path / "baselines_400.json").write_text(json.dumps({"rows": scvi, "suite": suite}))
-    study = report.with_baselines(tmp_path / "quality_400.json", tmp_path)
+    for epochs in (200, 400):
+        (tmp_path / f"quality_{epochs}.json").write_text(
+            json.dumps({"meta": {"epochs": epochs}, "rows": light})
+        )
+        (tmp_path / f"baselines_{epochs}.json").write_text(json.dumps({"rows": scvi, "suite": suite}))
+    study = report.with_baselines(tmp_path / "quality_200.json", tmp_path)
     text = "\n".join(report._training_length_section(study, {}))
-    assert "### scib-metrics at 400 epochs" in text
+    assert "### scib-metrics at 200 epochs" in text
     qbm_line = next(line for line in text.splitlines() if "scib" not in line and "0.850 ± 0.014" in line)
     assert "QBM-VAE" in qbm_line and "| 2 |" in qbm_line
     assert any("scVI" in line and "0.820" in line for line in text.splitlines())
+    at_defaults = "\n".join(
+        report._training_length_section(report.with_baselines(tmp_path / "quality_400.json", tmp_path), {})
+    )
+    assert "scib-metrics at" not in at_defaults and "At the package defaults" in at_defaults
+    assert "0.850 ± 0.014" not in at_defaults
     # without suite rows there is no scib table
-    (tmp_path / "baselines_400.json").write_text(json.dumps({"rows": scvi}))
-    study = report.with_baselines(tmp_path / "quality_400.json", tmp_path)
+    (tmp_path / "baselines_200.json").write_text(json.dumps({"rows": scvi}))
+    study = report.with_baselines(tmp_path / "quality_200.json", tmp_path)
     assert "scib-metrics at" not in "\n".join(report._training_length_section(study, {}))
 
 

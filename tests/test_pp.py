@@ -158,6 +158,31 @@ def test_size_defaults_keep_given_values():
         size_defaults(0)
 
 
+def test_early_stopping_asked_for_on_small_data_brings_its_validation_set():
+    d = size_defaults(271, early_stopping=True)
+    assert d["validation_fraction"] == 0.1 and d["early_stopping"] is True
+    d = size_defaults(271, early_stopping=False)
+    assert d["validation_fraction"] == 0.0 and d["early_stopping"] is False
+
+
+def test_model_train_resolves_validation_from_the_number_of_cells(monkeypatch):
+    """``QBMVAE.train()`` holds out cells and stops early as ``tl.qbm`` and the CLI do: no
+    validation set below ``SMALL_DATA_CELLS``, 10 % and early stopping from there on."""
+    torch.set_num_threads(1)
+    adata = two_groups(n_cells=60, n_genes=50)
+    model = qbm_pyro.QBMVAE(adata, n_latent=4, n_continuous=2)
+    history = model.train(max_epochs=2, progress_bar=False)
+    assert len(model.validation_indices_) == 0 and len(model.train_indices_) == 60
+    assert all(np.isnan(history["validation_loss"]))
+    monkeypatch.setattr(qbm_pyro.pp._sizes, "SMALL_DATA_CELLS", 50)  # 60 cells are no longer small
+    model = qbm_pyro.QBMVAE(adata, n_latent=4, n_continuous=2)
+    history = model.train(max_epochs=2, progress_bar=False)
+    assert len(model.validation_indices_) == 6 and np.isfinite(history["validation_loss"]).all()
+    # asked-for values are kept
+    model.train(max_epochs=1, progress_bar=False, validation_fraction=0.0)
+    assert len(model.validation_indices_) == 0
+
+
 def test_tl_qbm_selects_records_and_resolves_sizes():
     torch.set_num_threads(1)
     adata = two_groups(n_cells=60)

@@ -939,7 +939,11 @@ def test_early_stopping_keeps_the_best_held_out_state_warm_up_included():
 
     model = qbm_pyro.QBMVAE(cite(), batch_key="batch", **SMALL)
     history = model.train(
-        **(QUICK | {"max_epochs": 7}), kl_warmup_epochs=7, patience=3, trainer_cls=ScriptedValidation
+        **(QUICK | {"max_epochs": 7}),
+        kl_warmup_epochs=7,
+        patience=3,
+        validation_fraction=0.1,  # 400 cells: no validation set by default
+        trainer_cls=ScriptedValidation,
     )
     assert history["validation_loss"] == [10.0, 8.0, 9.0, 9.5, 9.7]  # stopped 3 epochs after the best
     assert history["kl_weight"][1] < 1.0  # the best epoch was in the warm-up
@@ -952,6 +956,7 @@ def test_early_stopping_keeps_the_best_held_out_state_warm_up_included():
     history = model.train(
         **(QUICK | {"max_epochs": 7}),
         kl_warmup_epochs=7,
+        validation_fraction=0.1,
         early_stopping=False,
         trainer_cls=ScriptedValidation,
     )

@@ -39,7 +39,8 @@ def size_defaults(
         (``0.0``, ``False``). 10 % of 271 cells is 27 cells: their loss is too noisy to stop on,
         and they are worth more as training cells; the fixed epoch count above bounds training
         instead. From 1,000 cells: ``0.1`` and ``True`` (as before). Early stopping is only on
-        when there is a validation set.
+        when there is a validation set; ``early_stopping=True`` asked for on small data brings
+        its 10 % validation set.
     ``n_latent``, ``n_continuous``
         64 binary + 16 Gaussian units at every size. A smaller latent (16 + 8) was measured on
         300-cell subsamples and lost: on paul15 the pseudotime's Spearman with the lineage
@@ -73,7 +74,8 @@ def size_defaults(
     if max_epochs is None:
         max_epochs = int(min(400, max(200, round(8_000_000 / n_cells))))
     if validation_fraction is None:
-        validation_fraction = 0.0 if small else 0.1
+        # early stopping asked for needs cells to stop on, at any size
+        validation_fraction = 0.0 if small and not early_stopping else 0.1
     if early_stopping is None:
         early_stopping = validation_fraction > 0
     if n_latent is None:
