@@ -135,6 +135,9 @@ def test_marginal_ll_is_seeded_and_means():
     assert model.get_marginal_ll(n_samples=20, seed=3) == pytest.approx(float(a.mean()))
     with pytest.raises(ValueError, match="n_samples"):
         model.get_marginal_ll(n_samples=0)
+    # no cell selected (a small model's empty validation set): a clear error, not a torch one
+    with pytest.raises(ValueError, match="select no cell.*validation_fraction"):
+        model.get_marginal_ll(indices=np.array([], dtype=np.int64), n_samples=2)
 
 
 def test_one_model_for_training_and_likelihood():

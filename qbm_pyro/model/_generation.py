@@ -82,7 +82,8 @@ class GenerationMixin(ModelBase):
             Data with the registered features (default: the training data).
         indices
             Cells (positions) to score; default all. ``model.validation_indices_`` are the cells
-            held out from training.
+            held out from training (none below 1,000 cells unless ``train()`` was given a
+            ``validation_fraction``). Selecting no cell is an error.
         n_samples
             Importance samples per cell.
         batch_size
@@ -101,6 +102,12 @@ class GenerationMixin(ModelBase):
         n_samples = _positive_int("n_samples", n_samples)
         warn_if_untrained(self, "get_marginal_ll")
         loader = self._loader(data, indices, batch_size)
+        if len(loader) == 0:
+            raise ValueError(
+                "get_marginal_ll: `indices` select no cell. Below 1,000 cells train() keeps no "
+                "validation set (pp.size_defaults), so `model.validation_indices_` is empty; "
+                "pass validation_fraction=0.1 to train() to hold cells out"
+            )
         m = self.module
         m.eval()
         values = []
