@@ -103,6 +103,7 @@ class TrainingConfig:
     validation_fraction: float = 0.1
     early_stopping: bool = True
     patience: int = 30
+    restore_best: bool = True
     log_z_every: int = 5
     seed: int = 0
     progress_bar: bool = True
@@ -464,7 +465,7 @@ class Trainer:
                 if stop:
                     break
             bar.close()
-        if self.best_state is not None:
+        if self.best_state is not None and self.config.restore_best:
             self.module.load_state_dict(self.best_state)
         return self.history
 
@@ -479,7 +480,8 @@ class Trainer:
             return False
         if validation_loss < self.best_loss:
             self.best_loss = validation_loss
-            self.best_state = copy.deepcopy(self.module.state_dict())
+            if self.config.restore_best:
+                self.best_state = copy.deepcopy(self.module.state_dict())
             self.bad_epochs = 0
             return False
         self.bad_epochs += 1

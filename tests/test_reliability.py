@@ -962,3 +962,17 @@ def test_early_stopping_keeps_the_best_held_out_state_warm_up_included():
     )
     assert len(history["epoch"]) == 7
     assert all(torch.equal(v, states[6][k]) for k, v in model.module.named_parameters())
+    # restore_best=False: early stopping still stops 3 epochs after the best, the last state stays
+    states.clear()
+    model = qbm_pyro.QBMVAE(cite(), batch_key="batch", **SMALL)
+    history = model.train(
+        **(QUICK | {"max_epochs": 7}),
+        kl_warmup_epochs=7,
+        patience=3,
+        validation_fraction=0.1,
+        restore_best=False,
+        trainer_cls=ScriptedValidation,
+    )
+    assert history["validation_loss"] == [10.0, 8.0, 9.0, 9.5, 9.7]
+    assert not all(torch.equal(v, states[1][k]) for k, v in model.module.named_parameters())
+    assert all(torch.equal(v, states[-1][k]) for k, v in model.module.named_parameters())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from dataclasses import fields
 from pathlib import Path
 from typing import Literal
 
@@ -216,7 +217,8 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
             of the held-out cells at KL weight 1, watched from the first epoch, warm-up
             included, as scvi-tools' early stopping on ``elbo_validation``). With a validation
             set the state with the best validation loss is restored at the end, with or
-            without early stopping. ``None``: on when there is a validation set.
+            without early stopping (``restore_best=False`` keeps the last state). ``None``: on
+            when there is a validation set.
         progress_bar
             Show a progress bar with the losses.
         checkpoint_path
@@ -241,7 +243,9 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
             :class:`~qbm_pyro.distributed.DistributedTrainer` (data-parallel ranks).
         **config
             More :class:`~qbm_pyro.training.TrainingConfig` fields: ``weight_decay``,
-            ``log_z_every``, ``prior_lr_factor`` (the Boltzmann prior's learning rate is
+            ``log_z_every``, ``restore_best`` (default ``True``: with a validation set, end in
+            the state with the best validation loss; ``False``: the last state),
+            ``prior_lr_factor`` (the Boltzmann prior's learning rate is
             ``lr * prior_lr_factor``), ``kl_balance`` (``α`` in ``(0, 1]``: the codes' KL is
             balanced, ``α·KL(sg(q) ‖ p) + (1 − α)·KL(q ‖ sg(p))``, so the prior gets ``α`` and the
             posterior ``1 − α`` of its gradient; default ``None``, the plain KL; see
@@ -346,7 +350,8 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
                 detail = detail[:600] + "..."
             raise ValueError(f"{path} was written by another model or for other data ({detail})")
         now = cfg.record()
-        then = state.get("config") or {}
+        # a setting added since the checkpoint was written counts as its default
+        then = {f.name: f.default for f in fields(TrainingConfig)} | (state.get("config") or {})
         changed = {k: (then.get(k), v) for k, v in now.items() if then.get(k) != v}
         if changed:
             warnings.warn(
