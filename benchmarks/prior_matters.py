@@ -56,6 +56,7 @@ warnings.filterwarnings("ignore")
 METHODS = {
     "qbm": dict(prior="boltzmann", n_latent=64, n_continuous=16),
     "qbm_fast": dict(prior="boltzmann", n_latent=64, n_continuous=16, train=dict(prior_lr_factor=30.0)),
+    "qbm_slow": dict(prior="boltzmann", n_latent=64, n_continuous=16, train=dict(prior_lr_factor=0.1)),
     "bernoulli": dict(prior="bernoulli", n_latent=64, n_continuous=16),
     "binary": dict(prior="boltzmann", n_latent=64, n_continuous=0),
     "binary_fast": dict(prior="boltzmann", n_latent=64, n_continuous=0, train=dict(prior_lr_factor=30.0)),
@@ -314,6 +315,7 @@ REPORT_METRICS = [
 REPORT_METHODS = [
     "qbm",
     "qbm_fast",
+    "qbm_slow",
     "bernoulli",
     "gaussian",
     "binary",
@@ -325,6 +327,7 @@ REPORT_METHODS = [
 REPORT_NAMES = {
     "qbm": "learned Boltzmann",
     "qbm_fast": "learned, prior lr ×30",
+    "qbm_slow": "learned, prior lr ×0.1",
     "bernoulli": "fixed Bernoulli(½)",
     "gaussian": "Gaussian twin",
     "binary": "binary only, learned",
