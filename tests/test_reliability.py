@@ -443,6 +443,7 @@ CKPT_TRAIN = dict(
     batch_size=32,
     lr=3e-3,
     kl_warmup_epochs=3,
+    validation_fraction=0.1,  # 400 cells: none by default; the resumed history has the losses too
     patience=50,
     log_z_every=3,
     progress_bar=False,
