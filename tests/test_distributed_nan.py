@@ -32,6 +32,13 @@ def _worker(rank: int, store: str, out_dir: str) -> None:
         world_size=2,
         timeout=datetime.timedelta(seconds=TIMEOUT_S),
     )
+    try:
+        _train_one_rank(rank, out_dir)
+    finally:  # without it gloo's threads can abort the process at exit (SIGABRT)
+        dist.destroy_process_group()
+
+
+def _train_one_rank(rank: int, out_dir: str) -> None:
     model = qbm_pyro.QBMVAE(qbm_pyro.datasets.pbmc_cite_2batch()[::4].copy(), **SMALL)
     if rank == 1:  # this rank's loss becomes NaN at its second training step
         original, calls = DistributedTrainer._loss, {"n": 0}
