@@ -211,6 +211,7 @@ class Trainer:
             "module": self.module.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "sampler": sampler.state_dict() if sampler is not None else {},
+            "log_z_run": self.module.prior.ais_state() if self.module.prior is not None else {},
             "history": self.history,
             "best_loss": self.best_loss,
             "best_state": self.best_state,
@@ -245,6 +246,8 @@ class Trainer:
             self.optimizer.load_state_dict(state["optimizer"])
             if sampler is not None and state["sampler"]:
                 sampler.load_state_dict(state["sampler"])
+            if self.module.prior is not None:  # (absent from older checkpoints: AIS runs anew)
+                self.module.prior.load_ais_state(state.get("log_z_run") or {})
         except (RuntimeError, ValueError, KeyError, TypeError) as err:
             self._restore(backup)
             self.optimizer.load_state_dict(backup_optimizer)
@@ -393,6 +396,8 @@ class Trainer:
             exact = prior.n_latent <= prior.exact_max_n  # cheap: refresh every epoch
             if exact or (epoch + 1) % self.config.log_z_every == 0:
                 prior.refresh_log_z()
+            else:  # the last AIS run reweighted to this epoch's prior (a new run if too far)
+                prior.track_log_z()
         validation_loss = self.evaluate(self.validation_indices)
         if len(self.validation_indices) and not math.isfinite(validation_loss):
             warnings.warn(

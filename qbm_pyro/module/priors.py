@@ -17,7 +17,7 @@ from torch import nn
 from ..distributions import RBM, Boltzmann, HiddenBoltzmann
 from ..distributions.hidden_boltzmann import joint_machine
 from ..samplers import Sampler, default_sampler
-from ..samplers.ais import ais_log_partition
+from ..samplers.ais import AISResult, ais_log_partition, reweight_log_partition
 
 __all__ = ["BoltzmannPrior"]
 
@@ -93,6 +93,8 @@ class BoltzmannPrior(nn.Module):
         self.exact_max_n = exact_max_n
         self.coupling_bound = coupling_bound
         self.register_buffer("log_z", torch.tensor(float("nan")))
+        #: The last AIS run and the machine it targeted (for :meth:`track_log_z`; not saved).
+        self._ais: tuple[AISResult, tuple[torch.Tensor, torch.Tensor]] | None = None
         self.learnable = learnable
         if not learnable:  # the fixed factorial Bernoulli(1/2) prior of the ablation
             for p in self.parameters():
@@ -150,13 +152,13 @@ class BoltzmannPrior(nn.Module):
         h, J = self.h.detach(), self.couplings().detach()
         if not self.learnable:
             return float(self.log_z)
+        self._ais = None
         if self.structure == "hidden":
             if self.n_latent <= self.exact_max_n:
                 d = HiddenBoltzmann(h, J, self.b.detach(), self.W.detach(), exact_max_n=self.exact_max_n)
                 value = float(d.log_partition_function)
             else:  # AIS over the joint machine (its log Z is the marginal's)
-                options = {"n_chains": 128, "n_steps": 200, "seed": 0} | ais_options
-                value = ais_log_partition(*self.sampling_machine(), **options).log_z
+                value = self._run_ais(ais_options)
             self.log_z.fill_(value)
             return value
         if not bool((J != 0).any()):  # no couplings (e.g. at initialisation): exact, factorial
@@ -166,10 +168,70 @@ class BoltzmannPrior(nn.Module):
                 Boltzmann(h, J, exact_max_n=self.exact_max_n, validate_args=False).log_partition_function
             )
         else:
-            options = {"n_chains": 128, "n_steps": 200, "seed": 0} | ais_options
-            value = ais_log_partition(h, J, **options).log_z
+            value = self._run_ais(ais_options)
         self.log_z.fill_(value)
         return value
+
+    def _run_ais(self, ais_options: dict) -> float:
+        """AIS on :meth:`sampling_machine` (the joint machine with hidden units: its log Z is the
+        code marginal's); the run is kept for :meth:`track_log_z`."""
+        machine = tuple(t.clone() for t in self.sampling_machine())
+        result = ais_log_partition(*machine, **({"n_chains": 128, "n_steps": 200, "seed": 0} | ais_options))
+        self._ais = (result, machine)
+        return result.log_z
+
+    def ais_state(self) -> dict:
+        """The AIS run :meth:`track_log_z` reweights, as plain tensors (``{}`` if none): for
+        training checkpoints, so that a resumed run tracks log Z exactly as an uninterrupted one."""
+        if self._ais is None:
+            return {}
+        result, (h, J) = self._ais
+        return {
+            "log_z": result.log_z,
+            "stderr": result.stderr,
+            "ess": result.ess,
+            "states": result.states,
+            "log_weights": result.log_weights,
+            "h": h,
+            "J": J,
+        }
+
+    def load_ais_state(self, state: dict) -> None:
+        """Restore :meth:`ais_state` (``{}``: none, the next :meth:`track_log_z` runs AIS)."""
+        if not state:
+            self._ais = None
+            return
+        machine = (state["h"], state["J"])
+        if machine[0].shape[0] != state["states"].shape[1]:
+            raise ValueError("the saved AIS run does not fit this prior's machine")
+        result = AISResult(
+            float(state["log_z"]), float(state["stderr"]), float(state["ess"]), state["states"], state["log_weights"]
+        )
+        self._ais = (result, machine)
+
+    @torch.no_grad()
+    def track_log_z(self, min_ess_ratio: float = 0.5) -> float:
+        """Bring the cached log Z up to date after a parameter change, cheaply; returns it.
+
+        Reweights the last AIS run's final chains to the current machine
+        (:func:`~qbm_pyro.samplers.ais.reweight_log_partition`: one energy per chain) and
+        falls back to :meth:`refresh_log_z` when there is no run to reweight, when the
+        reweighted effective sample size has fallen below ``min_ess_ratio`` times the run's own,
+        or up to ``exact_max_n`` units (exact, and cheap). Training calls it after every epoch
+        between full AIS refreshes (``log_z_every``), so that the validation loss, and so early
+        stopping, never uses a log Z from an older prior (a stale value is off by nats per cell
+        after a few epochs).
+        """
+        if not self.learnable:
+            return float(self.log_z)
+        if self.n_latent <= self.exact_max_n or self._ais is None:
+            return self.refresh_log_z()
+        result, reference = self._ais
+        tracked = reweight_log_partition(result, reference, *self.sampling_machine())
+        if not math.isfinite(tracked.log_z) or tracked.ess < min_ess_ratio * result.ess:
+            return self.refresh_log_z()
+        self.log_z.fill_(tracked.log_z)
+        return tracked.log_z
 
     @torch.no_grad()
     def clamp_(self) -> None:
