@@ -43,7 +43,9 @@ def _move(prior: BoltzmannPrior, size: float, seed: int = 1) -> None:
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         prior.h.add_(size + size * torch.randn(prior.h.shape, generator=g, dtype=prior.h.dtype))
-        prior.J.add_(torch.triu(0.25 * size * torch.randn(prior.J.shape, generator=g, dtype=prior.J.dtype), 1))
+        prior.J.add_(
+            torch.triu(0.25 * size * torch.randn(prior.J.shape, generator=g, dtype=prior.J.dtype), 1)
+        )
 
 
 @pytest.mark.parametrize("structure", ["full", "hidden"])
@@ -105,8 +107,14 @@ def test_training_validates_with_a_current_log_z():
     model = qbm_pyro.QBMVAE(data, batch_key="batch", n_latent=14, n_continuous=2, n_hidden=32, seed=0)
     model.module.prior.exact_max_n = 8
     history = model.train(
-        max_epochs=6, lr=3e-3, validation_fraction=0.2, early_stopping=False, restore_best=False,
-        log_z_every=100, prior_lr_factor=50.0, progress_bar=False,
+        max_epochs=6,
+        lr=3e-3,
+        validation_fraction=0.2,
+        early_stopping=False,
+        restore_best=False,
+        log_z_every=100,
+        prior_lr_factor=50.0,
+        progress_bar=False,
     )
     prior = model.module.prior
     exact = _exact(prior)

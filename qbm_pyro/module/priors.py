@@ -205,7 +205,11 @@ class BoltzmannPrior(nn.Module):
         if machine[0].shape[0] != state["states"].shape[1]:
             raise ValueError("the saved AIS run does not fit this prior's machine")
         result = AISResult(
-            float(state["log_z"]), float(state["stderr"]), float(state["ess"]), state["states"], state["log_weights"]
+            float(state["log_z"]),
+            float(state["stderr"]),
+            float(state["ess"]),
+            state["states"],
+            state["log_weights"],
         )
         self._ais = (result, machine)
 
