@@ -1,8 +1,8 @@
 """The cached log Z follows the prior between AIS runs (validation losses use a current value).
 
-Between full AIS refreshes (``log_z_every`` epochs) training reweights the last AIS run to the
-current prior (:meth:`BoltzmannPrior.track_log_z`). Checked against exact enumeration, for the
-full machine and the machine with hidden units, and through a training run.
+Between full AIS refreshes (``log_z_every`` epochs) training continues the last AIS run to the
+current prior along a short bridge (:meth:`BoltzmannPrior.track_log_z`). Checked against exact
+enumeration, for the full machine and the machine with hidden units, and through a training run.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from conftest import random_machine
 
 import qbm_pyro
 from qbm_pyro.distributions import Boltzmann, HiddenBoltzmann
+from qbm_pyro.module import priors
 from qbm_pyro.module.priors import BoltzmannPrior
 
 
@@ -48,27 +49,41 @@ def _move(prior: BoltzmannPrior, size: float, seed: int = 1) -> None:
         )
 
 
+@pytest.fixture
+def full_runs(monkeypatch):
+    """Counts the full AIS runs of BoltzmannPrior."""
+    count = {"n": 0}
+    original = priors.ais_log_partition
+
+    def counted(*args, **kwargs):
+        count["n"] += 1
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(priors, "ais_log_partition", counted)
+    return count
+
+
 @pytest.mark.parametrize("structure", ["full", "hidden"])
-def test_tracked_log_z_follows_the_prior_without_a_new_run(structure):
+def test_tracked_log_z_follows_the_prior_without_a_new_run(structure, full_runs):
     prior = _prior(structure)
     prior.refresh_log_z()
-    run = prior._ais[0]
-    _move(prior, 0.1)
-    stale, exact = float(prior.log_z), _exact(prior)
-    assert abs(stale - exact) > 0.5  # what the validation loss used before tracking
-    tracked = prior.track_log_z()
-    assert prior._ais[0] is run  # reweighted, not re-run
-    assert float(prior.log_z) == tracked
-    assert abs(tracked - exact) < 0.1
+    for step in range(3):  # three moves, each continued from the last
+        _move(prior, 0.1, seed=step)
+        stale, exact = float(prior.log_z), _exact(prior)
+        assert abs(stale - exact) > 0.5  # what the validation loss used before tracking
+        tracked = prior.track_log_z()
+        assert float(prior.log_z) == tracked
+        assert abs(tracked - exact) < 0.1
+        assert torch.equal(prior._ais[1][0][: prior.n_latent], prior.h)  # the run now targets it
+    assert full_runs["n"] == 1  # continued, never re-run
 
 
-def test_tracking_runs_ais_again_when_the_prior_has_moved_far():
+def test_tracking_runs_ais_again_when_the_prior_has_moved_far(full_runs):
     prior = _prior("full")
     prior.refresh_log_z()
-    run = prior._ais[0]
     _move(prior, 1.5)
-    tracked = prior.track_log_z()
-    assert prior._ais[0] is not run  # the reweighted ESS fell below half: a new AIS run
+    tracked = prior.track_log_z(n_steps=0)  # reweighting alone: its ESS falls below half
+    assert full_runs["n"] == 2
     assert abs(tracked - _exact(prior)) < 0.1
 
 

@@ -17,7 +17,7 @@ from torch import nn
 from ..distributions import RBM, Boltzmann, HiddenBoltzmann
 from ..distributions.hidden_boltzmann import joint_machine
 from ..samplers import Sampler, default_sampler
-from ..samplers.ais import AISResult, ais_log_partition, reweight_log_partition
+from ..samplers.ais import AISResult, ais_log_partition, bridge_log_partition
 
 __all__ = ["BoltzmannPrior"]
 
@@ -93,8 +93,10 @@ class BoltzmannPrior(nn.Module):
         self.exact_max_n = exact_max_n
         self.coupling_bound = coupling_bound
         self.register_buffer("log_z", torch.tensor(float("nan")))
-        #: The last AIS run and the machine it targeted (for :meth:`track_log_z`; not saved).
-        self._ais: tuple[AISResult, tuple[torch.Tensor, torch.Tensor]] | None = None
+        #: The last AIS run (or its continuation), the machine it targeted and the effective
+        #: sample size of the last full run (for :meth:`track_log_z`; not in the state dict:
+        #: :meth:`ais_state` carries it in training checkpoints).
+        self._ais: tuple[AISResult, tuple[torch.Tensor, torch.Tensor], float] | None = None
         self.learnable = learnable
         if not learnable:  # the fixed factorial Bernoulli(1/2) prior of the ablation
             for p in self.parameters():
@@ -177,19 +179,20 @@ class BoltzmannPrior(nn.Module):
         code marginal's); the run is kept for :meth:`track_log_z`."""
         machine = tuple(t.clone() for t in self.sampling_machine())
         result = ais_log_partition(*machine, **({"n_chains": 128, "n_steps": 200, "seed": 0} | ais_options))
-        self._ais = (result, machine)
+        self._ais = (result, machine, result.ess)
         return result.log_z
 
     def ais_state(self) -> dict:
-        """The AIS run :meth:`track_log_z` reweights, as plain tensors (``{}`` if none): for
+        """The AIS run :meth:`track_log_z` continues, as plain tensors (``{}`` if none): for
         training checkpoints, so that a resumed run tracks log Z exactly as an uninterrupted one."""
         if self._ais is None:
             return {}
-        result, (h, J) = self._ais
+        result, (h, J), anchor_ess = self._ais
         return {
             "log_z": result.log_z,
             "stderr": result.stderr,
             "ess": result.ess,
+            "anchor_ess": anchor_ess,
             "states": result.states,
             "log_weights": result.log_weights,
             "h": h,
@@ -204,36 +207,34 @@ class BoltzmannPrior(nn.Module):
         machine = (state["h"], state["J"])
         if machine[0].shape[0] != state["states"].shape[1]:
             raise ValueError("the saved AIS run does not fit this prior's machine")
-        result = AISResult(
-            float(state["log_z"]),
-            float(state["stderr"]),
-            float(state["ess"]),
-            state["states"],
-            state["log_weights"],
-        )
-        self._ais = (result, machine)
+        values = (float(state["log_z"]), float(state["stderr"]), float(state["ess"]))
+        anchor_ess = float(state["anchor_ess"])
+        self._ais = (AISResult(*values, state["states"], state["log_weights"]), machine, anchor_ess)
 
     @torch.no_grad()
-    def track_log_z(self, min_ess_ratio: float = 0.5) -> float:
+    def track_log_z(self, n_steps: int = 20, min_ess_ratio: float = 0.5) -> float:
         """Bring the cached log Z up to date after a parameter change, cheaply; returns it.
 
-        Reweights the last AIS run's final chains to the current machine
-        (:func:`~qbm_pyro.samplers.ais.reweight_log_partition`: one energy per chain) and
-        falls back to :meth:`refresh_log_z` when there is no run to reweight, when the
-        reweighted effective sample size has fallen below ``min_ess_ratio`` times the run's own,
-        or up to ``exact_max_n`` units (exact, and cheap). Training calls it after every epoch
-        between full AIS refreshes (``log_z_every``), so that the validation loss, and so early
-        stopping, never uses a log Z from an older prior (a stale value is off by nats per cell
-        after a few epochs).
+        Continues the last AIS run's chains to the current machine along a short bridge of
+        ``n_steps`` Gibbs sweeps (:func:`~qbm_pyro.samplers.ais.bridge_log_partition`; a full
+        run is 200) and keeps the continued run for the next call. Runs AIS afresh
+        (:meth:`refresh_log_z`) when there is no run to continue, when the continued run's
+        effective sample size has fallen below ``min_ess_ratio`` times the last full run's (its
+        chains no longer represent the prior well enough), and up to ``exact_max_n`` units
+        (exact, and cheap). Training calls it after every epoch between full AIS runs
+        (``log_z_every``), so that the validation loss, and so early stopping, never uses the
+        log Z of an older prior (a stale value is off by nats per cell after a few epochs).
         """
         if not self.learnable:
             return float(self.log_z)
         if self.n_latent <= self.exact_max_n or self._ais is None:
             return self.refresh_log_z()
-        result, reference = self._ais
-        tracked = reweight_log_partition(result, reference, *self.sampling_machine())
-        if not math.isfinite(tracked.log_z) or tracked.ess < min_ess_ratio * result.ess:
+        result, reference, anchor_ess = self._ais
+        machine = tuple(t.clone() for t in self.sampling_machine())
+        tracked = bridge_log_partition(result, reference, *machine, n_steps=n_steps)
+        if not math.isfinite(tracked.log_z) or tracked.ess < min_ess_ratio * anchor_ess:
             return self.refresh_log_z()
+        self._ais = (tracked, machine, anchor_ess)
         self.log_z.fill_(tracked.log_z)
         return tracked.log_z
 

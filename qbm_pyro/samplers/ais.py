@@ -26,14 +26,14 @@ from ..energy import energy, symmetric_couplings
 from .base import make_generator
 from .gibbs import gibbs_sweep_
 
-__all__ = ["AISResult", "ais_log_partition", "reweight_log_partition"]
+__all__ = ["AISResult", "ais_log_partition", "bridge_log_partition"]
 
 
 class AISResult(NamedTuple):
     """An AIS estimate: ``log_z`` (float), its bootstrap standard error ``stderr``, the
     effective sample size of the final importance weights ``ess``; ``states`` ``(C, n)`` and
     ``log_weights`` ``(C,)``, the chains' final states and log importance weights (float64),
-    which :func:`reweight_log_partition` reuses for a nearby machine."""
+    which :func:`bridge_log_partition` continues to a nearby machine."""
 
     log_z: float
     stderr: float
@@ -104,51 +104,71 @@ def _result(log_w: torch.Tensor, z: torch.Tensor, n_bootstrap: int, generator) -
     return AISResult(float(n * math.log(2.0) + log_mean), float(boot.std()), ess, z, log_w)
 
 
-def reweight_log_partition(
+def bridge_log_partition(
     result: AISResult,
     reference: tuple[torch.Tensor, torch.Tensor],
     h: torch.Tensor,
     J: torch.Tensor,
     *,
     beta: float = 1.0,
+    n_steps: int = 20,
     n_bootstrap: int = 200,
     seed: int | None = 0,
 ) -> AISResult:
-    r"""``log Z_β`` of the machine ``(h, J)`` from an AIS run on a nearby ``reference`` machine.
+    r"""``log Z_β`` of the machine ``(h, J)`` by continuing an AIS run on a nearby ``reference``.
 
-    The AIS chains' final states ``z_c`` with weights ``w_c`` satisfy
-    ``E[w_c f(z_c)] = (Z_ref / Z_0) E_ref[f]``; with ``f = exp(-β (E - E_ref))`` this is
-    ``Z / Z_0``, so
+    The run's chains (final states ``z_c``, weights ``w_c``) go on annealing, along the straight
+    line ``E_s = (1 - s) E_{ref} + s E`` from the reference machine (``s = 0``) to the new one
+    (``s = 1``) in ``n_steps`` steps: at each step the log weight gathers
+    ``-β (s_k - s_{k-1}) (E(z) - E_{ref}(z))`` and the chains make one Gibbs sweep of ``E_{s_k}``.
+    Together with the run this is one AIS run from the uniform distribution to the new machine,
+    so
 
     .. math::
-        \log \hat Z = n \log 2 + \log \frac{1}{C} \sum_c w_c\, e^{-β (E(z_c) - E_{ref}(z_c))}
+        \log \hat Z = n \log 2 + \log \frac{1}{C} \sum_c w'_c
 
-    is unbiased for ``Z`` like the run itself, at the cost of one energy per chain. It degrades
-    as the machines drift apart: the returned ``ess`` says by how much (compare it with
-    ``result.ess``; :meth:`~qbm_pyro.module.priors.BoltzmannPrior.track_log_z` re-runs AIS when it
-    has halved).
+    is unbiased for ``Z`` like the run itself. ``n_steps=0`` is plain importance reweighting
+    (``w'_c = w_c e^{-β (E(z_c) - E_{ref}(z_c))}``), which degrades fast as the machines drift
+    apart; a short bridge keeps the weights even at ``n_steps`` sweeps instead of a whole run's.
+    The returned ``ess`` says how well it went (compare it with the first run's:
+    :meth:`~qbm_pyro.module.priors.BoltzmannPrior.track_log_z` runs AIS afresh when it has
+    halved). The result can be bridged again to the next machine.
 
     Parameters
     ----------
     result
-        An :func:`ais_log_partition` result (with its ``states`` and ``log_weights``) at ``beta``.
+        An :func:`ais_log_partition` (or earlier bridge) result with its ``states`` and
+        ``log_weights``, at ``beta``.
     reference
         ``(h, J)`` of the machine that run targeted.
     h, J
         The machine whose log Z is wanted (same size).
     beta, n_bootstrap, seed
         As in :func:`ais_log_partition` (``beta`` must be the run's).
+    n_steps
+        Gibbs sweeps along the bridge (``0``: reweighting only).
     """
     if result.states is None or result.log_weights is None:
-        raise ValueError("this AIS result carries no final states to reweight (run ais_log_partition again)")
+        raise ValueError("this AIS result carries no final states to continue (run ais_log_partition again)")
+    generator = make_generator(seed)
     with torch.no_grad():
-        z = result.states
         h_ref, J_ref = (t.detach().double().cpu() for t in reference)
         h, J = h.detach().double().cpu(), J.detach().double().cpu()
-        if h.shape != h_ref.shape or J.shape != J_ref.shape or h.shape[0] != z.shape[1]:
+        if h.shape != h_ref.shape or J.shape != J_ref.shape or h.shape[0] != result.states.shape[1]:
             raise ValueError(
                 f"the machine ({tuple(h.shape)}, {tuple(J.shape)}) does not match the AIS run's "
                 f"({tuple(h_ref.shape)}, {tuple(J_ref.shape)})"
             )
-        log_w = result.log_weights - beta * (energy(z, h, J) - energy(z, h_ref, J_ref))
-        return _result(log_w, z, n_bootstrap, make_generator(seed))
+        z, log_w = result.states.clone(), result.log_weights.clone()
+        J_ref, J = torch.triu(J_ref, 1), torch.triu(J, 1)
+        dh, dJ = h - h_ref, J - J_ref
+        previous = 0.0
+        for k in range(1, n_steps + 1):
+            s = k / (n_steps + 1)  # the last step, to s = 1, only weighs (as in the first run)
+            log_w -= beta * (s - previous) * energy(z, dh, dJ)
+            Jt = symmetric_couplings(J_ref + s * dJ)
+            field = h_ref + s * dh + z @ Jt
+            gibbs_sweep_(z, field, Jt, beta, None, generator)
+            previous = s
+        log_w -= beta * (1.0 - previous) * energy(z, dh, dJ)
+        return _result(log_w, z, n_bootstrap, generator)
