@@ -390,7 +390,7 @@ def train_rank(
     kl_warmup_epochs: int | None = None,
     validation_fraction: float | None = None,
     early_stopping: bool | None = None,
-    patience: int = 30,
+    patience: int = 45,
     progress_bar: bool = True,
     checkpoint_path: str | None = None,
     resume: bool = False,

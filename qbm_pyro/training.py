@@ -102,7 +102,7 @@ class TrainingConfig:
     kl_warmup_epochs: int | None = None
     validation_fraction: float = 0.1
     early_stopping: bool = True
-    patience: int = 30
+    patience: int = 45
     restore_best: bool = True
     log_z_every: int = 5
     seed: int = 0
