@@ -323,6 +323,23 @@ def _provenance_section() -> list[str]:
         "400 epochs (`prior_matters_400.json`). Not re-run: "
         "reference mapping (100-epoch references for every method), the 100-epoch main run.",
         "",
+        "**2026-12-03: the validation loss uses each epoch's own log Z, and the patience is 45.** "
+        "Above the enumeration limit log Z was refreshed by AIS every 5 epochs and the epochs "
+        "between validated with the last value: 1-3 nats per cell off on paul15 in mid-training, "
+        "over 10 in the first epochs, as large as the differences early stopping compares (an a549 "
+        "variant stopped at epoch 34 on a best epoch 4 that only a stale log Z made best). The "
+        "value is now carried to every epoch's prior by continuing the last AIS run along a "
+        "20-sweep bridge (within 0.2 nats of a long AIS run at every epoch of a paul15 fit). With "
+        "it, patience 30 stopped paul15 and mixology earlier (one paul15 seed at epoch 182, in the "
+        "warm-up; mixology batch mixing 0.713 ± 0.026 against 0.748 ± 0.013), so the patience is "
+        "now scvi-tools' 45. Re-run on main 38dc0ab: the QBM-VAE rows of `quality_400.json` for "
+        "paul15, mixology and a549 (the first section), their scib-metrics rows, the landscape "
+        "table for those sets, and the learned-prior study's qbm, fixed-prior and Gaussian-twin "
+        "rows of paul15 and mixology. CITE-seq trains without a validation set (below 1,000 "
+        "cells), so neither change touches its fits. Not re-run: a549's prior-study rows (its "
+        "fits moved by at most 2 epochs), the prior-LR lever rows, the training-length rows and "
+        "reference mapping.",
+        "",
     ]
 
 
