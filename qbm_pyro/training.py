@@ -396,7 +396,7 @@ class Trainer:
             exact = prior.n_latent <= prior.exact_max_n  # cheap: refresh every epoch
             if exact or (epoch + 1) % self.config.log_z_every == 0:
                 prior.refresh_log_z()
-            else:  # the last AIS run reweighted to this epoch's prior (a new run if too far)
+            else:  # the last AIS run continued to this epoch's prior (a new run if too far)
                 prior.track_log_z()
         validation_loss = self.evaluate(self.validation_indices)
         if len(self.validation_indices) and not math.isfinite(validation_loss):
