@@ -178,3 +178,28 @@ def test_the_draws_matter(minibatches):
     n = batch[K.BATCH_KEY].shape[0]
     assert set(terms["kl"]) == {"z", "c"} and all(t.shape == (n,) for t in terms["kl"].values())
     assert set(terms["log_likelihood"]) == {K.RNA, K.PROTEIN}
+
+
+@pytest.mark.parametrize("kind", DATA)
+def test_likelihood_weights_are_scored_alike(minibatches, kind):
+    """A weight on each kind's log-likelihood (``poutine.scale`` in the model, the same factor in
+    the fast loss) changes the loss, and both losses alike; the loss moves by exactly the
+    weighted log-likelihoods."""
+    module, batch = _module(minibatches, kind, "decoder")
+    plain = _both(module, batch, kl_weight=0.5)[1][0]
+    weights = {K.RNA: 0.5, kind: 0.1}
+    module.likelihood_weights = weights
+    pyro_loss, fast_loss = _both(module, batch, kl_weight=0.5)
+    _assert_same(pyro_loss, fast_loss)
+    module.likelihood_weights = {}
+    _reseed(module)
+    torch.manual_seed(0)
+    trace = poutine.trace(module.guide).get_trace(batch, kl_weight=0.5)
+    recorded = {
+        "posterior": {s: trace.nodes[s]["fn"] for s in ("z", "c")},
+        "latent": {s: trace.nodes[s]["value"] for s in ("z", "c")},
+    }
+    _reseed(module)
+    terms = module.loss_terms(batch, recorded)
+    shift = sum((1 - w) * terms["log_likelihood"][k].sum() for k, w in weights.items())
+    torch.testing.assert_close(fast_loss[0], plain + shift.detach(), rtol=1e-5, atol=1e-3)

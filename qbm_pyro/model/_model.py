@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Mapping
 from dataclasses import fields
 from pathlib import Path
 from typing import Literal
@@ -103,7 +104,10 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
         ``True`` was not better beyond seed noise on the benchmark sets, see ``docs/multiomics.rst``),
         ``encoder_input`` (``"log1p"`` default, or ``"depth"``: counts scaled to each cell's depth
         before the encoders), ``protein_depth`` (default ``True``: the protein likelihood is
-        scaled by each cell's observed tag depth); see :class:`~qbm_pyro.module.MultiVAE`.
+        scaled by each cell's observed tag depth), ``likelihood_weights`` (``{modality: weight}``
+        by name or kind, or ``"balanced"``: each modality's log-likelihood is weighted so in the
+        training loss; the marginal likelihood stays unweighted); see
+        :class:`~qbm_pyro.module.MultiVAE`.
 
     Examples
     --------
@@ -139,6 +143,11 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
         warn_non_counts(data, self.registry)  # rounded TPM/CPM/FPKM pass the checks: say so
         sampler = _prepare_sampler(sampler, sampler_fallback, prior=prior, seed=seed)
         self.data = data
+        weights = module_kwargs.get("likelihood_weights")
+        if isinstance(weights, Mapping):  # modality names to the module's kinds
+            module_kwargs["likelihood_weights"] = {
+                self._resolve_modality(str(k))[1]: w for k, w in weights.items()
+            }
         self.init_args = dict(
             n_latent=n_latent,
             n_continuous=n_continuous,

@@ -38,6 +38,8 @@ Likelihoods: :mod:`qbm_pyro.module.likelihoods`; ``log p(x)`` by importance samp
 from __future__ import annotations
 
 import contextlib
+import math
+from collections.abc import Mapping
 
 import pyro
 import torch
@@ -60,6 +62,33 @@ __all__ = ["MultiVAE"]
 
 K = REGISTRY_KEYS
 ENCODER_INPUTS = ("log1p", "depth")
+
+
+def resolve_likelihood_weights(weights, n_vars: Mapping[str, int]) -> dict[str, float]:
+    """``{kind: weight}`` from :class:`MultiVAE`'s ``likelihood_weights`` (only weights other than
+    1), checked: kinds the model has, finite positive weights."""
+    if weights is None:
+        return {}
+    if isinstance(weights, str):
+        check_choice("likelihood_weights", weights, ("balanced",))
+        if K.ATAC in n_vars and K.RNA in n_vars and n_vars[K.ATAC] > n_vars[K.RNA]:
+            return {K.ATAC: n_vars[K.RNA] / n_vars[K.ATAC]}
+        return {}
+    if not isinstance(weights, Mapping):
+        raise TypeError(
+            f"likelihood_weights must be None, 'balanced' or a mapping {{kind: weight}}, got "
+            f"{type(weights).__name__}"
+        )
+    unknown = sorted(set(map(str, weights)) - set(n_vars))
+    if unknown:
+        raise ValueError(f"likelihood_weights names {unknown}, not among this model's kinds {sorted(n_vars)}")
+    out = {}
+    for kind, w in weights.items():
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w <= 0:
+            raise ValueError(f"likelihood_weights[{kind!r}] must be a finite number > 0, got {w!r}")
+        if float(w) != 1.0:
+            out[str(kind)] = float(w)
+    return out
 
 
 def _masked(mask: torch.Tensor | None, value: torch.Tensor) -> torch.Tensor:
@@ -117,6 +146,14 @@ class MultiVAE(PyroModule):
         the observed library. Without it the latent has to encode each cell's tag depth, which
         differs between batches (the measured effect on batch mixing: docs/multiomics.rst and
         BENCHMARKS.md).
+    likelihood_weights
+        Weight of each modality kind's log-likelihood in the training loss: ``{kind: w}`` (kinds
+        missing from the mapping weigh 1), ``"balanced"`` (ATAC weighs
+        ``min(1, n_genes / n_peaks)`` when there is RNA beside it, so that a peak counts no more
+        than a gene in total; every other kind 1) or ``None`` (all 1, the plain ELBO). A weight
+        is a ``poutine.scale`` on the observation site in :meth:`model`, the same factor in
+        :meth:`loss`; :meth:`log_likelihood` (the marginal likelihood, generation) is always
+        the unweighted model.
     sampler, num_prior_samples, seed
         Passed to :class:`~qbm_pyro.module.priors.BoltzmannPrior`.
     """
@@ -139,6 +176,7 @@ class MultiVAE(PyroModule):
         encode_covariates: bool = False,
         encoder_input: str = "log1p",
         protein_depth: bool = True,
+        likelihood_weights: Mapping[str, float] | str | None = None,
         sampler=None,
         num_prior_samples: int = 256,
         seed: int | None = 0,
@@ -159,6 +197,8 @@ class MultiVAE(PyroModule):
         self.rna_likelihood = rna_likelihood
         self.encoder_input_kind = encoder_input
         self.protein_depth = bool(protein_depth)
+        #: ``{kind: weight}`` of the log-likelihoods in the training loss (kinds not listed: 1).
+        self.likelihood_weights = resolve_likelihood_weights(likelihood_weights, self.n_vars)
         #: ``{kind: bool tensor (n_vars,)}``: features left out of the likelihood (False), e.g.
         #: the zero-padded features of a mapped query (``QBMVAE.load_query_data``); none by default.
         self.feature_masks: dict[str, torch.Tensor] = {}
@@ -409,7 +449,8 @@ class MultiVAE(PyroModule):
             with _kl_scale(kl_weight):
                 latent = self.latent_prior(pyro.sample, B)
             for kind, fn in self.likelihoods(latent, batch).items():
-                pyro.sample(K.x_key(kind), fn, obs=batch[K.x_key(kind)] if observe else None)
+                with poutine.scale(scale=self.likelihood_weights.get(kind, 1.0)):
+                    pyro.sample(K.x_key(kind), fn, obs=batch[K.x_key(kind)] if observe else None)
 
     # ------------------------------------------------------------------ the ELBO
 
@@ -465,8 +506,8 @@ class MultiVAE(PyroModule):
         elbo = 0.0  # in AnalyticKL_ELBO's order: the latent sites' KLs, then the likelihoods
         for kl in terms["kl"].values():
             elbo = elbo - scale_and_mask(kl, kl_weight).sum()
-        for log_likelihood in terms["log_likelihood"].values():
-            elbo = elbo + log_likelihood.sum()
+        for kind, log_likelihood in terms["log_likelihood"].items():
+            elbo = elbo + scale_and_mask(log_likelihood, self.likelihood_weights.get(kind, 1.0)).sum()
         return -elbo
 
     # ------------------------------------------------------------------ generation and likelihood
