@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 import torch
@@ -10,12 +11,12 @@ from pyro.distributions.util import broadcast_shape
 from torch.distributions.utils import lazy_property
 
 from ..energy import energy, upper_couplings
-from ..samplers.ais import ais_log_partition
+from ..samplers.ais import AISResult, ais_log_partition, bridge_log_partition
 from ..samplers.anneal import minimum_energy_state
 from ..samplers.base import Sampler
 from ..samplers.exact import ExactSampler, enumerate_states, exact_log_partition
 from ..samplers.gibbs import GibbsSampler
-from .log_z_cache import LOG_Z_CACHE, announce_ais, carry_log_z
+from .log_z_cache import LOG_Z_CACHE, announce_ais
 
 __all__ = ["RBM", "Boltzmann", "BinaryVectorConstraint"]
 
@@ -53,8 +54,8 @@ class Boltzmann(TorchDistribution):
     **log Z and gradients.** For ``n ≤ exact_max_n`` the log partition function is computed
     exactly by enumeration and is differentiable. Above that, its *value* comes from ``log_z``
     if given, else from a cache kept across SVI steps (annealed importance sampling on first use
-    and every ``log_z_refresh_every`` parameter updates, carried between by importance sampling
-    with the negative-phase samples: :mod:`qbm_pyro.distributions.log_z_cache` states the policy
+    and every ``log_z_refresh_every`` parameter updates, the run continued between along a short
+    bridge to each new machine: :mod:`qbm_pyro.distributions.log_z_cache` states the policy
     and how stale the value may be), and its *gradient* from samples of the attached sampler,
     through the surrogate
 
@@ -95,8 +96,11 @@ class Boltzmann(TorchDistribution):
     log_z_refresh_every
         Above ``exact_max_n``: rerun AIS after this many parameter updates (see above).
     log_z_min_ess
-        Above ``exact_max_n``: rerun AIS when the importance weights that carry log Z from one
-        step to the next have an effective sample size below this fraction of the samples.
+        Above ``exact_max_n``: rerun AIS when the cached run, continued to the new parameters,
+        has an effective sample size below this fraction of its own AIS run's.
+    log_z_bridge_steps
+        Above ``exact_max_n``: Gibbs sweeps of the bridge that continues the cached AIS run to
+        the new parameters at each update (``0``: plain importance reweighting of the run).
     relaxed
         Score relaxed values ``ζ ∈ [0, 1]^n`` (a relaxed posterior's samples replayed at the
         prior site) with validation on: the support becomes ``[0, 1]^n`` and ``log_prob(ζ)`` is
@@ -135,6 +139,7 @@ class Boltzmann(TorchDistribution):
         ais_options: dict | None = None,
         log_z_refresh_every: int = 100,
         log_z_min_ess: float = 0.5,
+        log_z_bridge_steps: int = 20,
         relaxed: bool = False,
         validate_args: bool | None = None,
     ):
@@ -151,13 +156,14 @@ class Boltzmann(TorchDistribution):
         self.exact_max_n = int(exact_max_n)
         self._log_z = log_z
         self.ais_options = dict(ais_options or {})
-        if int(log_z_refresh_every) < 1 or not 0 < float(log_z_min_ess) <= 1:
+        if int(log_z_refresh_every) < 1 or not 0 < float(log_z_min_ess) <= 1 or int(log_z_bridge_steps) < 0:
             raise ValueError(
-                f"need log_z_refresh_every >= 1 and 0 < log_z_min_ess <= 1, got {log_z_refresh_every}, "
-                f"{log_z_min_ess}"
+                "need log_z_refresh_every >= 1, 0 < log_z_min_ess <= 1 and log_z_bridge_steps >= 0, got "
+                f"{log_z_refresh_every}, {log_z_min_ess}, {log_z_bridge_steps}"
             )
         self.log_z_refresh_every = int(log_z_refresh_every)
         self.log_z_min_ess = float(log_z_min_ess)
+        self.log_z_bridge_steps = int(log_z_bridge_steps)
         self.relaxed = bool(relaxed)
         self._unbatched: Boltzmann | None = None
         super().__init__(batch_shape, (n,), validate_args=validate_args)
@@ -203,6 +209,7 @@ class Boltzmann(TorchDistribution):
             "ais_options",
             "log_z_refresh_every",
             "log_z_min_ess",
+            "log_z_bridge_steps",
             "relaxed",
         ):
             setattr(new, attr, getattr(self, attr))
@@ -253,21 +260,48 @@ class Boltzmann(TorchDistribution):
         return sampler.sample(h, J, num_samples)
 
     @lazy_property
-    def _ais_estimate(self) -> torch.Tensor:
-        """AIS ``(log Ẑ, stderr)`` per batch element, shape ``batch_shape + (2,)``."""
-
-        def estimate(h, J):
-            result = ais_log_partition(h, J, **self.ais_options)
-            return torch.tensor([result.log_z, result.stderr], dtype=h.dtype, device=h.device)
-
+    def _ais_runs(self) -> list[AISResult]:
+        """A fresh AIS run per distinct machine (one for an unbatched or expanded machine)."""
         h, J, batched = self._machines()
         if batched:
-            return self._to_batch(torch.stack([estimate(h[b], J[b]) for b in range(h.shape[0])]), True)
-        return self._to_batch(estimate(h, J), False)
+            return [ais_log_partition(h[b], J[b], **self.ais_options) for b in range(h.shape[0])]
+        return [ais_log_partition(h, J, **self.ais_options)]
 
-    def _cached_log_z(self, samples: torch.Tensor | None = None) -> torch.Tensor:
+    @lazy_property
+    def _ais_estimate(self) -> torch.Tensor:
+        """AIS ``(log Ẑ, stderr)`` per batch element, shape ``batch_shape + (2,)``."""
+        h, _, batched = self._machines()
+        values = torch.tensor([[r.log_z, r.stderr] for r in self._ais_runs], dtype=h.dtype, device=h.device)
+        return self._to_batch(values if batched else values[0], batched)
+
+    def _bridged_runs(self, entry, h: torch.Tensor, J: torch.Tensor, batched: bool) -> list[AISResult] | None:
+        """The cached AIS runs continued from ``entry``'s machines to ``h, J`` along a bridge of
+        ``log_z_bridge_steps`` sweeps, or ``None`` when a run's effective sample size falls below
+        ``log_z_min_ess`` times its AIS run's (or its estimate is not finite)."""
+        options = self.ais_options
+        seed = options.get("seed", 0)
+        seed = None if seed is None else int(seed) + entry.updates + 1
+        old_h, old_J = (entry.h, entry.J) if batched else (entry.h[None], entry.J[None])
+        new_h, new_J = (h, J) if batched else (h[None], J[None])
+        out = []
+        for b, run in enumerate(entry.runs):
+            tracked = bridge_log_partition(
+                run,
+                (old_h[b], old_J[b]),
+                new_h[b],
+                new_J[b],
+                beta=options.get("beta", 1.0),
+                n_steps=self.log_z_bridge_steps,
+                seed=seed,
+            )
+            if not math.isfinite(tracked.log_z) or tracked.ess < self.log_z_min_ess * entry.anchor_ess[b]:
+                return None
+            out.append(tracked)
+        return out
+
+    def _cached_log_z(self) -> torch.Tensor:
         """log Z per distinct machine above ``exact_max_n``, from :data:`LOG_Z_CACHE` (policy in
-        :mod:`qbm_pyro.distributions.log_z_cache`). ``samples``: draws of this machine, if any."""
+        :mod:`qbm_pyro.distributions.log_z_cache`)."""
         h, J, batched = self._machines()
         key, leaves, versions = LOG_Z_CACHE.key(h, J)
         entry = LOG_Z_CACHE.get(key, leaves)
@@ -280,27 +314,27 @@ class Boltzmann(TorchDistribution):
         if usable and entry.versions == versions and torch.equal(entry.h, hd) and torch.equal(entry.J, Jd):
             return entry.log_z
         if usable and entry.updates + 1 < self.log_z_refresh_every:
-            if samples is None:
-                samples = self._draw(hd, Jd, batched, self.num_samples)
-            e_new = _energies(samples, hd, Jd)
-            e_old = _energies(samples, entry.h, entry.J)
-            log_z, ess = carry_log_z(entry.log_z, e_new, e_old)
-            if bool((ess >= self.log_z_min_ess).all()) and bool(torch.isfinite(log_z).all()):
-                entry.log_z, entry.h, entry.J = log_z, hd.clone(), Jd.clone()
+            runs = self._bridged_runs(entry, hd, Jd, batched)
+            if runs is not None:
+                entry.runs, entry.log_z = runs, _log_z_of(runs, hd, batched)
+                entry.h, entry.J = hd.clone(), Jd.clone()
                 entry.versions, entry.updates = versions, entry.updates + 1
-                return log_z
+                return entry.log_z
         start = time.perf_counter()
-        estimate = self._ais_estimate.reshape(-1, 2) if batched else self._ais_estimate.reshape(-1, 2)[0]
+        runs = self._ais_runs
         announce_ais(self.n, time.perf_counter() - start, self.log_z_refresh_every)
         sampler = entry.sampler if entry is not None else self.sampler
+        log_z = _log_z_of(runs, hd, batched)
         entry = LOG_Z_CACHE.put(
             key,
             leaves,
             versions,
-            log_z=estimate[..., 0].clone(),
-            stderr=estimate[..., 1].clone(),
+            log_z=log_z,
+            stderr=torch.tensor([r.stderr for r in runs], dtype=hd.dtype).reshape(log_z.shape),
             h=hd.clone(),
             J=Jd.clone(),
+            runs=list(runs),
+            anchor_ess=[r.ess for r in runs],
             ais_runs=(entry.ais_runs if entry is not None else 0) + 1,
             sampler=sampler,
         )
@@ -350,7 +384,7 @@ class Boltzmann(TorchDistribution):
         if self._log_z is not None:
             value = self.log_partition_function
         else:
-            value = self._to_batch(self._cached_log_z(samples=z), batched)
+            value = self._to_batch(self._cached_log_z(), batched)
         return value.detach() + self._to_batch(minus_e - minus_e.detach(), batched)
 
     def _sampler(self) -> Sampler:
@@ -507,3 +541,9 @@ class RBM(Boltzmann):
         new = self._get_checked_instance(RBM, _instance)
         new.n_visible = self.n_visible
         return super().expand(batch_shape, _instance=new)
+
+
+def _log_z_of(runs: list[AISResult], h: torch.Tensor, batched: bool) -> torch.Tensor:
+    """The runs' log Z as a tensor: ``(B,)`` for a batch of machines, a scalar for one."""
+    values = torch.tensor([r.log_z for r in runs], dtype=h.dtype, device=h.device)
+    return values if batched else values[0]

@@ -15,25 +15,27 @@ of the leaves' ``_version`` counters (bumped by every in-place update, e.g. an o
 
 1. First use, or ``refresh_every`` parameter changes since the last AIS run: AIS (``ais_options``).
 2. Parameters unchanged since the cached value: the cached value.
-3. Parameters changed: the value is carried to the new machine by importance sampling with the
-   samples ``z`` of the new machine (the negative-phase samples, drawn anyway for the gradient):
-   ``log Z_new = log Z_old - log mean_z exp(E_new(z) - E_old(z))``. If the effective sample size
-   of these weights falls below ``min_ess`` of the samples (the machine moved too far for one
-   step), AIS is rerun instead.
+3. Parameters changed: the last AIS run is continued to the new machine along a short bridge
+   (``log_z_bridge_steps`` Gibbs sweeps, :func:`~qbm_pyro.samplers.ais.bridge_log_partition`):
+   together with the run it is one AIS run from the uniform distribution to the new machine,
+   unbiased for Z, and it does not depend on the training sampler (whose samples can be
+   biased on a multimodal machine). If the continued run's effective sample size falls below
+   ``log_z_min_ess`` times the AIS run's own (the machine moved too far), AIS is rerun instead.
+   This is the mechanism :meth:`~qbm_pyro.module.priors.BoltzmannPrior.track_log_z` uses in
+   training.
 
-**Staleness.** The reported value is never more than ``refresh_every`` parameter updates away
-from an AIS anchor; each carried step adds an importance-sampling error (relative to the chains'
-quality) that the tests bound against exact enumeration. log Z enters the loss value only: the
-gradient is the sampled negative phase at every step whatever the cache holds.
+**Staleness.** None: every parameter change gets its own estimate. Its error grows slowly with
+the number of bridges since the last AIS run, which is rerun every ``refresh_every`` updates;
+the tests bound it against exact enumeration. log Z enters the loss value only: the gradient is
+the sampled negative phase at every step whatever the cache holds.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import weakref
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -51,7 +53,7 @@ def announce_ais(n: int, seconds: float, refresh_every: int) -> None:
     _ANNOUNCED.add(n)
     logger.info(
         "log Z of a %d-unit Boltzmann machine (above exact_max_n) estimated by AIS in %.1f s; later "
-        "steps carry it by importance sampling and rerun AIS every %d parameter updates or when "
+        "steps continue that run to the new parameters and rerun AIS every %d parameter updates or when "
         "the parameters move far (pass log_z= to skip AIS)",
         n,
         seconds,
@@ -67,6 +69,8 @@ class _Entry:
     stderr: torch.Tensor
     h: torch.Tensor
     J: torch.Tensor
+    runs: list = field(default_factory=list)
+    anchor_ess: list = field(default_factory=list)
     updates: int = 0
     ais_runs: int = 0
     sampler: object = None
@@ -147,21 +151,6 @@ class LogZCache:
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
         return entry
-
-
-def carry_log_z(
-    log_z: torch.Tensor, e_new: torch.Tensor, e_old: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Importance-sampling step of log Z from the old machine to the new one.
-
-    ``e_new``, ``e_old``: energies ``(..., C)`` of samples of the *new* machine under both.
-    Returns the new log Z ``(...)`` and the effective sample size fraction of the weights.
-    """
-    log_w = (e_new - e_old).double()
-    log_mean = torch.logsumexp(log_w, -1) - math.log(log_w.shape[-1])
-    w = torch.softmax(log_w, -1)
-    ess = 1.0 / (w**2).sum(-1) / log_w.shape[-1]
-    return (log_z.double() - log_mean).to(log_z.dtype), ess
 
 
 #: The process-wide cache used by :class:`~qbm_pyro.distributions.Boltzmann`.
