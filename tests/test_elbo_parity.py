@@ -11,6 +11,8 @@ Matrix: RNA likelihood (nb, zinb) x second modality (protein, atac) x relaxation
 x prior (boltzmann, rbm, hidden, bernoulli, gaussian) x covariates (none, decoder only, encoder
 and decoder), values and gradients; masks (cells lacking a modality, a query's zero-padded
 features) and a prior above exact enumeration (sampled negative phase, AIS log Z) separately.
+With 150 genes beside 200 peaks the default ``likelihood_weights="balanced"`` weighs ATAC 0.75
+throughout; other weights separately.
 """
 
 import itertools
@@ -185,7 +187,7 @@ def test_likelihood_weights_are_scored_alike(minibatches, kind):
     """A weight on each kind's log-likelihood (``poutine.scale`` in the model, the same factor in
     the fast loss) changes the loss, and both losses alike; the loss moves by exactly the
     weighted log-likelihoods."""
-    module, batch = _module(minibatches, kind, "decoder")
+    module, batch = _module(minibatches, kind, "decoder", likelihood_weights=None)
     plain = _both(module, batch, kl_weight=0.5)[1][0]
     weights = {K.RNA: 0.5, kind: 0.1}
     module.likelihood_weights = weights

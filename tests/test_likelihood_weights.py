@@ -15,7 +15,8 @@ import qbm_pyro
 from qbm_pyro import datasets
 from qbm_pyro._constants import REGISTRY_KEYS as K
 from qbm_pyro.module import MultiVAE
-from qbm_pyro.module.vae import resolve_likelihood_weights
+from qbm_pyro.module.likelihoods import resolve_likelihood_weights
+from qbm_pyro.torch_files import atomic_torch_save, load_torch_file
 
 
 def test_balanced_weighs_atac_by_genes_per_peak():
@@ -89,3 +90,20 @@ def test_balanced_on_the_shipped_multiome_pair():
     small = mdata[:, list(mdata["rna"].var_names[:50]) + list(mdata["atac"].var_names)].copy()
     model = qbm_pyro.QBMVAE(small, n_latent=4, likelihood_weights="balanced")
     assert model.module.likelihood_weights == {K.ATAC: 50 / 200}
+
+
+def test_default_is_balanced_and_an_older_file_reloads_unweighted(tmp_path):
+    """The default is ``"balanced"``; a model file written before the option existed (no
+    ``likelihood_weights`` among its settings) was trained unweighted and reloads so."""
+    mdata = datasets.pbmc_rna_atac_100()
+    small = mdata[:, list(mdata["rna"].var_names[:50]) + list(mdata["atac"].var_names)].copy()
+    model = qbm_pyro.QBMVAE(small, n_latent=4, n_continuous=2)
+    assert model.init_args["likelihood_weights"] == "balanced"
+    assert model.module.likelihood_weights == {K.ATAC: 0.25}
+    model.save(tmp_path / "m")
+    assert qbm_pyro.QBMVAE.load(tmp_path / "m", small).module.likelihood_weights == {K.ATAC: 0.25}
+    path = tmp_path / "m" / "model.pt"
+    payload = load_torch_file(path, what="model file")  # rewritten as an older version wrote it
+    del payload["init_args"]["likelihood_weights"]
+    atomic_torch_save(payload, path)
+    assert qbm_pyro.QBMVAE.load(tmp_path / "m", small).module.likelihood_weights == {}

@@ -16,6 +16,9 @@ single-cell multi-omic data with totalVI", Nat. Methods 18, 272. [3] Ashuach et 
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
+
 import torch
 from pyro.distributions import (
     Bernoulli,
@@ -27,7 +30,16 @@ from pyro.distributions import (
 from pyro.distributions.util import broadcast_shape
 from torch.distributions.utils import broadcast_all
 
-__all__ = ["NegativeBinomial", "NegativeBinomialMixture", "atac_likelihood", "rna_likelihood"]
+from .._checks import check_choice
+from .._constants import REGISTRY_KEYS as K
+
+__all__ = [
+    "NegativeBinomial",
+    "NegativeBinomialMixture",
+    "atac_likelihood",
+    "resolve_likelihood_weights",
+    "rna_likelihood",
+]
 
 EPS = 1e-8
 
@@ -195,3 +207,35 @@ class NegativeBinomialMixture(TorchDistribution):
         super(NegativeBinomialMixture, new).__init__(batch_shape, validate_args=False)
         new._validate_args = self._validate_args
         return new
+
+
+def resolve_likelihood_weights(weights, n_vars: Mapping[str, int]) -> dict[str, float]:
+    """``{kind: weight}`` of :class:`~qbm_pyro.module.MultiVAE`'s ``likelihood_weights``: only
+    weights other than 1, checked (kinds among ``n_vars``, finite weights > 0).
+
+    ``"balanced"``: ATAC weighs ``n_genes / n_peaks`` when RNA is beside it and peaks outnumber
+    genes, so that the peaks together count as much as the genes (a binarised peak carries less
+    than a gene's counts); every other kind 1. ``None``: all 1, the plain ELBO.
+    """
+    if weights is None:
+        return {}
+    if isinstance(weights, str):
+        check_choice("likelihood_weights", weights, ("balanced",))
+        if K.ATAC in n_vars and K.RNA in n_vars and n_vars[K.ATAC] > n_vars[K.RNA]:
+            return {K.ATAC: n_vars[K.RNA] / n_vars[K.ATAC]}
+        return {}
+    if not isinstance(weights, Mapping):
+        raise TypeError(
+            f"likelihood_weights must be None, 'balanced' or a mapping {{kind: weight}}, got "
+            f"{type(weights).__name__}"
+        )
+    unknown = sorted(set(map(str, weights)) - set(n_vars))
+    if unknown:
+        raise ValueError(f"likelihood_weights names {unknown}, not among this model's kinds {sorted(n_vars)}")
+    out = {}
+    for kind, w in weights.items():
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w <= 0:
+            raise ValueError(f"likelihood_weights[{kind!r}] must be a finite number > 0, got {w!r}")
+        if float(w) != 1.0:
+            out[str(kind)] = float(w)
+    return out

@@ -38,7 +38,6 @@ Likelihoods: :mod:`qbm_pyro.module.likelihoods`; ``log p(x)`` by importance samp
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Mapping
 
 import pyro
@@ -54,7 +53,7 @@ from .._checks import check_choice
 from .._constants import PRIORS, REGISTRY_KEYS
 from ..distributions.kl import kl_balanced_code
 from ..distributions.relaxed_boltzmann import RELAXATION_KINDS as RELAXATIONS
-from .likelihoods import NegativeBinomialMixture, atac_likelihood, rna_likelihood
+from .likelihoods import NegativeBinomialMixture, atac_likelihood, resolve_likelihood_weights, rna_likelihood
 from .nets import MLP, one_hot_batches
 from .priors import BoltzmannPrior
 
@@ -64,33 +63,6 @@ K = REGISTRY_KEYS
 ENCODER_INPUTS = ("log1p", "depth")
 
 
-def resolve_likelihood_weights(weights, n_vars: Mapping[str, int]) -> dict[str, float]:
-    """``{kind: weight}`` from :class:`MultiVAE`'s ``likelihood_weights`` (only weights other than
-    1), checked: kinds the model has, finite positive weights."""
-    if weights is None:
-        return {}
-    if isinstance(weights, str):
-        check_choice("likelihood_weights", weights, ("balanced",))
-        if K.ATAC in n_vars and K.RNA in n_vars and n_vars[K.ATAC] > n_vars[K.RNA]:
-            return {K.ATAC: n_vars[K.RNA] / n_vars[K.ATAC]}
-        return {}
-    if not isinstance(weights, Mapping):
-        raise TypeError(
-            f"likelihood_weights must be None, 'balanced' or a mapping {{kind: weight}}, got "
-            f"{type(weights).__name__}"
-        )
-    unknown = sorted(set(map(str, weights)) - set(n_vars))
-    if unknown:
-        raise ValueError(f"likelihood_weights names {unknown}, not among this model's kinds {sorted(n_vars)}")
-    out = {}
-    for kind, w in weights.items():
-        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w <= 0:
-            raise ValueError(f"likelihood_weights[{kind!r}] must be a finite number > 0, got {w!r}")
-        if float(w) != 1.0:
-            out[str(kind)] = float(w)
-    return out
-
-
 def _masked(mask: torch.Tensor | None, value: torch.Tensor) -> torch.Tensor:
     """``mask * value``, or ``value`` itself for ``mask=None`` (every cell observed)."""
     return value if mask is None else mask * value
@@ -98,9 +70,7 @@ def _masked(mask: torch.Tensor | None, value: torch.Tensor) -> torch.Tensor:
 
 def _kl_scale(kl_weight: float):
     """``poutine.scale(kl_weight)``, or nothing at weight 1."""
-    if kl_weight == 1.0:
-        return contextlib.nullcontext()
-    return poutine.scale(scale=kl_weight)
+    return contextlib.nullcontext() if kl_weight == 1.0 else poutine.scale(scale=kl_weight)
 
 
 class MultiVAE(PyroModule):
@@ -135,25 +105,18 @@ class MultiVAE(PyroModule):
         Give the batch covariates to the encoders too; by default (``False``, as scVI) they reach
         the decoder only.
     encoder_input
-        What the RNA and protein encoders see: ``"log1p"`` (``log1p`` of the raw counts, as
-        scVI/totalVI) or ``"depth"`` (``log1p(x · n_features / library)``: counts scaled to the
-        cell's depth, so that cells differing only in sequencing depth, e.g. two batches with
-        different antibody-tag depth, look alike to the encoder). ATAC is always the binary
-        matrix. The likelihoods model the raw counts either way.
+        What the RNA and protein encoders see: ``"log1p"`` (of the raw counts, as scVI/totalVI)
+        or ``"depth"`` (``log1p(x · n_features / library)``: cells differing only in depth look
+        alike). ATAC is always the binary matrix; the likelihoods model the raw counts.
     protein_depth
-        Scale the protein background (and so the foreground) by the cell's observed tag depth,
-        the geometric mean of ``1 + counts`` over its proteins, as the RNA mean is scaled by
-        the observed library. Without it the latent has to encode each cell's tag depth, which
-        differs between batches (the measured effect on batch mixing: docs/multiomics.rst and
-        BENCHMARKS.md).
+        Scale the protein background (and so the foreground) by the cell's observed tag depth
+        (geometric mean of ``1 + counts``), as the RNA mean by the library; without it the
+        latent encodes the tag depth, which differs between batches (docs/multiomics.rst).
     likelihood_weights
-        Weight of each modality kind's log-likelihood in the training loss: ``{kind: w}`` (kinds
-        missing from the mapping weigh 1), ``"balanced"`` (ATAC weighs
-        ``min(1, n_genes / n_peaks)`` when there is RNA beside it, so that a peak counts no more
-        than a gene in total; every other kind 1) or ``None`` (all 1, the plain ELBO). A weight
-        is a ``poutine.scale`` on the observation site in :meth:`model`, the same factor in
-        :meth:`loss`; :meth:`log_likelihood` (the marginal likelihood, generation) is always
-        the unweighted model.
+        Weight of each kind's log-likelihood in the training loss (a ``poutine.scale`` on its
+        site in :meth:`model`): ``"balanced"`` (default; ATAC ``n_genes / n_peaks``), ``{kind:
+        w}`` (others 1) or ``None`` (all 1): :func:`~.likelihoods.resolve_likelihood_weights`.
+        :meth:`log_likelihood` stays the unweighted model.
     sampler, num_prior_samples, seed
         Passed to :class:`~qbm_pyro.module.priors.BoltzmannPrior`.
     """
@@ -176,7 +139,7 @@ class MultiVAE(PyroModule):
         encode_covariates: bool = False,
         encoder_input: str = "log1p",
         protein_depth: bool = True,
-        likelihood_weights: Mapping[str, float] | str | None = None,
+        likelihood_weights: Mapping[str, float] | str | None = "balanced",
         sampler=None,
         num_prior_samples: int = 256,
         seed: int | None = 0,
@@ -197,7 +160,6 @@ class MultiVAE(PyroModule):
         self.rna_likelihood = rna_likelihood
         self.encoder_input_kind = encoder_input
         self.protein_depth = bool(protein_depth)
-        #: ``{kind: weight}`` of the log-likelihoods in the training loss (kinds not listed: 1).
         self.likelihood_weights = resolve_likelihood_weights(likelihood_weights, self.n_vars)
         #: ``{kind: bool tensor (n_vars,)}``: features left out of the likelihood (False), e.g.
         #: the zero-padded features of a mapped query (``QBMVAE.load_query_data``); none by default.
