@@ -144,6 +144,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     fit.add_argument("--prior", choices=PRIORS, default="boltzmann", help="latent prior (default boltzmann)")
     fit.add_argument(
+        "--likelihood-weights",
+        nargs="+",
+        default=["balanced"],
+        metavar="balanced|none|NAME=W",
+        help="weight of each modality's log-likelihood in the training loss: 'balanced' (default: "
+        "ATAC weighs genes/peaks), 'none' (all 1, the plain ELBO) or per modality ('atac=0.1')",
+    )
+    fit.add_argument(
         "--sampler",
         choices=SAMPLERS,
         default="tempering",
@@ -284,6 +292,7 @@ def _fit(args: argparse.Namespace) -> int:
                 n_latent=sizes["n_latent"],
                 n_continuous=sizes["n_continuous"],
                 prior=args.prior,
+                likelihood_weights=_likelihood_weights(args.likelihood_weights),
                 sampler=_sampler(args.sampler, args.seed),
                 seed=args.seed,
                 **_device(args.device),
@@ -442,6 +451,24 @@ def _one_or_many(items: Sequence[str] | None):
     if not items:
         return None
     return items[0] if len(items) == 1 else list(items)
+
+
+def _likelihood_weights(values: list[str]):
+    """``--likelihood-weights``: ``balanced``, ``none`` or ``NAME=W`` pairs, as QBMVAE takes them."""
+    if len(values) == 1 and values[0].lower() in ("balanced", "none"):
+        return None if values[0].lower() == "none" else "balanced"
+    weights = {}
+    for value in values:
+        name, sep, weight = value.partition("=")
+        try:
+            weights[name] = float(weight)
+        except ValueError:
+            sep = ""
+        if not sep or not name:
+            raise UsageError(
+                f"--likelihood-weights takes 'balanced', 'none' or NAME=WEIGHT pairs, got {value!r}"
+            )
+    return weights
 
 
 def _sampler(name: str, seed: int):

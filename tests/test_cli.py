@@ -153,3 +153,40 @@ def test_fit_device_option(cite, tmp_path, capsys):
     assert "--device must be" in capsys.readouterr().err
     if not torch.cuda.is_available():  # asking for CUDA on a machine without it is a usage error
         assert main(["fit", str(path), "-o", str(tmp_path / "y.h5mu"), "--device", "cuda", *FAST]) == 2
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(["none"], {}), (["balanced"], {}), (["prot=2", "rna=0.5"], {"protein": 2.0, "rna": 0.5})],
+)
+def test_fit_likelihood_weights(cite, tmp_path, value, expected):
+    """``--likelihood-weights`` reaches the model (CITE-seq has no ATAC: balanced weighs all 1),
+    the saved model keeps it, and malformed values or unknown modalities exit 2."""
+    import qbm_pyro
+
+    path, sha = cite
+    out = tmp_path / "o.h5mu"
+    argv = [
+        "fit",
+        str(path),
+        "-o",
+        str(out),
+        "--model-dir",
+        str(tmp_path / "m"),
+        "--likelihood-weights",
+        *value,
+    ]
+    assert main(argv + FAST) == 0
+    model = qbm_pyro.QBMVAE.load(tmp_path / "m", md.read_h5mu(out))
+    assert model.module.likelihood_weights == expected
+    assert digest(path) == sha
+
+
+@pytest.mark.parametrize("value", ["prot", "prot=x", "=1", "atac=0.1", "prot=-1"])
+def test_fit_bad_likelihood_weights_exit_2(cite, tmp_path, capsys, value):
+    path, _ = cite
+    assert main(["fit", str(path), "-o", str(tmp_path / "o.h5mu"), "--likelihood-weights", value, *FAST]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "'atac' is not one of this model's modalities" if value.startswith("atac") else "likelihood"
+    ) in err

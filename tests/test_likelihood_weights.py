@@ -107,3 +107,14 @@ def test_default_is_balanced_and_an_older_file_reloads_unweighted(tmp_path):
     del payload["init_args"]["likelihood_weights"]
     atomic_torch_save(payload, path)
     assert qbm_pyro.QBMVAE.load(tmp_path / "m", small).module.likelihood_weights == {}
+
+
+def test_tl_qbm_passes_the_weights_on(tmp_path):
+    mdata = datasets.pbmc_rna_atac_100()
+    small = mdata[:, list(mdata["rna"].var_names[:50]) + list(mdata["atac"].var_names)].copy()
+    for weights, expected in (("balanced", {K.ATAC: 0.25}), (None, {}), ({"atac": 0.5}, {K.ATAC: 0.5})):
+        qbm_pyro.tl.qbm(
+            small, likelihood_weights=weights, n_latent=4, n_continuous=2, max_epochs=1,
+            n_top_genes=None, model_dir=tmp_path / str(weights), progress_bar=False,
+        )  # fmt: skip
+        assert qbm_pyro.QBMVAE.load(tmp_path / str(weights), small).module.likelihood_weights == expected

@@ -30,6 +30,7 @@ def qbm(
     n_continuous: int | None = None,
     prior: str = "boltzmann",
     relaxation: str = "overlap",
+    likelihood_weights="balanced",
     sampler=None,
     max_epochs: int | None = None,
     n_top_genes: int | str | None = "auto",
@@ -57,7 +58,7 @@ def qbm(
         any gene selection), and it is left untouched when a check fails.
     model
         A fitted model to apply instead of fitting one (its features must match ``data``).
-    modalities, layers, batch_key, prior, relaxation, sampler, seed
+    modalities, layers, batch_key, prior, relaxation, likelihood_weights, sampler, seed
         As for :class:`~qbm_pyro.QBMVAE` (ignored when ``model`` is given): ``sampler`` is any
         :class:`~qbm_pyro.samplers.Sampler` (a ``DimodSampler``, a ``QPUSampler``...).
     accelerator, device
@@ -146,6 +147,7 @@ def qbm(
                 n_continuous=sizes["n_continuous"],
                 prior=prior,
                 relaxation=relaxation,
+                likelihood_weights=likelihood_weights,
                 sampler=sampler,
                 seed=seed,
                 accelerator=accelerator,
