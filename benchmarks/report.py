@@ -345,8 +345,13 @@ def _provenance_section() -> list[str]:
         "11,567 peaks outvoted its 1,185 genes). It changes only models with ATAC: a549 was "
         "refitted (3 seeds) and its QBM-VAE rows re-run in `quality_400.json`, the scib-metrics "
         "suite, the landscape table and the learned-prior study (qbm, fixed prior, Gaussian twin; "
-        "all three weighted alike). paul15, mixology and CITE-seq fits are unchanged. Not re-run "
-        "for a549: the prior-LR lever rows, training length, the 100-epoch main run.",
+        "all three weighted alike), and the one-root-cell study (`root_expansion.json`, with "
+        "paul15 on its main 38dc0ab fits). paul15, mixology and CITE-seq fits are unchanged. "
+        "Not re-run for a549: the prior-LR lever rows (they were unweighted: compare them with "
+        "the unweighted rows they were measured beside), training length, the 100-epoch main "
+        "run. The same day custom Pyro models' cached log Z moved from importance sampling with "
+        "the negative-phase samples to the AIS bridge training uses; the speed table's custom "
+        "log Z row predates it (the bridge costs ~27 ms per update at 32 units).",
         "",
     ]
 
