@@ -341,7 +341,7 @@ def _provenance_section() -> list[str]:
         "reference mapping.",
         "",
         "**2026-12-03, later: the ATAC log-likelihood is weighted by genes per peak** "
-        "(`likelihood_weights=\"balanced\"`, the default since main 6c44009; 0.10 on a549, whose "
+        '(`likelihood_weights="balanced"`, the default since main 6c44009; 0.10 on a549, whose '
         "11,567 peaks outvoted its 1,185 genes). It changes only models with ATAC: a549 was "
         "refitted (3 seeds) and its QBM-VAE rows re-run in `quality_400.json`, the scib-metrics "
         "suite, the landscape table and the learned-prior study (qbm, fixed prior, Gaussian twin; "

@@ -115,7 +115,7 @@ class MultiVAE(PyroModule):
     likelihood_weights
         Weight of each kind's log-likelihood in the training loss (a ``poutine.scale`` on its
         site in :meth:`model`): ``"balanced"`` (default; ATAC ``n_genes / n_peaks``), ``{kind:
-        w}`` (others 1) or ``None`` (all 1): :func:`~.likelihoods.resolve_likelihood_weights`.
+        w}`` (others 1) or ``None`` (all 1): ``likelihoods.resolve_likelihood_weights``.
         :meth:`log_likelihood` stays the unweighted model.
     sampler, num_prior_samples, seed
         Passed to :class:`~qbm_pyro.module.priors.BoltzmannPrior`.
