@@ -6,12 +6,12 @@ fit has clearly not converged (:class:`NotConvergedWarning`):
 
 * **the loss is still falling fast**: training ran to ``max_epochs`` (no early stop) and over the
   last epochs after the KL warm-up the validation loss (the training loss without validation
-  cells) still fell by more than :data:`MAX_RELATIVE_FALL` of itself per :data:`TAIL_EPOCHS`
+  cells) still fell by more than ``MAX_RELATIVE_FALL`` of itself per ``TAIL_EPOCHS``
   epochs (a least-squares slope, so single noisy epochs do not decide);
 * **the decoder ignores its code**: decoded at the posterior means of up to
-  :data:`N_PROBE_CELLS` training cells (all in one batch level), the values of every feature
+  ``N_PROBE_CELLS`` training cells (all in one batch level), the values of every feature
   barely differ between cells: the 99th percentile over features of the standard deviation of
-  ``log2`` decoded values is below :data:`MIN_DECODED_SPREAD`. Such a model gives flat fold
+  ``log2`` decoded values is below ``MIN_DECODED_SPREAD``. Such a model gives flat fold
   changes, so differential expression calls nothing, and every cell the same denoised profile.
 """
 
@@ -39,7 +39,7 @@ __all__ = [
 
 #: Epochs of the loss curve's tail whose slope is checked.
 TAIL_EPOCHS = 20
-#: Largest relative fall of the loss over :data:`TAIL_EPOCHS` epochs of a converged fit.
+#: Largest relative fall of the loss over ``TAIL_EPOCHS`` epochs of a converged fit.
 MAX_RELATIVE_FALL = 0.01
 #: Smallest spread (sd of log2 decoded values, 99th percentile over features) of a decoder that
 #: uses its code.

@@ -17,7 +17,7 @@ Sources of randomness and where their state lives:
 * Adam's moments, early-stopping counters and the best state: in the checkpoint.
 
 Checkpoints are written atomically with a checksum and read back safely
-(:mod:`qbm_pyro.torch_files`).
+(``qbm_pyro.torch_files``).
 """
 
 from __future__ import annotations

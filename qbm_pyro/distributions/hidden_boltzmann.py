@@ -87,7 +87,7 @@ class HiddenBoltzmann(TorchDistribution):
     -----
     One machine per distribution: batched parameters are refused; :meth:`expand` (a plate) shares
     the machine over a batch. The KL from a factorial Bernoulli posterior is registered in
-    :mod:`qbm_pyro.distributions.kl` (an unbiased estimate of the softplus term).
+    ``qbm_pyro.distributions.kl`` (an unbiased estimate of the softplus term).
 
     Examples
     --------
@@ -280,7 +280,7 @@ class HiddenBoltzmann(TorchDistribution):
     def descend(self, z: torch.Tensor, *, max_steps: int | None = None) -> torch.Tensor:
         """Steepest single-flip descent of the free energy ``F`` from each row of ``z`` ``(B, n)``
         to a local minimum (no single flip of a code unit lowers ``F``): the attractors of the
-        marginal over the code, as :func:`qbm_pyro.tl._attractors.descend` for a pairwise machine."""
+        marginal over the code, as ``qbm_pyro.tl._attractors.descend`` for a pairwise machine."""
         with torch.no_grad():
             z = z.detach().to(self.h.dtype).clone()
             upper = upper_couplings(self.J.detach())

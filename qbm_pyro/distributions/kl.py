@@ -66,7 +66,7 @@ def kl_bernoulli_boltzmann(logits: torch.Tensor, prior: Boltzmann) -> torch.Tens
 @register_kl(Independent, Boltzmann)
 @register_kl(Independent, HiddenBoltzmann)
 def _kl_independent_code(q: Independent, p: Boltzmann | HiddenBoltzmann) -> torch.Tensor:
-    """The registered KL of a factorial binary posterior to either prior (:func:`kl_bernoulli_code`)."""
+    """The registered KL of a factorial binary posterior to either prior (``kl_bernoulli_code``)."""
     if q.reinterpreted_batch_ndims != 1 or not isinstance(q.base_dist, _FACTORIAL):
         raise NotImplementedError(
             f"KL to {type(p).__name__} is implemented for Independent(<factorial binary>, 1), got {q}"
@@ -100,7 +100,7 @@ def kl_bernoulli_hidden_boltzmann(
 ) -> torch.Tensor:
     """``KL(Π Bernoulli(σ(logits)) ‖ prior)`` for a prior with hidden units: exact in every term but
     the softplus one, which is an unbiased estimate from ``num_draws`` hard codes per cell
-    (:func:`expected_softplus`). Shape ``broadcast(logits[..., 0], prior.batch_shape)``."""
+    (``expected_softplus``). Shape ``broadcast(logits[..., 0], prior.batch_shape)``."""
     q = torch.sigmoid(logits)
     neg_entropy = (q * logits + logsigmoid(-logits)).sum(-1)
     pair = energy(q, prior.h, prior.J)
@@ -125,7 +125,7 @@ def kl_balanced_code(logits: torch.Tensor, prior: Boltzmann | HiddenBoltzmann, a
     """KL balancing (Hafner et al. 2021, "Mastering Atari with discrete world models", DreamerV2):
     ``α·KL(sg(q) ‖ p) + (1 − α)·KL(q ‖ sg(p))`` with ``sg`` stop-gradient.
 
-    The value is :func:`kl_bernoulli_code`'s, exactly; the prior's parameters get ``α`` times the
+    The value is ``kl_bernoulli_code``'s, exactly; the prior's parameters get ``α`` times the
     KL's gradient and the posterior's logits ``1 − α`` times it. With ``α > ½`` the prior moves to
     the aggregate posterior faster than the posterior is pulled onto the prior. The KL (and its
     sampled negative phase) is evaluated once; only the gradients are rescaled.

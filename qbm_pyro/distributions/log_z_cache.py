@@ -21,7 +21,7 @@ of the leaves' ``_version`` counters (bumped by every in-place update, e.g. an o
    unbiased for Z, and it does not depend on the training sampler (whose samples can be
    biased on a multimodal machine). If the continued run's effective sample size falls below
    ``log_z_min_ess`` times the AIS run's own (the machine moved too far), AIS is rerun instead.
-   This is the mechanism :meth:`~qbm_pyro.module.priors.BoltzmannPrior.track_log_z` uses in
+   This is the mechanism ``track_log_z`` uses in
    training (there with 20 sweeps, an epoch moving the machine further than one step).
 
 **Staleness.** None: every parameter change gets its own estimate. Its error grows slowly with

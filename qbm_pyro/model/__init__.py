@@ -1,13 +1,13 @@
-"""The user-facing model, :class:`QBMVAE`, as a package with a contract.
+"""The user-facing model, ``QBMVAE``, as a package with a contract.
 
-* :mod:`._base`: :class:`ModelBase`, the attributes every part relies on (``registry``,
+* ``_base``: ``ModelBase``, the attributes every part relies on (``registry``,
   ``module``, ``device``, ``history_``, ...) and the one factory of the module;
-* :mod:`._save`: the save format (``model.pt``): its one writer and one reader;
-* the user-facing mixins: :mod:`._generation` (marginal likelihood, prior samples, generated
-  cells, Pyro ``Predictive``), :mod:`._expression` (denoised values, differential expression),
-  :mod:`._mapping` (scArches-style reference mapping; :mod:`._query` reads the reference and
+* ``_save``: the save format (``model.pt``): its one writer and one reader;
+* the user-facing mixins: ``_generation`` (marginal likelihood, prior samples, generated
+  cells, Pyro ``Predictive``), ``_expression`` (denoised values, differential expression),
+  ``_mapping`` (scArches-style reference mapping; ``_query`` reads the reference and
   prepares the query);
-* :mod:`._model`: :class:`QBMVAE` (setup, training, latent outputs, save/load).
+* ``_model``: ``QBMVAE`` (setup, training, latent outputs, save/load).
 
 Imports go one way (``tests/test_layers.py`` checks it): ``_base`` and ``_save`` import no other
 part, ``_query`` imports ``_save``, the mixins import those, ``_model`` imports the mixins.

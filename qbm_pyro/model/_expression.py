@@ -249,7 +249,7 @@ class ExpressionMixin(ModelBase):
             Random pairs of draws the statistics are computed on (``m_permutation``).
         pseudocounts
             Added to the values before the log ratio of ``proba_de``; ``None``: estimated as
-            scvi-tools does (:func:`~qbm_pyro.model.estimate_pseudocounts_offset`). The
+            scvi-tools does (``estimate_pseudocounts_offset``). The
             ``lfc_*`` columns use a thousandth of it, as scvi-tools.
         batch_size
             Cells decoded at once.

@@ -9,7 +9,7 @@ cells come from new batches (studies, donors, protocols). Mapping them follows s
    ``var["qbm_padded"]`` (they are then left out of the likelihood). A reference modality the
    query lacks entirely becomes a modality with no cell (the product-of-experts encoder needs no
    input from it).
-2. :meth:`~ReferenceMappingMixin.load_query_data` builds a model for the query whose batch
+2. ``load_query_data`` builds a model for the query whose batch
    covariates are the reference's levels followed by the query's new ones. Every weight is
    copied from the reference; the weights of new levels (their columns in every layer that sees
    the one-hot batch, their rows of the protein background) start at the mean over the
@@ -176,7 +176,7 @@ class ReferenceMappingMixin(ModelBase):
         * the reference's features in its order; ``X`` and the reference's layer hold the query's
           values, zero for features the query lacks (extra query features are dropped);
         * ``var["qbm_padded"]`` (bool): the feature was missing from the query. A model from
-          :meth:`load_query_data` leaves these features out of the likelihood;
+          ``load_query_data`` leaves these features out of the likelihood;
         * a reference modality the query lacks is a modality with no cell (every cell is then
           encoded from its other modalities).
 
@@ -225,7 +225,7 @@ class ReferenceMappingMixin(ModelBase):
         Parameters
         ----------
         query
-            Query cells (prepared by :meth:`prepare_query_data` or not: it is done here when the
+            Query cells (prepared by ``prepare_query_data`` or not: it is done here when the
             features are not yet the reference's). It must have the reference's batch column(s);
             levels the reference does not know are new batches.
         reference
@@ -260,7 +260,7 @@ class ReferenceMappingMixin(ModelBase):
         KeyError
             The query lacks the reference's batch column.
         ValueError, TypeError
-            See :meth:`prepare_query_data`; or the reference is not trained.
+            See ``prepare_query_data``; or the reference is not trained.
 
         Warns
         -----
@@ -330,7 +330,7 @@ class ReferenceMappingMixin(ModelBase):
 
 
 class MissingModalityWarning(UserWarning):
-    """Query cells lack a modality of the reference (see :meth:`~ReferenceMappingMixin.load_query_data`)."""
+    """Query cells lack a modality of the reference (see ``load_query_data``)."""
 
 
 #: A reference in which at least this fraction of cells lacked a modality was trained to encode
@@ -365,7 +365,7 @@ def _use_saved_levels(model, categories: dict | None) -> None:
     """Make a loaded ``model`` read its data with the batch levels it was trained with.
 
     ``setup_data`` numbers the levels the data has; a model trained on more levels (or saved by
-    :meth:`~ReferenceMappingMixin.load_query_data`) needs its own numbering, else a cell of its
+    ``load_query_data``) needs its own numbering, else a cell of its
     second batch would be read as its first. Also restores the likelihood masks of zero-padded
     features (``var["qbm_padded"]``) of a saved query model.
 

@@ -267,7 +267,7 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
             ``lr * prior_lr_factor``), ``kl_balance`` (``α`` in ``(0, 1]``: the codes' KL is
             balanced, ``α·KL(sg(q) ‖ p) + (1 − α)·KL(q ‖ sg(p))``, so the prior gets ``α`` and the
             posterior ``1 − α`` of its gradient; default ``None``, the plain KL; see
-            :func:`~qbm_pyro.distributions.kl.kl_balanced_code`).
+            ``kl_balanced_code``).
 
         Warns
         -----

@@ -1,8 +1,8 @@
 r"""The importance-sampled marginal likelihood ``log p(x)`` of :class:`~qbm_pyro.module.MultiVAE`.
 
-The IWAE estimator over the model's own pieces: the posterior of :meth:`MultiVAE.encode`, the
-code's prior :meth:`MultiVAE.code_log_prob`, :meth:`MultiVAE.continuous_prior` and
-:meth:`MultiVAE.log_likelihood`.
+The IWAE estimator over the model's own pieces: the posterior of ``MultiVAE.encode``, the
+code's prior ``MultiVAE.code_log_prob``, ``MultiVAE.continuous_prior`` and
+``MultiVAE.log_likelihood``.
 """
 
 from __future__ import annotations

@@ -425,10 +425,10 @@ class MultiVAE(PyroModule):
 
         ``inference_outputs``: :meth:`inference`'s ``{"posterior", "latent"}`` to score (default:
         a fresh one), e.g. a recorded guide trace's distributions and values. Each latent site's
-        term is its registered analytic ``KL(q ‖ p)`` (:mod:`qbm_pyro.distributions.kl`; that of
+        term is its registered analytic ``KL(q ‖ p)`` (``qbm_pyro.distributions.kl``; that of
         the codes for the relaxed sites, the smoothing being shared), as in
         :class:`~qbm_pyro.module.AnalyticKL_ELBO`. ``kl_balance``: the codes' KL is
-        :func:`~qbm_pyro.distributions.kl.kl_balanced_code` with that ``α`` (the same value; the
+        ``kl_balanced_code`` with that ``α`` (the same value; the
         prior's gradient ``α``, the posterior's ``1 - α`` times the plain one); ``None``: plain.
         """
         if inference_outputs is None:

@@ -131,7 +131,7 @@ def bridge_log_partition(
     (``w'_c = w_c e^{-β (E(z_c) - E_{ref}(z_c))}``), which degrades fast as the machines drift
     apart; a short bridge keeps the weights even at ``n_steps`` sweeps instead of a whole run's.
     The returned ``ess`` says how well it went (compare it with the first run's:
-    :meth:`~qbm_pyro.module.priors.BoltzmannPrior.track_log_z` runs AIS afresh when it has
+    ``track_log_z`` runs AIS afresh when it has
     halved). The result can be bridged again to the next machine.
 
     Parameters

@@ -15,7 +15,7 @@ composites, mocks) or a user-defined sampler is recorded by name only: rebuildin
 :class:`SamplerNotRebuildableError` with a message asking for ``sampler=``.
 
 **A model file is data.** A config read from a file never names code to run: the dimod backend
-is rebuilt only when its name is one of :data:`REBUILDABLE_DIMOD`, compared as an exact string
+is rebuilt only when its name is one of ``REBUILDABLE_DIMOD``, compared as an exact string
 *before* anything is imported, and every other name is refused with
 :class:`SamplerNotRebuildableError` (nothing imported, nothing called). The other kinds map to
 the fixed classes above; their settings are keyword arguments, and settings those classes do
@@ -74,7 +74,7 @@ def _plain(value: Any) -> bool:
 
 
 def _import(path: str) -> Any:
-    """The class named by ``path``, which must be one of :data:`REBUILDABLE_DIMOD`.
+    """The class named by ``path``, which must be one of ``REBUILDABLE_DIMOD``.
 
     The name is compared as an exact string before anything is imported: a name read from a
     file can only select one of the fixed entries, never choose a module to import.
@@ -230,7 +230,7 @@ def sampler_from_config(config: dict | None) -> Sampler | None:
 
     Notes
     -----
-    A dimod backend is rebuilt only when its name is in :data:`REBUILDABLE_DIMOD` (exact
+    A dimod backend is rebuilt only when its name is in ``REBUILDABLE_DIMOD`` (exact
     string, checked before any import); any other name raises
     :class:`SamplerNotRebuildableError` and nothing is imported.
     """

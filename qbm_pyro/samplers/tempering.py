@@ -19,8 +19,8 @@ training pays for ``num_samples + (R - 1)·hot_chains`` chain-sweeps per call ra
 ``R·num_samples``. New replicas are burnt in with full-size populations, so the target's
 population starts with the right weight in every mode.
 
-Mixing is observable: :attr:`ParallelTemperingSampler.swap_acceptance` (per neighbouring pair,
-last call) and :meth:`ParallelTemperingSampler.mixing_stats` (running totals of sweeps, swaps and
+Mixing is observable: ``ParallelTemperingSampler.swap_acceptance`` (per neighbouring pair,
+last call) and ``ParallelTemperingSampler.mixing_stats`` (running totals of sweeps, swaps and
 *round trips*: chains that travelled from the hottest replica down to the target, each bringing a
 state that crossed the barriers). No round trips, or a pair that never swaps, means the ladder
 does not connect the target to the hot end: its samples may be stuck in the modes they started in.

@@ -11,7 +11,7 @@ between them, measured from the higher one, is below ``min_barrier`` energy unit
 attractor (group of minima) then gets its code (its lowest minimum), its energy, its member cells,
 its basin weight under the prior (the fraction of codes drawn from the prior with the model's
 sampler that descend into it), the barriers to the other attractors (minimax paths of single
-flips, :mod:`~qbm_pyro.tl._barriers`), and marker features (its code decoded by the model).
+flips, ``_barriers``), and marker features (its code decoded by the model).
 
 ``method="graph"`` finds the basins on the cells instead (:mod:`~qbm_pyro.tl._graph_attractors`):
 each cell's energy ``E(q)``, averaged over its neighbourhood in the cells' k-nearest-neighbour
@@ -150,7 +150,7 @@ def attractors(
         made symmetric. Parts of the graph that are not connected are never merged.
     barrier_method
         ``"auto"`` (exact enumeration up to 14 units, search above), ``"exact"`` or ``"search"``
-        (see :mod:`qbm_pyro.tl._barriers`; above 14 units a barrier is an upper bound unless
+        (see ``qbm_pyro.tl._barriers``; above 14 units a barrier is an upper bound unless
         ``uns[key_added]['barrier_exact']`` says it was proven).
     search_budget
         States the bottleneck search may expand per pair of minima.

@@ -206,9 +206,9 @@ def transfer_labels(
         protein-only query from 0.35 to 0.08 and an RNA-only query's from 0.04 to 0.02
         (``BENCHMARKS.md``, "Queries that lack a modality"). When the subsampled reference cells
         are not in ``reference``, the confidence is capped at their label-free neighbourhood
-        agreement (see :func:`~qbm_pyro.tl._reliability.pattern_accuracy`).
+        agreement (see ``pattern_accuracy``).
     `key + '_distance_ratio'` : float
-        See :func:`distance_ratio` (written with ``distance_aware``).
+        See ``distance_ratio`` (written with ``distance_aware``).
     `key + '_modality_accuracy'` : float
         With :func:`~qbm_pyro.tl.modality_reliability`'s entries: the estimated accuracy of
         label transfer from the cell's modalities (1 with every modality).
