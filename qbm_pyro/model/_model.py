@@ -278,8 +278,10 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
         Returns
         -------
         The training history: ``epoch``, ``train_loss``, ``validation_loss`` (negative ELBO per
-        cell), ``kl_weight``, ``log_z``, ``sampler_fallbacks`` (running total of negative-phase
-        calls a :class:`~qbm_pyro.samplers.FallbackSampler` answered with its fallback; the
+        cell of the training objective: with ``likelihood_weights`` other than 1, e.g. ATAC
+        beside RNA by default, a weighted ELBO, not a bound on ``log p(x)``; for that,
+        :meth:`get_marginal_ll`), ``kl_weight``, ``log_z``, ``sampler_fallbacks`` (running total of
+        negative-phase calls a :class:`~qbm_pyro.samplers.FallbackSampler` answered with its fallback; the
         first epoch with one also warns, ``SamplerFallbackWarning``).
 
         Raises
