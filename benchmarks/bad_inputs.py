@@ -176,7 +176,7 @@ file it also requires that the module the file names was never imported.
 
 A model file is data: it is read with ``torch.load(weights_only=True)``, and the only name it
 may give for a sampler to rebuild is one of
-:data:`qbm_pyro.samplers.serialize.REBUILDABLE_DIMOD` (compared as a string before anything is
+``qbm_pyro.samplers.serialize.REBUILDABLE_DIMOD`` (compared as a string before anything is
 imported). Its checksum only detects damage; anyone can recompute it.
 
 """
