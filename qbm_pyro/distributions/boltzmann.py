@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 
 import torch
@@ -11,7 +10,7 @@ from pyro.distributions.util import broadcast_shape
 from torch.distributions.utils import lazy_property
 
 from ..energy import energy, upper_couplings
-from ..samplers.ais import AISResult, ais_log_partition, bridge_log_partition
+from ..samplers.ais import AISResult, ais_log_partition, continue_ais_run
 from ..samplers.anneal import minimum_energy_state
 from ..samplers.base import Sampler
 from ..samplers.exact import ExactSampler, enumerate_states, exact_log_partition
@@ -287,16 +286,18 @@ class Boltzmann(TorchDistribution):
         new_h, new_J = (h, J) if batched else (h[None], J[None])
         out = []
         for b, run in enumerate(entry.runs):
-            tracked = bridge_log_partition(
+            tracked = continue_ais_run(
                 run,
                 (old_h[b], old_J[b]),
                 new_h[b],
                 new_J[b],
+                anchor_ess=entry.anchor_ess[b],
+                min_ess_ratio=self.log_z_min_ess,
                 beta=options.get("beta", 1.0),
                 n_steps=self.log_z_bridge_steps,
                 seed=seed,
             )
-            if not math.isfinite(tracked.log_z) or tracked.ess < self.log_z_min_ess * entry.anchor_ess[b]:
+            if tracked is None:
                 return None
             out.append(tracked)
         return out

@@ -17,7 +17,7 @@ from torch import nn
 from ..distributions import RBM, Boltzmann, HiddenBoltzmann
 from ..distributions.hidden_boltzmann import joint_machine
 from ..samplers import Sampler, default_sampler
-from ..samplers.ais import AISResult, ais_log_partition, bridge_log_partition
+from ..samplers.ais import AISResult, ais_log_partition, continue_ais_run
 
 __all__ = ["BoltzmannPrior"]
 
@@ -231,8 +231,10 @@ class BoltzmannPrior(nn.Module):
             return self.refresh_log_z()
         result, reference, anchor_ess = self._ais
         machine = tuple(t.clone() for t in self.sampling_machine())
-        tracked = bridge_log_partition(result, reference, *machine, n_steps=n_steps)
-        if not math.isfinite(tracked.log_z) or tracked.ess < min_ess_ratio * anchor_ess:
+        tracked = continue_ais_run(
+            result, reference, *machine, anchor_ess=anchor_ess, min_ess_ratio=min_ess_ratio, n_steps=n_steps
+        )
+        if tracked is None:
             return self.refresh_log_z()
         self._ais = (tracked, machine, anchor_ess)
         self.log_z.fill_(tracked.log_z)

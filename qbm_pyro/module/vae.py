@@ -68,9 +68,9 @@ def _masked(mask: torch.Tensor | None, value: torch.Tensor) -> torch.Tensor:
     return value if mask is None else mask * value
 
 
-def _kl_scale(kl_weight: float):
-    """``poutine.scale(kl_weight)``, or nothing at weight 1."""
-    return contextlib.nullcontext() if kl_weight == 1.0 else poutine.scale(scale=kl_weight)
+def _scaled(weight: float):
+    """``poutine.scale(weight)``, or nothing at weight 1 (KL warm-up, likelihood weights)."""
+    return contextlib.nullcontext() if weight == 1.0 else poutine.scale(scale=weight)
 
 
 class MultiVAE(PyroModule):
@@ -283,7 +283,7 @@ class MultiVAE(PyroModule):
         :meth:`model`); ``kl_weight`` scales the latent sites (KL warm-up) as in :meth:`model`."""
         pyro.module("qbm_vae", self)
         q = self.posterior(batch)
-        with pyro.plate("cells", batch[K.BATCH_KEY].shape[0]), _kl_scale(kl_weight):
+        with pyro.plate("cells", batch[K.BATCH_KEY].shape[0]), _scaled(kl_weight):
             for site, fn in q.items():
                 pyro.sample(site, fn)
 
@@ -408,10 +408,10 @@ class MultiVAE(PyroModule):
         pyro.module("qbm_vae", self)
         B = batch[K.BATCH_KEY].shape[0]
         with pyro.plate("cells", B):
-            with _kl_scale(kl_weight):
+            with _scaled(kl_weight):
                 latent = self.latent_prior(pyro.sample, B)
             for kind, fn in self.likelihoods(latent, batch).items():
-                with poutine.scale(scale=self.likelihood_weights.get(kind, 1.0)):
+                with _scaled(self.likelihood_weights.get(kind, 1.0)):
                     pyro.sample(K.x_key(kind), fn, obs=batch[K.x_key(kind)] if observe else None)
 
     # ------------------------------------------------------------------ the ELBO

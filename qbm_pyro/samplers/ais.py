@@ -26,7 +26,7 @@ from ..energy import energy, symmetric_couplings
 from .base import make_generator
 from .gibbs import gibbs_sweep_
 
-__all__ = ["AISResult", "ais_log_partition", "bridge_log_partition"]
+__all__ = ["AISResult", "ais_log_partition", "bridge_log_partition", "continue_ais_run"]
 
 
 class AISResult(NamedTuple):
@@ -172,3 +172,25 @@ def bridge_log_partition(
             previous = s
         log_w -= beta * (1.0 - previous) * energy(z, dh, dJ)
         return _result(log_w, z, n_bootstrap, generator)
+
+
+def continue_ais_run(
+    result: AISResult,
+    reference: tuple[torch.Tensor, torch.Tensor],
+    h: torch.Tensor,
+    J: torch.Tensor,
+    *,
+    anchor_ess: float,
+    min_ess_ratio: float = 0.5,
+    beta: float = 1.0,
+    n_steps: int = 20,
+    seed: int | None = 0,
+) -> AISResult | None:
+    """:func:`bridge_log_partition`, or ``None`` when the continued run no longer stands for the
+    new machine (time for a fresh AIS run): its estimate is not finite, or its effective sample
+    size fell below ``min_ess_ratio`` times ``anchor_ess`` (the last full run's). The one rule of
+    both log Z trackers: training's ``BoltzmannPrior.track_log_z`` and custom models' cache."""
+    tracked = bridge_log_partition(result, reference, h, J, beta=beta, n_steps=n_steps, seed=seed)
+    if not math.isfinite(tracked.log_z) or tracked.ess < min_ess_ratio * anchor_ess:
+        return None
+    return tracked
