@@ -27,6 +27,7 @@ from benchmarks import (  # noqa: E402
     de,
     landscape,
     landscape_levers,
+    leiden_resolutions,
     loss_speed,
     mapping,
     missing_modality,
@@ -97,6 +98,7 @@ def build(results: Path, out_dir: Path = ROOT) -> tuple[str, list[Path]]:
     md += training_length.report_section(results)
     md += _hierarchical_section(_load(results, "hierarchical_posterior"), light_rows)
     md += _latent_variants_section(results)
+    md += leiden_resolutions.report_section(results)
     md += _suite_section(suite, baselines, results, out_dir, figures)
     md += prior_matters.report_section(results)
     md += prior_matters.report_section(results, "prior_matters_200.json")

@@ -127,3 +127,43 @@ def test_reference_pca_input_is_log_normalised_counts():
     sc.pp.log1p(expected)
     np.testing.assert_allclose(mapping_bench._log_normalised_rna(adata), expected.X.toarray(), rtol=1e-5)
     assert adata.X.sum() == counts.sum()  # the data is not modified
+
+
+def test_resolution_profile_recovers_separated_groups_and_the_grid_mean_is_its_mean():
+    rng = np.random.default_rng(3)
+    centres = np.array([[0.0, 0.0], [40.0, 0.0], [0.0, 40.0]])
+    labels = np.repeat(["a", "b", "c"], 100)
+    latent = centres[np.repeat(np.arange(3), 100)] + rng.normal(0, 1.0, (300, 2))
+    profile = variants_bench.resolution_profile(latent, labels, seed=0, leiden_seeds=2)
+    assert [p["resolution"] for p in profile] == list(variants_bench.RESOLUTIONS)
+    assert profile[0]["ari"] == pytest.approx(1.0) and profile[0]["n_clusters"] == 3
+    # finer resolutions split the groups: never better than the exact partition
+    assert all(p["ari"] <= 1.0 + 1e-12 and p["n_clusters"] >= 3 for p in profile)
+    grid = variants_bench.clustering_profile(latent, labels, seed=0, leiden_seeds=2)
+    assert grid["ari_grid"] == pytest.approx(np.mean([p["ari"] for p in profile]))
+    assert grid["clusters_grid"] == [p["n_clusters_first"] for p in profile]
+    # shuffled labels: no agreement at any resolution
+    shuffled = variants_bench.resolution_profile(latent, rng.permutation(labels), seed=0, leiden_seeds=1)
+    assert max(p["ari"] for p in shuffled) < 0.05
+
+
+def test_leiden_resolutions_report_and_label_alignment(tmp_path):
+    import pandas as pd
+
+    from benchmarks import leiden_resolutions as bench
+
+    assert bench.report_section(tmp_path) == []
+    profile = [{"resolution": r, "ari": 0.5, "nmi": 0.6, "n_clusters": 4.0} for r in (0.1, 0.2)]
+    rows = [{"dataset": "paul15", "method": "qbm", "seed": s, "profile": profile} for s in (0, 1)]
+    meta = {"resolutions": [0.1, 0.2]}
+    (tmp_path / "leiden_resolutions.json").write_text(json.dumps({"rows": rows, "meta": meta}))
+    text = "\n".join(bench.report_section(tmp_path))
+    assert "| QBM-VAE (defaults) | 2 | 0.500 ± 0.000 (4.0) | 0.500 ± 0.000 (4.0) | 0.500 ± 0.000 |" in text
+
+    class Data:
+        obs = pd.DataFrame({"type": ["x", "y", "z"]}, index=["c1", "c2", "c3"])
+
+    # a saved latent's cells are matched by name, in the latent's order
+    assert list(bench._labels_of(Data, "type", np.array(["c3", "c1"], dtype=object))) == ["z", "x"]
+    with pytest.raises(ValueError, match="1 cells of a saved latent are not in the data set"):
+        bench._labels_of(Data, "type", np.array(["c1", "c9"]))
