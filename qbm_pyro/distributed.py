@@ -326,6 +326,22 @@ class DistributedTrainer(Trainer):
         total, count = self._all_sum(local * n if n else 0.0, n)
         return total / count if count else math.nan
 
+    def _aggregate_moments(self) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """The posterior moments' sums over the training cells of all ranks (the prior's last
+        fit then runs on every rank from the same sums and the same sampler state)."""
+        total, outer, count = super()._aggregate_moments()
+        packed = torch.cat([total, outer.reshape(-1), torch.tensor([float(count)], dtype=torch.float64)])
+        dist.all_reduce(packed)
+        n = total.shape[0]
+        return packed[:n], packed[n : n + n * n].reshape(n, n), int(packed[-1])
+
+    def refit_prior(self) -> dict | None:
+        """:meth:`Trainer.refit_prior` on every rank, then rank 0's module broadcast (the
+        replicas leave training identical whatever the fit's floating-point order)."""
+        result = super().refit_prior()
+        _broadcast_state(self.module)
+        return result
+
     def evaluate(self, indices: np.ndarray) -> float:
         """Mean negative ELBO per cell over the ``indices`` of all ranks (KL weight 1).
 

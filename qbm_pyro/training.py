@@ -105,6 +105,7 @@ class TrainingConfig:
     patience: int = 45
     restore_best: bool = True
     log_z_every: int = 5
+    prior_refit_steps: int = 2000
     seed: int = 0
     progress_bar: bool = True
     checkpoint_path: str | None = None
@@ -121,6 +122,8 @@ class TrainingConfig:
             raise ValueError(f"kl_balance must be None or in (0, 1], got {self.kl_balance}")
         if not 0 <= self.validation_fraction < 1:
             raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
+        if self.prior_refit_steps < 0:
+            raise ValueError(f"prior_refit_steps must be >= 0, got {self.prior_refit_steps}")
         if self.patience < 1 or self.log_z_every < 1:
             raise ValueError(
                 f"need patience >= 1 and log_z_every >= 1; got {self.patience}, {self.log_z_every}"
@@ -193,6 +196,8 @@ class Trainer:
         self._mixing = MixingMonitor()  # the negative phase's mixing, per epoch (history)
         self._step = 0
         self._phase = "before training"
+        #: What :meth:`refit_prior` did at the end of :meth:`run` (``None``: not run).
+        self.prior_refit: dict | None = None
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -472,7 +477,59 @@ class Trainer:
             bar.close()
         if self.best_state is not None and self.config.restore_best:
             self.module.load_state_dict(self.best_state)
+        self.prior_refit = self.refit_prior()
         return self.history
+
+    # ------------------------------------------------------------------ the prior's last fit
+
+    def _aggregate_moments(self) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """Sums over the training cells of the posterior probabilities ``q`` and of ``q qᵀ``
+        (eval mode, float64), and the number of cells."""
+        n = self.module.n_binary
+        total, outer, count = torch.zeros(n, dtype=torch.float64), torch.zeros(n, n, dtype=torch.float64), 0
+        self.module.eval()
+        with torch.no_grad():
+            for batch in self._loader(self.train_indices, False, None, EVAL_BATCH_SIZE):
+                q = torch.sigmoid(self.module.encode(batch_to(batch, self.device))["logits"]).double().cpu()
+                total += q.sum(0)
+                outer += q.T @ q
+                count += q.shape[0]
+        self.module.train()
+        return total, outer, count
+
+    def refit_prior(self) -> dict | None:
+        """Fit the Boltzmann prior to convergence on the aggregate posterior of the final encoder
+        (:meth:`~qbm_pyro.module.priors.BoltzmannPrior.fit_moments`, ``prior_refit_steps`` steps):
+        the encoder and decoder are not touched, so the latent is what training left, and the
+        training cells' ELBO can only rise (up to the sampler's noise). Skipped (``None``) with
+        ``prior_refit_steps=0``, a fixed or frozen prior (a query model's), a prior with hidden
+        units, or no binary units.
+
+        Returns
+        -------
+        The fit's gaps (``fit_moments``) and the validation loss before and after (NaN without
+        a validation set).
+        """
+        prior = self.module.prior
+        steps = self.config.prior_refit_steps
+        if steps == 0 or prior is None or not prior.learnable or prior.frozen or prior.structure == "hidden":
+            return None
+        total, outer, count = self._aggregate_moments()
+        if count == 0:
+            return None
+        self._phase = "the prior's last fit"
+        before = self.evaluate(self.validation_indices)
+        outer = outer / count
+        second = outer - torch.diag(torch.diagonal(outer)) + torch.diag(total / count)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.config.seed)
+            gaps = prior.fit_moments(total / count, second, n_steps=steps)
+        prior.refresh_log_z()
+        return gaps | {
+            "steps": steps,
+            "validation_loss_before": before,
+            "validation_loss_after": self.evaluate(self.validation_indices),
+        }
 
     def _stop(self, validation_loss: float) -> bool:
         """Track the best state and decide on early stopping.

@@ -129,6 +129,7 @@ def test_training_validates_with_a_current_log_z():
         restore_best=False,
         log_z_every=100,
         prior_lr_factor=50.0,
+        prior_refit_steps=0,  # the last epoch's prior is the one compared (no fit after training)
         progress_bar=False,
     )
     prior = model.module.prior

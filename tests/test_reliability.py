@@ -945,6 +945,7 @@ def test_early_stopping_keeps_the_best_held_out_state_warm_up_included():
         patience=3,
         validation_fraction=0.1,  # 400 cells: no validation set by default
         trainer_cls=ScriptedValidation,
+        prior_refit_steps=0,  # the state kept is the best epoch's, as it was (no fit after training)
     )
     assert history["validation_loss"] == [10.0, 8.0, 9.0, 9.5, 9.7]  # stopped 3 epochs after the best
     assert history["kl_weight"][1] < 1.0  # the best epoch was in the warm-up
@@ -960,6 +961,7 @@ def test_early_stopping_keeps_the_best_held_out_state_warm_up_included():
         validation_fraction=0.1,
         early_stopping=False,
         trainer_cls=ScriptedValidation,
+        prior_refit_steps=0,
     )
     assert len(history["epoch"]) == 7
     assert all(torch.equal(v, states[6][k]) for k, v in model.module.named_parameters())
@@ -973,6 +975,7 @@ def test_early_stopping_keeps_the_best_held_out_state_warm_up_included():
         validation_fraction=0.1,
         restore_best=False,
         trainer_cls=ScriptedValidation,
+        prior_refit_steps=0,
     )
     assert history["validation_loss"] == [10.0, 8.0, 9.0, 9.5, 9.7]
     assert not all(torch.equal(v, states[1][k]) for k, v in model.module.named_parameters())

@@ -44,6 +44,8 @@ class ModelBase:
     is_trained_: bool
     #: Per-epoch training record of the last ``train`` (``{}`` before).
     history_: dict
+    #: What the prior's last fit after training did (``Trainer.refit_prior``; ``None``: not run).
+    prior_refit_: dict | None
     #: Cell positions trained on and held out for validation by the last ``train`` (``None`` before).
     train_indices_: np.ndarray | None
     validation_indices_: np.ndarray | None

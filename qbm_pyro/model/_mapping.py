@@ -314,6 +314,8 @@ class ReferenceMappingMixin(ModelBase):
             module.prior.sampler.load_state_dict(ref.sampler_state)
         module.feature_masks = _feature_masks(data, model.registry, model.device)
         n_trainable = _freeze(module, masks) if freeze else sum(p.numel() for p in module.parameters())
+        if module.n_binary and freeze:
+            module.prior.frozen = True  # the reference's prior: no last fit after the query's training
         module.eval()
         new_levels = {k: list(v[len(ref.batch_categories[k]) :]) for k, v in categories.items()}
         if freeze and n_trainable == 0:

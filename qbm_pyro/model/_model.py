@@ -169,6 +169,7 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
         self.seed = seed
         self.is_trained_ = False
         self.history_: dict = {}
+        self.prior_refit_: dict | None = None
         #: Cell positions trained on and held out for validation by the last :meth:`train`.
         self.train_indices_: np.ndarray | None = None
         self.validation_indices_: np.ndarray | None = None
@@ -267,7 +268,9 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
             ``lr * prior_lr_factor``), ``kl_balance`` (``α`` in ``(0, 1]``: the codes' KL is
             balanced, ``α·KL(sg(q) ‖ p) + (1 − α)·KL(q ‖ sg(p))``, so the prior gets ``α`` and the
             posterior ``1 − α`` of its gradient; default ``None``, the plain KL; see
-            ``kl_balanced_code``).
+            ``kl_balanced_code``), ``prior_refit_steps`` (default 2000; 0: off): after the last
+            epoch the Boltzmann prior alone is fitted to convergence on the final encoder's
+            aggregate posterior (``Trainer.refit_prior``; what it did: ``model.prior_refit_``).
 
         Warns
         -----
@@ -342,6 +345,7 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
                 log.info("resuming from %s at epoch %d", checkpoint_path, trainer.epoch)
         self.train_indices_, self.validation_indices_ = cells[train_pos], cells[val_pos]
         self.history_ = trainer.run()
+        self.prior_refit_ = trainer.prior_refit
         if self.module.prior is not None:
             self.module.prior.refresh_log_z()
         self.is_trained_ = True
