@@ -336,7 +336,7 @@ class DistributedTrainer(Trainer):
         return packed[:n], packed[n : n + n * n].reshape(n, n), int(packed[-1])
 
     def refit_prior(self) -> dict | None:
-        """:meth:`Trainer.refit_prior` on every rank, then rank 0's module broadcast (the
+        """``Trainer.refit_prior`` on every rank, then rank 0's module broadcast (the
         replicas leave training identical whatever the fit's floating-point order)."""
         result = super().refit_prior()
         _broadcast_state(self.module)

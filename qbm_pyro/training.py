@@ -499,7 +499,7 @@ class Trainer:
 
     def refit_prior(self) -> dict | None:
         """Fit the Boltzmann prior to convergence on the aggregate posterior of the final encoder
-        (:meth:`~qbm_pyro.module.priors.BoltzmannPrior.fit_moments`, ``prior_refit_steps`` steps):
+        (``BoltzmannPrior.fit_moments``, ``prior_refit_steps`` steps):
         the encoder and decoder are not touched, so the latent is what training left, and the
         training cells' ELBO can only rise (up to the sampler's noise). Skipped (``None``) with
         ``prior_refit_steps=0``, a fixed or frozen prior (a query model's), a prior with hidden
