@@ -282,15 +282,16 @@ class BoltzmannPrior(nn.Module):
         ------
         ValueError
             A prior with hidden units (its positive phase is not a function of the moments), a
-            fixed prior, or targets of the wrong shape or outside ``[0, 1]``.
+            fixed or frozen prior, or targets of the wrong shape, not finite or outside ``[0, 1]``.
         """
         n = self.n_latent
         if self.structure == "hidden":
             raise ValueError("fit_moments: a prior with hidden units is not fitted by its code's moments")
         if not self.learnable or self.frozen:
             raise ValueError("fit_moments: the prior is fixed (learnable=False) or frozen (a query model's)")
-        mean = torch.as_tensor(mean, dtype=torch.float64)
-        second = torch.as_tensor(second, dtype=torch.float64)
+        device = self.h.device
+        mean = torch.as_tensor(mean, dtype=torch.float64, device=device)
+        second = torch.as_tensor(second, dtype=torch.float64, device=device)
         if mean.shape != (n,) or second.shape != (n, n):
             raise ValueError(
                 f"fit_moments: need mean ({n},) and second ({n}, {n}), "
@@ -307,9 +308,9 @@ class BoltzmannPrior(nn.Module):
             raise ValueError("fit_moments: moments of binary units lie in [0, 1]")
         if n_steps < 2 or not lr > 0:
             raise ValueError(f"fit_moments: need n_steps >= 2 and lr > 0, got {n_steps}, {lr}")
-        upper = torch.ones(n, n, dtype=torch.bool).triu(1)
+        upper = torch.ones(n, n, dtype=torch.bool, device=device).triu(1)
         if self.structure == "rbm":
-            upper = torch.zeros(n, n, dtype=torch.bool)
+            upper = torch.zeros(n, n, dtype=torch.bool, device=device)
             upper[: self.n_visible, self.n_visible :] = True
         # thousands of calls: the prior's own chains when they are torch's, else (an annealer, a
         # QPU) persistent tempering on the CPU, so the fit spends no annealer time
