@@ -367,7 +367,7 @@ def _provenance_section() -> list[str]:
         "number above (kNN, Leiden, scib-metrics, batch mixing, trajectories, mapping) stands; it "
         "changes what depends on the prior: held-out log p(x), basins and their weights, "
         'generated cells, energies and attractors. Measured on the saved default fits in "The '
-        "prior's last fit\" (paul15, mixology 3 seeds, a549 2); the learned-prior study, the "
+        "prior's last fit\" (paul15, mixology and a549, 3 seeds each); the learned-prior study, the "
         "landscape table and the throughput table's whole-fit ratios (the fit adds about 8 s "
         "per training call on one core) predate it and were not re-run.",
         "",
