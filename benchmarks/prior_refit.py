@@ -74,8 +74,7 @@ def run(fits: Path, dataset: str, seed: int) -> dict:
     train = np.setdiff1d(np.arange(len(probs)), np.asarray(model.validation_indices_))
     model.train_indices_ = train  # (what generation_scores fits its PCA on)
     q = torch.as_tensor(probs[train])
-    mean, outer = q.mean(0), q.T @ q / len(q)
-    second = outer - torch.diag(torch.diagonal(outer)) + torch.diag(mean)
+    mean, second = q.mean(0), q.T @ q / len(q)  # fit_moments reads the strict upper triangle
     before = measure(model, data, label_key, probs, mean, seed)
     start = time.perf_counter()
     with torch.random.fork_rng(devices=[]):

@@ -519,11 +519,9 @@ class Trainer:
             return None
         self._phase = "the prior's last fit"
         before = self.evaluate(self.validation_indices)
-        outer = outer / count
-        second = outer - torch.diag(torch.diagonal(outer)) + torch.diag(total / count)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.config.seed)
-            gaps = prior.fit_moments(total / count, second, n_steps=steps)
+            gaps = prior.fit_moments(total / count, outer / count, n_steps=steps)  # (upper triangle used)
         prior.refresh_log_z()
         return gaps | {
             "steps": steps,

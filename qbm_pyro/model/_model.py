@@ -346,7 +346,7 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
         self.train_indices_, self.validation_indices_ = cells[train_pos], cells[val_pos]
         self.history_ = trainer.run()
         self.prior_refit_ = trainer.prior_refit
-        if self.module.prior is not None:
+        if self.module.prior is not None and self.prior_refit_ is None:  # (the refit refreshed it)
             self.module.prior.refresh_log_z()
         self.is_trained_ = True
         check_fit(self, stopped_early=len(self.history_.get("epoch", ())) < max_epochs)  # NotConvergedWarning
