@@ -162,6 +162,13 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--batch-size", type=_positive_int, default=128, help="cells per minibatch (default 128)"
     )
+    fit.add_argument(
+        "--prior-refit-steps",
+        type=_non_negative_int,
+        default=2000,
+        help="steps of the prior's last fit to the final encoder's aggregate posterior "
+        "(default 2000; 0: off, the prior left at its last training iterate)",
+    )
     fit.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (default 0)")
     fit.add_argument(
         "--device",
@@ -305,6 +312,7 @@ def _fit(args: argparse.Namespace) -> int:
         validation_fraction=sizes["validation_fraction"],
         early_stopping=sizes["early_stopping"],
         batch_size=args.batch_size,
+        prior_refit_steps=args.prior_refit_steps,
         progress_bar=not args.quiet,
         checkpoint_path=None if args.checkpoint is None else str(args.checkpoint),
         resume=args.resume,

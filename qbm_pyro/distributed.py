@@ -467,7 +467,8 @@ def train_distributed(
     Starts the processes with :func:`torch.multiprocessing.spawn` (each gets a pickled copy of
     ``model``; the data go through a temporary ``.h5mu``/``.h5ad`` file that every process
     reads), runs :func:`train_rank` in each, checks that all ranks end with
-    the same prior parameters and sampler state, and loads rank 0's result into ``model``.
+    the same prior parameters and sampler state, and loads rank 0's result into ``model``
+    (its weights, sampler state, ``history_`` and ``prior_refit_``).
 
     Parameters
     ----------
@@ -509,6 +510,7 @@ def train_distributed(
     if prior is not None and payload["sampler"]:
         prior.sampler.load_state_dict(payload["sampler"])
     model.history_ = payload["history"]
+    model.prior_refit_ = payload.get("prior_refit")
     model.is_trained_ = True
     return model.history_
 
@@ -569,6 +571,7 @@ def _worker(
                     "module": model.module.state_dict(),
                     "sampler": prior.sampler.state_dict() if prior is not None else {},
                     "history": history,
+                    "prior_refit": model.prior_refit_,
                     "replicas": replicas,
                 },
                 result,

@@ -190,3 +190,27 @@ def test_fit_bad_likelihood_weights_exit_2(cite, tmp_path, capsys, value):
     assert (
         "'atac' is not one of this model's modalities" if value.startswith("atac") else "likelihood"
     ) in err
+
+
+def test_fit_prior_refit_steps(cite, tmp_path, capsys):
+    """``--prior-refit-steps`` reaches training: 0 leaves the prior at its last training iterate,
+    a positive count refits it (same seed: the same encoder, so the same latent), -1 exits 2."""
+    import numpy as np
+
+    import qbm_pyro
+
+    path, sha = cite
+    models = {}
+    for steps in ("0", "50"):
+        out, model_dir = tmp_path / f"o{steps}.h5mu", tmp_path / f"m{steps}"
+        argv = ["fit", str(path), "-o", str(out), "--model-dir", str(model_dir), "--prior-refit-steps", steps]
+        assert main(argv + FAST) == 0
+        data = md.read_h5mu(out)
+        models[steps] = (qbm_pyro.QBMVAE.load(model_dir, data), data.obsm["X_qbm"])
+    (off, latent_off), (on, latent_on) = models["0"], models["50"]
+    np.testing.assert_array_equal(latent_off, latent_on)
+    assert not torch.equal(off.module.prior.h, on.module.prior.h)
+    bad = ["fit", str(path), "-o", str(tmp_path / "x.h5mu"), "--prior-refit-steps", "-1", *FAST]
+    assert main(bad) == 2
+    assert "--prior-refit-steps" in capsys.readouterr().err
+    assert digest(path) == sha

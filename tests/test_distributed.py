@@ -69,6 +69,9 @@ def test_two_ranks_keep_prior_and_chains_identical(monkeypatch):
     assert not torch.equal(rank0["h"], h0)
     assert torch.equal(model.module.prior.sampler.chains, rank0["sampler.chains"])
     assert model.get_latent_representation().shape == (400, 18)
+    # what the prior's last fit did came back too (the same record as a one-process fit's)
+    assert set(model.prior_refit_) >= {"mean_gap_before", "mean_gap_after", "steps"}
+    assert model.prior_refit_["mean_gap_after"] < model.prior_refit_["mean_gap_before"]
 
 
 def test_distributed_trainer_is_a_trainer():
