@@ -36,7 +36,7 @@ from sklearn.metrics import adjusted_rand_score
 import qbm_pyro
 from benchmarks.quality import load
 from benchmarks.tables import mean_sd
-from qbm_pyro.metrics import knn_accuracy
+from qbm_pyro.metrics import clustering_scores, knn_accuracy
 from qbm_pyro.samplers import ParallelTemperingSampler
 from qbm_pyro.tl._attractors import descend
 
@@ -57,6 +57,9 @@ METHODS = {
     "binary_qbm": dict(prior="boltzmann", n_continuous=0),
     "bernoulli16": dict(prior="bernoulli", n_latent=16),
     "qbm16": dict(prior="boltzmann", n_latent=16),
+    # half the Gaussian units: more of the cells' identity left to the binary code
+    "bernoulli_c8": dict(prior="bernoulli", n_continuous=8),
+    "qbm_c8": dict(prior="boltzmann", n_continuous=8),
     "bernoulli_balanced": dict(prior="bernoulli", train=dict(kl_balance=0.8)),
     "qbm_balanced": dict(prior="boltzmann", train=dict(kl_balance=0.8)),
     "binary_bernoulli_balanced": dict(prior="bernoulli", n_continuous=0, train=dict(kl_balance=0.8)),
@@ -84,6 +87,7 @@ METHODS = {
 ANCHOR = dict.fromkeys(METHODS, "bernoulli") | {
     "binary_qbm": "binary_bernoulli",
     "qbm16": "bernoulli16",
+    "qbm_c8": "bernoulli_c8",
     "qbm_balanced": "bernoulli_balanced",
     "binary_qbm_balanced": "binary_bernoulli_balanced",
     "binary_two_stage": "binary_bernoulli",
@@ -135,7 +139,24 @@ def basins(model, seed: int, probs: np.ndarray, labels: np.ndarray | None = None
     }
 
 
-def run(dataset: str, method: str, seed: int, epochs: int) -> dict:
+def landscape_scores(model, data, labels: np.ndarray, seed: int) -> dict:
+    """Leiden on the joint latent (resolution chosen by NMI) and ``tl.attractors`` (mean-field
+    states, greedy over codes, and on the cell graph) against the labels: how many states, and how
+    well they match."""
+    qbm_pyro.tl.qbm(data, model, progress_bar=False)
+    out = {f"leiden_{k}": v for k, v in clustering_scores(data.obsm["X_qbm"], labels, seed=seed).items()}
+    for method in (
+        ("meanfield", "greedy", "graph") if model.module.prior.structure != "hidden" else ("graph",)
+    ):
+        qbm_pyro.tl.attractors(data, model, method=method, seed=seed, n_markers=0, key_added="lever")
+        found = data.obs["lever"].astype(str).to_numpy()
+        out[f"{method}_attractor_ari"] = float(adjusted_rand_score(labels, found))
+        out[f"{method}_n_attractors"] = int(len(np.unique(found)))
+        out[f"{method}_labels"] = found.tolist()
+    return out
+
+
+def run(dataset: str, method: str, seed: int, epochs: int, landscape: bool = False) -> dict:
     data, label_key, batch_key, kwargs = load(dataset)
     spec = dict(METHODS[method])
     train_kw = spec.pop("train", {})
@@ -197,6 +218,8 @@ def run(dataset: str, method: str, seed: int, epochs: int) -> dict:
     t = time.perf_counter()
     row |= basins(model, seed, probs, labels)
     row["basin_seconds"] = time.perf_counter() - t
+    if landscape:
+        row |= landscape_scores(model, data, labels, seed)
     return row
 
 
@@ -233,16 +256,20 @@ def main(argv=None) -> None:
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/prior_levers.json"))
+    parser.add_argument(
+        "--landscape", action="store_true", help="also Leiden and tl.attractors against the labels"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     for seed in args.seeds:
         for dataset in args.datasets:
             for method in args.methods:
                 start = time.perf_counter()
-                row = run(dataset, method, seed, args.epochs)
+                row = run(dataset, method, seed, args.epochs, args.landscape)
                 row["epochs"] = args.epochs
                 _write(args.out, [row], args.epochs)
-                shown = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}
+                shown = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()
+                         if not k.endswith("_labels")}  # fmt: skip
                 print(f"[{time.perf_counter() - start:.0f}s] {shown}", flush=True)
 
 

@@ -72,10 +72,16 @@ def landscape_section(adata, model, out: Path, seed: int) -> str:
         f"{r.barrier_to_nearest:.1f} | {markers.get(name, '')} |\n"
         for name, r in info["table"].iterrows()
     )
+    if info["method"] == "meanfield":
+        how = "the prior's states at its temperature: the mean-field fixed points the cells flow to"
+    else:
+        how = (
+            f"{len(info['minima'])} minima before merging those a barrier below "
+            f"{info['params']['min_barrier']} kT separates"
+        )
     return (
-        f"{len(info['table'])} attractors ({len(info['minima'])} minima before merging those a barrier "
-        f"below {info['params']['min_barrier']} kT separates); ARI against `{LABEL}`: {ari:.3f}; "
-        f"{info['prior_unassigned']:.1%} of the prior's samples fall outside the cells' basins.\n\n"
+        f"{len(info['table'])} attractors ({how}); ARI against `{LABEL}`: {ari:.3f}; "
+        f"{info['prior_unassigned']:.1%} of the prior's samples fall outside the cells' states.\n\n"
         "| attractor | energy | cells | basin weight (prior) | minima | barrier to nearest (kT) | markers |\n"
         "|---|---|---|---|---|---|---|\n" + rows
     )
@@ -187,8 +193,10 @@ Each cell's energy E(q) under the learned Boltzmann prior (lower = more probable
 
 ## Energy landscape
 Cell states as attractors of the learned energy (`qbm_pyro.tl.attractors`, see
-`docs/landscape.rst`): each cell's code descends to a local minimum; minima separated by a small
-barrier are merged; barriers are minimax paths of single flips.
+`docs/landscape.rst`): the states of the prior at the temperature it is sampled at (the fixed
+points of the mean-field equations that the cells' posteriors flow to; energy: their mean-field
+free energy); barriers are the highest free energy between two states, paths are single flips
+between their codes.
 
 {landscape_text}
 ![landscape](landscape.png)

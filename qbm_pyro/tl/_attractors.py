@@ -13,7 +13,12 @@ its basin weight under the prior (the fraction of codes drawn from the prior wit
 sampler that descend into it), the barriers to the other attractors (minimax paths of single
 flips, ``_barriers``), and marker features (its code decoded by the model).
 
-``method="graph"`` finds the basins on the cells instead (:mod:`~qbm_pyro.tl._graph_attractors`):
+``method="meanfield"`` (the default for a quadratic prior) finds the prior's states at its own
+temperature instead: the fixed points of the mean-field equations ``m = σ(h + J m)`` that the
+cells' posterior probabilities flow to, with no barrier threshold
+(``qbm_pyro.tl._meanfield_attractors``).
+
+``method="graph"`` finds the basins on the cells (:mod:`~qbm_pyro.tl._graph_attractors`):
 each cell's energy ``E(q)``, averaged over its neighbourhood in the cells' k-nearest-neighbour
 graph, and the basins of that smoothed energy on the graph, merged when the saddle between two is
 less than ``min_barrier`` above the higher floor (persistence clustering). It does not need the
@@ -42,6 +47,7 @@ from qbm_pyro.tl._barriers import (
 )
 from qbm_pyro.tl._energy_landscape import EnergyLandscape
 from qbm_pyro.tl._graph_attractors import graph_attractors
+from qbm_pyro.tl._meanfield_attractors import meanfield_attractors
 
 __all__ = ["attractors", "descend"]
 
@@ -49,6 +55,8 @@ log = logging.getLogger(__name__)
 
 #: Default barrier (energy units = kT at the prior's temperature) below which minima are merged.
 MIN_BARRIER = 1.0
+#: The values of ``method``.
+METHODS = ("meanfield", "graph", "greedy", "anneal")
 
 
 def descend(
@@ -100,7 +108,7 @@ def attractors(
     *,
     use_rep: str = "X_qbm",
     key: str = "qbm",
-    method: str = "graph",
+    method: str | None = None,
     min_barrier: float = MIN_BARRIER,
     n_neighbors: int = 15,
     metric: str = "hellinger",
@@ -128,22 +136,28 @@ def attractors(
     use_rep, key
         Where :func:`~qbm_pyro.tl.qbm` wrote the latent and its parameters.
     method
-        ``"greedy"`` (steepest single-flip descent over codes from each cell's hard code
-        ``q > 1/2`` to a minimum of the prior), ``"anneal"`` (simulated annealing from the code
-        down to T≈0, then the descent; quadratic priors only) or ``"graph"`` (basins of the cells'
-        energies ``E(q)``, averaged over each cell and its ``n_neighbors`` nearest neighbours, on
-        the cells' neighbour graph). ``"graph"`` is the default: over 3 seeds of 100-epoch fits
-        its states were the more stable across seeds on every bundled set (seed-to-seed ARI
-        paul15 0.89 vs 0.87, mixology 0.998 vs 0.78, a549 1.0 vs 0.17), it recovered the 5
-        mixology lines (ARI 0.999 vs 0.544) where the code minima merged them, and it still finds
-        states when the prior has a single minimum over codes; on paul15 ``"greedy"`` scored a
-        little higher (ARI 0.478 vs 0.442, both find the two lineages; ``docs/landscape.rst``).
+        ``"meanfield"`` (the prior's states at its own temperature: each cell's posterior
+        probabilities iterated to the fixed point of the mean-field equations ``m = σ(h + J m)``
+        they flow to, one state per fixed point, ordered by mean-field free energy;
+        ``qbm_pyro.tl._meanfield_attractors``; quadratic priors only), ``"greedy"``
+        (steepest single-flip descent over codes from each cell's hard code ``q > 1/2`` to a
+        minimum of the prior, minima merged across barriers below ``min_barrier``),
+        ``"anneal"`` (simulated annealing from the code down to T≈0, then the descent; quadratic
+        priors only) or ``"graph"`` (basins of the cells' energies ``E(q)``, averaged over each
+        cell and its ``n_neighbors`` nearest neighbours, on the cells' neighbour graph).
+        Default (``None``): ``"meanfield"``, or ``"graph"`` for a prior with hidden units.
+        Over 3 seeds of default fits (``BENCHMARKS.md``, "Energy landscape") the mean-field
+        states were the closest to the known types and the most stable across seeds: paul15
+        ARI 0.46 against 0.36 (graph) and 0.34 (greedy), seed-to-seed 0.84 against 0.63 and
+        0.58; the 5 mixology lines exactly (ARI 1.0, as both others); no threshold to choose,
+        where ``min_barrier`` decides how many states the other methods find.
     min_barrier
         Basins (``"graph"``) or minima (``"greedy"``, ``"anneal"``) whose barrier, counted from
         the higher of the two floors, is below this many energy units (kT at the prior's
         temperature β = 1) are merged into one attractor. At 1 kT a state leaves the shallower
         basin with probability ~e⁻¹ per attempt, so the two are not distinct states at the
-        temperature the prior is sampled at; ``0`` keeps every minimum.
+        temperature the prior is sampled at; ``0`` keeps every minimum. Not used by
+        ``"meanfield"``, whose states are already those of the prior's temperature.
     n_neighbors, metric
         The cell graph of ``method="graph"``: each cell's nearest neighbours in ``obsm[use_rep]``
         (``"hellinger"``, ``"hamming"`` or ``"euclidean"``, as in :func:`qbm_pyro.tl.trajectory`),
@@ -200,6 +214,13 @@ def attractors(
         (expected Hamming distance to the cell's posterior); ``floor_cells`` are the floor cells'
         indices and ``smoothed_energy`` every cell's smoothed energy.
 
+        With ``method="meanfield"`` ``energies`` are the states' mean-field free energies,
+        ``barriers`` the highest free energy on the straight line between two states'
+        ``magnetisations`` (an upper bound on the saddle: ``barrier_exact`` is false off the
+        diagonal), ``states`` the codes ``m > 1/2``, ``minima`` those codes descended to their
+        minima over codes, with ``code_barriers`` / ``code_barrier_exact`` and ``paths`` between
+        them; a prior sample belongs to the state its mean-field flow ends in.
+
     Examples
     --------
     >>> import qbm_pyro
@@ -209,15 +230,17 @@ def attractors(
     >>> bool(mdata.obs["qbm_attractor"].str.startswith("A").all())
     True
     """
-    if method not in ("graph", "greedy", "anneal"):
-        raise ValueError(f"method must be 'graph', 'greedy' or 'anneal', got {method!r}")
+    if method is not None and method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(map(repr, METHODS))}, got {method!r}")
+    if not np.isfinite(min_barrier) or min_barrier < 0:
+        raise ValueError(f"min_barrier must be a finite number >= 0, got {min_barrier!r}")
+    landscape = EnergyLandscape.from_data(data, model, key)
+    if method is None:
+        method = "meanfield" if landscape.is_quadratic else "graph"
     if method == "graph" and (int(n_neighbors) != n_neighbors or n_neighbors < 1):
         raise ValueError(f"n_neighbors must be a positive integer, got {n_neighbors!r}")
     if method == "graph" and metric not in ("hellinger", "hamming", "euclidean"):
         raise ValueError(f"metric must be 'hellinger', 'hamming' or 'euclidean', got {metric!r}")
-    if not np.isfinite(min_barrier) or min_barrier < 0:
-        raise ValueError(f"min_barrier must be a finite number >= 0, got {min_barrier!r}")
-    landscape = EnergyLandscape.from_data(data, model, key)
     if use_rep not in data.obsm:
         raise KeyError(f"obsm[{use_rep!r}] not found: run qbm_pyro.tl.qbm first")
     n = landscape.n
@@ -225,6 +248,12 @@ def attractors(
     if probs.shape[1] != n:
         raise ValueError(f"obsm[{use_rep!r}] has {probs.shape[1]} columns; the prior has {n} units")
     data = data.copy() if copy else data
+    if method == "meanfield":
+        out, cell_group, inverse = meanfield_attractors(
+            landscape, probs, search_budget, n_prior_samples, seed
+        )
+        out["params"]["use_rep"] = use_rep
+        return _write(data, model, out, cell_group, inverse, key_added, n_markers, modality, seed, copy)
     if method == "graph":
         rep = np.asarray(data.obsm[use_rep], dtype=np.float64)
         if rep.shape[0] <= n_neighbors:

@@ -1,0 +1,197 @@
+"""``tl.attractors(method="meanfield")``: the prior's states at its own temperature, by mean field.
+
+A code minimum of ``E(z)`` is a state at temperature zero. The prior is sampled at β = 1, where
+two minima that a fraction of kT separates are one state and a broad basin outweighs a deep,
+narrow one. The naive mean-field free energy of a quadratic machine over magnetisations
+``m ∈ (0, 1)^n``,
+
+    F(m) = -h·m - Σ_{i<j} J_ij m_i m_j + Σ_i [m_i log m_i + (1 - m_i) log(1 - m_i)],
+
+is stationary where ``m = σ(h + J m)``; its local minima are the machine's thermodynamic states at
+β = 1 (a weakly coupled machine has one, the paramagnetic state; a Hopfield machine below its
+critical temperature has one per stored pattern). Each cell's posterior probabilities are iterated
+to the fixed point they flow to (damped parallel updates), and cells that reach the same fixed
+point are one state. No barrier threshold is chosen: the temperature merges what is shallow.
+
+Each state gets its magnetisation, its free energy, the free-energy barriers to the others (the
+highest ``F`` on the straight line between two magnetisations: an upper bound on the saddle), its
+code (``m > 1/2``) and that code's local minimum over codes, with the single-flip barriers and
+paths between those minima (as ``"greedy"``), its cells, and its basin weight under the prior (the
+fraction of prior samples whose mean-field flow ends in it).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.special import expit
+
+from qbm_pyro.tl._barriers import barrier_to_nearest, pairwise_barriers
+from qbm_pyro.tl._energy_landscape import EnergyLandscape
+from qbm_pyro.tl._graph_attractors import _tree_and_paths
+
+__all__ = ["free_energy", "group_fixed_points", "line_barriers", "mean_field_flow", "meanfield_attractors"]
+
+#: Weight of the old magnetisation in each damped update (parallel updates of a strongly coupled
+#: machine oscillate undamped).
+DAMPING = 0.5
+#: Updates at most, and the largest change of any magnetisation that counts as converged.
+MAX_ITER = 2000
+TOL = 1e-6
+#: Two fixed points are one state when no magnetisation differs by more than this.
+STATE_TOL = 0.05
+
+
+def mean_field_flow(
+    h: np.ndarray,
+    J_sym: np.ndarray,
+    m0: np.ndarray,
+    *,
+    damping: float = DAMPING,
+    max_iter: int = MAX_ITER,
+    tol: float = TOL,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Iterate ``m ← damping · m + (1 - damping) · σ(h + J m)`` from each row of ``m0``.
+
+    Parameters
+    ----------
+    h, J_sym
+        Biases ``(n,)`` and symmetric couplings ``(n, n)`` (zero diagonal) of ``E(z) = -h·z - ½ zᵀJz``.
+    m0
+        Starting magnetisations ``(B, n)`` in ``[0, 1]`` (posterior probabilities, or codes).
+    damping, max_iter, tol
+        Damping, the most updates, and the change below which a row has converged.
+
+    Returns
+    -------
+    The fixed points ``(B, n)`` and whether each row converged ``(B,)``.
+    """
+    m = np.clip(np.array(m0, dtype=np.float64, ndmin=2), 0.0, 1.0)
+    active = np.ones(m.shape[0], dtype=bool)
+    for _ in range(int(max_iter)):
+        rows = np.flatnonzero(active)
+        if rows.size == 0:
+            break
+        new = damping * m[rows] + (1.0 - damping) * expit(h + m[rows] @ J_sym)
+        change = np.abs(new - m[rows]).max(axis=1)
+        m[rows] = new
+        active[rows[change < tol]] = False
+    return m, ~active
+
+
+def free_energy(h: np.ndarray, J_sym: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """Naive mean-field free energy ``F(m)`` (kT) of each row of ``m`` (module docstring)."""
+    m = np.array(m, dtype=np.float64, ndmin=2)
+    q = np.clip(m, 1e-12, 1 - 1e-12)
+    negentropy = (q * np.log(q) + (1 - q) * np.log(1 - q)).sum(axis=1)
+    return -m @ h - 0.5 * np.einsum("bi,ij,bj->b", m, J_sym, m) + negentropy
+
+
+def group_fixed_points(m: np.ndarray, tol: float = STATE_TOL) -> tuple[np.ndarray, np.ndarray]:
+    """Group fixed points that agree within ``tol`` in every unit; returns each row's group and
+    the groups' mean magnetisations, in order of first appearance."""
+    m = np.asarray(m, dtype=np.float64)
+    label = np.full(m.shape[0], -1, dtype=np.int64)
+    centres = []
+    while (label < 0).any():
+        first = int(np.flatnonzero(label < 0)[0])
+        member = (label < 0) & (np.abs(m - m[first]).max(axis=1) < tol)
+        label[member] = len(centres)
+        centres.append(m[member].mean(axis=0))
+    return label, np.asarray(centres).reshape(-1, m.shape[1])
+
+
+def line_barriers(h: np.ndarray, J_sym: np.ndarray, centres: np.ndarray, n_points: int = 101) -> np.ndarray:
+    """Free-energy barriers between states: for each pair, the highest ``F`` on the straight line
+    between their magnetisations (an upper bound on the saddle between them); the diagonal holds
+    the states' own free energies."""
+    k = centres.shape[0]
+    out = np.diag(free_energy(h, J_sym, centres)) if k else np.zeros((0, 0))
+    t = np.linspace(0.0, 1.0, n_points)[:, None]
+    for g in range(k):
+        for f in range(g + 1, k):
+            line = (1 - t) * centres[g] + t * centres[f]
+            out[g, f] = out[f, g] = max(free_energy(h, J_sym, line).max(), out[g, g], out[f, f])
+    return out
+
+
+def meanfield_attractors(
+    landscape: EnergyLandscape, probs: np.ndarray, search_budget: int, n_prior_samples: int, seed: int
+) -> tuple[dict, np.ndarray, np.ndarray]:
+    """The attractors of ``method="meanfield"``.
+
+    Returns ``(uns entry, attractor of each cell, the same: no minima are merged)``."""
+    if not landscape.is_quadratic:
+        raise ValueError("method='meanfield' needs a quadratic prior (h, J), not one with hidden units")
+    h, J_sym = landscape.h, landscape._J_sym
+    fixed, converged = mean_field_flow(h, J_sym, probs)
+    label, centres = group_fixed_points(fixed)
+    energy_f = free_energy(h, J_sym, centres)
+    order = np.argsort(energy_f, kind="stable")  # A0: the lowest free energy
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    cell_group, centres, energy_f = rank[label], centres[order], energy_f[order]
+    k = centres.shape[0]
+    names = [f"A{g}" for g in range(k)]
+    states = (centres > 0.5).astype(np.int8)
+    barriers = line_barriers(h, J_sym, centres)
+    # over codes, as method="greedy": each state's code descended to its minimum, the single-flip
+    # barriers between those minima and the paths of the barrier tree's edges
+    minima = landscape.descend(states.astype(np.float64)).astype(np.int8)
+    pair = pairwise_barriers(landscape, minima, method="auto", budget=search_budget)
+    edges, edge_barrier, paths = _tree_and_paths(landscape, minima, barriers, pair, names, search_budget)
+    weight, unassigned = _flow_weights(landscape, centres, n_prior_samples, seed)
+    table = pd.DataFrame(
+        {
+            "energy": energy_f,
+            "code_energy": pair["barriers"].diagonal().copy(),
+            "n_cells": np.bincount(cell_group, minlength=k),
+            "basin_weight": weight,
+            "n_minima": np.ones(k, dtype=np.int64),
+            "barrier_to_nearest": barrier_to_nearest(barriers),
+        },
+        index=pd.Index(names, name="attractor"),
+    )
+    out = {
+        "table": table,
+        "states": states,
+        "magnetisations": centres,
+        "energies": energy_f.copy(),
+        "n_cells": table["n_cells"].to_numpy(),
+        "basin_weight": weight,
+        "prior_unassigned": float(unassigned),
+        "barriers": barriers,
+        "barrier_exact": np.eye(k, dtype=bool),
+        "code_barriers": pair["barriers"],
+        "code_barrier_exact": pair["exact"],
+        "edges": edges,
+        "edge_barrier": edge_barrier,
+        "paths": paths,
+        "minima": minima,
+        "minima_energies": energy_f.copy(),
+        "minimum_attractor": np.arange(k),
+        "method": "meanfield",
+        "params": {
+            "damping": DAMPING,
+            "tol": TOL,
+            "state_tol": STATE_TOL,
+            "n_unconverged": int((~converged).sum()),
+            "search_budget": int(search_budget),
+            "n_prior_samples": int(n_prior_samples),
+            "seed": int(seed),
+        },
+    }
+    return out, cell_group, cell_group.copy()
+
+
+def _flow_weights(landscape, centres, n_samples: int, seed: int) -> tuple[np.ndarray, float]:
+    """Fraction of prior samples whose mean-field flow ends in each state, and the rest (flows to
+    a fixed point no cell reaches)."""
+    k = centres.shape[0]
+    if n_samples <= 0:
+        return np.full(k, np.nan), float("nan")
+    ends, _ = mean_field_flow(landscape.h, landscape._J_sym, landscape.sample(n_samples, seed))
+    distance = np.stack([np.abs(ends - c).max(axis=1) for c in centres], axis=1)
+    hit = distance.argmin(axis=1)
+    found = distance.min(axis=1) < STATE_TOL
+    return np.bincount(hit[found], minlength=k) / ends.shape[0], float(1.0 - found.mean())

@@ -1,0 +1,159 @@
+"""``tl.attractors(method="meanfield")``: the prior's states at β = 1, checked on machines with
+planted states against exact enumeration (n <= 12)."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy.special import expit
+from sklearn.metrics import adjusted_rand_score
+
+import qbm_pyro
+from qbm_pyro.samplers import ExactSampler
+from qbm_pyro.tl._barriers import enumerate_landscape
+from qbm_pyro.tl._energy_landscape import EnergyLandscape
+from qbm_pyro.tl._meanfield_attractors import (
+    free_energy,
+    line_barriers,
+    mean_field_flow,
+    meanfield_attractors,
+)
+
+
+def hopfield(patterns: np.ndarray, strength: float, bias: np.ndarray | None = None) -> EnergyLandscape:
+    """The Hopfield machine storing ``patterns`` (0/1 rows) at coupling ``strength``, written over
+    0/1 units: in spins ``s = 2z - 1`` its energy is ``-Σ_{i<j} W_ij s_i s_j`` with ``W = strength
+    · ξᵀξ / n``, i.e. ``J = 4 W`` and ``h_i = -2 Σ_j W_ij`` (plus an optional ``bias``)."""
+    xi = 2.0 * patterns - 1.0
+    n = patterns.shape[1]
+    W = strength * xi.T @ xi / n
+    np.fill_diagonal(W, 0.0)
+    h = -2.0 * W.sum(axis=1) + (0.0 if bias is None else bias)
+    return EnergyLandscape.from_boltzmann(h, np.triu(4.0 * W, 1), sample_fn=None)
+
+
+def exact_sampling(land: EnergyLandscape) -> EnergyLandscape:
+    """The same machine, sampled exactly (the basin weights are then only Monte-Carlo noise)."""
+    h, J = torch.as_tensor(land.h), torch.as_tensor(np.triu(land._J_sym, 1))
+
+    def sample(num: int, seed: int) -> np.ndarray:
+        return ExactSampler(seed=seed).sample(h, J, num).double().numpy()
+
+    return EnergyLandscape.from_boltzmann(land.h, np.triu(land._J_sym, 1), sample_fn=sample)
+
+
+def cells_near(codes: np.ndarray, per: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    q = (
+        np.repeat(codes, per, axis=0) * 0.7
+        + 0.15
+        + rng.uniform(-0.1, 0.1, (codes.shape[0] * per, codes.shape[1]))
+    )
+    return q, np.repeat(np.arange(codes.shape[0]), per)
+
+
+PATTERNS = np.array([[1] * 6 + [0] * 6, [1, 0] * 6], dtype=np.float64)
+
+
+def test_flow_ends_at_stationary_points_of_the_free_energy():
+    rng = np.random.default_rng(0)
+    land = EnergyLandscape.from_boltzmann(rng.normal(0, 1, 8), np.triu(rng.normal(0, 1.5, (8, 8)), 1))
+    m, converged = mean_field_flow(land.h, land._J_sym, rng.random((20, 8)))
+    assert converged.all()
+    np.testing.assert_allclose(m, expit(land.h + m @ land._J_sym), atol=1e-5)
+    # F's gradient vanishes there (central differences)
+    eps = 1e-6
+    for row in m[:3]:
+        grad = [
+            (
+                free_energy(land.h, land._J_sym, row + eps * e)
+                - free_energy(land.h, land._J_sym, row - eps * e)
+            )[0]
+            / (2 * eps)
+            for e in np.eye(8)
+        ]
+        np.testing.assert_allclose(grad, 0.0, atol=1e-3)
+    # at a code (a corner) F is the energy: no entropy left
+    z = (rng.random((4, 8)) < 0.5).astype(float)
+    np.testing.assert_allclose(free_energy(land.h, land._J_sym, z), land.energy(z), atol=1e-9)
+
+
+def test_weakly_coupled_machine_is_one_state_though_it_has_several_code_minima():
+    """Below the Hopfield critical coupling (strength < 1) the machine at β = 1 is paramagnetic:
+    one state, while its code minima (temperature zero) are the stored patterns and their mirrors."""
+    land = hopfield(PATTERNS, strength=0.5)
+    assert enumerate_landscape(land)["minima"].size >= 2
+    q, _ = cells_near(np.vstack([PATTERNS, 1 - PATTERNS]), per=5)
+    out, cell_group, _ = meanfield_attractors(exact_sampling(land), q, 2000, 200, 0)
+    assert len(out["states"]) == 1 and (cell_group == 0).all()
+    np.testing.assert_allclose(out["magnetisations"][0], 0.5, atol=1e-4)
+    assert out["basin_weight"][0] == pytest.approx(1.0)
+
+
+def test_planted_states_their_cells_and_exact_basin_weights():
+    """Strength 3 (well inside the retrieval phase) with a small field favouring the first
+    pattern: the cells near each pattern and mirror form one state each, the states' codes are the
+    patterns, the lowest free energy is the heaviest state, and the sampled basin weights match the
+    exact ones (every code of the 12-unit machine flowed, weighted by its exact probability)."""
+    codes = np.vstack([PATTERNS, 1 - PATTERNS])
+    land = exact_sampling(hopfield(PATTERNS, strength=3.0, bias=0.15 * (2 * PATTERNS[0] - 1)))
+    q, truth = cells_near(codes, per=6)
+    out, cell_group, inverse = meanfield_attractors(land, q, 2000, 4000, seed=0)
+    assert len(out["states"]) == 4 and adjusted_rand_score(truth, cell_group) == 1.0
+    np.testing.assert_array_equal(inverse, cell_group)
+    # each state's code is the planted code its cells sit near
+    for g in range(4):
+        np.testing.assert_array_equal(out["states"][g], codes[truth[cell_group == g][0]])
+    assert np.all(np.diff(out["energies"]) >= 0)  # A0 has the lowest free energy
+    np.testing.assert_array_equal(out["states"][0], PATTERNS[0])
+    # exact basin weights: every code's flow, weighted by p(z)
+    full = enumerate_landscape(land)
+    p = np.exp(-full["energies"] - np.logaddexp.reduce(-full["energies"]))
+    ends, _ = mean_field_flow(land.h, land._J_sym, full["codes"].astype(np.float64))
+    distance = np.stack([np.abs(ends - c).max(axis=1) for c in out["magnetisations"]], axis=1)
+    exact = np.array([p[(distance.argmin(1) == g) & (distance.min(1) < 0.05)].sum() for g in range(4)])
+    np.testing.assert_allclose(out["basin_weight"], exact, atol=0.03)
+    assert out["prior_unassigned"] == pytest.approx(1 - exact.sum(), abs=0.03)
+    assert exact.argmax() == 0
+    # barriers: above both states, symmetric, consistent with the table
+    b = out["barriers"]
+    np.testing.assert_allclose(b, b.T)
+    assert (b >= np.maximum.outer(out["energies"], out["energies"]) - 1e-9).all()
+    np.testing.assert_allclose(b, line_barriers(land.h, land._J_sym, out["magnetisations"]))
+    assert (out["table"]["barrier_to_nearest"] > 0).all()
+    assert len(out["edges"]) == 3 and set(out["paths"]) == {f"A{g}-A{f}" for g, f in out["edges"]}
+
+
+def _adata(land: EnergyLandscape, q: np.ndarray, truth: np.ndarray) -> ad.AnnData:
+    obs = pd.DataFrame({"truth": truth.astype(str)}, index=[f"c{i}" for i in range(len(truth))])
+    adata = ad.AnnData(obs=obs)
+    adata.obsm["X_qbm"] = q
+    adata.uns["qbm"] = {"prior": {"h": land.h, "J": np.triu(land._J_sym, 1)}}
+    return adata
+
+
+def test_tl_attractors_defaults_to_mean_field_states():
+    land = hopfield(PATTERNS, strength=3.0)
+    q, truth = cells_near(np.vstack([PATTERNS, 1 - PATTERNS]), per=5)
+    adata = _adata(land, q, truth)
+    qbm_pyro.tl.attractors(adata, n_prior_samples=200, n_markers=0)
+    info = adata.uns["qbm_attractor"]
+    assert info["method"] == "meanfield" and len(info["states"]) == 4
+    assert adjusted_rand_score(truth, adata.obs["qbm_attractor"]) == 1.0
+    np.testing.assert_allclose(adata.obs["qbm_attractor_energy"].min(), info["energies"][0])
+    assert list(info["table"].columns[:2]) == ["energy", "code_energy"]
+    # the other methods are still there, and a wrong name says which exist
+    qbm_pyro.tl.attractors(adata, method="greedy", n_prior_samples=0, n_markers=0, key_added="g")
+    assert adata.uns["g"]["method"] == "greedy"
+    with pytest.raises(ValueError, match="'meanfield'"):
+        qbm_pyro.tl.attractors(adata, method="mean-field")
+
+
+def test_meanfield_needs_a_quadratic_prior():
+    land = hopfield(PATTERNS, strength=3.0)
+    generic = EnergyLandscape(land.energy, land.n)  # an energy without h and J
+    with pytest.raises(ValueError, match="quadratic"):
+        meanfield_attractors(generic, np.full((3, land.n), 0.5), 100, 0, 0)
