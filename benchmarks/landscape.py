@@ -234,12 +234,16 @@ def report_section(results: Path) -> list[str]:
         "",
         "Pseudotime (Spearman with the known time; paul15: myeloid / erythroid reference lineages). "
         "Rooted: the known root group (a549 0 h, paul15 multipotent progenitors). Root-free: "
-        '`root="auto_energy"` (the state of highest mean energy). Single cell: 3 seeded cells of the '
+        '`root="auto_energy"` (the prior\'s mean-field state of highest free energy; where the prior has one '
+        "state at its temperature, the cell state of highest mean energy). Auto root evidence: the "
+        "free-energy margin of the root state over the next (kT), or the effect size of the energy rule "
+        "(`d`), per seed. "
+        "Single cell: 3 seeded cells of the "
         "root group, alone (`root_expand=0`) / expanded to 15 neighbours / to their state / with their "
         'side directions down-weighted (`root_expand="sides"`, the default for a root cell).',
         "",
         "| data set | rooted | root-free | root-free vs rooted | auto root in the known group "
-        "| auto root effect size "
+        "| auto root evidence "
         "| energy vs time / lineage | one cell | one cell + 15 nn | one cell + state | one cell, sides |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -256,11 +260,18 @@ def report_section(results: Path) -> list[str]:
         out.append(
             f"| {dataset} | {both('rooted')} | {both('root_free')} "
             f"| {_ms([t['root_free_vs_rooted_spearman'] for t in sel])} | {hits}/{len(sel)} "
-            f"| {_ms([t['auto_root']['evidence_effect_size'] for t in sel])} | {energy} "
+            f"| {', '.join(_evidence(t['auto_root']) for t in sel)} | {energy} "
             f"| {both('single_cell_expand_0')} | {both('single_cell_expand_15')} "
             f"| {both('single_cell_expand_state')} | {both('single_cell_expand_sides')} |"
         )
     return [*out, "", *_root_expansion_section(Path(results))]
+
+
+def _evidence(auto_root: dict) -> str:
+    """The auto root's evidence in a cell: the free-energy margin (kT) or the energy rule's ``d``."""
+    if auto_root.get("evidence_method") == "free_energy":
+        return f"{auto_root['evidence_margin']:.2f} kT"
+    return f"d {auto_root.get('evidence_effect_size', float('nan')):.2f}"
 
 
 def _root_expansion_section(results: Path) -> list[str]:

@@ -21,6 +21,7 @@ from qbm_pyro.tl._meanfield_attractors import (
     mean_field_flow,
     meanfield_attractors,
 )
+from qbm_pyro.tl._roots import AmbiguousRootWarning
 
 
 def hopfield(patterns: np.ndarray, strength: float, bias: np.ndarray | None = None) -> EnergyLandscape:
@@ -157,3 +158,44 @@ def test_meanfield_needs_a_quadratic_prior():
     generic = EnergyLandscape(land.energy, land.n)  # an energy without h and J
     with pytest.raises(ValueError, match="quadratic"):
         meanfield_attractors(generic, np.full((3, land.n), 0.5), 100, 0, 0)
+
+
+# --------------------------------------------------------------------------- the root-free potential
+
+
+def differentiation(n_cells: int = 300, strength: float = 3.0, seed: int = 0) -> ad.AnnData:
+    """Cells along a path from a progenitor code P to a differentiated code D (time ``t``) on a
+    Hopfield machine storing both, with a field that makes D the deeper state: the least stable
+    state (highest free energy) is P, where the path starts."""
+    P = np.array([1] * 8 + [0] * 8, dtype=np.float64)
+    D = np.array([1, 0] * 8, dtype=np.float64)
+    land = hopfield(np.vstack([P, D]), strength=strength, bias=0.3 * (2 * D - 1))
+    rng = np.random.default_rng(seed)
+    t = np.sort(rng.uniform(0, 1, n_cells))
+    q = np.clip((1 - t[:, None]) * P + t[:, None] * D, 0.05, 0.95)
+    q = np.clip(q + rng.normal(0, 0.03, q.shape), 0, 1)
+    adata = _adata(land, q, np.zeros(n_cells))
+    adata.obs["t"] = t
+    adata.obs["qbm_energy"] = land.energy(q)
+    return adata
+
+
+def test_auto_energy_roots_at_the_least_stable_state_of_the_prior():
+    adata = differentiation()
+    qbm_pyro.tl.trajectory(adata, "auto_energy")
+    evidence = adata.uns["qbm_trajectory"]["root"]["evidence"]
+    assert evidence["method"] == "free_energy" and evidence["clear"]
+    assert evidence["n_states"] == 2 and evidence["margin"] >= 0.1
+    assert evidence["root_free_energy"] == max(evidence["free_energies"])
+    # the start is the progenitor end of the path
+    assert adata.obs["qbm_pseudotime"].corr(adata.obs["t"], method="spearman") > 0.9
+    root = adata.uns["qbm_trajectory"]["root"]["index"]
+    assert adata.obs["t"].iloc[root] < 0.5
+
+
+def test_auto_energy_warns_when_the_prior_has_one_state_and_falls_back():
+    adata = differentiation(strength=0.5)  # below the critical coupling: one state
+    with pytest.warns(AmbiguousRootWarning, match="1 state"):
+        qbm_pyro.tl.trajectory(adata, "auto_energy")
+    evidence = adata.uns["qbm_trajectory"]["root"]["evidence"]
+    assert "effect_size" in evidence and evidence.get("method") != "free_energy"

@@ -10,6 +10,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from qbm_pyro.tl._diffusion import MAX_ROOT_CELLS
+from qbm_pyro.tl._meanfield_attractors import free_energy, group_fixed_points, mean_field_flow
 
 Data = Any  # anndata.AnnData | mudata.MuData; both expose obs, obs_names, n_obs.
 
@@ -18,6 +19,10 @@ AUTO_ROOTS = ("auto_energy", "auto_diffusion")
 #: ``root="auto_energy"`` warns when the highest-energy state's mean energy exceeds the runner-up's
 #: by less than this many pooled standard deviations (Cohen's d): no clear answer.
 MIN_ROOT_EFFECT = 0.5
+
+#: ``root="auto_energy"`` from the prior's mean-field states warns when the highest free energy
+#: exceeds the runner-up's by less than this (kT; the two states' weights within ~10 %).
+MIN_ROOT_FREE_ENERGY_MARGIN = 0.1
 
 #: States smaller than this fraction of the root component (and than 5 cells) cannot be the root.
 MIN_ROOT_STATE_FRACTION = 0.01
@@ -210,6 +215,73 @@ def energy_root_group(
             stacklevel=3,
         )
     members = np.flatnonzero(finite & (states == top[3]))
+    if members.size > MAX_ROOT_CELLS:
+        members = np.sort(np.random.default_rng(seed).choice(members, MAX_ROOT_CELLS, replace=False))
+    return members, evidence
+
+
+def free_energy_root_group(
+    data: Data, probs: np.ndarray, prior_key: str, comp_labels: np.ndarray, seed: int
+) -> tuple[np.ndarray, dict[str, Any]] | None:
+    """Root group for ``root="auto_energy"`` from the prior's states at its temperature: the cells
+    of the mean-field state (``tl.attractors(method="meanfield")``) of highest free energy, the
+    least stable state of the landscape.
+
+    Only states of the largest connected component with at least ``max(5, 1%)`` of its cells
+    compete. ``None`` when ``uns[prior_key]`` holds no quadratic prior over ``probs``' units or
+    the prior has fewer than two such states at its temperature (the caller then falls back to
+    :func:`energy_root_group`). The evidence: the states' free energies, the root's margin over
+    the runner-up (kT) and its cells; :class:`AmbiguousRootWarning` below
+    :data:`MIN_ROOT_FREE_ENERGY_MARGIN`.
+    """
+    entry = data.uns.get(prior_key)
+    stored = entry.get("prior") if isinstance(entry, dict) else None
+    if stored is None or "W" in stored or "h" not in stored or "J" not in stored:
+        return None
+    h = np.asarray(stored["h"], dtype=np.float64)
+    upper = np.triu(np.asarray(stored["J"], dtype=np.float64), 1)
+    if h.ndim != 1 or probs.shape[1] != h.size or upper.shape != (h.size, h.size):
+        return None
+    J_sym = upper + upper.T
+    fixed, _ = mean_field_flow(h, J_sym, probs)
+    label, centres = group_fixed_points(fixed)
+    energy_f = free_energy(h, J_sym, centres)
+    main = comp_labels == np.bincount(comp_labels).argmax()
+    counts = np.bincount(label[main], minlength=len(centres))
+    min_cells = max(5, int(np.ceil(MIN_ROOT_STATE_FRACTION * main.sum())))
+    eligible = np.flatnonzero(counts >= min_cells)
+    if eligible.size < 2:
+        warnings.warn(
+            f"root='auto_energy': the prior has {eligible.size} state(s) at its temperature (mean "
+            "field), so its landscape gives no root; falling back to the cell state of highest "
+            "mean energy. Give a root cell or group if you know one.",
+            AmbiguousRootWarning,
+            stacklevel=3,
+        )
+        return None
+    ranked = eligible[np.argsort(-energy_f[eligible], kind="stable")]
+    top, second = int(ranked[0]), int(ranked[1])
+    margin = float(energy_f[top] - energy_f[second])
+    evidence: dict[str, Any] = {
+        "method": "free_energy",
+        "root_state": f"mean-field state of free energy {energy_f[top]:.2f}",
+        "free_energies": [float(f) for f in np.sort(energy_f[eligible])[::-1]],
+        "root_free_energy": float(energy_f[top]),
+        "runner_up_free_energy": float(energy_f[second]),
+        "margin": margin,
+        "n_states": int(eligible.size),
+        "root_cells": int(counts[top]),
+        "clear": bool(margin >= MIN_ROOT_FREE_ENERGY_MARGIN),
+    }
+    if not evidence["clear"]:
+        warnings.warn(
+            f"root='auto_energy': the prior's least stable state is not clearly above the next "
+            f"(free energy margin {margin:.2f} kT < {MIN_ROOT_FREE_ENERGY_MARGIN}); the landscape "
+            "gives no clear root. Give a root cell or group if you know one.",
+            AmbiguousRootWarning,
+            stacklevel=3,
+        )
+    members = np.flatnonzero(main & (label == top))
     if members.size > MAX_ROOT_CELLS:
         members = np.sort(np.random.default_rng(seed).choice(members, MAX_ROOT_CELLS, replace=False))
     return members, evidence

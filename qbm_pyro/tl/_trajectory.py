@@ -40,6 +40,7 @@ from qbm_pyro.tl._roots import (
     _find_root,
     energy_root_group,
     expand_root,
+    free_energy_root_group,
     root_group,
     side_weights,
 )
@@ -76,6 +77,7 @@ def trajectory(
     root_key: str | None = None,
     root_value: Any = None,
     energy_key: str = "qbm_energy",
+    prior_key: str = "qbm",
     groups_key: str | None = None,
     resolution: float = 1.0,
     knn_method: KnnMethod = "auto",
@@ -175,15 +177,21 @@ def trajectory(
       raised the Spearman with the reference pseudotime from 0.856 ± 0.064 (one cell: the
       group's tip along the line joining the centroids) to 0.897 ± 0.018 on paul15, and with
       the time from 0.641 ± 0.077 to 0.659 ± 0.040 on a549;
-    * ``"auto_energy"``: the root group is the state (Leiden cluster or ``groups_key`` group, of
-      at least 5 cells and 1% of the main component) whose cells have the highest mean prior
-      energy ``obs[energy_key]``, not one cell. The evidence is written to
-      ``uns[...]["root"]["evidence"]``: the root state's and the runner-up's mean energies, their
-      margin, the margin in pooled standard deviations (``effect_size``) and the root state's
-      z-score; an :class:`~qbm_pyro.tl._roots.AmbiguousRootWarning` says when the effect size is
-      below 0.5 (no clear answer). Whether progenitors sit high in the energy landscape is a
-      hypothesis: ``benchmarks/landscape.py`` measures it against known roots (see
-      ``docs/landscape.rst``); check it with :func:`energy_along_pseudotime`;
+    * ``"auto_energy"``: the root group is read from the landscape, not one cell. When
+      ``uns[prior_key]["prior"]`` holds the quadratic prior over the code (written by
+      :func:`~qbm_pyro.tl.qbm`), it is the prior's least stable state: of the states at the
+      prior's temperature that the cells fall into (the mean-field states of
+      :func:`~qbm_pyro.tl.attractors`, of at least 5 cells and 1% of the main component), the
+      one of highest free energy. The evidence (``uns[...]["root"]["evidence"]``) holds the
+      states' free energies and the root's margin over the runner-up (kT); an
+      :class:`~qbm_pyro.tl._roots.AmbiguousRootWarning` says when the margin is below 0.1 kT.
+      When there is no such prior, or it has a single state at its temperature (a warning says
+      so), the root group is the cell state (Leiden cluster or ``groups_key`` group, same size
+      rule) of highest mean prior energy ``obs[energy_key]``, with the two states' mean
+      energies, their margin in pooled standard deviations (``effect_size``, warned below 0.5)
+      and the root state's z-score as evidence. Whether progenitors are the least stable state
+      is a hypothesis about the data: ``benchmarks/landscape.py`` measures it against known
+      roots (``docs/landscape.rst``); check it with :func:`energy_along_pseudotime`;
     * ``"auto_diffusion"``: the extreme cell of the first diffusion component, at the end
       furthest from its median. Its orientation is arbitrary: check it.
 
@@ -230,6 +238,9 @@ def trajectory(
     energy_key
         ``obs`` column of per-cell prior energies (lower = more probable), used by
         ``root="auto_energy"`` and for the per-state mean energies (``NaN`` when absent).
+    prior_key
+        Where :func:`~qbm_pyro.tl.qbm` stored the prior (``uns[prior_key]["prior"]``), from which
+        ``root="auto_energy"`` takes the prior's states.
     groups_key
         ``obs`` column of given states; ``None`` runs Leiden on the kNN graph.
     resolution
@@ -354,7 +365,10 @@ def trajectory(
     energy = _get_energy(data, energy_key)
     evidence = None
     if isinstance(root, str) and root == "auto_energy":
-        group, evidence = energy_root_group(states, energy, comp_labels, seed)
+        found = None
+        if n_binary > 0:
+            found = free_energy_root_group(data, rep[:, :n_binary], prior_key, comp_labels, seed)
+        group, evidence = found or energy_root_group(states, energy, comp_labels, seed)
         root_index, root_method = int(group[0]), "auto_energy"
     else:
         root_index, root_method = _find_root(
