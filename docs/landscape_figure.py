@@ -1,7 +1,9 @@
 """Draw the figure of ``docs/landscape.rst``: paul15 on UMAP with basins and barriers, and the
 attractor × marker heat map.
 
-    python docs/landscape_figure.py [--epochs 30] [--seed 0] [--out docs/landscape.png]
+    python docs/landscape_figure.py [--epochs N] [--seed 0] [--out docs/landscape.png]
+
+(``--epochs``: at most this many; default the package's training defaults.)
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import qbm_pyro  # noqa: E402
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="docs/landscape.png")
     args = parser.parse_args(argv)

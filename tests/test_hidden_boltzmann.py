@@ -245,6 +245,11 @@ def test_attractors_of_a_prior_with_hidden_units_need_the_model():
         qbm_pyro.tl.attractors(data)
     qbm_pyro.tl.attractors(data, model, n_prior_samples=64, method="greedy")
     codes = torch.as_tensor(data.uns["qbm_attractor"]["states"], dtype=torch.float32)
+    # the default (mean-field states) needs h and J: with hidden units it is the graph basins
+    qbm_pyro.tl.attractors(data, model, n_prior_samples=0, n_markers=0, key_added="default")
+    assert data.uns["default"]["method"] == "graph"
+    with pytest.raises(ValueError, match="quadratic"):
+        qbm_pyro.tl.attractors(data, model, method="meanfield", n_markers=0)
     free = model.module.prior.distribution()
     # each attractor is a minimum of the free energy
     torch.testing.assert_close(free.descend(codes), codes.to(free.h.dtype))

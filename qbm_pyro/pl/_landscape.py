@@ -43,8 +43,9 @@ def landscape(
 
     Each attractor's basin is drawn as the 2-sd ellipse of its member cells in the embedding
     with its name at the centroid; each edge of the barrier tree (``uns[key]['edges']``) joins
-    two centroids, labelled with its barrier height ``ΔE`` above the higher of the two attractors
-    (kT; ``≤`` marks an upper bound from the search).
+    two centroids, labelled with its barrier height above the higher of the two attractors (kT:
+    ``ΔE`` over codes, or ``ΔF`` in free energy for the mean-field states; ``≤`` marks an upper
+    bound).
 
     Parameters
     ----------
@@ -112,7 +113,8 @@ def landscape(
     ax.set_ylabel(f"{basis}2")
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_title("energy landscape: basins and barriers (ΔE, kT)")
+    delta = "ΔF, free energy" if info.get("method") == "meanfield" else "ΔE"
+    ax.set_title(f"energy landscape: basins and barriers ({delta}, kT)")
     return finish(ax, show, save)
 
 
