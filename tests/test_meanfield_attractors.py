@@ -82,6 +82,21 @@ def test_flow_ends_at_stationary_points_of_the_free_energy():
     np.testing.assert_allclose(free_energy(land.h, land._J_sym, z), land.energy(z), atol=1e-9)
 
 
+def test_flow_is_the_same_row_by_row_and_in_blocks(monkeypatch):
+    from qbm_pyro.tl import _meanfield_attractors
+
+    rng = np.random.default_rng(1)
+    land = EnergyLandscape.from_boltzmann(rng.normal(0, 1, 8), np.triu(rng.normal(0, 1.5, (8, 8)), 1))
+    start = rng.random((50, 8))
+    whole, _ = mean_field_flow(land.h, land._J_sym, start)
+    monkeypatch.setattr(_meanfield_attractors, "CHUNK", 7)
+    blocks, converged = mean_field_flow(land.h, land._J_sym, start)
+    np.testing.assert_allclose(blocks, whole, rtol=0, atol=1e-12)  # (BLAS may sum in another order)
+    single = np.vstack([mean_field_flow(land.h, land._J_sym, row)[0] for row in start])
+    np.testing.assert_allclose(single, whole, rtol=0, atol=1e-12)
+    assert converged.all()
+
+
 def test_weakly_coupled_machine_is_one_state_though_it_has_several_code_minima():
     """Below the Hopfield critical coupling (strength < 1) the machine at β = 1 is paramagnetic:
     one state, while its code minima (temperature zero) are the stored patterns and their mirrors."""
