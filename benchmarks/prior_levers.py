@@ -293,6 +293,8 @@ REPORT_NAMES = {
     "binary_qbm": "binary only, learned",
     "bernoulli16": "16 binary units, fixed",
     "qbm16": "16 binary units, learned",
+    "bernoulli_c8": "fixed, 8 Gaussian units",
+    "qbm_c8": "learned, 8 Gaussian units (not 16)",
     "bernoulli_balanced": "fixed, KL balance α = 0.8",
     "qbm_balanced": "learned, KL balance α = 0.8",
     "binary_bernoulli_balanced": "binary only, fixed, KL balance α = 0.8",
@@ -312,10 +314,47 @@ REPORT_ROWS = [
     ("entropy_bits", "posterior entropy per unit (bits)"),
     ("n_basins", "basins with ≥ 2% of the prior's mass"),
     ("basin_ari", "basin ARI (posterior-mode code descended)"),
+    ("meanfield_n_attractors", "states at the prior's temperature (mean field, tl.attractors' default)"),
+    ("meanfield_attractor_ari", "ARI of the mean-field states"),
+    ("meanfield_seed_to_seed", "seed-to-seed ARI of the mean-field states"),
+    ("greedy_attractor_ari", "ARI of the code-minimum attractors (greedy, merged below 1 kT)"),
+    ("graph_attractor_ari", "ARI of the graph basins"),
+    ("leiden_ari", "Leiden ARI, joint latent (resolution chosen by NMI)"),
     ("max_abs_J", "max abs J"),
     ("max_abs_W", "max abs W (hidden units)"),
     ("fit_seconds", "fit seconds (shared 2-core machine, not a speed measurement)"),
 ]
+
+
+#: The paired rows under the log p(x) row: (anchor method, None: the fixed prior of the same
+#: settings; label).
+PAIRED_ROWS = (
+    (None, "log p(x) minus the fixed prior's of the same settings, same cells (paired by seed)"),
+    (
+        "bernoulli",
+        "log p(x) minus the fixed prior's at default settings (64 + 16, plain KL, one call of train), "
+        "paired by seed",
+    ),
+    ("qbm", "log p(x) minus the default learned prior's, paired by seed"),
+)
+
+
+def _seed_to_seed(rows: list[dict], row: dict) -> float:
+    """Mean ARI between ``row``'s mean-field state labels and those of the other seeds of its data
+    set and method (NaN with one seed)."""
+    others = [
+        r
+        for r in rows
+        if r is not row
+        and r["dataset"] == row["dataset"]
+        and r["method"] == row["method"]
+        and "meanfield_labels" in r
+    ]
+    if not others:
+        return float("nan")
+    return float(
+        np.mean([adjusted_rand_score(row["meanfield_labels"], r["meanfield_labels"]) for r in others])
+    )
 
 
 def paired_difference(rows: list[dict], method: str, key: str, anchor: str | None = None) -> list[float]:
@@ -326,10 +365,10 @@ def paired_difference(rows: list[dict], method: str, key: str, anchor: str | Non
     return [r[key] - anchor[r["seed"]] for r in rows if r["method"] == method and r["seed"] in anchor]
 
 
-def report_section(results: Path) -> list[str]:
-    """Markdown lines of the "levers on the learned prior" tables (one per data set)."""
-    path = Path(results) / "prior_levers.json"
-    md = ["## Levers on the learned prior (benchmarks/prior_levers.py)", ""]
+def report_section(results: Path, name: str = "prior_levers.json", title: str | None = None) -> list[str]:
+    """Markdown lines of the "levers on the learned prior" tables of ``results/name`` (one per data set)."""
+    path = Path(results) / name
+    md = [f"## {title or 'Levers on the learned prior'} (benchmarks/prior_levers.py)", ""]
     if not path.exists():
         return md + ["_No results yet: run `python benchmarks/prior_levers.py`._", ""]
     result = json.loads(path.read_text())
@@ -341,7 +380,11 @@ def report_section(results: Path) -> list[str]:
         "(the free energy for hidden units); the fixed prior (h = J = 0) has no basins, every code "
         "is its own minimum. Mean ± sd over seeds (n in brackets).",
         "",
+        *([f"_{meta['note']}_", ""] if meta.get("note") else []),
     ]
+    for row in rows:  # seed-to-seed agreement of the mean-field states, per (data set, method)
+        if "meanfield_labels" in row:
+            row["meanfield_seed_to_seed"] = _seed_to_seed(rows, row)
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
         sub = [r for r in rows if r["dataset"] == dataset]
         methods = [m for m in REPORT_METHODS if any(r["method"] == m for r in sub)]
@@ -359,17 +402,10 @@ def report_section(results: Path) -> list[str]:
                 continue
             md.append(f"| {label} | " + " | ".join(cells) + " |")
             if key == "marginal_ll":
-                paired = [mean_sd(paired_difference(sub, m, key)) for m in methods]
-                md.append(
-                    "| log p(x) minus the fixed prior's of the same settings, same cells (paired by seed) | "
-                    + " | ".join(paired)
-                    + " |"
-                )
-                plain = [mean_sd(paired_difference(sub, m, key, "bernoulli")) for m in methods]
-                md.append(
-                    "| log p(x) minus the fixed prior's at default settings (64 + 16, plain KL, one "
-                    "call of train), paired by seed | " + " | ".join(plain) + " |"
-                )
+                for anchor, text in PAIRED_ROWS:
+                    paired = [mean_sd(paired_difference(sub, m, key, anchor)) for m in methods]
+                    if any(c != "—" for c in paired):
+                        md.append(f"| {text} | " + " | ".join(paired) + " |")
         weights = []
         for m in methods:
             first = min((r for r in sub if r["method"] == m), key=lambda r: r["seed"])

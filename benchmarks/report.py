@@ -106,6 +106,9 @@ def build(results: Path, out_dir: Path = ROOT) -> tuple[str, list[Path]]:
     md += prior_matters.report_section(results, "prior_matters_400.json")
     md += _prior_lever_columns(results)
     md += prior_levers.report_section(results)
+    md += prior_levers.report_section(
+        results, "prior_levers_400.json", "Levers at the defaults: 400 epochs, the prior's last fit"
+    )
     md += prior_refit.report_section(results)
     md += _cost_with_figure(_load(results, "cost"), results, out_dir, figures)
     md += ["## Samplers (benchmarks/samplers.py)", ""]
