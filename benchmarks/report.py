@@ -370,9 +370,21 @@ def _provenance_section() -> list[str]:
         "number above (kNN, Leiden, scib-metrics, batch mixing, trajectories, mapping) stands; it "
         "changes what depends on the prior: held-out log p(x), basins and their weights, "
         'generated cells, energies and attractors. Measured on the saved default fits in "The '
-        "prior's last fit\" (paul15, mixology and a549, 3 seeds each); the learned-prior study, the "
-        "landscape table and the throughput table's whole-fit ratios (the fit adds about 8 s "
-        "per training call on one core) predate it and were not re-run.",
+        "prior's last fit\" (paul15, mixology and a549, 3 seeds each). Re-run since with it: the "
+        "learned-prior study at 400 epochs (all four sets; the fixed-prior and Gaussian-twin rows "
+        "re-fitted on the same machine), the landscape table (fits /work/fitsR) and the 400-epoch "
+        "levers. Not re-run: the throughput table's whole-fit ratios (the fit adds about 8 s per "
+        "training call on one core; per-epoch cost unchanged).",
+        "",
+        "**2026-12-03, later: `tl.attractors` defaults to the prior's states at its temperature** "
+        "(`method=\"meanfield\"`: the fixed points of the mean-field equations that the cells' "
+        "posteriors flow to; graph basins for priors with hidden units), and "
+        "`tl.trajectory(root=\"auto_energy\")` roots at the least stable of those states. The "
+        "landscape table and the 400-epoch levers measure all three attractor methods; the "
+        "earlier landscape-lever tables and the learned-prior study's attractor rows are of "
+        "the earlier methods. Fits made on this machine differ from the earlier machine's by "
+        "floating point (same code, a few epochs of early stopping apart), so the study pairs "
+        "only fits of one machine.",
         "",
     ]
 
