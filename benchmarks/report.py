@@ -377,9 +377,9 @@ def _provenance_section() -> list[str]:
         "training call on one core; per-epoch cost unchanged).",
         "",
         "**2026-12-03, later: `tl.attractors` defaults to the prior's states at its temperature** "
-        "(`method=\"meanfield\"`: the fixed points of the mean-field equations that the cells' "
+        '(`method="meanfield"`: the fixed points of the mean-field equations that the cells\' '
         "posteriors flow to; graph basins for priors with hidden units), and "
-        "`tl.trajectory(root=\"auto_energy\")` roots at the least stable of those states. The "
+        '`tl.trajectory(root="auto_energy")` roots at the least stable of those states. The '
         "landscape table and the 400-epoch levers measure all three attractor methods; the "
         "earlier landscape-lever tables and the learned-prior study's attractor rows are of "
         "the earlier methods. Fits made on this machine differ from the earlier machine's by "
