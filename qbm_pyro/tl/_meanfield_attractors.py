@@ -30,7 +30,14 @@ from qbm_pyro.tl._barriers import barrier_to_nearest, pairwise_barriers
 from qbm_pyro.tl._energy_landscape import EnergyLandscape
 from qbm_pyro.tl._graph_attractors import _tree_and_paths
 
-__all__ = ["free_energy", "group_fixed_points", "line_barriers", "mean_field_flow", "meanfield_attractors"]
+__all__ = [
+    "free_energy",
+    "group_fixed_points",
+    "line_barriers",
+    "mean_field_flow",
+    "mean_field_states",
+    "meanfield_attractors",
+]
 
 #: Weight of the old magnetisation in each damped update (parallel updates of a strongly coupled
 #: machine oscillate undamped).
@@ -112,6 +119,22 @@ def group_fixed_points(m: np.ndarray, tol: float = STATE_TOL) -> tuple[np.ndarra
     return label, np.asarray(centres).reshape(-1, m.shape[1])
 
 
+def mean_field_states(
+    h: np.ndarray, J_sym: np.ndarray, probs: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The states the rows of ``probs`` flow to, lowest free energy first.
+
+    Returns each row's state, the states' magnetisations ``(k, n)`` and free energies ``(k,)``,
+    and whether each row's flow converged."""
+    fixed, converged = mean_field_flow(h, J_sym, probs)
+    label, centres = group_fixed_points(fixed)
+    energy_f = free_energy(h, J_sym, centres)
+    order = np.argsort(energy_f, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    return rank[label], centres[order], energy_f[order], converged
+
+
 def line_barriers(h: np.ndarray, J_sym: np.ndarray, centres: np.ndarray, n_points: int = 101) -> np.ndarray:
     """Free-energy barriers between states: for each pair, the highest ``F`` on the straight line
     between their magnetisations (an upper bound on the saddle between them); the diagonal holds
@@ -135,13 +158,7 @@ def meanfield_attractors(
     if not landscape.is_quadratic:
         raise ValueError("method='meanfield' needs a quadratic prior (h, J), not one with hidden units")
     h, J_sym = landscape.h, landscape._J_sym
-    fixed, converged = mean_field_flow(h, J_sym, probs)
-    label, centres = group_fixed_points(fixed)
-    energy_f = free_energy(h, J_sym, centres)
-    order = np.argsort(energy_f, kind="stable")  # A0: the lowest free energy
-    rank = np.empty_like(order)
-    rank[order] = np.arange(order.size)
-    cell_group, centres, energy_f = rank[label], centres[order], energy_f[order]
+    cell_group, centres, energy_f, converged = mean_field_states(h, J_sym, probs)  # A0: the lowest F
     k = centres.shape[0]
     names = [f"A{g}" for g in range(k)]
     states = (centres > 0.5).astype(np.int8)

@@ -10,7 +10,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 from qbm_pyro.tl._diffusion import MAX_ROOT_CELLS
-from qbm_pyro.tl._meanfield_attractors import free_energy, group_fixed_points, mean_field_flow
+from qbm_pyro.tl._energy_landscape import EnergyLandscape
+from qbm_pyro.tl._meanfield_attractors import mean_field_states
 
 Data = Any  # anndata.AnnData | mudata.MuData; both expose obs, obs_names, n_obs.
 
@@ -234,18 +235,13 @@ def free_energy_root_group(
     the runner-up (kT) and its cells; :class:`AmbiguousRootWarning` below
     :data:`MIN_ROOT_FREE_ENERGY_MARGIN`.
     """
-    entry = data.uns.get(prior_key)
-    stored = entry.get("prior") if isinstance(entry, dict) else None
-    if stored is None or "W" in stored or "h" not in stored or "J" not in stored:
+    try:  # the prior tl.qbm stored; none, one with hidden units, or malformed: no landscape root
+        landscape = EnergyLandscape.from_data(data, None, prior_key)
+    except (KeyError, NotImplementedError, ValueError):
         return None
-    h = np.asarray(stored["h"], dtype=np.float64)
-    upper = np.triu(np.asarray(stored["J"], dtype=np.float64), 1)
-    if h.ndim != 1 or probs.shape[1] != h.size or upper.shape != (h.size, h.size):
+    if probs.shape[1] != landscape.n:
         return None
-    J_sym = upper + upper.T
-    fixed, _ = mean_field_flow(h, J_sym, probs)
-    label, centres = group_fixed_points(fixed)
-    energy_f = free_energy(h, J_sym, centres)
+    label, centres, energy_f, _ = mean_field_states(landscape.h, landscape._J_sym, probs)
     main = comp_labels == np.bincount(comp_labels).argmax()
     counts = np.bincount(label[main], minlength=len(centres))
     min_cells = max(5, int(np.ceil(MIN_ROOT_STATE_FRACTION * main.sum())))
