@@ -105,7 +105,7 @@ def cells_at(land: EnergyLandscape, codes: np.ndarray, per: int, seed: int = 0):
     truth = np.repeat(np.arange(codes.shape[0]), per).astype(str)
     adata = ad.AnnData(obs=pd.DataFrame({"truth": truth}, index=[f"c{i}" for i in range(truth.size)]))
     adata.obsm["X_qbm"] = q
-    adata.uns["qbm"] = {"prior": {"h": land.h, "J": np.triu(land._J_sym, 1)}}
+    adata.uns["qbm"] = {"prior": {"h": land.h, "J": np.triu(land.J_sym, 1)}}
     return adata
 
 

@@ -38,12 +38,12 @@ def hopfield(patterns: np.ndarray, strength: float, bias: np.ndarray | None = No
 
 def exact_sampling(land: EnergyLandscape) -> EnergyLandscape:
     """The same machine, sampled exactly (the basin weights are then only Monte-Carlo noise)."""
-    h, J = torch.as_tensor(land.h), torch.as_tensor(np.triu(land._J_sym, 1))
+    h, J = torch.as_tensor(land.h), torch.as_tensor(np.triu(land.J_sym, 1))
 
     def sample(num: int, seed: int) -> np.ndarray:
         return ExactSampler(seed=seed).sample(h, J, num).double().numpy()
 
-    return EnergyLandscape.from_boltzmann(land.h, np.triu(land._J_sym, 1), sample_fn=sample)
+    return EnergyLandscape.from_boltzmann(land.h, np.triu(land.J_sym, 1), sample_fn=sample)
 
 
 def cells_near(codes: np.ndarray, per: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -62,16 +62,16 @@ PATTERNS = np.array([[1] * 6 + [0] * 6, [1, 0] * 6], dtype=np.float64)
 def test_flow_ends_at_stationary_points_of_the_free_energy():
     rng = np.random.default_rng(0)
     land = EnergyLandscape.from_boltzmann(rng.normal(0, 1, 8), np.triu(rng.normal(0, 1.5, (8, 8)), 1))
-    m, converged = mean_field_flow(land.h, land._J_sym, rng.random((20, 8)))
+    m, converged = mean_field_flow(land.h, land.J_sym, rng.random((20, 8)))
     assert converged.all()
-    np.testing.assert_allclose(m, expit(land.h + m @ land._J_sym), atol=1e-5)
+    np.testing.assert_allclose(m, expit(land.h + m @ land.J_sym), atol=1e-5)
     # F's gradient vanishes there (central differences)
     eps = 1e-6
     for row in m[:3]:
         grad = [
             (
-                free_energy(land.h, land._J_sym, row + eps * e)
-                - free_energy(land.h, land._J_sym, row - eps * e)
+                free_energy(land.h, land.J_sym, row + eps * e)
+                - free_energy(land.h, land.J_sym, row - eps * e)
             )[0]
             / (2 * eps)
             for e in np.eye(8)
@@ -79,7 +79,7 @@ def test_flow_ends_at_stationary_points_of_the_free_energy():
         np.testing.assert_allclose(grad, 0.0, atol=1e-3)
     # at a code (a corner) F is the energy: no entropy left
     z = (rng.random((4, 8)) < 0.5).astype(float)
-    np.testing.assert_allclose(free_energy(land.h, land._J_sym, z), land.energy(z), atol=1e-9)
+    np.testing.assert_allclose(free_energy(land.h, land.J_sym, z), land.energy(z), atol=1e-9)
 
 
 def test_flow_is_the_same_row_by_row_and_in_blocks(monkeypatch):
@@ -88,11 +88,11 @@ def test_flow_is_the_same_row_by_row_and_in_blocks(monkeypatch):
     rng = np.random.default_rng(1)
     land = EnergyLandscape.from_boltzmann(rng.normal(0, 1, 8), np.triu(rng.normal(0, 1.5, (8, 8)), 1))
     start = rng.random((50, 8))
-    whole, _ = mean_field_flow(land.h, land._J_sym, start)
+    whole, _ = mean_field_flow(land.h, land.J_sym, start)
     monkeypatch.setattr(_meanfield_attractors, "CHUNK", 7)
-    blocks, converged = mean_field_flow(land.h, land._J_sym, start)
+    blocks, converged = mean_field_flow(land.h, land.J_sym, start)
     np.testing.assert_allclose(blocks, whole, rtol=0, atol=1e-12)  # (BLAS may sum in another order)
-    single = np.vstack([mean_field_flow(land.h, land._J_sym, row)[0] for row in start])
+    single = np.vstack([mean_field_flow(land.h, land.J_sym, row)[0] for row in start])
     np.testing.assert_allclose(single, whole, rtol=0, atol=1e-12)
     assert converged.all()
 
@@ -128,7 +128,7 @@ def test_planted_states_their_cells_and_exact_basin_weights():
     # exact basin weights: every code's flow, weighted by p(z)
     full = enumerate_landscape(land)
     p = np.exp(-full["energies"] - np.logaddexp.reduce(-full["energies"]))
-    ends, _ = mean_field_flow(land.h, land._J_sym, full["codes"].astype(np.float64))
+    ends, _ = mean_field_flow(land.h, land.J_sym, full["codes"].astype(np.float64))
     distance = np.stack([np.abs(ends - c).max(axis=1) for c in out["magnetisations"]], axis=1)
     exact = np.array([p[(distance.argmin(1) == g) & (distance.min(1) < 0.05)].sum() for g in range(4)])
     np.testing.assert_allclose(out["basin_weight"], exact, atol=0.03)
@@ -138,7 +138,7 @@ def test_planted_states_their_cells_and_exact_basin_weights():
     b = out["barriers"]
     np.testing.assert_allclose(b, b.T)
     assert (b >= np.maximum.outer(out["energies"], out["energies"]) - 1e-9).all()
-    np.testing.assert_allclose(b, line_barriers(land.h, land._J_sym, out["magnetisations"]))
+    np.testing.assert_allclose(b, line_barriers(land.h, land.J_sym, out["magnetisations"]))
     assert (out["table"]["barrier_to_nearest"] > 0).all()
     assert len(out["edges"]) == 3 and set(out["paths"]) == {f"A{g}-A{f}" for g, f in out["edges"]}
 
@@ -147,7 +147,7 @@ def _adata(land: EnergyLandscape, q: np.ndarray, truth: np.ndarray) -> ad.AnnDat
     obs = pd.DataFrame({"truth": truth.astype(str)}, index=[f"c{i}" for i in range(len(truth))])
     adata = ad.AnnData(obs=obs)
     adata.obsm["X_qbm"] = q
-    adata.uns["qbm"] = {"prior": {"h": land.h, "J": np.triu(land._J_sym, 1)}}
+    adata.uns["qbm"] = {"prior": {"h": land.h, "J": np.triu(land.J_sym, 1)}}
     return adata
 
 

@@ -277,7 +277,7 @@ def attractors(
     if method == "anneal":
         if not landscape.is_quadratic:
             raise ValueError("method='anneal' needs a quadratic prior (h, J)")
-        codes = _anneal(codes, landscape.h, np.triu(landscape._J_sym, 1), seed, num_sweeps)
+        codes = _anneal(codes, landscape.h, np.triu(landscape.J_sym, 1), seed, num_sweeps)
     minima = landscape.descend(codes).astype(np.int8)
     raw, inverse = np.unique(minima, axis=0, return_inverse=True)
     inverse = np.asarray(inverse).reshape(-1)

@@ -140,6 +140,12 @@ class EnergyLandscape:
     def is_quadratic(self) -> bool:
         return self._J_sym is not None
 
+    @property
+    def J_sym(self) -> np.ndarray | None:
+        """The symmetric coupling matrix ``J + Jᵀ`` (zero diagonal) of a quadratic landscape, so
+        that the field on unit ``i`` is ``h_i + (z @ J_sym)_i``; ``None`` for a generic energy."""
+        return self._J_sym
+
     def energy(self, z: np.ndarray) -> np.ndarray:
         """Energies ``(B,)`` of codes ``(B, n)``."""
         z = np.asarray(z, dtype=np.float64)

@@ -157,7 +157,7 @@ def meanfield_attractors(
     Returns ``(uns entry, attractor of each cell, the same: no minima are merged)``."""
     if not landscape.is_quadratic:
         raise ValueError("method='meanfield' needs a quadratic prior (h, J), not one with hidden units")
-    h, J_sym = landscape.h, landscape._J_sym
+    h, J_sym = landscape.h, landscape.J_sym
     cell_group, centres, energy_f, converged = mean_field_states(h, J_sym, probs)  # A0: the lowest F
     k = centres.shape[0]
     names = [f"A{g}" for g in range(k)]
@@ -218,7 +218,7 @@ def _flow_weights(landscape, centres, n_samples: int, seed: int) -> tuple[np.nda
     k = centres.shape[0]
     if n_samples <= 0:
         return np.full(k, np.nan), float("nan")
-    ends, _ = mean_field_flow(landscape.h, landscape._J_sym, landscape.sample(n_samples, seed))
+    ends, _ = mean_field_flow(landscape.h, landscape.J_sym, landscape.sample(n_samples, seed))
     distance = np.stack([np.abs(ends - c).max(axis=1) for c in centres], axis=1)
     hit = distance.argmin(axis=1)
     found = distance.min(axis=1) < STATE_TOL

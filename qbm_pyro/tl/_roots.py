@@ -241,7 +241,7 @@ def free_energy_root_group(
         return None
     if probs.shape[1] != landscape.n:
         return None
-    label, centres, energy_f, _ = mean_field_states(landscape.h, landscape._J_sym, probs)
+    label, centres, energy_f, _ = mean_field_states(landscape.h, landscape.J_sym, probs)
     main = comp_labels == np.bincount(comp_labels).argmax()
     counts = np.bincount(label[main], minlength=len(centres))
     min_cells = max(5, int(np.ceil(MIN_ROOT_STATE_FRACTION * main.sum())))
