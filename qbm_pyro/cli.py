@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import re
 import sys
 import warnings
@@ -169,6 +170,13 @@ def _parser() -> argparse.ArgumentParser:
         help="steps of the prior's last fit to the final encoder's aggregate posterior "
         "(default 2000; 0: off, the prior left at its last training iterate)",
     )
+    fit.add_argument(
+        "--continuous-kl-weight",
+        type=_positive_float,
+        default=1.0,
+        help="weight of the Gaussian units' KL (default 1: the ELBO; above 1 the binary code, and "
+        "so the prior's landscape, carries more of the cells' states, at a cost in log p(x))",
+    )
     fit.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (default 0)")
     fit.add_argument(
         "--device",
@@ -220,6 +228,16 @@ def _positive_int(text: str) -> int:
     value = _non_negative_int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text!r}")
     return value
 
 
@@ -313,6 +331,7 @@ def _fit(args: argparse.Namespace) -> int:
         early_stopping=sizes["early_stopping"],
         batch_size=args.batch_size,
         prior_refit_steps=args.prior_refit_steps,
+        continuous_kl_weight=args.continuous_kl_weight,
         progress_bar=not args.quiet,
         checkpoint_path=None if args.checkpoint is None else str(args.checkpoint),
         resume=args.resume,

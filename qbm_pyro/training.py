@@ -98,6 +98,7 @@ class TrainingConfig:
     lr: float = 1e-3
     prior_lr_factor: float = 1.0
     kl_balance: float | None = None
+    continuous_kl_weight: float = 1.0
     weight_decay: float = 0.0
     kl_warmup_epochs: int | None = None
     validation_fraction: float = 0.1
@@ -120,6 +121,9 @@ class TrainingConfig:
             raise ValueError(f"prior_lr_factor must be positive, got {self.prior_lr_factor}")
         if self.kl_balance is not None and not 0 < self.kl_balance <= 1:
             raise ValueError(f"kl_balance must be None or in (0, 1], got {self.kl_balance}")
+        beta = self.continuous_kl_weight
+        if not (math.isfinite(beta) and beta > 0):
+            raise ValueError(f"continuous_kl_weight must be positive and finite, got {beta}")
         if not 0 <= self.validation_fraction < 1:
             raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
         if self.prior_refit_steps < 0:
@@ -322,7 +326,9 @@ class Trainer:
         like first) is a :class:`NumericalError`."""
         try:
             # = AnalyticKL_ELBO().differentiable_loss(module.model, module.guide, ...), untraced
-            return self.module.loss(batch, kl_weight, kl_balance=self.config.kl_balance)
+            beta = self.config.continuous_kl_weight  # the Gaussian units' KL weighed β times
+            weights = kl_weight if beta == 1.0 else {"z": kl_weight, "c": beta * kl_weight}
+            return self.module.loss(batch, weights, kl_balance=self.config.kl_balance)
         except ValueError as err:
             if "to satisfy the constraint" not in str(err):
                 raise
@@ -332,7 +338,8 @@ class Trainer:
             ) from err
 
     def evaluate(self, indices: np.ndarray) -> float:
-        """Mean negative ELBO per cell (KL weight 1) over ``indices``, in eval mode."""
+        """Mean negative ELBO per cell (KL weight 1) over ``indices``, in eval mode: the training
+        objective (its ``likelihood_weights`` and ``continuous_kl_weight``), which early stopping follows."""
         if len(indices) == 0:
             return math.nan
         self.module.eval()

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import mudata as md
+import numpy as np
 import pytest
 import torch
 
@@ -213,4 +214,21 @@ def test_fit_prior_refit_steps(cite, tmp_path, capsys):
     bad = ["fit", str(path), "-o", str(tmp_path / "x.h5mu"), "--prior-refit-steps", "-1", *FAST]
     assert main(bad) == 2
     assert "--prior-refit-steps" in capsys.readouterr().err
+    assert digest(path) == sha
+
+
+def test_fit_continuous_kl_weight(cite, tmp_path, capsys):
+    """``--continuous-kl-weight`` reaches training (another objective: another latent from the
+    same seed); 0 and non-numbers exit 2 naming the option."""
+    path, sha = cite
+    latents = {}
+    for beta in ("1", "4"):
+        out = tmp_path / f"o{beta}.h5mu"
+        assert main(["fit", str(path), "-o", str(out), "--continuous-kl-weight", beta, *FAST]) == 0
+        latents[beta] = md.read_h5mu(out).obsm["X_qbm"]
+    assert not np.allclose(latents["1"], latents["4"])
+    for bad in ("0", "nan", "x"):
+        argv = ["fit", str(path), "-o", str(tmp_path / "x.h5mu"), "--continuous-kl-weight", bad, *FAST]
+        assert main(argv) == 2
+        assert "--continuous-kl-weight" in capsys.readouterr().err
     assert digest(path) == sha

@@ -1,5 +1,6 @@
 """KL balancing (``kl_balance``): the plain KL in value, its gradient split between prior and posterior."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -122,3 +123,42 @@ def test_training_config_checks_kl_balance():
     assert TrainingConfig(kl_balance=0.8).record()["kl_balance"] == 0.8
     with pytest.raises(ValueError, match="kl_balance"):
         TrainingConfig(kl_balance=1.2)
+
+
+def test_training_config_checks_continuous_kl_weight():
+    from qbm_pyro.training import TrainingConfig
+
+    assert TrainingConfig().continuous_kl_weight == 1.0
+    assert TrainingConfig(continuous_kl_weight=3.0).record()["continuous_kl_weight"] == 3.0
+    for bad in (0.0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="continuous_kl_weight"):
+            TrainingConfig(continuous_kl_weight=bad)
+
+
+def test_continuous_kl_weight_is_the_objective_trained_and_validated():
+    """``continuous_kl_weight=β``: the trainer's loss is the module's loss with the Gaussian units'
+    KL weighed ``β`` times the warm-up weight (the code's KL as before), in training and in the
+    validation loss that early stopping follows; ``β = 1`` is the plain ELBO."""
+    from qbm_pyro import datasets
+    from qbm_pyro.data import MinibatchLoader, setup_data
+    from qbm_pyro.module import MultiVAE
+    from qbm_pyro.training import Trainer, TrainingConfig
+
+    adata = datasets.paul15_myeloid()[:200].copy()
+    registry = setup_data(adata)
+    n_vars = {spec.kind: spec.n_vars for spec in registry.modalities.values()}
+    module = MultiVAE(n_vars, registry.n_batch, n_latent=8, n_continuous=4).eval()
+    batch = next(iter(MinibatchLoader(adata, registry, batch_size=64, seed=0)))
+    losses = {}
+    for beta in (1.0, 3.0):
+        config = TrainingConfig(continuous_kl_weight=beta, progress_bar=False)
+        trainer = Trainer(module, adata, registry, np.arange(200), np.arange(0), config)
+        torch.manual_seed(0)
+        losses[beta] = trainer._loss(batch, 0.5)
+    torch.manual_seed(0)
+    assert torch.equal(losses[1.0], module.loss(batch, 0.5))
+    torch.manual_seed(0)
+    assert torch.equal(losses[3.0], module.loss(batch, {"z": 0.5, "c": 1.5}))
+    torch.manual_seed(0)
+    kl_c = module.loss_terms(batch)["kl"]["c"].sum()
+    torch.testing.assert_close(losses[3.0] - losses[1.0], 1.0 * kl_c.detach(), rtol=1e-4, atol=1e-3)

@@ -52,8 +52,7 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
     Parameters
     ----------
     data
-        A MuData (RNA, protein and/or ATAC modalities) or an AnnData (one modality). Not
-        modified.
+        A MuData (RNA, protein and/or ATAC modalities) or an AnnData (one modality); not modified.
     modalities
         Which modalities to model and their kinds: ``None`` (inferred from the names ``rna``,
         ``prot``/``protein``/``adt``, ``atac``/``peaks``), a list of names or ``{name: kind}``.
@@ -270,7 +269,9 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
             posterior ``1 − α`` of its gradient; default ``None``, the plain KL; see
             ``kl_balanced_code``), ``prior_refit_steps`` (default 2000; 0: off): after the last
             epoch the Boltzmann prior alone is fitted to convergence on the final encoder's
-            aggregate posterior (``Trainer.refit_prior``; what it did: ``model.prior_refit_``).
+            aggregate posterior (``Trainer.refit_prior``; what it did: ``model.prior_refit_``),
+            ``continuous_kl_weight`` (``β``, default 1; ``β > 1`` weighs the Gaussian units' KL
+            ``β`` times: more states in the prior, lower ``log p(x)``; docs/landscape.rst).
 
         Warns
         -----

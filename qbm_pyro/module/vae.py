@@ -37,12 +37,10 @@ Likelihoods: :mod:`qbm_pyro.module.likelihoods`; ``log p(x)`` by importance samp
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Mapping
 
 import pyro
 import torch
-from pyro import poutine
 from pyro.distributions.util import scale_and_mask
 from pyro.nn import PyroModule
 from torch import nn
@@ -56,6 +54,7 @@ from ..distributions.relaxed_boltzmann import RELAXATION_KINDS as RELAXATIONS
 from .likelihoods import NegativeBinomialMixture, atac_likelihood, resolve_likelihood_weights, rna_likelihood
 from .nets import MLP, one_hot_batches
 from .priors import BoltzmannPrior
+from .scales import scaled, site_weight
 
 __all__ = ["MultiVAE"]
 
@@ -66,11 +65,6 @@ ENCODER_INPUTS = ("log1p", "depth")
 def _masked(mask: torch.Tensor | None, value: torch.Tensor) -> torch.Tensor:
     """``mask * value``, or ``value`` itself for ``mask=None`` (every cell observed)."""
     return value if mask is None else mask * value
-
-
-def _scaled(weight: float):
-    """``poutine.scale(weight)``, or nothing at weight 1 (KL warm-up, likelihood weights)."""
-    return contextlib.nullcontext() if weight == 1.0 else poutine.scale(scale=weight)
 
 
 class MultiVAE(PyroModule):
@@ -278,14 +272,15 @@ class MultiVAE(PyroModule):
         q = self.posterior(batch)
         return {"posterior": q, "latent": {site: fn.rsample() for site, fn in q.items()}}
 
-    def guide(self, batch: dict[str, torch.Tensor], observe: bool = True, kl_weight: float = 1.0) -> None:
+    def guide(self, batch: dict[str, torch.Tensor], observe: bool = True, kl_weight=1.0) -> None:
         """The Pyro guide: :meth:`posterior`'s sites (``observe`` is accepted to mirror
         :meth:`model`); ``kl_weight`` scales the latent sites (KL warm-up) as in :meth:`model`."""
         pyro.module("qbm_vae", self)
         q = self.posterior(batch)
-        with pyro.plate("cells", batch[K.BATCH_KEY].shape[0]), _scaled(kl_weight):
+        with pyro.plate("cells", batch[K.BATCH_KEY].shape[0]):
             for site, fn in q.items():
-                pyro.sample(site, fn)
+                with scaled(site_weight(kl_weight, site)):
+                    pyro.sample(site, fn)
 
     # ------------------------------------------------------------------ generative side
 
@@ -399,19 +394,24 @@ class MultiVAE(PyroModule):
             loc = next(self.decoder.parameters()).new_zeros(n_cells, self.n_continuous)
         return dist.Normal(loc, 1.0).to_event(1)
 
-    def model(self, batch: dict[str, torch.Tensor], observe: bool = True, kl_weight: float = 1.0) -> None:
+    def model(self, batch: dict[str, torch.Tensor], observe: bool = True, kl_weight=1.0) -> None:
         """The Pyro model: :meth:`latent_prior` and :meth:`likelihoods` as sites. ``observe=False``
         samples the counts instead of scoring ``batch``'s (``batch`` then only supplies
-        covariates and size factors), as with Pyro's ``Predictive``. ``kl_weight`` scales the
-        latent sites (``poutine.scale``), so that with :class:`~qbm_pyro.module.AnalyticKL_ELBO`
-        their KL terms are weighted (KL warm-up)."""
+        covariates and size factors), as with Pyro's ``Predictive``. ``kl_weight`` (a number or
+        ``{site: weight}``, :func:`~qbm_pyro.module.scales.site_weight`) scales the latent sites
+        (``poutine.scale``), so that with :class:`~qbm_pyro.module.AnalyticKL_ELBO` their KL terms
+        are weighted."""
         pyro.module("qbm_vae", self)
         B = batch[K.BATCH_KEY].shape[0]
+
+        def sample(site, fn):
+            with scaled(site_weight(kl_weight, site)):
+                return pyro.sample(site, fn)
+
         with pyro.plate("cells", B):
-            with _scaled(kl_weight):
-                latent = self.latent_prior(pyro.sample, B)
+            latent = self.latent_prior(sample, B)
             for kind, fn in self.likelihoods(latent, batch).items():
-                with _scaled(self.likelihood_weights.get(kind, 1.0)):
+                with scaled(self.likelihood_weights.get(kind, 1.0)):
                     pyro.sample(K.x_key(kind), fn, obs=batch[K.x_key(kind)] if observe else None)
 
     # ------------------------------------------------------------------ the ELBO
@@ -458,7 +458,7 @@ class MultiVAE(PyroModule):
         self, batch: dict[str, torch.Tensor], kl_weight=1.0, inference_outputs=None, kl_balance=None
     ) -> torch.Tensor:
         """The negative ELBO of a minibatch (summed over cells) from :meth:`loss_terms`, each
-        latent site's KL scaled by ``kl_weight``: the training loop's hot path.
+        latent site's KL scaled by ``kl_weight`` (as in :meth:`model`): the training loop's hot path.
 
         The same number as ``AnalyticKL_ELBO().differentiable_loss(self.model, self.guide, batch,
         kl_weight=...)`` on the same latent draws (``tests/test_elbo_parity.py``), without Pyro's
@@ -466,8 +466,8 @@ class MultiVAE(PyroModule):
         """
         terms = self.loss_terms(batch, inference_outputs, kl_balance)
         elbo = 0.0  # in AnalyticKL_ELBO's order: the latent sites' KLs, then the likelihoods
-        for kl in terms["kl"].values():
-            elbo = elbo - scale_and_mask(kl, kl_weight).sum()
+        for site, kl in terms["kl"].items():
+            elbo = elbo - scale_and_mask(kl, site_weight(kl_weight, site)).sum()
         for kind, log_likelihood in terms["log_likelihood"].items():
             elbo = elbo + scale_and_mask(log_likelihood, self.likelihood_weights.get(kind, 1.0)).sum()
         return -elbo

@@ -141,7 +141,7 @@ class EnergyLandscape:
         return self._J_sym is not None
 
     @property
-    def J_sym(self) -> np.ndarray | None:
+    def J_sym(self) -> np.ndarray | None:  # noqa: N802 (the maths name, as h and J)
         """The symmetric coupling matrix ``J + Jᵀ`` (zero diagonal) of a quadratic landscape, so
         that the field on unit ``i`` is ``h_i + (z @ J_sym)_i``; ``None`` for a generic energy."""
         return self._J_sym
