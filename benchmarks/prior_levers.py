@@ -60,6 +60,13 @@ METHODS = {
     # half the Gaussian units: more of the cells' identity left to the binary code
     "bernoulli_c8": dict(prior="bernoulli", n_continuous=8),
     "qbm_c8": dict(prior="boltzmann", n_continuous=8),
+    # the Gaussian units' KL weighed β times (training's continuous_kl_weight): the Gaussian
+    # channel costs more, so more of the cells' identity goes to the binary code
+    "bernoulli_ckl3": dict(prior="bernoulli", train=dict(continuous_kl_weight=3.0)),
+    "qbm_ckl3": dict(prior="boltzmann", train=dict(continuous_kl_weight=3.0)),
+    "qbm_ckl2": dict(prior="boltzmann", train=dict(continuous_kl_weight=2.0)),
+    # the encoders see depth-normalised counts (cells that differ only in depth look alike)
+    "qbm_depth": dict(prior="boltzmann", encoder_input="depth"),
     "bernoulli_balanced": dict(prior="bernoulli", train=dict(kl_balance=0.8)),
     "qbm_balanced": dict(prior="boltzmann", train=dict(kl_balance=0.8)),
     "binary_bernoulli_balanced": dict(prior="bernoulli", n_continuous=0, train=dict(kl_balance=0.8)),
@@ -88,6 +95,7 @@ ANCHOR = dict.fromkeys(METHODS, "bernoulli") | {
     "binary_qbm": "binary_bernoulli",
     "qbm16": "bernoulli16",
     "qbm_c8": "bernoulli_c8",
+    "qbm_ckl3": "bernoulli_ckl3",
     "qbm_balanced": "bernoulli_balanced",
     "binary_qbm_balanced": "binary_bernoulli_balanced",
     "binary_two_stage": "binary_bernoulli",
@@ -139,15 +147,20 @@ def basins(model, seed: int, probs: np.ndarray, labels: np.ndarray | None = None
     }
 
 
-def landscape_scores(model, data, labels: np.ndarray, seed: int) -> dict:
-    """Leiden on the joint latent (resolution chosen by NMI) and ``tl.attractors`` (mean-field
-    states, greedy over codes, and on the cell graph) against the labels: how many states, and how
-    well they match."""
+ATTRACTOR_METHODS = ("meanfield", "greedy", "graph")
+
+
+def landscape_scores(model, data, labels: np.ndarray, seed: int, methods=ATTRACTOR_METHODS) -> dict:
+    """Leiden on the joint latent (resolution chosen by NMI) and ``tl.attractors`` (``methods``
+    among the mean-field states, greedy over codes, and on the cell graph; a prior with hidden
+    units: the graph only) against the labels: how many states, and how well they match. The
+    greedy and graph methods search barriers between every pair of minima: minutes on a prior with
+    15+ basins, so a run may ask for the mean-field states only."""
     qbm_pyro.tl.qbm(data, model, progress_bar=False)
     out = {f"leiden_{k}": v for k, v in clustering_scores(data.obsm["X_qbm"], labels, seed=seed).items()}
-    for method in (
-        ("meanfield", "greedy", "graph") if model.module.prior.structure != "hidden" else ("graph",)
-    ):
+    if model.module.prior.structure == "hidden":
+        methods = ("graph",)
+    for method in methods:
         qbm_pyro.tl.attractors(data, model, method=method, seed=seed, n_markers=0, key_added="lever")
         found = data.obs["lever"].astype(str).to_numpy()
         out[f"{method}_attractor_ari"] = float(adjusted_rand_score(labels, found))
@@ -156,7 +169,9 @@ def landscape_scores(model, data, labels: np.ndarray, seed: int) -> dict:
     return out
 
 
-def run(dataset: str, method: str, seed: int, epochs: int, landscape: bool = False) -> dict:
+def run(dataset: str, method: str, seed: int, epochs: int, landscape=False) -> dict:
+    """One fit and its row; ``landscape``: ``False``, ``True`` (every attractor method) or the
+    attractor methods to score (:func:`landscape_scores`)."""
     data, label_key, batch_key, kwargs = load(dataset)
     spec = dict(METHODS[method])
     train_kw = spec.pop("train", {})
@@ -219,7 +234,8 @@ def run(dataset: str, method: str, seed: int, epochs: int, landscape: bool = Fal
     row |= basins(model, seed, probs, labels)
     row["basin_seconds"] = time.perf_counter() - t
     if landscape:
-        row |= landscape_scores(model, data, labels, seed)
+        methods = ATTRACTOR_METHODS if landscape is True else tuple(landscape)
+        row |= landscape_scores(model, data, labels, seed, methods)
     return row
 
 
@@ -257,7 +273,11 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/prior_levers.json"))
     parser.add_argument(
-        "--landscape", action="store_true", help="also Leiden and tl.attractors against the labels"
+        "--landscape",
+        nargs="*",
+        choices=ATTRACTOR_METHODS,
+        default=None,
+        help="also Leiden and tl.attractors against the labels (given alone: every method)",
     )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -265,7 +285,8 @@ def main(argv=None) -> None:
         for dataset in args.datasets:
             for method in args.methods:
                 start = time.perf_counter()
-                row = run(dataset, method, seed, args.epochs, args.landscape)
+                landscape = False if args.landscape is None else (args.landscape or True)
+                row = run(dataset, method, seed, args.epochs, landscape)
                 row["epochs"] = args.epochs
                 _write(args.out, [row], args.epochs)
                 shown = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()
@@ -295,6 +316,10 @@ REPORT_NAMES = {
     "qbm16": "16 binary units, learned",
     "bernoulli_c8": "fixed, 8 Gaussian units",
     "qbm_c8": "learned, 8 Gaussian units (not 16)",
+    "qbm_depth": "learned, depth-normalised encoder input",
+    "bernoulli_ckl3": "fixed, Gaussian units' KL ×3",
+    "qbm_ckl3": "learned, Gaussian units' KL ×3 (continuous_kl_weight=3)",
+    "qbm_ckl2": "learned, Gaussian units' KL ×2",
     "bernoulli_balanced": "fixed, KL balance α = 0.8",
     "qbm_balanced": "learned, KL balance α = 0.8",
     "binary_bernoulli_balanced": "binary only, fixed, KL balance α = 0.8",
