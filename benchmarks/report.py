@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks import (  # noqa: E402
     bad_inputs,
+    code_separation,
     de,
     landscape,
     landscape_levers,
@@ -109,6 +110,7 @@ def build(results: Path, out_dir: Path = ROOT) -> tuple[str, list[Path]]:
     md += prior_levers.report_section(
         results, "prior_levers_400.json", "Levers at the defaults: 400 epochs, the prior's last fit"
     )
+    md += code_separation.report_section(results)
     md += prior_refit.report_section(results)
     md += _cost_with_figure(_load(results, "cost"), results, out_dir, figures)
     md += ["## Samplers (benchmarks/samplers.py)", ""]

@@ -266,3 +266,13 @@ def test_defaults_section_compares_the_400_epoch_fits_with_pca_and_lists_losses(
     assert "paul15, ari (defaults)" in losses and "scVI (10) 0.560" in losses
     assert "knn_accuracy" not in losses and "scib_total" not in losses
     assert "0.100" not in section
+
+
+def test_consensus_codes_share_when_majorities_agree():
+    """Two groups whose units are on the same side of 1/2 share a consensus code (distance 0),
+    however different their probabilities; a unit on the other side counts one."""
+    from benchmarks.code_separation import consensus_distances
+
+    probs = np.array([[0.9, 0.2, 0.6], [0.7, 0.4, 0.8], [0.6, 0.1, 0.9], [0.2, 0.3, 0.7]])
+    labels = np.array(["a", "a", "b", "c"])
+    assert consensus_distances(probs, labels) == {("a", "b"): 0, ("a", "c"): 1, ("b", "c"): 1}
