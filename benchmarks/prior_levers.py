@@ -67,6 +67,7 @@ METHODS = {
     "qbm_ckl2": dict(prior="boltzmann", train=dict(continuous_kl_weight=2.0)),
     # the encoders see depth-normalised counts (cells that differ only in depth look alike)
     "qbm_depth": dict(prior="boltzmann", encoder_input="depth"),
+    "qbm_depth_ckl3": dict(prior="boltzmann", encoder_input="depth", train=dict(continuous_kl_weight=3.0)),
     "bernoulli_balanced": dict(prior="bernoulli", train=dict(kl_balance=0.8)),
     "qbm_balanced": dict(prior="boltzmann", train=dict(kl_balance=0.8)),
     "binary_bernoulli_balanced": dict(prior="bernoulli", n_continuous=0, train=dict(kl_balance=0.8)),
@@ -320,6 +321,7 @@ REPORT_NAMES = {
     "bernoulli_ckl3": "fixed, Gaussian units' KL ×3",
     "qbm_ckl3": "learned, Gaussian units' KL ×3 (continuous_kl_weight=3)",
     "qbm_ckl2": "learned, Gaussian units' KL ×2",
+    "qbm_depth_ckl3": "learned, depth-normalised input and Gaussian units' KL ×3",
     "bernoulli_balanced": "fixed, KL balance α = 0.8",
     "qbm_balanced": "learned, KL balance α = 0.8",
     "binary_bernoulli_balanced": "binary only, fixed, KL balance α = 0.8",
