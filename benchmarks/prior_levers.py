@@ -170,9 +170,9 @@ def landscape_scores(model, data, labels: np.ndarray, seed: int, methods=ATTRACT
     return out
 
 
-def run(dataset: str, method: str, seed: int, epochs: int, landscape=False) -> dict:
-    """One fit and its row; ``landscape``: ``False``, ``True`` (every attractor method) or the
-    attractor methods to score (:func:`landscape_scores`)."""
+def run(dataset: str, method: str, seed: int, epochs: int, landscape: tuple[str, ...] = ()) -> dict:
+    """One fit and its row; ``landscape``: the attractor methods to score with Leiden
+    (:func:`landscape_scores`), none by default."""
     data, label_key, batch_key, kwargs = load(dataset)
     spec = dict(METHODS[method])
     train_kw = spec.pop("train", {})
@@ -235,8 +235,7 @@ def run(dataset: str, method: str, seed: int, epochs: int, landscape=False) -> d
     row |= basins(model, seed, probs, labels)
     row["basin_seconds"] = time.perf_counter() - t
     if landscape:
-        methods = ATTRACTOR_METHODS if landscape is True else tuple(landscape)
-        row |= landscape_scores(model, data, labels, seed, methods)
+        row |= landscape_scores(model, data, labels, seed, landscape)
     return row
 
 
@@ -281,12 +280,12 @@ def main(argv=None) -> None:
         help="also Leiden and tl.attractors against the labels (given alone: every method)",
     )
     args = parser.parse_args(argv)
+    landscape = () if args.landscape is None else tuple(args.landscape or ATTRACTOR_METHODS)
     torch.set_num_threads(args.threads)
     for seed in args.seeds:
         for dataset in args.datasets:
             for method in args.methods:
                 start = time.perf_counter()
-                landscape = False if args.landscape is None else (args.landscape or True)
                 row = run(dataset, method, seed, args.epochs, landscape)
                 row["epochs"] = args.epochs
                 _write(args.out, [row], args.epochs)

@@ -84,14 +84,11 @@ def mean_field_flow(
             rows = np.flatnonzero(active)
             if rows.size == 0:
                 break
-            if rows.size == block.shape[0]:  # all rows still moving: no gather
-                new = damping * block + (1.0 - damping) * expit(h + block @ J_sym)
-                change = np.abs(new - block).max(axis=1)
-                block[:] = new
-            else:
-                new = damping * block[rows] + (1.0 - damping) * expit(h + block[rows] @ J_sym)
-                change = np.abs(new - block[rows]).max(axis=1)
-                block[rows] = new
+            moving = slice(None) if rows.size == block.shape[0] else rows  # all moving: no gather
+            old = block[moving]
+            new = damping * old + (1.0 - damping) * expit(h + old @ J_sym)
+            change = np.abs(new - old).max(axis=1)
+            block[moving] = new
             active[rows[change < tol]] = False
         converged[start : start + CHUNK] = ~active
     return m, converged
