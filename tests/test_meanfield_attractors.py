@@ -140,6 +140,46 @@ def test_planted_states_their_cells_and_exact_basin_weights():
     assert len(out["edges"]) == 3 and set(out["paths"]) == {f"A{g}-A{f}" for g, f in out["edges"]}
 
 
+def test_states_below_min_barrier_are_merged_by_their_free_energy_barriers():
+    """Merging follows the definition: two states end in one attractor exactly when a chain of
+    line barriers, each less than ``min_barrier`` above the higher of its two states, joins them;
+    a merged attractor has the cells and basin weight of all its states, its lowest state's free
+    energy and code, and the lowest barrier between its states and another's."""
+    codes = np.vstack([PATTERNS, 1 - PATTERNS])
+    land = exact_sampling(hopfield(PATTERNS, strength=3.0, bias=0.15 * (2 * PATTERNS[0] - 1)))
+    q, truth = cells_near(codes, per=6)
+    base, base_cells, _ = meanfield_attractors(land, q, 2000, 4000, seed=0)
+    F, B = base["energies"], base["barriers"]
+    height = B - np.maximum.outer(F, F)
+    np.fill_diagonal(height, np.inf)
+    levels = np.unique(height[np.isfinite(height)])
+    assert levels.size >= 2  # the planted machine has pairs at different heights
+    for threshold in (0.5 * (levels[0] + levels[1]), levels[-1] + 1.0):
+        out, cell_group, cell_state = meanfield_attractors(land, q, 2000, 4000, seed=0, min_barrier=threshold)
+        np.testing.assert_array_equal(cell_state, base_cells)  # the states themselves are unchanged
+        group = out["minimum_attractor"]
+        np.testing.assert_array_equal(cell_group, group[cell_state])
+        # the definition, checked by brute force: connected through sub-threshold pairs
+        reach = height < threshold
+        for _ in range(len(F)):
+            reach = reach | ((reach.astype(int) @ reach.astype(int)) > 0)
+        np.fill_diagonal(reach, True)
+        np.testing.assert_array_equal(reach, group[:, None] == group[None, :])
+        k = group.max() + 1
+        assert len(out["states"]) == k == (1 if threshold > levels[-1] else len(F) - 1)
+        np.testing.assert_allclose(out["basin_weight"], np.bincount(group, weights=base["basin_weight"]))
+        for g in range(k):
+            members = np.flatnonzero(group == g)
+            assert out["energies"][g] == pytest.approx(F[members].min())
+            np.testing.assert_array_equal(out["states"][g], base["states"][members[F[members].argmin()]])
+            assert out["table"]["n_minima"].iloc[g] == members.size
+            for f in range(g + 1, k):
+                others = np.flatnonzero(group == f)
+                assert out["barriers"][g, f] == pytest.approx(B[np.ix_(members, others)].min())
+    with pytest.raises(ValueError, match="min_barrier"):
+        qbm_pyro.tl.attractors(_adata(land, q, truth), min_barrier=-1.0)
+
+
 def _adata(land: EnergyLandscape, q: np.ndarray, truth: np.ndarray) -> ad.AnnData:
     obs = pd.DataFrame({"truth": truth.astype(str)}, index=[f"c{i}" for i in range(len(truth))])
     adata = ad.AnnData(obs=obs)

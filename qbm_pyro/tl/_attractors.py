@@ -38,6 +38,7 @@ import torch
 from qbm_pyro.tl._attractor_markers import attractor_profiles, rank_markers
 from qbm_pyro.tl._barriers import (
     EXACT_MAX_N,
+    MIN_BARRIER,
     barrier_to_nearest,
     coarse_grain,
     group_barriers,
@@ -53,8 +54,6 @@ __all__ = ["attractors", "descend"]
 
 log = logging.getLogger(__name__)
 
-#: Default barrier (energy units = kT at the prior's temperature) below which minima are merged.
-MIN_BARRIER = 1.0
 #: The values of ``method``.
 METHODS = ("meanfield", "graph", "greedy", "anneal")
 
@@ -138,7 +137,8 @@ def attractors(
     method
         ``"meanfield"`` (the prior's states at its own temperature: each cell's posterior
         probabilities iterated to the fixed point of the mean-field equations ``m = σ(h + J m)``
-        they flow to, one state per fixed point, ordered by mean-field free energy;
+        they flow to, one state per fixed point, states a free-energy barrier below
+        ``min_barrier`` apart merged, ordered by mean-field free energy;
         ``qbm_pyro.tl._meanfield_attractors``; quadratic priors only), ``"greedy"``
         (steepest single-flip descent over codes from each cell's hard code ``q > 1/2`` to a
         minimum of the prior, minima merged across barriers below ``min_barrier``),
@@ -146,18 +146,20 @@ def attractors(
         priors only) or ``"graph"`` (basins of the cells' energies ``E(q)``, averaged over each
         cell and its ``n_neighbors`` nearest neighbours, on the cells' neighbour graph).
         Default (``None``): ``"meanfield"``, or ``"graph"`` for a prior with hidden units.
-        Over 3 seeds of default fits (``BENCHMARKS.md``, "Energy landscape") the mean-field
-        states were the closest to the known types and the most stable across seeds: paul15
-        ARI 0.46 against 0.36 (graph) and 0.34 (greedy), seed-to-seed 0.84 against 0.63 and
-        0.58; the 5 mixology lines exactly (ARI 1.0, as both others); no threshold to choose,
-        where ``min_barrier`` decides how many states the other methods find.
+        Over 3 seeds of fits with the plain ELBO (``continuous_kl_weight=1``; ``BENCHMARKS.md``,
+        "Energy landscape") the mean-field states were the closest to the known types and the
+        most stable across seeds: paul15 ARI 0.46 against 0.36 (graph) and 0.34 (greedy),
+        seed-to-seed 0.84 against 0.63 and 0.58; the 5 mixology lines exactly (ARI 1.0, as
+        both others).
     min_barrier
         Basins (``"graph"``) or minima (``"greedy"``, ``"anneal"``) whose barrier, counted from
         the higher of the two floors, is below this many energy units (kT at the prior's
         temperature β = 1) are merged into one attractor. At 1 kT a state leaves the shallower
         basin with probability ~e⁻¹ per attempt, so the two are not distinct states at the
-        temperature the prior is sampled at; ``0`` keeps every minimum. Not used by
-        ``"meanfield"``, whose states are already those of the prior's temperature.
+        temperature the prior is sampled at; ``0`` keeps every minimum. With ``"meanfield"``
+        the barrier is the free energy's (an upper bound on its saddle), so states merged are
+        at most that far apart; a prior with more states (``train(continuous_kl_weight > 1)``)
+        has fixed points a fraction of kT apart within one cell state.
     n_neighbors, metric
         The cell graph of ``method="graph"``: each cell's nearest neighbours in ``obsm[use_rep]``
         (``"hellinger"``, ``"hamming"`` or ``"euclidean"``, as in :func:`qbm_pyro.tl.trajectory`),
@@ -217,9 +219,12 @@ def attractors(
         With ``method="meanfield"`` ``energies`` are the states' mean-field free energies,
         ``barriers`` the highest free energy on the straight line between two states'
         ``magnetisations`` (an upper bound on the saddle: ``barrier_exact`` is false off the
-        diagonal), ``states`` the codes ``m > 1/2``, ``minima`` those codes descended to their
-        minima over codes, with ``code_barriers`` / ``code_barrier_exact`` and ``paths`` between
-        them; a prior sample belongs to the state its mean-field flow ends in.
+        diagonal), ``states`` the codes ``m > 1/2``, ``code_minima`` those codes descended to
+        their minima over codes, with ``code_barriers`` / ``code_barrier_exact`` and ``paths``
+        between them; a prior sample belongs to the state its mean-field flow ends in. ``minima``
+        are the mean-field states before states below ``min_barrier`` are merged (their codes;
+        ``state_magnetisations``, ``state_barriers``), and an attractor is represented by its
+        lowest state.
 
     Examples
     --------
@@ -250,7 +255,7 @@ def attractors(
     data = data.copy() if copy else data
     if method == "meanfield":
         out, cell_group, inverse = meanfield_attractors(
-            landscape, probs, search_budget, n_prior_samples, seed
+            landscape, probs, search_budget, n_prior_samples, seed, float(min_barrier)
         )
         out["params"]["use_rep"] = use_rep
         return _write(data, model, out, cell_group, inverse, key_added, n_markers, modality, seed, copy)

@@ -44,6 +44,11 @@ __all__ = [
 EXACT_MAX_N = 14
 
 
+#: Default barrier (energy units = kT at the prior's temperature) below which minima or states are
+#: merged into one attractor (``tl.attractors``, the root-free potential of ``tl.trajectory``).
+MIN_BARRIER = 1.0
+
+
 def _all_codes(n: int) -> np.ndarray:
     idx = np.arange(2**n, dtype=np.int64)
     return ((idx[:, None] >> np.arange(n)) & 1).astype(np.float64)

@@ -11,7 +11,10 @@ is stationary where ``m = σ(h + J m)``; its local minima are the machine's ther
 β = 1 (a weakly coupled machine has one, the paramagnetic state; a Hopfield machine below its
 critical temperature has one per stored pattern). Each cell's posterior probabilities are iterated
 to the fixed point they flow to (damped parallel updates), and cells that reach the same fixed
-point are one state. No barrier threshold is chosen: the temperature merges what is shallow.
+point are one state. The temperature merges what is shallow; fixed points that a free-energy
+barrier below ``min_barrier`` (1 kT in ``tl.attractors``) separates are merged as well, as the
+code minima of ``method="greedy"`` are (a sharper prior has shallow sub-states within one cell
+state).
 
 Each state gets its magnetisation, its free energy, the free-energy barriers to the others (the
 highest ``F`` on the straight line between two magnetisations: an upper bound on the saddle), its
@@ -26,7 +29,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
-from qbm_pyro.tl._barriers import barrier_to_nearest, pairwise_barriers
+from qbm_pyro.tl._barriers import barrier_to_nearest, coarse_grain, group_barriers, pairwise_barriers
 from qbm_pyro.tl._energy_landscape import EnergyLandscape
 from qbm_pyro.tl._graph_attractors import _tree_and_paths
 
@@ -37,6 +40,7 @@ __all__ = [
     "mean_field_flow",
     "mean_field_states",
     "meanfield_attractors",
+    "merged_states",
 ]
 
 #: Weight of the old magnetisation in each damped update (parallel updates of a strongly coupled
@@ -146,33 +150,66 @@ def line_barriers(h: np.ndarray, J_sym: np.ndarray, centres: np.ndarray, n_point
     return out
 
 
-def meanfield_attractors(
-    landscape: EnergyLandscape, probs: np.ndarray, search_budget: int, n_prior_samples: int, seed: int
-) -> tuple[dict, np.ndarray, np.ndarray]:
-    """The attractors of ``method="meanfield"``.
+def merged_states(
+    h: np.ndarray, J_sym: np.ndarray, probs: np.ndarray, min_barrier: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The mean-field states of the rows of ``probs`` (:func:`mean_field_states`) and their
+    grouping: states joined by a chain of line barriers each less than ``min_barrier`` above the
+    higher of its two states are one group (numbered by their lowest free energy, 0 first).
 
-    Returns ``(uns entry, attractor of each cell, the same: no minima are merged)``."""
+    Returns each row's state, the states' magnetisations and free energies, whether each row's
+    flow converged, the states' line barriers, and each state's group."""
+    cell_state, centres, energy_f, converged = mean_field_states(h, J_sym, probs)
+    state_barriers = line_barriers(h, J_sym, centres)
+    group = coarse_grain(energy_f, state_barriers, min_barrier)
+    return cell_state, centres, energy_f, converged, state_barriers, group
+
+
+def meanfield_attractors(
+    landscape: EnergyLandscape,
+    probs: np.ndarray,
+    search_budget: int,
+    n_prior_samples: int,
+    seed: int,
+    min_barrier: float = 0.0,
+) -> tuple[dict, np.ndarray, np.ndarray]:
+    """The attractors of ``method="meanfield"``: the mean-field states the cells flow to, with the
+    states that a free-energy barrier below ``min_barrier`` (kT) separates merged into one.
+
+    The barrier of two states is the highest ``F`` on the line between them (an upper bound on the
+    saddle), counted from the higher of the two; merges are chained (single linkage, as the
+    minima of ``method="greedy"``). A merged attractor is represented by its lowest-``F`` state
+    (magnetisation, code, free energy); its cells and basin weight are those of all its states
+    (``table["n_minima"]``: how many), and its barrier to another attractor is the lowest between
+    their states.
+
+    Returns ``(uns entry, attractor of each cell, mean-field state of each cell)``."""
     if not landscape.is_quadratic:
         raise ValueError("method='meanfield' needs a quadratic prior (h, J), not one with hidden units")
     h, J_sym = landscape.h, landscape.J_sym
-    cell_group, centres, energy_f, converged = mean_field_states(h, J_sym, probs)  # A0: the lowest F
-    k = centres.shape[0]
+    cell_state, centres, energy_f, converged, state_barriers, group = merged_states(
+        h, J_sym, probs, min_barrier
+    )
+    k = int(group.max()) + 1 if group.size else 0
+    reps = np.array([np.flatnonzero(group == g)[0] for g in range(k)], dtype=np.int64)
+    cell_group = group[cell_state]
     names = [f"A{g}" for g in range(k)]
-    states = (centres > 0.5).astype(np.int8)
-    barriers = line_barriers(h, J_sym, centres)
+    states = (centres[reps] > 0.5).astype(np.int8)
+    barriers = group_barriers(state_barriers, group)
     # over codes, as method="greedy": each state's code descended to its minimum, the single-flip
     # barriers between those minima and the paths of the barrier tree's edges
     minima = landscape.descend(states.astype(np.float64)).astype(np.int8)
     pair = pairwise_barriers(landscape, minima, method="auto", budget=search_budget)
     edges, edge_barrier, paths = _tree_and_paths(landscape, minima, barriers, pair, names, search_budget)
-    weight, unassigned = _flow_weights(landscape, centres, n_prior_samples, seed)
+    state_weight, unassigned = _flow_weights(landscape, centres, n_prior_samples, seed)
+    weight = np.bincount(group, weights=state_weight, minlength=k) if k else state_weight
     table = pd.DataFrame(
         {
-            "energy": energy_f,
+            "energy": energy_f[reps],
             "code_energy": pair["barriers"].diagonal().copy(),
             "n_cells": np.bincount(cell_group, minlength=k),
             "basin_weight": weight,
-            "n_minima": np.ones(k, dtype=np.int64),
+            "n_minima": np.bincount(group, minlength=k),
             "barrier_to_nearest": barrier_to_nearest(barriers),
         },
         index=pd.Index(names, name="attractor"),
@@ -180,8 +217,8 @@ def meanfield_attractors(
     out = {
         "table": table,
         "states": states,
-        "magnetisations": centres,
-        "energies": energy_f.copy(),
+        "magnetisations": centres[reps],
+        "energies": energy_f[reps].copy(),
         "n_cells": table["n_cells"].to_numpy(),
         "basin_weight": weight,
         "prior_unassigned": float(unassigned),
@@ -192,11 +229,16 @@ def meanfield_attractors(
         "edges": edges,
         "edge_barrier": edge_barrier,
         "paths": paths,
-        "minima": minima,
+        # the mean-field states before merging (the "minima" of this method)
+        "minima": (centres > 0.5).astype(np.int8),
         "minima_energies": energy_f.copy(),
-        "minimum_attractor": np.arange(k),
+        "minimum_attractor": group,
+        "code_minima": minima,
+        "state_magnetisations": centres,
+        "state_barriers": state_barriers,
         "method": "meanfield",
         "params": {
+            "min_barrier": float(min_barrier),
             "damping": DAMPING,
             "tol": TOL,
             "state_tol": STATE_TOL,
@@ -206,7 +248,7 @@ def meanfield_attractors(
             "seed": int(seed),
         },
     }
-    return out, cell_group, cell_group.copy()
+    return out, cell_group, cell_state
 
 
 def _flow_weights(landscape, centres, n_samples: int, seed: int) -> tuple[np.ndarray, float]:

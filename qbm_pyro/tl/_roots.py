@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from qbm_pyro.tl._barriers import MIN_BARRIER
 from qbm_pyro.tl._diffusion import MAX_ROOT_CELLS
 from qbm_pyro.tl._energy_landscape import EnergyLandscape
-from qbm_pyro.tl._meanfield_attractors import mean_field_states
+from qbm_pyro.tl._meanfield_attractors import merged_states
 
 Data = Any  # anndata.AnnData | mudata.MuData; both expose obs, obs_names, n_obs.
 
@@ -241,9 +242,13 @@ def free_energy_root_group(
         return None
     if probs.shape[1] != landscape.n:
         return None
-    label, centres, energy_f, _ = mean_field_states(landscape.h, landscape.J_sym, probs)
+    # the states of tl.attractors' default: mean-field states less than MIN_BARRIER apart merged,
+    # each group at the free energy of its lowest state
+    state, _, state_f, _, _, group = merged_states(landscape.h, landscape.J_sym, probs, MIN_BARRIER)
+    label = group[state]
+    energy_f = np.array([state_f[group == g].min() for g in range(int(group.max()) + 1)])
     main = comp_labels == np.bincount(comp_labels).argmax()
-    counts = np.bincount(label[main], minlength=len(centres))
+    counts = np.bincount(label[main], minlength=len(energy_f))
     min_cells = max(5, int(np.ceil(MIN_ROOT_STATE_FRACTION * main.sum())))
     eligible = np.flatnonzero(counts >= min_cells)
     if eligible.size < 2:
