@@ -79,11 +79,13 @@ def report_section(results: Path) -> list[str]:
         "|---|---|---|---|---|---|---|---|",
     ]
     rows = result["rows"]
-    for dataset in dict.fromkeys(r["dataset"] for r in rows):
-        sub = [r for r in rows if r["dataset"] == dataset]
+    groups = dict.fromkeys((r["dataset"], r.get("setting", "")) for r in rows)
+    for dataset, setting in sorted(groups, key=lambda g: g[0]):
+        sub = [r for r in rows if r["dataset"] == dataset and r.get("setting", "") == setting]
         shared = "; ".join(f"seed {r['seed']}: {', '.join(r['shared_pairs']) or 'none'}" for r in sub)
+        label = f"{dataset} ({sub[0]['n_labels']} labels, {sub[0]['n_pairs']} pairs)"
         md.append(
-            f"| {dataset} ({sub[0]['n_labels']} labels, {sub[0]['n_pairs']} pairs) | {len(sub)} | "
+            f"| {label}{f', {setting}' if setting else ''} | {len(sub)} | "
             f"{mean_sd([r['n_shared_pairs'] for r in sub])} | {mean_sd([r['min_distance'] for r in sub])} | "
             f"{mean_sd([r['hard_knn'] for r in sub])} | {mean_sd([r['joint_knn'] for r in sub])} | "
             f"{mean_sd([r['entropy_bits'] for r in sub])} | {shared} |"
@@ -98,14 +100,21 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--note", default=None, help="provenance note in meta (shown in BENCHMARKS.md)")
+    parser.add_argument(
+        "--setting",
+        default="",
+        help="what the fits were trained with (a column; rows of other settings are kept)",
+    )
     args = parser.parse_args(argv)
-    rows = [run(args.fits, d, s) for d in args.datasets for s in args.seeds]
+    rows = [run(args.fits, d, s) | {"setting": args.setting} for d in args.datasets for s in args.seeds]
     for row in rows:
         print(json.dumps(row), flush=True)
-    meta = {"qbm_pyro": qbm_pyro.__version__, "fits": str(args.fits)}
+    old = json.loads(args.out.read_text()) if args.out.exists() else {"meta": {}, "rows": []}
+    kept = [r for r in old["rows"] if r.get("setting", "") != args.setting]
+    meta = old["meta"] | {"qbm_pyro": qbm_pyro.__version__, f"fits {args.setting}".strip(): str(args.fits)}
     if args.note:
-        meta["note"] = args.note
-    args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+        meta["note"] = " ".join(n for n in (old["meta"].get("note"), args.note) if n)
+    args.out.write_text(json.dumps({"meta": meta, "rows": kept + rows}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

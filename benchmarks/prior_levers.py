@@ -42,6 +42,10 @@ from qbm_pyro.tl._attractors import descend
 
 warnings.filterwarnings("ignore")
 
+#: The levers are measured from the plain ELBO (the training default when these rows were run,
+#: before continuous_kl_weight = 3 became the default) unless a method sets its own weight.
+BASE_TRAIN = dict(continuous_kl_weight=1.0)
+
 METHODS = {
     "bernoulli": dict(prior="bernoulli"),
     "qbm": dict(prior="boltzmann"),
@@ -175,7 +179,7 @@ def run(dataset: str, method: str, seed: int, epochs: int, landscape: tuple[str,
     (:func:`landscape_scores`), none by default."""
     data, label_key, batch_key, kwargs = load(dataset)
     spec = dict(METHODS[method])
-    train_kw = spec.pop("train", {})
+    train_kw = BASE_TRAIN | spec.pop("train", {})
     two_stage = dict(spec.pop("two_stage", None) or {})
     joint = two_stage.pop("joint", False)
     learn_prior = two_stage.pop("learn_prior", True)
@@ -197,7 +201,7 @@ def run(dataset: str, method: str, seed: int, epochs: int, landscape: tuple[str,
         if not joint:
             model.module.requires_grad_(False)
         prior.requires_grad_(learn_prior)
-        history = model.train(progress_bar=False, kl_warmup_epochs=1, **two_stage)
+        history = model.train(progress_bar=False, kl_warmup_epochs=1, **(BASE_TRAIN | two_stage))
     fit_s = time.perf_counter() - start
     row = {
         "dataset": dataset,
@@ -303,7 +307,7 @@ if __name__ == "__main__":
 REPORT_METHODS = list(METHODS)
 REPORT_NAMES = {
     "bernoulli": "fixed Bernoulli(½)",
-    "qbm": "learned, pairwise (default)",
+    "qbm": "learned, pairwise, plain ELBO",
     "rbm": "learned, bipartite code",
     "hidden16": "hidden units, m = 16",
     "hidden32": "hidden units, m = 32",
@@ -318,7 +322,7 @@ REPORT_NAMES = {
     "qbm_c8": "learned, 8 Gaussian units (not 16)",
     "qbm_depth": "learned, depth-normalised encoder input",
     "bernoulli_ckl3": "fixed, Gaussian units' KL ×3",
-    "qbm_ckl3": "learned, Gaussian units' KL ×3 (continuous_kl_weight=3)",
+    "qbm_ckl3": "learned, Gaussian units' KL ×3 (continuous_kl_weight=3: the default now)",
     "qbm_ckl2": "learned, Gaussian units' KL ×2",
     "qbm_depth_ckl3": "learned, depth-normalised input and Gaussian units' KL ×3",
     "bernoulli_balanced": "fixed, KL balance α = 0.8",

@@ -56,8 +56,24 @@ warnings.filterwarnings("ignore")
 METHODS = {
     "qbm": dict(prior="boltzmann", n_latent=64, n_continuous=16),
     "qbm_fast": dict(prior="boltzmann", n_latent=64, n_continuous=16, train=dict(prior_lr_factor=30.0)),
-    "qbm_slow": dict(prior="boltzmann", n_latent=64, n_continuous=16, train=dict(prior_lr_factor=0.1)),
-    "qbm_lr03": dict(prior="boltzmann", n_latent=64, n_continuous=16, train=dict(prior_lr_factor=0.3)),
+    "qbm_slow": dict(
+        prior="boltzmann",
+        n_latent=64,
+        n_continuous=16,
+        train=dict(prior_lr_factor=0.1, continuous_kl_weight=1.0),
+    ),
+    "qbm_lr03": dict(
+        prior="boltzmann",
+        n_latent=64,
+        n_continuous=16,
+        train=dict(prior_lr_factor=0.3, continuous_kl_weight=1.0),
+    ),
+    # the plain ELBO (continuous_kl_weight 1: the training default until stop 13)
+    "qbm_elbo": dict(prior="boltzmann", n_latent=64, n_continuous=16, train=dict(continuous_kl_weight=1.0)),
+    "bernoulli_elbo": dict(
+        prior="bernoulli", n_latent=64, n_continuous=16, train=dict(continuous_kl_weight=1.0)
+    ),
+    "gaussian_elbo": dict(prior="gaussian", n_continuous=16, train=dict(continuous_kl_weight=1.0)),
     "bernoulli": dict(prior="bernoulli", n_latent=64, n_continuous=16),
     "binary": dict(prior="boltzmann", n_latent=64, n_continuous=0),
     "binary_fast": dict(prior="boltzmann", n_latent=64, n_continuous=0, train=dict(prior_lr_factor=30.0)),
@@ -150,21 +166,40 @@ def code_scores(model, data, label_key, seed, attractors: bool = True) -> dict:
     return out
 
 
-def run_qbm(dataset: str, method: str, seed: int, epochs: int, attractors: bool = True) -> dict:
+def _saved(reuse: Path | None, dataset: str, method: str, seed: int, small: bool) -> Path | None:
+    """The default fit saved under ``reuse/<set>/seed<k>`` (``benchmarks/landscape.py --fits``) where
+    it is this protocol's fit: method ``qbm`` on a set with a validation split (below 1,000 cells
+    this protocol holds cells out where the defaults keep none, so it fits anew)."""
+    folder = None if reuse is None else Path(reuse) / dataset / f"seed{seed}"
+    if method != "qbm" or small or folder is None or not (folder / "DONE").exists():
+        return None
+    return folder
+
+
+def run_qbm(
+    dataset: str, method: str, seed: int, epochs: int, attractors: bool = True, reuse: Path | None = None
+) -> dict:
     data, label_key, batch_key, kwargs = load(dataset)
     spec = dict(METHODS[method])
     train_kw = spec.pop("train", {})
     start = time.perf_counter()
-    model = qbm_pyro.QBMVAE(data, batch_key=batch_key, seed=seed, **kwargs, **spec)
-    # held-out cells on every set. Below 1,000 cells (CITE-seq) the package defaults keep no
-    # validation set and train every epoch to the last state: the same here, with 10 % of the
-    # cells held out for log p(x) only (no early stopping on them, the last state kept)
-    held_out = {"validation_fraction": 0.1}
-    if size_defaults(int(data.n_obs))["small_data"]:
-        held_out |= {"early_stopping": False, "restore_best": False}
-    train_kw = held_out | train_kw
-    history = model.train(max_epochs=epochs, progress_bar=False, **train_kw)
-    fit_s = time.perf_counter() - start
+    small = size_defaults(int(data.n_obs))["small_data"]
+    saved = _saved(reuse, dataset, method, seed, small)
+    if saved is not None:  # the same call as below, fitted and saved by the landscape run
+        model = qbm_pyro.QBMVAE.load(saved, data)
+        history = model.history_
+        fit_s = json.loads((saved / "meta.json").read_text())["seconds"]
+    else:
+        model = qbm_pyro.QBMVAE(data, batch_key=batch_key, seed=seed, **kwargs, **spec)
+        # held-out cells on every set. Below 1,000 cells (CITE-seq) the package defaults keep no
+        # validation set and train every epoch to the last state: the same here, with 10 % of the
+        # cells held out for log p(x) only (no early stopping on them, the last state kept)
+        held_out = {"validation_fraction": 0.1}
+        if small:
+            held_out |= {"early_stopping": False, "restore_best": False}
+        train_kw = held_out | train_kw
+        history = model.train(max_epochs=epochs, progress_bar=False, **train_kw)
+        fit_s = time.perf_counter() - start
     if (
         model.module.n_binary
         and model.module.prior.learnable
@@ -272,6 +307,9 @@ def main(argv=None) -> None:
         "without merging minima across low barriers)",
     )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/prior_matters.json"))
+    parser.add_argument(
+        "--reuse", type=Path, default=None, help="default fits saved by landscape.py --fits (method qbm)"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     sc.settings.verbosity = 0
@@ -282,7 +320,7 @@ def main(argv=None) -> None:
                 if method == "scvi":
                     row = run_scvi(dataset, seed, args.epochs)
                 else:
-                    row = run_qbm(dataset, method, seed, args.epochs, not args.skip_attractors)
+                    row = run_qbm(dataset, method, seed, args.epochs, not args.skip_attractors, args.reuse)
                 row["epochs"] = args.epochs
                 _write(args.out, [row], args.epochs)
                 shown = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}
@@ -315,11 +353,14 @@ REPORT_METRICS = [
 ]
 REPORT_METHODS = [
     "qbm",
+    "bernoulli",
+    "gaussian",
+    "qbm_elbo",
+    "bernoulli_elbo",
+    "gaussian_elbo",
     "qbm_fast",
     "qbm_slow",
     "qbm_lr03",
-    "bernoulli",
-    "gaussian",
     "binary",
     "binary_fast",
     "binary_bernoulli",
@@ -327,12 +368,15 @@ REPORT_METHODS = [
     "totalvi",
 ]
 REPORT_NAMES = {
-    "qbm": "learned Boltzmann",
+    "qbm": "learned Boltzmann (default)",
     "qbm_fast": "learned, prior lr ×30",
-    "qbm_slow": "learned, prior lr ×0.1",
-    "qbm_lr03": "learned, prior lr ×0.3",
+    "qbm_slow": "learned, prior lr ×0.1, ELBO",
+    "qbm_lr03": "learned, prior lr ×0.3, ELBO",
     "bernoulli": "fixed Bernoulli(½)",
     "gaussian": "Gaussian twin",
+    "qbm_elbo": "learned, plain ELBO (the default before)",
+    "bernoulli_elbo": "fixed, plain ELBO",
+    "gaussian_elbo": "Gaussian twin, plain ELBO",
     "binary": "binary only, learned",
     "binary_fast": "binary only, learned, prior lr ×30",
     "binary_bernoulli": "binary only, fixed",
@@ -351,7 +395,13 @@ DATASET_NOTES = {
 }
 
 #: The fixed-prior model each method's paired log p(x) difference is taken against.
-_FIXED_OF = dict.fromkeys(("binary", "binary_fast", "binary_bernoulli"), "binary_bernoulli")
+_FIXED_OF = dict.fromkeys(("binary", "binary_fast", "binary_bernoulli"), "binary_bernoulli") | dict.fromkeys(
+    ("qbm_elbo", "bernoulli_elbo", "gaussian_elbo", "qbm_slow", "qbm_lr03"), "bernoulli_elbo"
+)
+#: The Gaussian twin trained with the same objective (the second paired difference).
+_TWIN_OF = dict.fromkeys(
+    ("qbm_elbo", "bernoulli_elbo", "gaussian_elbo", "qbm_slow", "qbm_lr03"), "gaussian_elbo"
+)
 
 
 def _cell(values) -> str:
@@ -417,6 +467,12 @@ def _tables(result: dict, level: str) -> list[str]:
                     "| log p(x) minus the fixed prior's (binary-only models: the binary-only fixed "
                     "prior's), same cells (paired by seed) | " + " | ".join(paired) + " |"
                 )
+                twin = [_cell(_paired(sub, m, _TWIN_OF.get(m, "gaussian"), key)) for m in methods]
+                if any(c != "—" for c in twin):
+                    md.append(
+                        "| log p(x) minus the Gaussian twin's (same objective), same cells (paired by "
+                        "seed) | " + " | ".join(twin) + " |"
+                    )
         weights = [_basin_weights([r for r in sub if r["method"] == m]) for m in methods]
         if any(w != "—" for w in weights):
             md.append("| largest prior basin weights, each seed | " + " | ".join(weights) + " |")

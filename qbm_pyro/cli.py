@@ -173,9 +173,10 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--continuous-kl-weight",
         type=_positive_float,
-        default=1.0,
-        help="weight of the Gaussian units' KL (default 1: the ELBO; above 1 the binary code, and "
-        "so the prior's landscape, carries more of the cells' states, at a cost in log p(x))",
+        default=None,
+        help="weight of the Gaussian units' KL in the training objective (default: the library's, "
+        "3: the binary code, and so the prior's landscape, carries more of the cells' states; "
+        "1: the plain ELBO)",
     )
     fit.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (default 0)")
     fit.add_argument(
@@ -331,7 +332,7 @@ def _fit(args: argparse.Namespace) -> int:
         early_stopping=sizes["early_stopping"],
         batch_size=args.batch_size,
         prior_refit_steps=args.prior_refit_steps,
-        continuous_kl_weight=args.continuous_kl_weight,
+        **({} if args.continuous_kl_weight is None else {"continuous_kl_weight": args.continuous_kl_weight}),
         progress_bar=not args.quiet,
         checkpoint_path=None if args.checkpoint is None else str(args.checkpoint),
         resume=args.resume,

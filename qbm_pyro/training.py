@@ -27,7 +27,7 @@ import logging
 import math
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -98,7 +98,7 @@ class TrainingConfig:
     lr: float = 1e-3
     prior_lr_factor: float = 1.0
     kl_balance: float | None = None
-    continuous_kl_weight: float = 1.0
+    continuous_kl_weight: float = 3.0
     weight_decay: float = 0.0
     kl_warmup_epochs: int | None = None
     validation_fraction: float = 0.1
@@ -144,6 +144,18 @@ class TrainingConfig:
         for key in ("progress_bar", "checkpoint_path", "max_epochs"):
             out.pop(key)
         return out
+
+
+#: Settings whose default has changed, with the value training used before it changed.
+_EARLIER_DEFAULTS = {"continuous_kl_weight": 1.0}
+
+
+def recorded_config(record: dict | None) -> dict:
+    """The settings a checkpoint's ``config`` record (:meth:`TrainingConfig.record`) was trained
+    with: a setting the record lacks (added since it was written) counts as the value training
+    used then (its default, or its default before that changed)."""
+    then = {f.name: f.default for f in fields(TrainingConfig)} | _EARLIER_DEFAULTS
+    return then | (record or {})
 
 
 ################################################################################

@@ -33,7 +33,7 @@ def test_lever_columns_pair_each_lever_with_the_fixed_prior_of_its_settings(tmp_
     )
     lines = report._prior_lever_columns(tmp_path)
     header = next(line for line in lines if line.startswith("| measurement"))
-    assert "learned, pairwise (default) (2)" in header and "binary only, learned (2)" in header
+    assert "learned, pairwise, plain ELBO (2)" in header and "binary only, learned (2)" in header
     assert "fixed" not in header  # the anchors are not columns
     ll = next(line for line in lines if line.startswith("| held-out log p(x) minus"))
     assert ll == "| held-out log p(x) minus the fixed prior's (nats/cell) | 2.000 ± 1.414 | 10.000 |"

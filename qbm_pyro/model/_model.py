@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Mapping
-from dataclasses import fields
 from pathlib import Path
 from typing import Literal
 
@@ -33,7 +32,7 @@ from ..samplers import (
     default_sampler,
 )
 from ..samplers.serialize import sampler_from_config
-from ..training import Trainer, TrainingConfig
+from ..training import Trainer, TrainingConfig, recorded_config
 from ._expression import ExpressionMixin
 from ._generation import GenerationMixin
 from ._mapping import ReferenceMappingMixin, _use_saved_levels
@@ -270,8 +269,8 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
             ``kl_balanced_code``), ``prior_refit_steps`` (default 2000; 0: off): after the last
             epoch the Boltzmann prior alone is fitted to convergence on the final encoder's
             aggregate posterior (``Trainer.refit_prior``; what it did: ``model.prior_refit_``),
-            ``continuous_kl_weight`` (``β``, default 1; ``β > 1`` weighs the Gaussian units' KL
-            ``β`` times: more states in the prior, lower ``log p(x)``; docs/landscape.rst).
+            ``continuous_kl_weight`` (``β``, default 3: the Gaussian units' KL weighed ``β`` times,
+            so the code and its prior carry more of the cells' states; 1: the ELBO; docs/landscape.rst).
 
         Warns
         -----
@@ -375,8 +374,7 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
                 detail = detail[:600] + "..."
             raise ValueError(f"{path} was written by another model or for other data ({detail})")
         now = cfg.record()
-        # a setting added since the checkpoint was written counts as its default
-        then = {f.name: f.default for f in fields(TrainingConfig)} | (state.get("config") or {})
+        then = recorded_config(state.get("config"))
         changed = {k: (then.get(k), v) for k, v in now.items() if then.get(k) != v}
         if changed:
             warnings.warn(
