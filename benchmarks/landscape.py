@@ -16,7 +16,9 @@ score
   neighbours and to their state, and with their side directions down-weighted
   (``root_expand="sides"``, the default for a root cell), against the root group.
 
-Usage: ``python benchmarks/landscape.py [--datasets ...] [--seeds 0 1 2] [--epochs N] [--fits DIR]``
+Usage: ``python benchmarks/landscape.py [--datasets ...] [--seeds 0 1 2] [--epochs N] [--fits DIR]
+[--others [greedy] [graph]]`` (``--others``: the attractor methods scored beside the mean-field states;
+with no names, the mean-field states only)
 (``--fits``: reuse models saved with :meth:`~qbm_pyro.QBMVAE.save` under ``DIR/<set>/seed<k>/``,
 marked finished by a ``DONE`` file; sets and seeds without one are fitted here and saved there)
 → ``benchmarks/results/landscape.json`` (rows of other data sets already in the file are kept;
@@ -293,7 +295,8 @@ def _root_expansion_section(results: Path) -> list[str]:
         f"{meta.get('cells', '?')} seeded cells of the root group per seed, mean over the cells, "
         "then mean ± sd over the seeds; `group`: mean DPT from the root group, `group_centroid`: "
         "DPT from its centroid; the variants are described in the script). "
-        '`sides` is `root_expand="sides"`, the default for a root cell.',
+        '`sides` is `root_expand="sides"`, the default for a root cell.'
+        + (f" {meta['note']}" if meta.get("note") else ""),
         "",
         "| variant | a549 | paul15 (myeloid / erythroid) |",
         "|---|---|---|",

@@ -43,6 +43,7 @@ from benchmarks.methods import METHOD_NAMES  # noqa: E402
 from benchmarks.report_cost import _cost_section, _cost_with_figure  # noqa: E402, F401
 from benchmarks.report_defaults import DEFAULT_EPOCHS, defaults_section, with_baselines  # noqa: E402
 from benchmarks.report_figures import _figure, bar_figure  # noqa: E402
+from benchmarks.report_provenance import provenance_section  # noqa: E402
 from benchmarks.report_tables import (  # noqa: E402
     CAVEATS,
     DATASET_NAMES,
@@ -130,7 +131,7 @@ def build(results: Path, out_dir: Path = ROOT) -> tuple[str, list[Path]]:
     md += missing_modality.report_section(_load(results, "missing_modality"))
     md += small_data.section(results)
     md += bad_inputs.report_section(results)
-    md += _provenance_section()
+    md += provenance_section()
     return "\n".join(md).rstrip() + "\n", figures
 
 
@@ -245,148 +246,6 @@ def _header_section() -> list[str]:
         "the sections after it say their own epochs, seeds and code. Which code each section "
         "measured, and what was re-run after each change of the defaults, is at the end "
         '("Provenance").',
-        "",
-    ]
-
-
-def _provenance_section() -> list[str]:
-    """Which code each section measured: the record of re-runs across the changes of 2026-11/12."""
-    return [
-        "## Provenance: which code each section measured",
-        "",
-        "**Which code each section measured.** The speed section ran on the final code (the "
-        "speed change of 2026-11-29: implicit relaxation gradient, flat parameter buffers with "
-        "FlatAdam on torch's fused kernel, the `torch.rand` dropout mask, shape broadcasting "
-        "without sympy). So did the "
-        "QBM-VAE rows of the latent-quality table (`quality.json`, method `qbm`): paul15's, "
-        "mixology's and CITE-seq's with torch's fused Adam kernel on the buffers (what FlatAdam now "
-        "runs), a549's with FlatAdam's single-tensor update (the same update up to float rounding). "
-        "The speed change leaves the model and its objective as they were "
-        "and alters only random streams (dropout) and rounding, so the rest stands as measured on "
-        "the code just before it (PCD-1 negative phase, the training-step changes, the root-group "
-        "trajectory): the learned-prior study (every row but the `prior lr ×30` lever), the "
-        "small-data section (its one-draw variant rows excepted) and the trajectories on the "
-        "fitted latents. Measured on earlier code and not re-run: the other "
-        "methods' rows of those tables (the Gaussian twin, binary-only, fixed-prior and PCA fits, "
-        "scvi-tools baselines), training length, the hierarchical posterior, the linear probe and "
-        "scib-metrics, cost, samplers, trajectories on PCA latents, and the QBM-VAE rows of "
-        "reference mapping and differential expression. Each JSON's meta says which code it ran.",
-        "",
-        "**Since then (2026-12-02) the default negative phase is persistent parallel tempering, not "
-        "PCD-1 Gibbs**, and `differential_expression`'s `proba_de` follows scvi-tools 1.4 (the "
-        "larger tail). Re-run since on the tempering default (100 epochs, seeds 0-2; each fit "
-        "saved once, then scored by `quality.py --reuse`): the QBM-VAE rows `qbm` of paul15, a549, "
-        "mixology and CITE-seq and `qbm_cov` of mixology and CITE-seq in the latent-quality table "
-        "(their seconds left out: fitted under heavy contention), the latent-representation "
-        "section, the energy-landscape table and its levers (the same saved fits), and the QBM-VAE "
-        "rows of reference mapping on all three splits (with a new reference-PCA row); "
-        "'Does the learned prior matter?' and the prior levers were re-run on it at 40 epochs "
-        "(CITE-seq 100), and the sampler sections (`samplers_modes.py`, `sampler_cost.py`) ran it "
-        "too. Those fits predate the one-ELBO refactor of the loss (the same objective: "
-        "`tests/test_elbo_parity.py` checks the training loss against Pyro's ELBO to 1e-6 on one "
-        "set of draws; the order of random draws in training may differ). The other model-fit "
-        "tables (scvi-tools comparisons aside, which do not depend on our code: training length, "
-        "the hierarchical posterior, queries lacking a modality, trajectories on fitted latents, "
-        "differential expression with the old two-tail `proba_de`) were trained with the Gibbs "
-        "negative phase; on the trained priors measured so far Gibbs and tempering agreed "
-        "(DESIGN §9). Their re-run (`nox -s bench`) is owed.",
-        "",
-        "**Later on 2026-12-02** the exchange step of tempering was compiled (numba; the same "
-        "sampler, another random stream): the two sampler sections (`samplers_modes.py`, "
-        "`sampler_cost.py`) were re-run on it. Refitted on main after the one-ELBO refactor: "
-        "the QBM-VAE quality rows of mixology. The default paul15 and a549 fits were made again "
-        "(main fbf88e0, before the compiled exchange) and reproduce the earlier tempering fits "
-        "exactly (the same scores to 3 decimals): the landscape table was recomputed on them with "
-        "the new one-cell root (`root_expand='sides'`, the default for a single root cell), and "
-        "the linear probe and scib-metrics were re-scored for the QBM-VAE, scVI (refitted, "
-        "scvi-tools 1.4.2) and PCA rows of mixology, paul15 and a549 (`baselines.py suite "
-        "--methods qbm scvi`; the other rows are as before). The learned-prior study gained a549 "
-        "seed 2 and the two-stage levers on the hybrid model. **The 40-epoch fits of the prior "
-        "study are far from converged on the small sets** (mixology, seed 0, validation −ELBO per "
-        "cell): the fixed-prior model 1856 after one 40-epoch call, 1841 after two 20-epoch calls "
-        "(a restart), 1807 after 80 epochs; the default model 1794 after 100 epochs, 1769 after "
-        "200 and 1762 at its best when early stopping ends it (313 epochs). The study's "
-        "differences are between under-trained models; the latent-quality tables' 100 epochs are "
-        "short of convergence there too (for every method alike).",
-        "",
-        "**2026-12-02: the training defaults changed** (`benchmarks/training_length.py`, "
-        "its own section below). `train()` runs at most 400 epochs up to 20,000 cells "
-        "(`pp.size_defaults`; scvi-tools' cap); before, 200 epochs with a quarter of them as KL "
-        "warm-up (and the benchmarks' 100 with 25). **Last, the KL warm-up spans all of the "
-        "epochs** (scvi-tools' schedule; the first change had it over half, with early stopping "
-        "after it), so every default fit runs 400 epochs and ends in its last state. Re-run at "
-        "these defaults, each method at its own package default (400 epochs on these sets for "
-        "scVI and totalVI too; scVI without early stopping, totalVI with it): the training-length "
-        "table at 400 epochs (QBM-VAE, scVI, totalVI; paul15, mixology, CITE-seq), the landscape "
-        "rows of paul15, mixology and CITE-seq, and the learned-prior study at 400 epochs "
-        "(`prior_matters_400.json`). The main table below is still the equal-length 100-epoch "
-        "comparison; a549 was not re-run (a fit there takes 10-50 minutes on this machine).",
-        "",
-        "**Then, the same day, early stopping watches the validation −ELBO from the first epoch, "
-        "the best state is kept, and the warm-up spans half of the epochs** (a549 overfits after "
-        "epoch ~40 when every fit runs 400 epochs and keeps its last state; "
-        "`training_length.json`, rows `from epoch 1`). Re-run at these defaults: the QBM-VAE rows "
-        "of `quality_400.json` on all four sets (the first section), the landscape table on all "
-        "four sets, scib-metrics of QBM-VAE, scVI and PCA on paul15, mixology and a549 with scVI "
-        "refitted on a549 at 400 epochs, the training-length rows and the learned-prior study at "
-        "400 epochs (`prior_matters_400.json`). Not re-run: "
-        "reference mapping (100-epoch references for every method), the 100-epoch main run.",
-        "",
-        "**2026-12-03: the validation loss uses each epoch's own log Z, and the patience is 45.** "
-        "Above the enumeration limit log Z was refreshed by AIS every 5 epochs and the epochs "
-        "between validated with the last value: 1-3 nats per cell off on paul15 in mid-training, "
-        "over 10 in the first epochs, as large as the differences early stopping compares (an a549 "
-        "variant stopped at epoch 34 on a best epoch 4 that only a stale log Z made best). The "
-        "value is now carried to every epoch's prior by continuing the last AIS run along a "
-        "20-sweep bridge (within 0.2 nats of a long AIS run at every epoch of a paul15 fit). With "
-        "it, patience 30 stopped paul15 and mixology earlier (one paul15 seed at epoch 182, in the "
-        "warm-up; mixology batch mixing 0.713 ± 0.026 against 0.748 ± 0.013), so the patience is "
-        "now scvi-tools' 45. Re-run on main 38dc0ab: the QBM-VAE rows of `quality_400.json` for "
-        "paul15, mixology and a549 (the first section), their scib-metrics rows, the landscape "
-        "table for those sets, and the learned-prior study's qbm, fixed-prior and Gaussian-twin "
-        "rows of paul15 and mixology. CITE-seq trains without a validation set (below 1,000 "
-        "cells), so neither change touches its fits. Not re-run: a549's prior-study rows (its "
-        "fits moved by at most 2 epochs), the prior-LR lever rows, the training-length rows and "
-        "reference mapping.",
-        "",
-        "**2026-12-03, later: the ATAC log-likelihood is weighted by genes per peak** "
-        '(`likelihood_weights="balanced"`, the default since main 6c44009; 0.10 on a549, whose '
-        "11,567 peaks outvoted its 1,185 genes). It changes only models with ATAC: a549 was "
-        "refitted (3 seeds) and its QBM-VAE rows re-run in `quality_400.json`, the scib-metrics "
-        "suite, the landscape table and the learned-prior study (qbm, fixed prior, Gaussian twin; "
-        "all three weighted alike), and the one-root-cell study (`root_expansion.json`, with "
-        "paul15 on its main 38dc0ab fits). paul15, mixology and CITE-seq fits are unchanged. "
-        "Not re-run for a549: the prior-LR lever rows (they were unweighted: compare them with "
-        "the unweighted rows they were measured beside), training length, the 100-epoch main "
-        "run. The same day custom Pyro models' cached log Z moved from importance sampling with "
-        "the negative-phase samples to the AIS bridge training uses; the speed table's custom "
-        "log Z row predates it (the bridge costs ~27 ms per update at 32 units). Reference "
-        "mapping's QBM-VAE rows were re-run on main f038794 (all three splits, 3 seeds, the "
-        "same 100 reference and 50 query epochs): cite_5k and mixology_dropseq unchanged to "
-        "the digit (below 1,000 cells no validation set, so neither the patience nor the log Z "
-        "tracking touches them), paul15_shift 0.827 ± 0.005 (was 0.826 ± 0.002).",
-        "",
-        "**2026-12-03, last: training ends with the prior's last fit** (`prior_refit_steps=2000`: "
-        "the Boltzmann prior alone fitted to convergence on the final encoder's aggregate "
-        "posterior). It leaves the encoder and decoder as training left them, so every latent "
-        "number above (kNN, Leiden, scib-metrics, batch mixing, trajectories, mapping) stands; it "
-        "changes what depends on the prior: held-out log p(x), basins and their weights, "
-        'generated cells, energies and attractors. Measured on the saved default fits in "The '
-        "prior's last fit\" (paul15, mixology and a549, 3 seeds each). Re-run since with it: the "
-        "learned-prior study at 400 epochs (all four sets; the fixed-prior and Gaussian-twin rows "
-        "re-fitted on the same machine), the landscape table (fits /work/fitsR) and the 400-epoch "
-        "levers. Not re-run: the throughput table's whole-fit ratios (the fit adds about 8 s per "
-        "training call on one core; per-epoch cost unchanged).",
-        "",
-        "**2026-12-03, later: `tl.attractors` defaults to the prior's states at its temperature** "
-        '(`method="meanfield"`: the fixed points of the mean-field equations that the cells\' '
-        "posteriors flow to; graph basins for priors with hidden units), and "
-        '`tl.trajectory(root="auto_energy")` roots at the least stable of those states. The '
-        "landscape table and the 400-epoch levers measure all three attractor methods; the "
-        "earlier landscape-lever tables and the learned-prior study's attractor rows are of "
-        "the earlier methods. Fits made on this machine differ from the earlier machine's by "
-        "floating point (same code, a few epochs of early stopping apart), so the study pairs "
-        "only fits of one machine.",
         "",
     ]
 

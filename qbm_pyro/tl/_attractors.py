@@ -15,8 +15,8 @@ flips, ``_barriers``), and marker features (its code decoded by the model).
 
 ``method="meanfield"`` (the default for a quadratic prior) finds the prior's states at its own
 temperature instead: the fixed points of the mean-field equations ``m = σ(h + J m)`` that the
-cells' posterior probabilities flow to, with no barrier threshold
-(``qbm_pyro.tl._meanfield_attractors``).
+cells' posterior probabilities flow to, those a free-energy barrier below ``min_barrier`` separates
+merged as the minima are (``qbm_pyro.tl._meanfield_attractors``).
 
 ``method="graph"`` finds the basins on the cells (:mod:`~qbm_pyro.tl._graph_attractors`):
 each cell's energy ``E(q)``, averaged over its neighbourhood in the cells' k-nearest-neighbour
