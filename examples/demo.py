@@ -73,7 +73,11 @@ def landscape_section(adata, model, out: Path, seed: int) -> str:
         for name, r in info["table"].iterrows()
     )
     if info["method"] == "meanfield":
-        how = "the prior's states at its temperature: the mean-field fixed points the cells flow to"
+        how = (
+            "the prior's states at its temperature: the mean-field fixed points the cells flow to, "
+            f"{len(info['minima'])} before merging those a free-energy barrier below "
+            f"{info['params']['min_barrier']} kT separates"
+        )
     else:
         how = (
             f"{len(info['minima'])} minima before merging those a barrier below "
