@@ -45,7 +45,7 @@ from sklearn.neighbors import KNeighborsClassifier
 
 import qbm_pyro
 from benchmarks.prior_levers import basins
-from benchmarks.quality import load
+from benchmarks.quality import load, saved_fit
 from benchmarks.tables import mean_sd
 from qbm_pyro.data import train_validation_split
 from qbm_pyro.metrics import clustering_scores, knn_accuracy
@@ -170,10 +170,8 @@ def _saved(reuse: Path | None, dataset: str, method: str, seed: int, small: bool
     """The default fit saved under ``reuse/<set>/seed<k>`` (``benchmarks/landscape.py --fits``) where
     it is this protocol's fit: method ``qbm`` on a set with a validation split (below 1,000 cells
     this protocol holds cells out where the defaults keep none, so it fits anew)."""
-    folder = None if reuse is None else Path(reuse) / dataset / f"seed{seed}"
-    if method != "qbm" or small or folder is None or not (folder / "DONE").exists():
-        return None
-    return folder
+    folder = None if method != "qbm" or small else saved_fit(reuse, dataset, method, seed)
+    return folder if folder is not None and (folder / "DONE").exists() else None
 
 
 def run_qbm(
@@ -395,13 +393,13 @@ DATASET_NOTES = {
 }
 
 #: The fixed-prior model each method's paired log p(x) difference is taken against.
+#: Methods trained with the plain ELBO (continuous_kl_weight 1): paired with the plain-ELBO anchors.
+_ELBO_METHODS = ("qbm_elbo", "bernoulli_elbo", "gaussian_elbo", "qbm_slow", "qbm_lr03")
 _FIXED_OF = dict.fromkeys(("binary", "binary_fast", "binary_bernoulli"), "binary_bernoulli") | dict.fromkeys(
-    ("qbm_elbo", "bernoulli_elbo", "gaussian_elbo", "qbm_slow", "qbm_lr03"), "bernoulli_elbo"
+    _ELBO_METHODS, "bernoulli_elbo"
 )
 #: The Gaussian twin trained with the same objective (the second paired difference).
-_TWIN_OF = dict.fromkeys(
-    ("qbm_elbo", "bernoulli_elbo", "gaussian_elbo", "qbm_slow", "qbm_lr03"), "gaussian_elbo"
-)
+_TWIN_OF = dict.fromkeys(_ELBO_METHODS, "gaussian_elbo")
 
 
 def _cell(values) -> str:
