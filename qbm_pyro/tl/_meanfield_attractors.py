@@ -25,6 +25,8 @@ fraction of prior samples whose mean-field flow ends in it).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import pandas as pd
 from scipy.special import expit
@@ -41,6 +43,7 @@ __all__ = [
     "mean_field_states",
     "meanfield_attractors",
     "merged_states",
+    "MergedStates",
 ]
 
 #: Weight of the old magnetisation in each damped update (parallel updates of a strongly coupled
@@ -150,19 +153,38 @@ def line_barriers(h: np.ndarray, J_sym: np.ndarray, centres: np.ndarray, n_point
     return out
 
 
-def merged_states(
-    h: np.ndarray, J_sym: np.ndarray, probs: np.ndarray, min_barrier: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+class MergedStates(NamedTuple):
+    """The mean-field states of a set of rows and their grouping (:func:`merged_states`)."""
+
+    #: Each row's state, the states' magnetisations and free energies, whether each row's flow
+    #: converged, the states' line barriers, and each state's group.
+    cell_state: np.ndarray
+    centres: np.ndarray
+    energy_f: np.ndarray
+    converged: np.ndarray
+    state_barriers: np.ndarray
+    group: np.ndarray
+
+    @property
+    def representatives(self) -> np.ndarray:
+        """Each group's lowest-free-energy state (groups are numbered by it, so the first)."""
+        k = int(self.group.max()) + 1 if self.group.size else 0
+        return np.array([np.flatnonzero(self.group == g)[0] for g in range(k)], dtype=np.int64)
+
+    @property
+    def group_energy(self) -> np.ndarray:
+        """Each group's free energy: its lowest state's."""
+        return self.energy_f[self.representatives]
+
+
+def merged_states(h: np.ndarray, J_sym: np.ndarray, probs: np.ndarray, min_barrier: float) -> MergedStates:
     """The mean-field states of the rows of ``probs`` (:func:`mean_field_states`) and their
     grouping: states joined by a chain of line barriers each less than ``min_barrier`` above the
-    higher of its two states are one group (numbered by their lowest free energy, 0 first).
-
-    Returns each row's state, the states' magnetisations and free energies, whether each row's
-    flow converged, the states' line barriers, and each state's group."""
+    higher of its two states are one group (numbered by their lowest free energy, 0 first)."""
     cell_state, centres, energy_f, converged = mean_field_states(h, J_sym, probs)
     state_barriers = line_barriers(h, J_sym, centres)
     group = coarse_grain(energy_f, state_barriers, min_barrier)
-    return cell_state, centres, energy_f, converged, state_barriers, group
+    return MergedStates(cell_state, centres, energy_f, converged, state_barriers, group)
 
 
 def meanfield_attractors(
@@ -187,11 +209,10 @@ def meanfield_attractors(
     if not landscape.is_quadratic:
         raise ValueError("method='meanfield' needs a quadratic prior (h, J), not one with hidden units")
     h, J_sym = landscape.h, landscape.J_sym
-    cell_state, centres, energy_f, converged, state_barriers, group = merged_states(
-        h, J_sym, probs, min_barrier
-    )
-    k = int(group.max()) + 1 if group.size else 0
-    reps = np.array([np.flatnonzero(group == g)[0] for g in range(k)], dtype=np.int64)
+    merged = merged_states(h, J_sym, probs, min_barrier)
+    cell_state, centres, energy_f, converged, state_barriers, group = merged
+    reps = merged.representatives
+    k = len(reps)
     cell_group = group[cell_state]
     names = [f"A{g}" for g in range(k)]
     states = (centres[reps] > 0.5).astype(np.int8)
@@ -205,7 +226,7 @@ def meanfield_attractors(
     weight = np.bincount(group, weights=state_weight, minlength=k) if k else state_weight
     table = pd.DataFrame(
         {
-            "energy": energy_f[reps],
+            "energy": merged.group_energy,
             "code_energy": pair["barriers"].diagonal().copy(),
             "n_cells": np.bincount(cell_group, minlength=k),
             "basin_weight": weight,
@@ -218,7 +239,7 @@ def meanfield_attractors(
         "table": table,
         "states": states,
         "magnetisations": centres[reps],
-        "energies": energy_f[reps].copy(),
+        "energies": merged.group_energy,
         "n_cells": table["n_cells"].to_numpy(),
         "basin_weight": weight,
         "prior_unassigned": float(unassigned),

@@ -244,9 +244,9 @@ def free_energy_root_group(
         return None
     # the states of tl.attractors' default: mean-field states less than MIN_BARRIER apart merged,
     # each group at the free energy of its lowest state
-    state, _, state_f, _, _, group = merged_states(landscape.h, landscape.J_sym, probs, MIN_BARRIER)
-    label = group[state]
-    energy_f = np.array([state_f[group == g].min() for g in range(int(group.max()) + 1)])
+    merged = merged_states(landscape.h, landscape.J_sym, probs, MIN_BARRIER)
+    label = merged.group[merged.cell_state]
+    energy_f = merged.group_energy
     main = comp_labels == np.bincount(comp_labels).argmax()
     counts = np.bincount(label[main], minlength=len(energy_f))
     min_cells = max(5, int(np.ceil(MIN_ROOT_STATE_FRACTION * main.sum())))
