@@ -13,7 +13,7 @@ from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
 
 from .device import keep_torch_threads
 
-__all__ = ["batch_mixing_entropy", "clustering_scores", "knn_accuracy"]
+__all__ = ["active_units", "batch_mixing_entropy", "clustering_scores", "knn_accuracy"]
 
 
 def knn_accuracy(
@@ -33,6 +33,28 @@ def knn_accuracy(
         accuracy.append(np.mean(predicted == labels[test]))
         f1.append(f1_score(labels[test], predicted, average="macro"))
     return {"accuracy": float(np.mean(accuracy)), "macro_f1": float(np.mean(f1))}
+
+
+def active_units(posterior_means: np.ndarray, *, threshold: float = 0.01) -> np.ndarray:
+    """Which latent units the encoder uses: the variance across cells of each unit's posterior
+    mean above ``threshold`` (Burda, Grosse and Salakhutdinov 2016, "active units").
+
+    A unit whose posterior mean is the same for every cell carries no information about the cell
+    (its posterior has collapsed to the prior). For the Gaussian units pass the posterior means,
+    for the binary ones the posterior probabilities ``q``.
+
+    Returns
+    -------
+    Boolean mask ``(n_units,)``.
+    """
+    means = np.asarray(posterior_means, dtype=np.float64)
+    if means.ndim != 2 or means.shape[0] < 2:
+        raise ValueError(
+            f"active_units needs a (cells, units) array with at least 2 cells, got shape {means.shape}"
+        )
+    if not np.isfinite(means).all():
+        raise ValueError("active_units: the posterior means contain NaN or infinite values")
+    return means.var(axis=0) > threshold
 
 
 def batch_mixing_entropy(latent: np.ndarray, batches, *, k: int = 30) -> float:
