@@ -153,6 +153,7 @@ def report_section(result: dict | None) -> list[str]:
         "marker recall@20: share of the known markers in the top 20 (markers in `benchmarks/de.py`). "
         "Mean ± sd over seeds of the per-type values.",
         "",
+        *([f"_{meta['note']}_", ""] if meta.get("note") else []),
         "| type | metric | " + " | ".join(names[m] for m in methods) + " |",
         "|---|---|" + "---|" * len(methods),
     ]

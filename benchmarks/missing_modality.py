@@ -249,6 +249,7 @@ def report_section(result: dict | None) -> list[str]:
         "`raw kNN`: a 15-NN on the query modality's raw values (no model). `warned`: "
         "`load_query_data` raised `MissingModalityWarning`.",
         "",
+        *([f"_{meta['note']}_", ""] if meta.get("note") else []),
         "| query | uncertainty | accuracy | unc. right | unc. wrong | ECE | AUROC wrong | est. accuracy "
         "| label-free agreement | raw kNN | warned |",
         "|---|---|---|---|---|---|---|---|---|---|---|",

@@ -317,7 +317,8 @@ def section(results: Path) -> list[str]:
     path = results / "small_data.json"
     if not path.exists():
         return []
-    rows = json.loads(path.read_text())["rows"]
+    result = json.loads(path.read_text())
+    rows, note = result["rows"], result.get("meta", {}).get("note")
     lines = ["## Small data (300-cell subsamples)", ""]
     lines += [
         "`benchmarks/small_data.py`: 300 random cells per draw; draw d uses seed d for the subsample "
@@ -329,6 +330,7 @@ def section(results: Path) -> list[str]:
         "label accuracy (5-fold). QBM-VAE defaults below 1,000 cells: 64 binary + 16 Gaussian units, "
         "400 epochs, no validation set, no early stopping, 2,000 seurat_v3 genes when > 4,000.",
         "",
+        *([f"_{note}_", ""] if note else []),
     ]
     for name in SETS:
         sub = [r for r in rows if r["dataset"] == name]
