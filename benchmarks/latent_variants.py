@@ -298,7 +298,8 @@ def report_section(results: Path) -> list[str]:
     out = [
         "## Latent representations of the same fits (benchmarks/latent_variants.py)",
         "",
-        "The default QBM-VAE (100 epochs) fitted once per seed; each variant re-scores the same "
+        f"The default QBM-VAE ({meta.get('epochs', 100)} epochs) fitted once per seed; each variant "
+        "re-scores the same "
         "posterior parameters with the protocol of the main table (15-NN accuracy, Leiden ARI/NMI at "
         "the NMI-chosen resolution, batch mixing). `ari_grid`/`nmi_grid`: the mean over the six "
         "resolutions × three Leiden seeds on the same graph (less noisy than the one chosen "

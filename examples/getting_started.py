@@ -23,7 +23,7 @@ import scanpy as sc  # noqa: E402
 import torch  # noqa: E402
 
 import qbm_pyro  # noqa: E402
-from qbm_pyro.metrics import batch_mixing_entropy, knn_accuracy  # noqa: E402
+from qbm_pyro.metrics import active_units, batch_mixing_entropy, knn_accuracy  # noqa: E402
 
 
 def main(argv=None) -> None:
@@ -58,6 +58,14 @@ def main(argv=None) -> None:
     accuracy = knn_accuracy(latent, labels)["accuracy"]
     mixing = batch_mixing_entropy(latent, adata.obs["batch"].astype(str).to_numpy())
     print(f"X_qbm {latent.shape}: 15-NN cell-line accuracy {accuracy:.3f}, batch mixing {mixing:.2f}")
+    used = {
+        rep: int(active_units(model.get_latent_representation(representation=rep)).sum())
+        for rep in ("probs", "continuous")
+    }
+    m = model.module
+    print(
+        f"active units: {used['probs']}/{m.n_binary} binary, {used['continuous']}/{m.n_continuous} Gaussian"
+    )
 
     sc.pp.neighbors(adata, use_rep="X_qbm", random_state=0)
     sc.tl.leiden(adata, key_added="leiden_qbm", random_state=0, flavor="igraph", n_iterations=2)
