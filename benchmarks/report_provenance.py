@@ -153,11 +153,11 @@ def provenance_section() -> list[str]:
         "the QBM-VAE rows of reference mapping (all three splits). "
         "Re-run at it later (stop 14, main 6642c4c): differential expression (400 epochs for "
         "both models), the small-data QBM-VAE rows of paul15 and a549 (5 draws) and queries "
-        "lacking a modality; new: which latent units the fits use (`active_units.py`, both "
+        "lacking a modality, the latent-representation section (the default fits' posterior "
+        "parameters); new: which latent units the fits use (`active_units.py`, both "
         "settings' saved fits). "
         "Measured with the plain ELBO and not re-run: "
-        "the hierarchical posterior, training length, the "
-        "latent-representation section, the 100- and 200-epoch runs, and the lever tables (their "
+        "the hierarchical posterior, training length, the 100- and 200-epoch runs, and the lever tables (their "
         "`continuous_kl_weight` columns are the current default). Speed is unchanged (the same "
         "computation with other weights).",
         "",

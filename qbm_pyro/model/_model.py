@@ -432,11 +432,11 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
             :func:`~qbm_pyro.tl.trajectory`'s default metric). Default: ``"joint"`` when the
             model has both parts, else the one it has (``"probs"`` or ``"continuous"``).
 
-            Measured on the bundled sets (``BENCHMARKS.md``, "Latent representations of the
-            same fits"), ``"hellinger"`` raised paul15's Leiden NMI/ARI at the NMI-chosen
-            resolution, left kNN accuracy and batch mixing as they were, and lowered a549's
-            Leiden scores averaged over resolutions a little (its binary units carry little
-            about time). It is not the default: no representation was better on every set, and
+            Measured on the default fits of the bundled sets (``BENCHMARKS.md``, "Latent
+            representations of the same fits"), none undid the extra Leiden clusters at a fixed
+            resolution, and none was better on every set (``"logits"`` with the Gaussian means
+            the closest: ahead on paul15 and mixology, behind on a549 and in batch mixing). It
+            is not the default for that reason, and
             :func:`~qbm_pyro.tl.trajectory` and :func:`~qbm_pyro.tl.attractors` read the first
             ``n_binary`` columns of ``obsm["X_qbm"]`` as probabilities.
 
