@@ -19,7 +19,9 @@ from qbm_pyro.tl._meanfield_attractors import (
     free_energy,
     line_barriers,
     mean_field_flow,
+    mean_field_states,
     meanfield_attractors,
+    path_barriers,
 )
 from qbm_pyro.tl._roots import AmbiguousRootWarning
 
@@ -135,14 +137,15 @@ def test_planted_states_their_cells_and_exact_basin_weights():
     b = out["barriers"]
     np.testing.assert_allclose(b, b.T)
     assert (b >= np.maximum.outer(out["energies"], out["energies"]) - 1e-9).all()
-    np.testing.assert_allclose(b, line_barriers(land.h, land.J_sym, out["magnetisations"]))
+    np.testing.assert_allclose(b, path_barriers(land.h, land.J_sym, out["magnetisations"]))
+    assert (b <= line_barriers(land.h, land.J_sym, out["magnetisations"]) + 1e-12).all()
     assert (out["table"]["barrier_to_nearest"] > 0).all()
     assert len(out["edges"]) == 3 and set(out["paths"]) == {f"A{g}-A{f}" for g, f in out["edges"]}
 
 
 def test_states_below_min_barrier_are_merged_by_their_free_energy_barriers():
     """Merging follows the definition: two states end in one attractor exactly when a chain of
-    line barriers, each less than ``min_barrier`` above the higher of its two states, joins them;
+    barriers, each less than ``min_barrier`` above the higher of its two states, joins them;
     a merged attractor has the cells and basin weight of all its states, its lowest state's free
     energy and code, and the lowest barrier between its states and another's."""
     codes = np.vstack([PATTERNS, 1 - PATTERNS])
@@ -251,3 +254,63 @@ def test_auto_energy_warns_when_the_prior_has_one_state_and_falls_back():
         qbm_pyro.tl.trajectory(adata, "auto_energy")
     evidence = adata.uns["qbm_trajectory"]["root"]["evidence"]
     assert "effect_size" in evidence and evidence.get("method") != "free_energy"
+
+
+def grid_saddle(h: np.ndarray, J: np.ndarray, a: np.ndarray, b: np.ndarray, n_points: int) -> float:
+    """The lowest level ``L`` at which the grid points of logit space with ``F <= L`` connect
+    the states ``a`` and ``b`` (bisection over levels, connected components by scipy): the
+    minimax free-energy barrier between them, up to the grid's resolution."""
+    from scipy import ndimage
+
+    axis = np.linspace(-8.0, 8.0, n_points)
+    mesh = np.stack(np.meshgrid(*([axis] * h.size), indexing="ij"), -1).reshape(-1, h.size)
+    F = free_energy(h, J, expit(mesh)).reshape([n_points] * h.size)
+    ia, ib = (tuple(np.abs(axis[:, None] - np.log(m / (1 - m))).argmin(0)) for m in (a, b))
+    lo, hi = max(F[ia], F[ib]), F.max()
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        label, _ = ndimage.label(F <= mid)
+        lo, hi = (lo, mid) if label[ia] and label[ia] == label[ib] else (mid, hi)
+    return hi
+
+
+# Small machines with two mean-field states (found by a seeded random search): the first two
+# n = 2, the third n = 3; in the first and the third the straight line between the states
+# passes well above the saddle (its valley bends).
+BENT_MACHINES = [
+    (np.array([-2.1907, -4.5725]), np.array([[0.0, 7.1554], [7.1554, 0.0]]), 401, 2e-3),
+    (np.array([-0.7501, -4.9409]), np.array([[0.0, 5.7099], [5.7099, 0.0]]), 401, 2e-3),
+    (
+        np.array([-5.011, -0.1911, -0.5684]),
+        np.array([[0.0, -2.8066, 6.1573], [-2.8066, 0.0, -3.18], [6.1573, -3.18, 0.0]]),
+        121,
+        1e-2,
+    ),
+]
+
+
+@pytest.mark.parametrize("h, J, n_points, tol", BENT_MACHINES)
+def test_path_barriers_find_the_saddle_where_the_straight_line_does_not(h, J, n_points, tol):
+    """The string method's barrier equals the exact minimax barrier (a grid over logit space, up
+    to its resolution), and is never above the straight line's."""
+    starts = np.random.default_rng(0).uniform(0, 1, (200, h.size))
+    _, centres, energy_f, converged = mean_field_states(h, J, starts)
+    assert converged.all() and len(energy_f) == 2
+    exact = grid_saddle(h, J, centres[0], centres[1], n_points)
+    path = path_barriers(h, J, centres)
+    line = line_barriers(h, J, centres)
+    assert path[0, 1] == pytest.approx(exact, abs=tol)
+    assert path[0, 1] <= line[0, 1] + 1e-12
+    np.testing.assert_allclose(np.diag(path), energy_f)
+
+
+def test_the_bent_machines_are_the_case_the_path_search_is_for():
+    """On two of the three machines the straight line overestimates the saddle by more than the
+    tolerance above (else the previous test could not tell the two apart)."""
+    gaps = []
+    for h, J, n_points, tol in BENT_MACHINES:
+        _, centres, _, _ = mean_field_states(h, J, np.random.default_rng(0).uniform(0, 1, (200, h.size)))
+        gaps.append(
+            line_barriers(h, J, centres)[0, 1] - grid_saddle(h, J, centres[0], centres[1], n_points) - tol
+        )
+    assert sum(g > 0.02 for g in gaps) >= 2

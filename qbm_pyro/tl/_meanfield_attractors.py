@@ -17,7 +17,8 @@ code minima of ``method="greedy"`` are (a sharper prior has shallow sub-states w
 state).
 
 Each state gets its magnetisation, its free energy, the free-energy barriers to the others (the
-highest ``F`` on the straight line between two magnetisations: an upper bound on the saddle), its
+highest ``F`` on the minimum free-energy path between two magnetisations, found by the string
+method: an upper bound on the saddle, and the saddle itself when the string has converged), its
 code (``m > 1/2``) and that code's local minimum over codes, with the single-flip barriers and
 paths between those minima (as ``"greedy"``), its cells, and its basin weight under the prior (the
 fraction of prior samples whose mean-field flow ends in it).
@@ -29,7 +30,7 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
-from scipy.special import expit
+from scipy.special import expit, logit
 
 from qbm_pyro.tl._barriers import barrier_to_nearest, coarse_grain, group_barriers, pairwise_barriers
 from qbm_pyro.tl._energy_landscape import EnergyLandscape
@@ -44,6 +45,7 @@ __all__ = [
     "meanfield_attractors",
     "merged_states",
     "MergedStates",
+    "path_barriers",
 ]
 
 #: Weight of the old magnetisation in each damped update (parallel updates of a strongly coupled
@@ -56,6 +58,15 @@ TOL = 1e-6
 STATE_TOL = 0.05
 #: Rows iterated together.
 CHUNK = 2048
+#: The string method of :func:`path_barriers`: images along each path, steps, step size (in
+#: logit space), points evaluated on each segment between two images, pairs moved together,
+#: and the largest |logit| an image may reach.
+PATH_IMAGES = 24
+PATH_STEPS = 600
+PATH_STEP = 0.1
+PATH_SUBDIVISIONS = 8
+PAIR_CHUNK = 256
+LOGIT_CLIP = 30.0
 
 
 def mean_field_flow(
@@ -157,7 +168,7 @@ class MergedStates(NamedTuple):
     """The mean-field states of a set of rows and their grouping (:func:`merged_states`)."""
 
     #: Each row's state, the states' magnetisations and free energies, whether each row's flow
-    #: converged, the states' line barriers, and each state's group.
+    #: converged, the states' barriers (:func:`path_barriers`), and each state's group.
     cell_state: np.ndarray
     centres: np.ndarray
     energy_f: np.ndarray
@@ -177,12 +188,64 @@ class MergedStates(NamedTuple):
         return self.energy_f[self.representatives]
 
 
+def _equal_arc_length(X: np.ndarray) -> np.ndarray:
+    """Each path's images ``(P, K, n)`` moved along it to equal arc length, the ends fixed."""
+    P, K, _ = X.shape
+    seg = np.linalg.norm(np.diff(X, axis=1), axis=2)
+    s = np.concatenate([np.zeros((P, 1)), np.cumsum(seg, axis=1)], axis=1)
+    s /= np.maximum(s[:, -1:], 1e-12)
+    target = np.linspace(0.0, 1.0, K)
+    idx = np.clip((s[:, :, None] <= target[None, None, :]).sum(axis=1) - 1, 0, K - 2)
+    lo, hi = np.take_along_axis(s, idx, 1), np.take_along_axis(s, idx + 1, 1)
+    w = np.clip((target[None] - lo) / np.maximum(hi - lo, 1e-12), 0.0, 1.0)[..., None]
+    a = np.take_along_axis(X, idx[..., None], 1)
+    b = np.take_along_axis(X, idx[..., None] + 1, 1)
+    return (1 - w) * a + w * b
+
+
+def path_barriers(h: np.ndarray, J_sym: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Free-energy barriers between states over the minimum free-energy path: for each pair, the
+    highest ``F`` on a path found by the string method (E, Ren and Vanden-Eijnden 2002), or on
+    the straight line (:func:`line_barriers`) where that is lower; the diagonal holds the states'
+    own free energies.
+
+    The path lives in logit space (``m = σ(x)``): ``PATH_IMAGES`` images start on the straight
+    line between the two states, move down ``∇ₓF = (x - h - J m) ⊙ m(1 - m)`` and are spread back
+    to equal arc length after every step, the ends fixed. ``F`` is then evaluated on every
+    segment between images. Any path's highest ``F`` bounds the saddle between two states from
+    above, so the result is an upper bound at most the straight line's; a converged string
+    passes through the saddle, where the straight line can sit many kT above it (a valley that
+    bends)."""
+    out = line_barriers(h, J_sym, centres)
+    k, n = centres.shape
+    pairs = np.array([(g, f) for g in range(k) for f in range(g + 1, k)], dtype=np.int64).reshape(-1, 2)
+    ends = logit(np.clip(centres, expit(-LOGIT_CLIP), expit(LOGIT_CLIP)))
+    t = np.linspace(0.0, 1.0, PATH_IMAGES)[None, :, None]
+    u = np.linspace(0.0, 1.0, PATH_SUBDIVISIONS, endpoint=False)[None, None, :, None]
+    for start in range(0, len(pairs), PAIR_CHUNK):
+        g, f = pairs[start : start + PAIR_CHUNK].T
+        X = (1 - t) * ends[g][:, None] + t * ends[f][:, None]
+        for _ in range(PATH_STEPS):
+            inner = X[:, 1:-1]  # a view: the ends stay
+            m = expit(inner)
+            inner -= PATH_STEP * (inner - h - m @ J_sym) * m * (1 - m)
+            np.clip(inner, -LOGIT_CLIP, LOGIT_CLIP, out=inner)
+            X = _equal_arc_length(X)
+        dense = ((1 - u) * X[:, :-1, None] + u * X[:, 1:, None]).reshape(len(g), -1, n)
+        dense = np.concatenate([dense, X[:, -1:]], axis=1)
+        top = free_energy(h, J_sym, expit(dense.reshape(-1, n))).reshape(len(g), -1).max(axis=1)
+        top = np.maximum(top, np.maximum(out[g, g], out[f, f]))
+        out[g, f] = out[f, g] = np.minimum(out[g, f], top)
+    return out
+
+
 def merged_states(h: np.ndarray, J_sym: np.ndarray, probs: np.ndarray, min_barrier: float) -> MergedStates:
     """The mean-field states of the rows of ``probs`` (:func:`mean_field_states`) and their
-    grouping: states joined by a chain of line barriers each less than ``min_barrier`` above the
-    higher of its two states are one group (numbered by their lowest free energy, 0 first)."""
+    grouping: states joined by a chain of barriers (:func:`path_barriers`) each less than
+    ``min_barrier`` above the higher of its two states are one group (numbered by their lowest
+    free energy, 0 first)."""
     cell_state, centres, energy_f, converged = mean_field_states(h, J_sym, probs)
-    state_barriers = line_barriers(h, J_sym, centres)
+    state_barriers = path_barriers(h, J_sym, centres)
     group = coarse_grain(energy_f, state_barriers, min_barrier)
     return MergedStates(cell_state, centres, energy_f, converged, state_barriers, group)
 
@@ -198,12 +261,12 @@ def meanfield_attractors(
     """The attractors of ``method="meanfield"``: the mean-field states the cells flow to, with the
     states that a free-energy barrier below ``min_barrier`` (kT) separates merged into one.
 
-    The barrier of two states is the highest ``F`` on the line between them (an upper bound on the
-    saddle), counted from the higher of the two; merges are chained (single linkage, as the
-    minima of ``method="greedy"``). A merged attractor is represented by its lowest-``F`` state
-    (magnetisation, code, free energy); its cells and basin weight are those of all its states
-    (``table["n_minima"]``: how many), and its barrier to another attractor is the lowest between
-    their states.
+    The barrier of two states is the highest ``F`` on the minimum free-energy path between them
+    (:func:`path_barriers`; an upper bound on the saddle), counted from the higher of the two;
+    merges are chained (single linkage, as the minima of ``method="greedy"``). A merged attractor
+    is represented by its lowest-``F`` state (magnetisation, code, free energy); its cells and
+    basin weight are those of all its states (``table["n_minima"]``: how many), and its barrier
+    to another attractor is the lowest between their states.
 
     Returns ``(uns entry, attractor of each cell, mean-field state of each cell)``."""
     if not landscape.is_quadratic:
