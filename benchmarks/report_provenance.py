@@ -161,4 +161,13 @@ def provenance_section() -> list[str]:
         "`continuous_kl_weight` columns are the current default). Speed is unchanged (the same "
         "computation with other weights).",
         "",
+        "**2026-12-03, stop 14: the mean-field states' barriers are taken over the minimum "
+        "free-energy path** (string method) instead of the straight line, which passed several "
+        "kT above the saddles. Re-run with it: the landscape table (the same default fits, "
+        "/work/fitsK; the plain ELBO's fits /work/fitsR in its note) and the landscape figure "
+        "(now mixology). Computed with the straight line and not re-run: the mean-field columns of "
+        "the lever tables (`prior_levers*.json`, `landscape_levers.json`) and of the learned-prior "
+        "study; their states are the straight line's (more, and not kept apart by the prior's "
+        "dynamics on paul15).",
+        "",
     ]

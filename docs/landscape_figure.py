@@ -1,9 +1,11 @@
-"""Draw the figure of ``docs/landscape.rst``: paul15 on UMAP with basins and barriers, and the
+"""Draw the figure of ``docs/landscape.rst``: the cells on UMAP with basins and barriers, and the
 attractor × marker heat map.
 
-    python docs/landscape_figure.py [--epochs N] [--seed 0] [--out docs/landscape.png]
+    python docs/landscape_figure.py [--dataset mixology|paul15] [--epochs N] [--seed 0]
+        [--out docs/landscape.png]
 
-(``--epochs``: at most this many; default the package's training defaults.)
+(``--dataset``: mixology's 5 cell lines, batches in the decoder (the default), or paul15's myeloid
+differentiation; ``--epochs``: at most this many; default the package's training defaults.)
 """
 
 from __future__ import annotations
@@ -22,13 +24,19 @@ import qbm_pyro  # noqa: E402
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", choices=["mixology", "paul15"], default="mixology")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="docs/landscape.png")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
-    adata = qbm_pyro.datasets.paul15_myeloid()
-    model = qbm_pyro.QBMVAE(adata, seed=args.seed)
+    if args.dataset == "mixology":
+        adata = qbm_pyro.datasets.mixology_5batch()
+        adata = adata[adata.obs["demuxlet_cls"] == "SNG"].copy()
+        label, batch_key = "cell_line", "batch"
+    else:
+        adata, label, batch_key = qbm_pyro.datasets.paul15_myeloid(), "cell_type", None
+    model = qbm_pyro.QBMVAE(adata, batch_key=batch_key, seed=args.seed)
     model.train(max_epochs=args.epochs, progress_bar=False)
     qbm_pyro.tl.qbm(adata, model)
     qbm_pyro.tl.attractors(adata, model, seed=args.seed)
@@ -37,7 +45,7 @@ def main(argv=None) -> None:
     fig, (left, mid, right) = plt.subplots(
         1, 3, figsize=(17, 4.6), gridspec_kw={"width_ratios": [1, 1.1, 1.3]}
     )
-    sc.pl.umap(adata, color="cell_type", ax=left, show=False, title="paul15: cell types", legend_fontsize=7)
+    sc.pl.umap(adata, color=label, ax=left, show=False, title=f"{args.dataset}: {label}", legend_fontsize=7)
     qbm_pyro.pl.landscape(adata, ax=mid)
     qbm_pyro.pl.attractors(adata, ax=right)
     fig.tight_layout()

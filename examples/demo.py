@@ -76,7 +76,7 @@ def landscape_section(adata, model, out: Path, seed: int) -> str:
         how = (
             "the prior's states at its temperature: the mean-field fixed points the cells flow to, "
             f"{len(info['minima'])} before merging those a free-energy barrier below "
-            f"{info['params']['min_barrier']} kT separates"
+            f"{info['params']['min_barrier']} kT separates (over the minimum free-energy path)"
         )
     else:
         how = (

@@ -146,20 +146,21 @@ def attractors(
         priors only) or ``"graph"`` (basins of the cells' energies ``E(q)``, averaged over each
         cell and its ``n_neighbors`` nearest neighbours, on the cells' neighbour graph).
         Default (``None``): ``"meanfield"``, or ``"graph"`` for a prior with hidden units.
-        Over 3 seeds of fits with the plain ELBO (``continuous_kl_weight=1``; ``BENCHMARKS.md``,
-        "Energy landscape") the mean-field states were the closest to the known types and the
-        most stable across seeds: paul15 ARI 0.46 against 0.36 (graph) and 0.34 (greedy),
-        seed-to-seed 0.84 against 0.63 and 0.58; the 5 mixology lines exactly (ARI 1.0, as
-        both others).
+        At the training defaults (3 seeds; ``BENCHMARKS.md``, "Energy landscape") the mean-field
+        states are mixology's 5 lines exactly in every seed; on the continua (paul15, a549) the
+        prior has one or two states at its temperature. With the plain ELBO and straight-line
+        barriers they were the closest of the three to paul15's types (ARI 0.46 against 0.36,
+        graph, and 0.34, greedy) and the most stable across seeds (0.84 against 0.63 and 0.58).
     min_barrier
         Basins (``"graph"``) or minima (``"greedy"``, ``"anneal"``) whose barrier, counted from
         the higher of the two floors, is below this many energy units (kT at the prior's
         temperature β = 1) are merged into one attractor. At 1 kT a state leaves the shallower
         basin with probability ~e⁻¹ per attempt, so the two are not distinct states at the
         temperature the prior is sampled at; ``0`` keeps every minimum. With ``"meanfield"``
-        the barrier is the free energy's (an upper bound on its saddle), so states merged are
-        at most that far apart; a prior with more states (``train(continuous_kl_weight > 1)``)
-        has fixed points a fraction of kT apart within one cell state.
+        the barrier is the free energy's over the minimum free-energy path between two fixed
+        points (string method; the straight line between them can pass many kT above the
+        saddle); a prior with more states (``train(continuous_kl_weight > 1)``) has fixed
+        points a fraction of kT apart within one cell state.
     n_neighbors, metric
         The cell graph of ``method="graph"``: each cell's nearest neighbours in ``obsm[use_rep]``
         (``"hellinger"``, ``"hamming"`` or ``"euclidean"``, as in :func:`qbm_pyro.tl.trajectory`),
@@ -217,9 +218,10 @@ def attractors(
         indices and ``smoothed_energy`` every cell's smoothed energy.
 
         With ``method="meanfield"`` ``energies`` are the states' mean-field free energies,
-        ``barriers`` the highest free energy on the straight line between two states'
-        ``magnetisations`` (an upper bound on the saddle: ``barrier_exact`` is false off the
-        diagonal), ``states`` the codes ``m > 1/2``, ``code_minima`` those codes descended to
+        ``barriers`` the highest free energy on the minimum free-energy path between two
+        states' ``magnetisations`` (string method; an upper bound on the saddle, the saddle
+        when the path has converged: ``barrier_exact`` is false off the diagonal), ``states``
+        the codes ``m > 1/2``, ``code_minima`` those codes descended to
         their minima over codes, with ``code_barriers`` / ``code_barrier_exact`` and ``paths``
         between them; a prior sample belongs to the state its mean-field flow ends in. ``minima``
         are the mean-field states before states below ``min_barrier`` are merged (their codes;
