@@ -163,7 +163,8 @@ def provenance_section() -> list[str]:
         "",
         "**2026-12-03, stop 14: the mean-field states' barriers are taken over the minimum "
         "free-energy path** (string method) instead of the straight line, which passed several "
-        "kT above the saddles. Re-run with it: the landscape table (the same default fits, "
+        "kT above the saddles, and merged by the elder rule instead of single linkage. Re-run "
+        "with it: the landscape table (the same default fits, "
         "/work/fitsK; the plain ELBO's fits /work/fitsR in its note) and the landscape figure "
         "(now mixology). Computed with the straight line and not re-run: the mean-field columns of "
         "the lever tables (`prior_levers*.json`, `landscape_levers.json`) and of the learned-prior "

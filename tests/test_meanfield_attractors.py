@@ -144,10 +144,11 @@ def test_planted_states_their_cells_and_exact_basin_weights():
 
 
 def test_states_below_min_barrier_are_merged_by_their_free_energy_barriers():
-    """Merging follows the definition: two states end in one attractor exactly when a chain of
-    barriers, each less than ``min_barrier`` above the higher of its two states, joins them;
-    a merged attractor has the cells and basin weight of all its states, its lowest state's free
-    energy and code, and the lowest barrier between its states and another's."""
+    """Merging follows the elder rule: after it no two attractors are joined by a barrier less than
+    ``min_barrier`` above the higher of their lowest states, and every join was below it (a high
+    threshold merges everything, one between the two lowest heights some but not all); a merged
+    attractor has the cells and basin weight of all its states, its lowest state's free energy
+    and code, and the lowest barrier between its states and another's."""
     codes = np.vstack([PATTERNS, 1 - PATTERNS])
     land = exact_sampling(hopfield(PATTERNS, strength=3.0, bias=0.15 * (2 * PATTERNS[0] - 1)))
     q, truth = cells_near(codes, per=6)
@@ -162,14 +163,22 @@ def test_states_below_min_barrier_are_merged_by_their_free_energy_barriers():
         np.testing.assert_array_equal(cell_state, base_cells)  # the states themselves are unchanged
         group = out["minimum_attractor"]
         np.testing.assert_array_equal(cell_group, group[cell_state])
-        # the definition, checked by brute force: connected through sub-threshold pairs
-        reach = height < threshold
-        for _ in range(len(F)):
-            reach = reach | ((reach.astype(int) @ reach.astype(int)) > 0)
-        np.fill_diagonal(reach, True)
-        np.testing.assert_array_equal(reach, group[:, None] == group[None, :])
         k = group.max() + 1
-        assert len(out["states"]) == k == (1 if threshold > levels[-1] else len(F) - 1)
+        assert len(out["states"]) == k
+        assert k == 1 if threshold > levels[-1] else 1 < k < len(F)  # some merged, not all
+        # no two attractors left that the rule would join
+        left = out["barriers"] - np.maximum.outer(out["energies"], out["energies"])
+        np.fill_diagonal(left, np.inf)
+        assert (left >= threshold).all()
+        # each attractor's states hang together below the threshold (a spanning tree of joins)
+        for g in range(k):
+            members = np.flatnonzero(group == g)
+            inside = height[np.ix_(members, members)] < threshold
+            np.fill_diagonal(inside, True)
+            reach = inside
+            for _ in range(members.size):
+                reach = reach | ((reach.astype(int) @ inside.astype(int)) > 0)
+            assert reach.all()
         np.testing.assert_allclose(out["basin_weight"], np.bincount(group, weights=base["basin_weight"]))
         for g in range(k):
             members = np.flatnonzero(group == g)
@@ -314,3 +323,39 @@ def test_the_bent_machines_are_the_case_the_path_search_is_for():
             line_barriers(h, J, centres)[0, 1] - grid_saddle(h, J, centres[0], centres[1], n_points) - tol
         )
     assert sum(g > 0.02 for g in gaps) >= 2
+
+
+def test_path_barriers_between_far_states_go_through_the_near_ones(monkeypatch):
+    """With strings only between near states, every pair still gets the barrier of a path: no
+    higher than the straight line or than any chain through a third state, and the same as the
+    strings between every pair where the chain is as good (here: every pair of planted states)."""
+    from qbm_pyro.tl import _meanfield_attractors
+
+    codes = np.vstack([PATTERNS, 1 - PATTERNS])
+    land = hopfield(PATTERNS, strength=3.0)
+    q, _ = cells_near(codes, per=6)
+    _, centres, energy_f, _ = mean_field_states(land.h, land.J_sym, q)
+    assert len(energy_f) == 4
+    full = path_barriers(land.h, land.J_sym, centres)
+    monkeypatch.setattr(_meanfield_attractors, "PATH_NEIGHBOURS", 1)
+    near = path_barriers(land.h, land.J_sym, centres)
+    assert (near <= line_barriers(land.h, land.J_sym, centres) + 1e-12).all()
+    chains = np.maximum(near[:, :, None], near[None, :, :]).min(axis=1)
+    assert (near <= chains + 1e-12).all()
+    np.testing.assert_allclose(near, near.T)
+    np.testing.assert_allclose(near, full, atol=1e-6)
+
+
+def test_a_shallow_state_joins_a_deep_one_without_chaining_two_deep_ones():
+    """Two deep states (free energy 0) 1.5 kT apart, and a shallow one (0.9) between them, 0.6 kT
+    below its passes: the shallow state joins one deep state, the deep ones stay apart (single
+    linkage, ``coarse_grain``, would chain all three through the shallow one)."""
+    from qbm_pyro.tl._barriers import coarse_grain, merge_by_persistence
+
+    energies = np.array([0.0, 0.0, 0.9])
+    barriers = np.array([[0.0, 1.5, 1.5], [1.5, 0.0, 1.5], [1.5, 1.5, 0.9]])
+    group = merge_by_persistence(energies, barriers, 1.0)
+    assert group[0] != group[1] and group[2] in (group[0], group[1])
+    assert (coarse_grain(energies, barriers, 1.0) == 0).all()
+    assert (merge_by_persistence(energies, barriers, 1.6) == 0).all()
+    np.testing.assert_array_equal(merge_by_persistence(energies, barriers, 0.5), [0, 1, 2])

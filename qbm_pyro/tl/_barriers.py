@@ -36,6 +36,7 @@ __all__ = [
     "coarse_grain",
     "enumerate_landscape",
     "group_barriers",
+    "merge_by_persistence",
     "minimax_path",
     "pairwise_barriers",
 ]
@@ -298,6 +299,39 @@ def coarse_grain(energies: np.ndarray, barriers: np.ndarray, min_barrier: float)
     for g, members in enumerate(groups):
         label[members] = g
     return label
+
+
+def merge_by_persistence(energies: np.ndarray, barriers: np.ndarray, min_barrier: float) -> np.ndarray:
+    """Group minima by the elder rule of topological persistence: join the two groups whose
+    barrier (the lowest between their members), counted from the higher of the two groups' floors
+    (each group's lowest member), is the lowest, and repeat while it is below ``min_barrier``.
+
+    A shallow minimum joins a deeper neighbour it escapes to; two deep minima it lies between stay
+    apart unless the barrier between them is low (:func:`coarse_grain` chains them through it).
+    Returns the group of each minimum, numbered by the group's floor (0 = deepest).
+    """
+    energies = np.asarray(energies, dtype=np.float64)
+    k = energies.size
+    label = np.arange(k)
+    floor = energies.copy()
+    between = np.array(barriers, dtype=np.float64).reshape(k, k)
+    active = list(range(k))
+    while len(active) > 1:
+        height = between[np.ix_(active, active)] - np.maximum.outer(floor[active], floor[active])
+        np.fill_diagonal(height, np.inf)
+        i, j = np.unravel_index(np.argmin(height), height.shape)
+        if not height[i, j] < min_barrier:
+            break
+        a, b = active[i], active[j]
+        label[label == b] = a
+        floor[a] = min(floor[a], floor[b])
+        between[a] = between[:, a] = np.minimum(between[a], between[b])
+        active.remove(b)
+    order = sorted(set(label.tolist()), key=lambda g: floor[g])
+    out = np.empty(k, dtype=np.int64)
+    for rank, g in enumerate(order):
+        out[label == g] = rank
+    return out
 
 
 def group_barriers(barriers: np.ndarray, label: np.ndarray) -> np.ndarray:

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit, logit
 
-from qbm_pyro.tl._barriers import barrier_to_nearest, coarse_grain, group_barriers, pairwise_barriers
+from qbm_pyro.tl._barriers import barrier_to_nearest, group_barriers, merge_by_persistence, pairwise_barriers
 from qbm_pyro.tl._energy_landscape import EnergyLandscape
 from qbm_pyro.tl._graph_attractors import _tree_and_paths
 
@@ -67,6 +67,9 @@ PATH_STEP = 0.1
 PATH_SUBDIVISIONS = 8
 PAIR_CHUNK = 256
 LOGIT_CLIP = 30.0
+#: Strings run from each state to its nearest states (magnetisations) only; the other pairs get
+#: the best chain of computed barriers (a path through a third state is a path too).
+PATH_NEIGHBOURS = 8
 
 
 def mean_field_flow(
@@ -215,10 +218,17 @@ def path_barriers(h: np.ndarray, J_sym: np.ndarray, centres: np.ndarray) -> np.n
     segment between images. Any path's highest ``F`` bounds the saddle between two states from
     above, so the result is an upper bound at most the straight line's; a converged string
     passes through the saddle, where the straight line can sit many kT above it (a valley that
-    bends)."""
+    bends). Strings run from each state to its ``PATH_NEIGHBOURS`` nearest (the cost grows with
+    the pairs); every pair then gets the lowest chain of barriers through other states, also a
+    path between them."""
     out = line_barriers(h, J_sym, centres)
     k, n = centres.shape
-    pairs = np.array([(g, f) for g in range(k) for f in range(g + 1, k)], dtype=np.int64).reshape(-1, 2)
+    distance = np.linalg.norm(centres[:, None] - centres[None], axis=2)
+    near = np.argsort(distance, axis=1)[:, 1 : PATH_NEIGHBOURS + 1]
+    pairs = np.array(
+        sorted({(min(g, int(f)), max(g, int(f))) for g in range(k) for f in near[g]}), dtype=np.int64
+    )
+    pairs = pairs.reshape(-1, 2)
     ends = logit(np.clip(centres, expit(-LOGIT_CLIP), expit(LOGIT_CLIP)))
     t = np.linspace(0.0, 1.0, PATH_IMAGES)[None, :, None]
     u = np.linspace(0.0, 1.0, PATH_SUBDIVISIONS, endpoint=False)[None, None, :, None]
@@ -236,17 +246,20 @@ def path_barriers(h: np.ndarray, J_sym: np.ndarray, centres: np.ndarray) -> np.n
         top = free_energy(h, J_sym, expit(dense.reshape(-1, n))).reshape(len(g), -1).max(axis=1)
         top = np.maximum(top, np.maximum(out[g, g], out[f, f]))
         out[g, f] = out[f, g] = np.minimum(out[g, f], top)
+    for via in range(k):  # minimax closure: the best chain of paths through other states
+        out = np.minimum(out, np.maximum(out[:, via, None], out[None, via, :]))
     return out
 
 
 def merged_states(h: np.ndarray, J_sym: np.ndarray, probs: np.ndarray, min_barrier: float) -> MergedStates:
     """The mean-field states of the rows of ``probs`` (:func:`mean_field_states`) and their
-    grouping: states joined by a chain of barriers (:func:`path_barriers`) each less than
-    ``min_barrier`` above the higher of its two states are one group (numbered by their lowest
-    free energy, 0 first)."""
+    grouping: groups of states joined while the barrier between two (:func:`path_barriers`) is
+    less than ``min_barrier`` above the higher of their lowest states
+    (:func:`~qbm_pyro.tl._barriers.merge_by_persistence`), numbered by their lowest free energy,
+    0 first."""
     cell_state, centres, energy_f, converged = mean_field_states(h, J_sym, probs)
     state_barriers = path_barriers(h, J_sym, centres)
-    group = coarse_grain(energy_f, state_barriers, min_barrier)
+    group = merge_by_persistence(energy_f, state_barriers, min_barrier)
     return MergedStates(cell_state, centres, energy_f, converged, state_barriers, group)
 
 
@@ -262,8 +275,10 @@ def meanfield_attractors(
     states that a free-energy barrier below ``min_barrier`` (kT) separates merged into one.
 
     The barrier of two states is the highest ``F`` on the minimum free-energy path between them
-    (:func:`path_barriers`; an upper bound on the saddle), counted from the higher of the two;
-    merges are chained (single linkage, as the minima of ``method="greedy"``). A merged attractor
+    (:func:`path_barriers`; an upper bound on the saddle), counted from the higher of the two
+    groups' lowest states; the lowest such pair is joined first, and joins repeat while one is
+    below ``min_barrier`` (the elder rule of topological persistence: a shallow state joins the
+    deeper one it escapes to, without chaining two deep states through it). A merged attractor
     is represented by its lowest-``F`` state (magnetisation, code, free energy); its cells and
     basin weight are those of all its states (``table["n_minima"]``: how many), and its barrier
     to another attractor is the lowest between their states.
