@@ -158,8 +158,8 @@ def provenance_section() -> list[str]:
         "settings' saved fits). "
         "Measured with the plain ELBO and not re-run: "
         "the hierarchical posterior, training length, the 100- and 200-epoch runs, and the "
-        "lever tables (their `continuous_kl_weight` columns are the current default). Speed is unchanged (the same "
-        "computation with other weights).",
+        "lever tables (their `continuous_kl_weight` columns are the current default). Speed is "
+        "unchanged (the same computation with other weights).",
         "",
         "**2026-12-03, stop 14: the mean-field states' barriers are taken over the minimum "
         "free-energy path** (string method) instead of the straight line, which passed several "
