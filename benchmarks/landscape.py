@@ -9,6 +9,10 @@ score
   samples that fall outside the cells' attractors, whether the barriers were proven exact;
 - Leiden ARI on the same latent (``qbm_pyro.metrics.clustering_scores``, resolution chosen by NMI);
 - seed-to-seed ARI between the attractor labels of every pair of seeds;
+- the prior's own dynamics as the check of the states: of ``PERSISTENCE_CHAINS`` Gibbs chains at
+  β = 1 started in each state (codes drawn from its lowest fixed point), the fraction whose
+  mean-field flow after ``PERSISTENCE_SWEEPS`` sweeps ends in the same state, for the states of
+  ``tl.attractors`` and for those the straight-line barriers and single linkage gave before;
 - on paul15 (two lineages, root: multipotent progenitors) and a549 (time, root: 0 h):
   rooted vs root-free (``root="auto_energy"``) pseudotime, each against the truth, their
   Spearman with each other, the auto root's evidence; energy vs time/lineage Spearman;
@@ -47,11 +51,51 @@ from benchmarks.quality import load  # noqa: E402
 from benchmarks.trajectory import A549_ROOT, A549_TRUTH, PAUL15_ROOT, PAUL15_TRUTH, score_pseudotime  # noqa: E402
 from benchmarks.trajectory_models import energy_root_check  # noqa: E402
 from qbm_pyro.metrics import clustering_scores  # noqa: E402
+from qbm_pyro.samplers.gibbs import gibbs_sweep_  # noqa: E402
+from qbm_pyro.tl._barriers import MIN_BARRIER, coarse_grain  # noqa: E402
+from qbm_pyro.tl._energy_landscape import EnergyLandscape  # noqa: E402
+from qbm_pyro.tl._meanfield_attractors import STATE_TOL, line_barriers, mean_field_flow  # noqa: E402
 
 warnings.filterwarnings("ignore")
 
 TRAJECTORIES = {"a549": (A549_ROOT, A549_TRUTH, "time_hours"), "paul15": (PAUL15_ROOT, PAUL15_TRUTH, None)}
 N_ROOT_CELLS = 3
+#: Gibbs chains per state and sweeps at the prior's temperature of :func:`gibbs_persistence`.
+PERSISTENCE_CHAINS = 200
+PERSISTENCE_SWEEPS = 300
+
+
+def gibbs_persistence(h, J_sym, centres, group, seed: int) -> float:
+    """Mean over the states (groups of the fixed points ``centres``) of the fraction of Gibbs chains
+    at β = 1, started from codes drawn from the state's lowest fixed point, whose mean-field flow
+    after ``PERSISTENCE_SWEEPS`` sequential sweeps ends at a fixed point of the same state (a
+    chain ending elsewhere has left)."""
+    k = int(group.max()) + 1
+    first = [int(np.flatnonzero(group == g)[0]) for g in range(k)]
+    generator = torch.Generator().manual_seed(seed)
+    Jt = torch.as_tensor(J_sym, dtype=torch.float64)
+    z = torch.bernoulli(
+        torch.as_tensor(np.repeat(centres[first], PERSISTENCE_CHAINS, 0)), generator=generator
+    )
+    field = torch.as_tensor(h, dtype=torch.float64) + z @ Jt
+    for _ in range(PERSISTENCE_SWEEPS):
+        gibbs_sweep_(z, field, Jt, 1.0, None, generator)
+    ends, _ = mean_field_flow(h, J_sym, z.numpy())
+    distance = np.stack([np.abs(ends - c).max(axis=1) for c in centres], axis=1)
+    landed = np.where(distance.min(axis=1) < STATE_TOL, group[distance.argmin(axis=1)], -1)
+    return float((landed.reshape(k, PERSISTENCE_CHAINS) == np.arange(k)[:, None]).mean())
+
+
+def persistence_rows(data, info: dict, seed: int) -> dict:
+    """The persistence of the attractors' states and of the straight-line, single-linkage ones."""
+    land = EnergyLandscape.from_data(data, None, "qbm")
+    centres, energies = info["state_magnetisations"], info["minima_energies"]
+    line = coarse_grain(energies, line_barriers(land.h, land.J_sym, centres), MIN_BARRIER)
+    return {
+        "persistence": gibbs_persistence(land.h, land.J_sym, centres, info["minimum_attractor"], seed),
+        "line_n_states": int(line.max()) + 1,
+        "line_persistence": gibbs_persistence(land.h, land.J_sym, centres, line, seed),
+    }
 
 
 def _pseudotime(data, seed, **kwargs):
@@ -140,6 +184,7 @@ def run(
         "barrier_to_nearest": info["table"]["barrier_to_nearest"].tolist(),
         "markers": info["markers"].groupby("attractor")["feature"].apply(list).to_dict(),
     }
+    row |= persistence_rows(data, info, seed)
     for method in others:
         other = qbm_pyro.tl.attractors(
             data, model, method=method, seed=seed, n_markers=0, n_prior_samples=0, key_added=method, copy=True
@@ -211,14 +256,18 @@ def report_section(results: Path) -> list[str]:
         "the same latent (`obsm['X_qbm']`: code probabilities and Gaussian means), resolution chosen by "
         "NMI; on scVI's latent: the stored `baselines.json` rows. Seed-to-seed: ARI between the attractor "
         "labels of two seeds, over all pairs. Weight TV: total variation between the mean-field states' "
-        "basin weights under the prior and their shares of the cells.",
+        "basin weights under the prior and their shares of the cells. Chains kept: of 200 Gibbs chains at "
+        "the prior's temperature started in each state, the share still in it after 300 sweeps (mean "
+        "over states), for the mean-field states and for the states the straight-line barriers with "
+        "single linkage gave (their number in brackets).",
         "",
         *([f"_{meta['note']}._", ""] if meta.get("note") else []),
         "| data set | states (meanfield / greedy / graph) | code minima "
         "| attractor ARI meanfield / greedy / graph | Leiden ARI (our latent) | Leiden ARI (scVI's latent) "
         "| seed-to-seed meanfield / greedy / graph "
-        "| weight TV (prior vs cells) | prior samples outside the cells' states |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| weight TV (prior vs cells) | prior samples outside the cells' states "
+        "| chains kept: states / straight-line states (n) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     scvi = _scvi_leiden(Path(results))
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
@@ -236,7 +285,8 @@ def report_section(results: Path) -> list[str]:
             f"| {col('attractor_ari')} / {col('greedy_attractor_ari')} / {col('graph_attractor_ari')} "
             f"| {col('leiden_ari')} | {_ms(scvi.get(dataset, []))} "
             f"| {col('attractor_ari', stab)} / {col('greedy_ari', stab)} / {col('graph_ari', stab)} "
-            f"| {_ms(tv)} | {col('prior_unassigned')} |"
+            f"| {_ms(tv)} | {col('prior_unassigned')} "
+            f"| {col('persistence')} / {col('line_persistence')} ({col('line_n_states')}) |"
         )
     out += [
         "",
