@@ -200,6 +200,23 @@ def _adata(land: EnergyLandscape, q: np.ndarray, truth: np.ndarray) -> ad.AnnDat
     return adata
 
 
+def test_tl_attractors_says_when_the_prior_has_one_state(caplog):
+    """A paramagnetic machine (one state at β = 1) gets one attractor and a logged warning that says
+    why; a machine with planted states does not."""
+    q, truth = cells_near(np.vstack([PATTERNS, 1 - PATTERNS]), per=5)
+    with caplog.at_level("WARNING", logger="qbm_pyro.tl._attractors"):
+        qbm_pyro.tl.attractors(
+            _adata(hopfield(PATTERNS, strength=0.5), q, truth), n_prior_samples=0, n_markers=0
+        )
+    assert "one state at its temperature" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="qbm_pyro.tl._attractors"):
+        qbm_pyro.tl.attractors(
+            _adata(hopfield(PATTERNS, strength=3.0), q, truth), n_prior_samples=0, n_markers=0
+        )
+    assert "one state" not in caplog.text
+
+
 def test_tl_attractors_defaults_to_mean_field_states():
     land = hopfield(PATTERNS, strength=3.0)
     q, truth = cells_near(np.vstack([PATTERNS, 1 - PATTERNS]), per=5)

@@ -260,6 +260,15 @@ def attractors(
             landscape, probs, search_budget, n_prior_samples, seed, float(min_barrier)
         )
         out["params"]["use_rep"] = use_rep
+        if len(out["table"]) == 1:
+            log.warning(
+                "tl.attractors: the prior has one state at its temperature (%d mean-field fixed "
+                "point(s), joined by passes under min_barrier=%g kT): the cells' types are not separate "
+                "attractors here (a continuum?). Cluster them with Leiden, order them with "
+                "tl.trajectory, or lower min_barrier to see the sub-states.",
+                len(out["minima"]),
+                min_barrier,
+            )
         return _write(data, model, out, cell_group, inverse, key_added, n_markers, modality, seed, copy)
     if method == "graph":
         rep = np.asarray(data.obsm[use_rep], dtype=np.float64)
