@@ -54,7 +54,7 @@ from qbm_pyro.metrics import clustering_scores  # noqa: E402
 from qbm_pyro.samplers.gibbs import gibbs_sweep_  # noqa: E402
 from qbm_pyro.tl._barriers import MIN_BARRIER, coarse_grain  # noqa: E402
 from qbm_pyro.tl._energy_landscape import EnergyLandscape  # noqa: E402
-from qbm_pyro.tl._meanfield_attractors import STATE_TOL, line_barriers, mean_field_flow  # noqa: E402
+from qbm_pyro.tl._meanfield_attractors import flow_to_states, line_barriers  # noqa: E402
 
 warnings.filterwarnings("ignore")
 
@@ -80,9 +80,8 @@ def gibbs_persistence(h, J_sym, centres, group, seed: int) -> float:
     field = torch.as_tensor(h, dtype=torch.float64) + z @ Jt
     for _ in range(PERSISTENCE_SWEEPS):
         gibbs_sweep_(z, field, Jt, 1.0, None, generator)
-    ends, _ = mean_field_flow(h, J_sym, z.numpy())
-    distance = np.stack([np.abs(ends - c).max(axis=1) for c in centres], axis=1)
-    landed = np.where(distance.min(axis=1) < STATE_TOL, group[distance.argmin(axis=1)], -1)
+    state = flow_to_states(h, J_sym, z.numpy(), centres)
+    landed = np.where(state >= 0, group[state], -1)
     return float((landed.reshape(k, PERSISTENCE_CHAINS) == np.arange(k)[:, None]).mean())
 
 

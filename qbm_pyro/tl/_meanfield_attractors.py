@@ -37,6 +37,7 @@ from qbm_pyro.tl._energy_landscape import EnergyLandscape
 from qbm_pyro.tl._graph_attractors import _tree_and_paths
 
 __all__ = [
+    "flow_to_states",
     "free_energy",
     "group_fixed_points",
     "line_barriers",
@@ -350,14 +351,20 @@ def meanfield_attractors(
     return out, cell_group, cell_state
 
 
+def flow_to_states(h: np.ndarray, J_sym: np.ndarray, starts: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """The state (a row of ``centres``) the mean-field flow of each row of ``starts`` ends at,
+    within ``STATE_TOL`` in every unit; -1 where it ends at none of them."""
+    ends, _ = mean_field_flow(h, J_sym, starts)
+    distance = np.stack([np.abs(ends - c).max(axis=1) for c in centres], axis=1)
+    return np.where(distance.min(axis=1) < STATE_TOL, distance.argmin(axis=1), -1)
+
+
 def _flow_weights(landscape, centres, n_samples: int, seed: int) -> tuple[np.ndarray, float]:
     """Fraction of prior samples whose mean-field flow ends in each state, and the rest (flows to
     a fixed point no cell reaches)."""
     k = centres.shape[0]
     if n_samples <= 0:
         return np.full(k, np.nan), float("nan")
-    ends, _ = mean_field_flow(landscape.h, landscape.J_sym, landscape.sample(n_samples, seed))
-    distance = np.stack([np.abs(ends - c).max(axis=1) for c in centres], axis=1)
-    hit = distance.argmin(axis=1)
-    found = distance.min(axis=1) < STATE_TOL
-    return np.bincount(hit[found], minlength=k) / ends.shape[0], float(1.0 - found.mean())
+    state = flow_to_states(landscape.h, landscape.J_sym, landscape.sample(n_samples, seed), centres)
+    found = state >= 0
+    return np.bincount(state[found], minlength=k) / state.size, float(1.0 - found.mean())
