@@ -29,6 +29,7 @@ from benchmarks import (  # noqa: E402
     de,
     landscape,
     landscape_levers,
+    landscape_reading,
     leiden_resolutions,
     loss_speed,
     mapping,
@@ -125,6 +126,7 @@ def build(results: Path, out_dir: Path = ROOT) -> tuple[str, list[Path]]:
     md += _trajectory_models_section((_load(results, "trajectory_models") or {}).get("rows"))
     md += landscape.report_section(results)
     md += landscape_levers.report_section(results)
+    md += landscape_reading.report_section(results)
     md += throughput.report_lines(_load(results, "throughput"))
     md += loss_speed.report_section(results)
     md += _negative_phase_cost(_load(results, "sampler_cost"))

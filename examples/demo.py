@@ -64,6 +64,8 @@ def landscape_section(adata, model, out: Path, seed: int) -> str:
     sc.tl.umap(view, random_state=0)
     qbm_pyro.pl.landscape(view, save=out / "landscape.png")
     qbm_pyro.pl.attractors(adata, save=out / "attractors.png")
+    if info["method"] == "meanfield":
+        qbm_pyro.pl.persistence(adata, save=out / "persistence.png")
     plt.close("all")
     ari = adjusted_rand_score(adata.obs[LABEL].astype(str), adata.obs["qbm_attractor"].astype(str))
     markers = info["markers"].groupby("attractor")["feature"].apply(lambda f: ", ".join(f[:5]))
@@ -76,7 +78,8 @@ def landscape_section(adata, model, out: Path, seed: int) -> str:
         how = (
             "the prior's states at its temperature: the mean-field fixed points the cells flow to, "
             f"{len(info['minima'])} before merging those a free-energy barrier below "
-            f"{info['params']['min_barrier']} kT separates (over the minimum free-energy path)"
+            f"{info['params']['min_barrier']} kT separates (over the minimum free-energy path); "
+            "they join at " + ", ".join(f"{x:.2f}" for x in info["merge_heights"]) + " kT"
         )
     else:
         how = (
@@ -205,6 +208,11 @@ between their codes.
 {landscape_text}
 ![landscape](landscape.png)
 ![attractor markers](attractors.png)
+
+States left at each merging threshold (`qbm_pyro.pl.persistence`): a long plateau is a scale at
+which the prior has that many distinct states.
+
+![states at each merging threshold](persistence.png)
 """
     )
     print(f"\n{header}{rows}\nreport written to {out / 'report.md'} ({elapsed:.0f} s)")

@@ -332,6 +332,15 @@ def test_landscape_and_attractor_plots_draw():
     assert {t.get_text() for t in ax.texts} >= {f"A{i}" for i in range(k)}
     ax = qbm_pyro.pl.attractors(adata, n_markers=2)
     assert ax.images[0].get_array().shape[0] == k
+    # states left at each threshold: one step down at each join of the elder rule
+    info = adata.uns["qbm_attractor"]
+    values, edges, _ = qbm_pyro.pl.persistence(adata).patches[0].get_data()
+    n = len(info["minima"])
+    np.testing.assert_array_equal(values, n - np.arange(n))
+    np.testing.assert_allclose(edges[1:-1], info["merge_heights"])
+    qbm_pyro.tl.attractors(adata, method="greedy", n_prior_samples=0, n_markers=0, key_added="g")
+    with pytest.raises(KeyError, match="method='meanfield'"):
+        qbm_pyro.pl.persistence(adata, key="g")
     with pytest.raises(KeyError, match="X_tsne"):
         qbm_pyro.pl.landscape(adata, basis="tsne")
     plt.close("all")

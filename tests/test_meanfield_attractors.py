@@ -3,6 +3,8 @@ planted states against exact enumeration (n <= 12)."""
 
 from __future__ import annotations
 
+import json
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -124,6 +126,8 @@ def test_planted_states_their_cells_and_exact_basin_weights():
         np.testing.assert_array_equal(out["states"][g], codes[truth[cell_group == g][0]])
     assert np.all(np.diff(out["energies"]) >= 0)  # A0 has the lowest free energy
     np.testing.assert_array_equal(out["states"][0], PATTERNS[0])
+    # their persistence: three joins, each far above 1 kT (distinct states at the temperature)
+    assert out["merge_heights"].shape == (3,) and out["merge_heights"].min() > 1.0
     # exact basin weights: every code's flow, weighted by p(z)
     full = enumerate_landscape(land)
     p = np.exp(-full["energies"] - np.logaddexp.reduce(-full["energies"]))
@@ -208,7 +212,7 @@ def test_tl_attractors_says_when_the_prior_has_one_state(caplog):
         qbm_pyro.tl.attractors(
             _adata(hopfield(PATTERNS, strength=0.5), q, truth), n_prior_samples=0, n_markers=0
         )
-    assert "one state at its temperature" in caplog.text
+    assert "one state at its temperature" in caplog.text and "merge_heights" in caplog.text
     caplog.clear()
     with caplog.at_level("WARNING", logger="qbm_pyro.tl._attractors"):
         qbm_pyro.tl.attractors(
@@ -376,3 +380,68 @@ def test_a_shallow_state_joins_a_deep_one_without_chaining_two_deep_ones():
     assert (coarse_grain(energies, barriers, 1.0) == 0).all()
     assert (merge_by_persistence(energies, barriers, 1.6) == 0).all()
     np.testing.assert_array_equal(merge_by_persistence(energies, barriers, 0.5), [0, 1, 2])
+
+
+def test_merge_heights_are_the_joins_of_the_elder_rule():
+    """``merge_heights`` lists the barrier of each join, lowest first: the worked example's shallow
+    state joins at 0.6 kT above its floor, the two deep ones at 1.5; on random landscapes the heights
+    never fall, there are ``k - 1`` of them, and cutting at any ``t`` leaves ``k`` minus the
+    heights below ``t`` groups; minima with no finite barrier between them never join."""
+    from qbm_pyro.tl._barriers import merge_by_persistence, merge_heights
+
+    energies = np.array([0.0, 0.0, 0.9])
+    barriers = np.array([[0.0, 1.5, 1.5], [1.5, 0.0, 1.5], [1.5, 1.5, 0.9]])
+    np.testing.assert_allclose(merge_heights(energies, barriers), [0.6, 1.5])
+    rng = np.random.default_rng(0)
+    for k in (2, 5, 9, 14):
+        energies = rng.normal(size=k)
+        barriers = np.maximum.outer(energies, energies) + rng.exponential(size=(k, k))
+        barriers = np.minimum(barriers, barriers.T)
+        np.fill_diagonal(barriers, energies)
+        heights = merge_heights(energies, barriers)
+        assert heights.shape == (k - 1,) and (np.diff(heights) >= 0).all() and (heights >= 0).all()
+        for t in np.concatenate([heights, heights + 1e-9, [0.0, np.inf]]):
+            groups = merge_by_persistence(energies, barriers, t).max() + 1
+            assert groups == k - int((heights < t).sum())
+    apart = np.array([[0.0, np.inf], [np.inf, 1.0]])
+    assert merge_heights(np.array([0.0, 1.0]), apart).size == 0
+    np.testing.assert_array_equal(merge_by_persistence(np.array([0.0, 1.0]), apart, np.inf), [0, 1])
+
+
+def test_landscape_reading_benchmark_on_planted_and_paramagnetic_machines(tmp_path):
+    """``benchmarks/landscape_reading.py``'s readings: the planted machine's four states at every
+    merging threshold up to 1 kT (its joins all above 1 kT, the widest gap computed from them), one
+    state when paramagnetic; two seeds with the same states agree (ARI 1); the report renders."""
+    from benchmarks.landscape_reading import BETAS, MIN_BARRIERS, readings, report_section, seed_to_seed
+
+    codes = np.vstack([PATTERNS, 1 - PATTERNS])
+    q, truth = cells_near(codes, per=5)
+    planted = hopfield(PATTERNS, strength=3.0, bias=0.15 * (2 * PATTERNS[0] - 1))
+    labels, persistence = readings(planted.h, planted.J_sym, q)
+    assert set(labels) == {f"min_barrier {t:g}" for t in MIN_BARRIERS} | {f"beta {b:g}" for b in BETAS}
+    heights = np.asarray(persistence["merge_heights"])
+    assert persistence["fixed_points"] == 4 and heights.shape == (3,) and heights.min() > 1.0
+    steps = np.diff(np.concatenate([[0.0], heights]))
+    assert persistence["widest_gap"] == pytest.approx(steps.max(), abs=1e-3)
+    for t in MIN_BARRIERS:
+        states = len(set(labels[f"min_barrier {t:g}"]))
+        assert states == 4 - int((heights < t).sum())
+        if t <= 1.0:
+            assert adjusted_rand_score(truth, labels[f"min_barrier {t:g}"]) == 1.0
+    paramagnet = hopfield(PATTERNS, strength=0.5)
+    flat, flat_persistence = readings(paramagnet.h, paramagnet.J_sym, q)
+    assert flat_persistence["fixed_points"] == 1 and flat_persistence["merge_heights"] == []
+    assert all(len(set(v)) == 1 for k, v in flat.items() if k.startswith("min_barrier"))
+    agree = seed_to_seed({0: labels, 1: {k: v.copy() for k, v in labels.items()}})
+    assert agree["min_barrier 1"] == pytest.approx(1.0)
+
+    assert report_section(tmp_path) == []
+    row = persistence | {
+        "dataset": "toy",
+        "seed": 0,
+        "states": {k: int(v.max() + 1) for k, v in labels.items()},
+    }
+    result = {"meta": {"note": "toy"}, "rows": [row, row | {"seed": 1}], "seed_to_seed": {"toy": agree}}
+    (tmp_path / "landscape_reading.json").write_text(json.dumps(result))
+    md = "\n".join(report_section(tmp_path))
+    assert "| toy | min_barrier 1 | 4.0 ± 0.0 | — | 1.000 |" in md and "| toy | 0 | 4 |" in md

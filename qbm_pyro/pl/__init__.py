@@ -8,6 +8,7 @@ __getattr__, __dir__, __all__ = attach(
     attributes={
         "attractors": "._landscape",
         "landscape": "._landscape",
+        "persistence": "._landscape",
         "couplings": "._model",
         "energy": "._model",
         "training_curve": "._model",

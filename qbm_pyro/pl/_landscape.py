@@ -2,8 +2,9 @@
 
 :func:`landscape` draws the cells on a 2-D embedding coloured by their prior energy, each
 attractor's basin (an ellipse over its member cells) and the barrier tree between attractors;
-:func:`attractors` draws the attractor × marker heat map. Both take the data object first and
-return the :class:`matplotlib.axes.Axes` drawn on.
+:func:`attractors` draws the attractor × marker heat map; :func:`persistence` the number of states
+left at each merging threshold. Each takes the data object first and returns the
+:class:`matplotlib.axes.Axes` drawn on.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from qbm_pyro.pl._style import axes, finish
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-__all__ = ["attractors", "landscape"]
+__all__ = ["attractors", "landscape", "persistence"]
 
 
 def _attractor_info(data: Any, key: str) -> dict:
@@ -161,6 +162,55 @@ def attractors(
     ax.set_yticks(range(len(profiles)), list(profiles.index))
     ax.set_xlabel("marker")
     ax.set_ylabel("attractor")
+    return finish(ax, show, save)
+
+
+def persistence(
+    data: Any,
+    *,
+    key: str = "qbm_attractor",
+    ax: Axes | None = None,
+    show: bool = False,
+    save: str | Path | None = None,
+) -> Axes:
+    """How many mean-field states are left when those a barrier below ``t`` separates are merged,
+    for every threshold ``t`` (kT): a step down at each of ``uns[key]['merge_heights']``, the
+    threshold :func:`qbm_pyro.tl.attractors` used dashed. A long plateau is a scale at which the
+    prior has that many distinct states; short even steps are a continuum.
+
+    Parameters
+    ----------
+    data
+        Data on which :func:`qbm_pyro.tl.attractors` ran with ``method="meanfield"``.
+    key
+        Its ``key_added``.
+    ax, show, save
+        As in every :mod:`qbm_pyro.pl` plot.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    info = _attractor_info(data, key)
+    if "merge_heights" not in info:
+        raise KeyError(
+            f"uns[{key!r}] has no merge_heights: run qbm_pyro.tl.attractors with method='meanfield'"
+        )
+    heights = np.sort(np.asarray(info["merge_heights"], dtype=float))
+    n_states = len(info["minima"])
+    used = float(info["params"]["min_barrier"])
+    right = 1.15 * max(heights.max() if heights.size else 0.0, used, 1.0)
+    # states left at threshold t: n_states minus the joins below t (a join at t happens for t > it)
+    edges = np.concatenate([[0.0], heights, [right]])
+    counts = n_states - np.arange(heights.size + 1)
+    ax = axes(ax, (5, 3.2))
+    ax.stairs(counts, edges, baseline=None, color="k", linewidth=1.5)
+    ax.axvline(used, color="tab:red", linestyle="--", linewidth=1, label=f"min_barrier = {used:g} kT")
+    ax.set_xlim(0, right)
+    ax.set_ylim(0, n_states + 0.5)
+    ax.set_xlabel("merging threshold (kT)")
+    ax.set_ylabel("states")
+    ax.legend(frameon=False, loc="upper right")
     return finish(ax, show, save)
 
 

@@ -226,7 +226,11 @@ def attractors(
         between them; a prior sample belongs to the state its mean-field flow ends in. ``minima``
         are the mean-field states before states below ``min_barrier`` are merged (their codes;
         ``state_magnetisations``, ``state_barriers``), and an attractor is represented by its
-        lowest state.
+        lowest state. ``merge_heights`` is their persistence: the barrier (kT, from the higher
+        floor) of each join of the elder rule, lowest first; ``min_barrier=t`` leaves one state
+        more than the heights below ``t``. A wide gap in the heights is a scale at which the
+        prior has distinct states (mixology's five lines: joins under 0.9 kT, then 4-9 kT);
+        heights that rise evenly with none above ~1 kT are a continuum (paul15).
 
     Examples
     --------
@@ -263,11 +267,14 @@ def attractors(
         if len(out["table"]) == 1:
             log.warning(
                 "tl.attractors: the prior has one state at its temperature (%d mean-field fixed "
-                "point(s), joined by passes under min_barrier=%g kT): the cells' types are not separate "
-                "attractors here (a continuum?). Cluster them with Leiden, order them with "
-                "tl.trajectory, or lower min_barrier to see the sub-states.",
+                "point(s), joined by passes under min_barrier=%g kT; the joins' heights, uns[%r]"
+                "['merge_heights']: %s): the cells' types are not separate attractors here (a "
+                "continuum?). Cluster them with Leiden, order them with tl.trajectory, or lower "
+                "min_barrier to see the sub-states.",
                 len(out["minima"]),
                 min_barrier,
+                key_added,
+                np.array2string(out["merge_heights"], precision=2, separator=", "),
             )
         return _write(data, model, out, cell_group, inverse, key_added, n_markers, modality, seed, copy)
     if method == "graph":

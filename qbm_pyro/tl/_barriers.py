@@ -37,6 +37,7 @@ __all__ = [
     "enumerate_landscape",
     "group_barriers",
     "merge_by_persistence",
+    "merge_heights",
     "minimax_path",
     "pairwise_barriers",
 ]
@@ -301,15 +302,11 @@ def coarse_grain(energies: np.ndarray, barriers: np.ndarray, min_barrier: float)
     return label
 
 
-def merge_by_persistence(energies: np.ndarray, barriers: np.ndarray, min_barrier: float) -> np.ndarray:
-    """Group minima by the elder rule of topological persistence: join the two groups whose
-    barrier (the lowest between their members), counted from the higher of the two groups' floors
-    (each group's lowest member), is the lowest, and repeat while it is below ``min_barrier``.
-
-    A shallow minimum joins a deeper neighbour it escapes to; two deep minima it lies between stay
-    apart unless the barrier between them is low (:func:`coarse_grain` chains them through it).
-    Returns the group of each minimum, numbered by the group's floor (0 = deepest).
-    """
+def _elder_joins(energies: np.ndarray, barriers: np.ndarray):
+    """The joins of the elder rule, lowest first: ``(label, height)`` after each join, where
+    ``label`` is each minimum's group so far (the id of a group's first member) and ``height``
+    the join's barrier counted from the higher of the two groups' floors. Heights never
+    decrease: a join makes no barrier lower relative to the higher floor."""
     energies = np.asarray(energies, dtype=np.float64)
     k = energies.size
     label = np.arange(k)
@@ -320,18 +317,45 @@ def merge_by_persistence(energies: np.ndarray, barriers: np.ndarray, min_barrier
         height = between[np.ix_(active, active)] - np.maximum.outer(floor[active], floor[active])
         np.fill_diagonal(height, np.inf)
         i, j = np.unravel_index(np.argmin(height), height.shape)
-        if not height[i, j] < min_barrier:
-            break
+        if not np.isfinite(height[i, j]):
+            return  # the rest are not connected
         a, b = active[i], active[j]
         label[label == b] = a
         floor[a] = min(floor[a], floor[b])
         between[a] = between[:, a] = np.minimum(between[a], between[b])
         active.remove(b)
+        yield label.copy(), float(height[i, j]), floor
+
+
+def merge_by_persistence(energies: np.ndarray, barriers: np.ndarray, min_barrier: float) -> np.ndarray:
+    """Group minima by the elder rule of topological persistence: join the two groups whose
+    barrier (the lowest between their members), counted from the higher of the two groups' floors
+    (each group's lowest member), is the lowest, and repeat while it is below ``min_barrier``.
+
+    A shallow minimum joins a deeper neighbour it escapes to; two deep minima it lies between stay
+    apart unless the barrier between them is low (:func:`coarse_grain` chains them through it).
+    Returns the group of each minimum, numbered by the group's floor (0 = deepest).
+    """
+    energies = np.asarray(energies, dtype=np.float64)
+    label, floor = np.arange(energies.size), energies
+    for joined, height, floors in _elder_joins(energies, barriers):
+        if not height < min_barrier:
+            break
+        label, floor = joined, floors.copy()
     order = sorted(set(label.tolist()), key=lambda g: floor[g])
-    out = np.empty(k, dtype=np.int64)
+    out = np.empty(energies.size, dtype=np.int64)
     for rank, g in enumerate(order):
         out[label == g] = rank
     return out
+
+
+def merge_heights(energies: np.ndarray, barriers: np.ndarray) -> np.ndarray:
+    """The persistence of the minima: the barrier (counted from the higher floor) at which each
+    join of the elder rule (:func:`merge_by_persistence`) happens, lowest first; ``k - 1`` values
+    for ``k`` connected minima. ``merge_by_persistence(..., t)`` leaves one group more than the
+    number of heights below ``t``. A gap in the heights is a scale at which the states are
+    distinct; heights that rise evenly are a continuum with no such scale."""
+    return np.array([height for _, height, _ in _elder_joins(energies, barriers)], dtype=np.float64)
 
 
 def group_barriers(barriers: np.ndarray, label: np.ndarray) -> np.ndarray:

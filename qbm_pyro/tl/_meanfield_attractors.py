@@ -32,7 +32,13 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit, logit
 
-from qbm_pyro.tl._barriers import barrier_to_nearest, group_barriers, merge_by_persistence, pairwise_barriers
+from qbm_pyro.tl._barriers import (
+    barrier_to_nearest,
+    group_barriers,
+    merge_by_persistence,
+    merge_heights,
+    pairwise_barriers,
+)
 from qbm_pyro.tl._energy_landscape import EnergyLandscape
 from qbm_pyro.tl._graph_attractors import _tree_and_paths
 
@@ -336,6 +342,7 @@ def meanfield_attractors(
         "code_minima": minima,
         "state_magnetisations": centres,
         "state_barriers": state_barriers,
+        "merge_heights": merge_heights(energy_f, state_barriers),
         "method": "meanfield",
         "params": {
             "min_barrier": float(min_barrier),
