@@ -23,8 +23,9 @@ AUTO_ROOTS = ("auto_energy", "auto_diffusion")
 MIN_ROOT_EFFECT = 0.5
 
 #: ``root="auto_energy"`` from the prior's mean-field states warns when the highest free energy
-#: exceeds the runner-up's by less than this (kT; the two states' weights within ~10 %).
-MIN_ROOT_FREE_ENERGY_MARGIN = 0.1
+#: exceeds the runner-up's by less than this (kT): the two states' weights within a factor e, the
+#: scale below which ``tl.attractors`` does not even count two states as distinct (``MIN_BARRIER``).
+MIN_ROOT_FREE_ENERGY_MARGIN = 1.0
 
 #: States smaller than this fraction of the root component (and than 5 cells) cannot be the root.
 MIN_ROOT_STATE_FRACTION = 0.01

@@ -184,7 +184,7 @@ def trajectory(
       :func:`~qbm_pyro.tl.attractors`, of at least 5 cells and 1% of the main component), the
       one of highest free energy. The evidence (``uns[...]["root"]["evidence"]``) holds the
       states' free energies and the root's margin over the runner-up (kT); an
-      :class:`~qbm_pyro.tl._roots.AmbiguousRootWarning` says when the margin is below 0.1 kT.
+      :class:`~qbm_pyro.tl._roots.AmbiguousRootWarning` says when the margin is below 1 kT.
       When there is no such prior, or it has a single state at its temperature (a warning says
       so), the root group is the cell state (Leiden cluster or ``groups_key`` group, same size
       rule) of highest mean prior energy ``obs[energy_key]``, with the two states' mean
