@@ -171,4 +171,9 @@ def provenance_section() -> list[str]:
         "study; their states are the straight line's (more, and not kept apart by the prior's "
         "dynamics on paul15).",
         "",
+        '**2026-12-03, stop 15: `root="auto_energy"` warns below a 1 kT free-energy margin** '
+        "(was 0.1 kT); the pseudotimes are unchanged (the warning and `evidence['clear']` only: "
+        "paul15 seed 0's 0.21 kT root now warns). New: reading the prior at other scales "
+        "(`landscape_reading.py`, the same default fits, /work/fitsK), no training.",
+        "",
     ]
