@@ -324,7 +324,7 @@ def _elder_joins(energies: np.ndarray, barriers: np.ndarray):
         floor[a] = min(floor[a], floor[b])
         between[a] = between[:, a] = np.minimum(between[a], between[b])
         active.remove(b)
-        yield label.copy(), float(height[i, j]), floor
+        yield label.copy(), float(height[i, j])
 
 
 def merge_by_persistence(energies: np.ndarray, barriers: np.ndarray, min_barrier: float) -> np.ndarray:
@@ -337,12 +337,12 @@ def merge_by_persistence(energies: np.ndarray, barriers: np.ndarray, min_barrier
     Returns the group of each minimum, numbered by the group's floor (0 = deepest).
     """
     energies = np.asarray(energies, dtype=np.float64)
-    label, floor = np.arange(energies.size), energies
-    for joined, height, floors in _elder_joins(energies, barriers):
+    label = np.arange(energies.size)
+    for joined, height in _elder_joins(energies, barriers):
         if not height < min_barrier:
             break
-        label, floor = joined, floors.copy()
-    order = sorted(set(label.tolist()), key=lambda g: floor[g])
+        label = joined
+    order = sorted(set(label.tolist()), key=lambda g: energies[label == g].min())  # by floor
     out = np.empty(energies.size, dtype=np.int64)
     for rank, g in enumerate(order):
         out[label == g] = rank
@@ -355,7 +355,7 @@ def merge_heights(energies: np.ndarray, barriers: np.ndarray) -> np.ndarray:
     for ``k`` connected minima. ``merge_by_persistence(..., t)`` leaves one group more than the
     number of heights below ``t``. A gap in the heights is a scale at which the states are
     distinct; heights that rise evenly are a continuum with no such scale."""
-    return np.array([height for _, height, _ in _elder_joins(energies, barriers)], dtype=np.float64)
+    return np.array([height for _, height in _elder_joins(energies, barriers)], dtype=np.float64)
 
 
 def group_barriers(barriers: np.ndarray, label: np.ndarray) -> np.ndarray:
