@@ -34,9 +34,10 @@ import torch
 from sklearn.metrics import adjusted_rand_score
 
 import qbm_pyro
-from benchmarks.quality import load
+from benchmarks.latent_variants import resolution_profile
+from benchmarks.quality import _settings_differ, load
 from benchmarks.tables import mean_sd
-from qbm_pyro.metrics import clustering_scores, knn_accuracy
+from qbm_pyro.metrics import batch_mixing_entropy, clustering_scores, knn_accuracy
 from qbm_pyro.samplers import ParallelTemperingSampler
 from qbm_pyro.tl._attractors import descend
 
@@ -69,6 +70,10 @@ METHODS = {
     "bernoulli_ckl3": dict(prior="bernoulli", train=dict(continuous_kl_weight=3.0)),
     "qbm_ckl3": dict(prior="boltzmann", train=dict(continuous_kl_weight=3.0)),
     "qbm_ckl2": dict(prior="boltzmann", train=dict(continuous_kl_weight=2.0)),
+    # the default (continuous_kl_weight 3) with a smaller code: fewer binary units to share out
+    # among the cells, and a prior of fewer units to fit
+    "qbm_b32": dict(prior="boltzmann", n_latent=32, train=dict(continuous_kl_weight=3.0)),
+    "qbm_b16": dict(prior="boltzmann", n_latent=16, train=dict(continuous_kl_weight=3.0)),
     # the encoders see depth-normalised counts (cells that differ only in depth look alike)
     "qbm_depth": dict(prior="boltzmann", encoder_input="depth"),
     "qbm_depth_ckl3": dict(prior="boltzmann", encoder_input="depth", train=dict(continuous_kl_weight=3.0)),
@@ -163,6 +168,10 @@ def landscape_scores(model, data, labels: np.ndarray, seed: int, methods=ATTRACT
     15+ basins, so a run may ask for the mean-field states only."""
     qbm_pyro.tl.qbm(data, model, progress_bar=False)
     out = {f"leiden_{k}": v for k, v in clustering_scores(data.obsm["X_qbm"], labels, seed=seed).items()}
+    # every resolution of the grid on the same graph (benchmarks/leiden_resolutions.py's protocol)
+    profile = resolution_profile(data.obsm["X_qbm"], labels, seed)
+    out["leiden_ari_grid"] = float(np.mean([p["ari"] for p in profile]))
+    out["leiden_clusters_at_1"] = float(next(p["n_clusters"] for p in profile if p["resolution"] == 1.0))
     if model.module.prior.structure == "hidden":
         methods = ("graph",)
     for method in methods:
@@ -174,9 +183,35 @@ def landscape_scores(model, data, labels: np.ndarray, seed: int, methods=ATTRACT
     return out
 
 
-def run(dataset: str, method: str, seed: int, epochs: int, landscape: tuple[str, ...] = ()) -> dict:
+def _saved_fit(fits: Path | None, data, dataset: str, seed: int, settings: dict, epochs: int):
+    """``(model, history, seconds)`` of a fit saved under ``fits/<dataset>/seed<k>`` (written by
+    benchmarks/landscape.py with a ``DONE`` marker), or ``None``. The saved model's arguments must
+    be ``settings``; its training settings are not saved with it: the folder must hold fits of the
+    method's (checked by the caller's choice of folder, and said in the table's note)."""
+    folder = None if fits is None else Path(fits) / dataset / f"seed{seed}"
+    if folder is None or not (folder / "DONE").exists():
+        return None
+    model = qbm_pyro.QBMVAE.load(folder, data)
+    differs = _settings_differ(model.init_args, {**settings, "seed": seed})
+    ran = len(model.history_["epoch"])
+    if differs or ran > epochs:
+        raise ValueError(f"{folder} was fitted with other settings: {differs} ({ran} epochs, run: {epochs})")
+    meta = folder / "meta.json"
+    seconds = json.loads(meta.read_text())["seconds"] if meta.exists() else float("nan")
+    return model, model.history_, seconds
+
+
+def run(
+    dataset: str,
+    method: str,
+    seed: int,
+    epochs: int,
+    landscape: tuple[str, ...] = (),
+    fits: Path | None = None,
+) -> dict:
     """One fit and its row; ``landscape``: the attractor methods to score with Leiden
-    (:func:`landscape_scores`), none by default."""
+    (:func:`landscape_scores`), none by default; ``fits``: a folder of saved fits of ``method``
+    (``<fits>/<dataset>/seed<k>``) to score instead of fitting again."""
     data, label_key, batch_key, kwargs = load(dataset)
     spec = dict(METHODS[method])
     train_kw = BASE_TRAIN | spec.pop("train", {})
@@ -184,13 +219,18 @@ def run(dataset: str, method: str, seed: int, epochs: int, landscape: tuple[str,
     joint = two_stage.pop("joint", False)
     learn_prior = two_stage.pop("learn_prior", True)
     start = time.perf_counter()
-    model = qbm_pyro.QBMVAE(data, batch_key=batch_key, seed=seed, **kwargs, **(BASE_MODEL | spec))
+    saved = None if two_stage else _saved_fit(fits, data, dataset, seed, BASE_MODEL | spec, epochs)
+    if saved is not None:
+        model, history, saved_seconds = saved
+    else:
+        model = qbm_pyro.QBMVAE(data, batch_key=batch_key, seed=seed, **kwargs, **(BASE_MODEL | spec))
     prior = model.module.prior
     stage1 = {}
     if two_stage:  # stage 1: the prior held at h = J = 0, i.e. the fixed Bernoulli(½) prior
         prior.requires_grad_(False)
     stage1_epochs = epochs - two_stage["max_epochs"] if joint else epochs
-    history = model.train(max_epochs=stage1_epochs, progress_bar=False, **train_kw)
+    if saved is None:
+        history = model.train(max_epochs=stage1_epochs, progress_bar=False, **train_kw)
     if two_stage:
         stage1["marginal_ll_stage1"] = model.get_marginal_ll(
             indices=model.validation_indices_, n_samples=N_IS, seed=seed
@@ -202,7 +242,7 @@ def run(dataset: str, method: str, seed: int, epochs: int, landscape: tuple[str,
             model.module.requires_grad_(False)
         prior.requires_grad_(learn_prior)
         history = model.train(progress_bar=False, kl_warmup_epochs=1, **(BASE_TRAIN | two_stage))
-    fit_s = time.perf_counter() - start
+    fit_s = time.perf_counter() - start if saved is None else saved_seconds
     row = {
         "dataset": dataset,
         "method": method,
@@ -211,6 +251,8 @@ def run(dataset: str, method: str, seed: int, epochs: int, landscape: tuple[str,
         "fit_seconds": fit_s,
         "validation_loss": history["validation_loss"][-1],
     } | stage1
+    if saved is not None:
+        row["reused_fit"] = str(Path(fits) / dataset / f"seed{seed}")
     if prior.learnable and prior.n_latent > prior.exact_max_n:
         t = time.perf_counter()
         row["log_z"] = prior.refresh_log_z(**AIS)
@@ -227,6 +269,9 @@ def run(dataset: str, method: str, seed: int, epochs: int, landscape: tuple[str,
     labels = data.obs[label_key].astype(str).to_numpy()
     row["n_labels"] = int(len(np.unique(labels)))
     row["joint_knn"] = knn_accuracy(model.get_latent_representation(), labels, seed=seed)["accuracy"]
+    if batch_key:
+        batches = data.obs[batch_key].astype(str).to_numpy()
+        row["batch_mixing"] = batch_mixing_entropy(model.get_latent_representation(), batches)
     probs = model.get_latent_representation(representation="probs")
     row["hard_knn"] = knn_accuracy((probs > 0.5).astype(np.float32), labels, seed=seed)["accuracy"]
     q = np.clip(probs, 1e-7, 1 - 1e-7)
@@ -277,6 +322,14 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/prior_levers.json"))
     parser.add_argument(
+        "--fits",
+        nargs="*",
+        default=[],
+        metavar="METHOD=DIR",
+        help="score a method's saved fits (DIR/<dataset>/seed<k>, as benchmarks/landscape.py "
+        "writes them) instead of fitting again; the folder must hold fits of that method",
+    )
+    parser.add_argument(
         "--landscape",
         nargs="*",
         choices=ATTRACTOR_METHODS,
@@ -286,11 +339,17 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     landscape = () if args.landscape is None else tuple(args.landscape or ATTRACTOR_METHODS)
     torch.set_num_threads(args.threads)
+    fits = {}
+    for item in args.fits:
+        method, sep, folder = item.partition("=")
+        if not sep or method not in METHODS:
+            parser.error(f"--fits takes METHOD=DIR with a known method, got {item!r}")
+        fits[method] = Path(folder)
     for seed in args.seeds:
         for dataset in args.datasets:
             for method in args.methods:
                 start = time.perf_counter()
-                row = run(dataset, method, seed, args.epochs, landscape)
+                row = run(dataset, method, seed, args.epochs, landscape, fits.get(method))
                 row["epochs"] = args.epochs
                 _write(args.out, [row], args.epochs)
                 shown = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()
@@ -324,6 +383,8 @@ REPORT_NAMES = {
     "bernoulli_ckl3": "fixed, Gaussian units' KL ×3",
     "qbm_ckl3": "learned, Gaussian units' KL ×3 (continuous_kl_weight=3: the default now)",
     "qbm_ckl2": "learned, Gaussian units' KL ×2",
+    "qbm_b32": "learned, 32 binary units (not 64), Gaussian units' KL ×3",
+    "qbm_b16": "learned, 16 binary units (not 64), Gaussian units' KL ×3",
     "qbm_depth_ckl3": "learned, depth-normalised input and Gaussian units' KL ×3",
     "bernoulli_balanced": "fixed, KL balance α = 0.8",
     "qbm_balanced": "learned, KL balance α = 0.8",
@@ -350,6 +411,9 @@ REPORT_ROWS = [
     ("greedy_attractor_ari", "ARI of the code-minimum attractors (greedy, merged below 1 kT)"),
     ("graph_attractor_ari", "ARI of the graph basins"),
     ("leiden_ari", "Leiden ARI, joint latent (resolution chosen by NMI)"),
+    ("leiden_ari_grid", "Leiden ARI, joint latent, mean over resolutions 0.1-1.0 (same graph)"),
+    ("leiden_clusters_at_1", "Leiden clusters at resolution 1.0"),
+    ("batch_mixing", "batch mixing, joint latent"),
     ("max_abs_J", "max abs J"),
     ("max_abs_W", "max abs W (hidden units)"),
     ("fit_seconds", "fit seconds (shared 2-core machine, not a speed measurement)"),
@@ -366,6 +430,7 @@ PAIRED_ROWS = (
         "paired by seed",
     ),
     ("qbm", "log p(x) minus the plain-ELBO learned prior's (the default before), paired by seed"),
+    ("qbm_ckl3", "log p(x) minus the default's (continuous_kl_weight 3), paired by seed"),
 )
 
 

@@ -70,3 +70,59 @@ def test_lever_rows_merge_and_keep_the_note(tmp_path):
     assert result["meta"]["note"] == "hand-written" and result["meta"]["epochs"] == 40
     got = {(r["method"], r["seed"]): r["marginal_ll"] for r in result["rows"]}
     assert got == {("bernoulli", 0): -100.0, ("qbm", 0): -98.0, ("two_stage", 1): -97.0}
+
+
+def test_lever_report_shows_the_grid_leiden_mixing_and_the_pairing_with_the_default(tmp_path):
+    prior_levers = pytest.importorskip("benchmarks.prior_levers")
+    more = {"basin_weights": [0.6, 0.4], "n_minima": 2}
+    rows = [
+        _row("qbm_ckl3", 0, -100.0, 0.8, leiden_ari_grid=0.30, batch_mixing=0.70, **more),
+        _row("qbm_ckl3", 1, -110.0, 0.8, leiden_ari_grid=0.40, batch_mixing=0.80, **more),
+        _row("qbm_b32", 0, -99.0, 0.8, leiden_ari_grid=0.50, batch_mixing=0.90, **more),
+        _row("qbm_b32", 1, -107.0, 0.8, leiden_ari_grid=0.60, batch_mixing=0.70, **more),
+    ]
+    (tmp_path / "levers.json").write_text(json.dumps({"meta": _LEVER_META, "rows": rows}))
+    lines = prior_levers.report_section(tmp_path, "levers.json")
+    header = next(line for line in lines if line.startswith("| measurement"))
+    assert "32 binary units (not 64)" in header
+    grid = next(line for line in lines if line.startswith("| Leiden ARI, joint latent, mean over"))
+    assert grid.endswith("| 0.350 ± 0.071 | 0.550 ± 0.071 |")
+    mixing = next(line for line in lines if line.startswith("| batch mixing"))
+    assert mixing.endswith("| 0.750 ± 0.071 | 0.800 ± 0.141 |")
+    paired = next(line for line in lines if line.startswith("| log p(x) minus the default's"))
+    assert paired.endswith("| 0.000 ± 0.000 | 2.000 ± 1.414 |")  # +1 and +3, seed by seed
+
+
+_LEVER_META = {
+    "model": "toy",
+    "held_out": "toy",
+    "n_importance_samples": 10,
+    "ais": {},
+    "basin_draws": 10,
+}
+
+
+def test_saved_fits_are_scored_only_when_their_settings_are_the_method_s(tmp_path):
+    prior_levers = pytest.importorskip("benchmarks.prior_levers")
+    import anndata as ad
+    import numpy as np
+
+    import qbm_pyro
+
+    counts = np.random.default_rng(0).poisson(2.0, size=(60, 12)).astype(np.float32)
+    adata = ad.AnnData(counts)
+    fits = tmp_path / "fits"
+    assert prior_levers._saved_fit(fits, adata, "toy", 0, {"n_latent": 4}, 400) is None
+    model = qbm_pyro.QBMVAE(adata, n_latent=4, n_continuous=2, seed=0)
+    model.train(max_epochs=2, progress_bar=False)
+    folder = fits / "toy" / "seed0"
+    model.save(folder)
+    same = {"n_latent": 4, "n_continuous": 2}
+    assert prior_levers._saved_fit(fits, adata, "toy", 0, same, 400) is None  # no DONE: unfinished
+    (folder / "DONE").touch()  # written last by benchmarks/landscape.py: a finished fit
+    got, history, seconds = prior_levers._saved_fit(fits, adata, "toy", 0, same, 400)
+    assert got.module.n_binary == 4 and len(history["epoch"]) == 2 and np.isnan(seconds)
+    with pytest.raises(ValueError, match="other settings"):
+        prior_levers._saved_fit(fits, adata, "toy", 0, {"n_latent": 8, "n_continuous": 2}, 400)
+    with pytest.raises(ValueError, match="other settings"):  # trained longer than the run asks
+        prior_levers._saved_fit(fits, adata, "toy", 0, same, 1)
