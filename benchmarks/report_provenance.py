@@ -176,4 +176,10 @@ def provenance_section() -> list[str]:
         "paul15 seed 0's 0.21 kT root now warns). New: reading the prior at other scales "
         "(`landscape_reading.py`, the same default fits, /work/fitsK), no training.",
         "",
+        "**2026-12-04, stop 16: no change to the package or its defaults.** New: the size of the "
+        "binary code at the defaults (`prior_levers_code_size.json`): the default's rows re-score "
+        "/work/fitsK (log p(x) as in `prior_levers_400.json` to the last digit); 32 and 16 units "
+        "were fitted once each (main 181add6's package code). Every other table stands as stop 15 "
+        "left it.",
+        "",
     ]
