@@ -35,7 +35,7 @@ from sklearn.metrics import adjusted_rand_score
 
 import qbm_pyro
 from benchmarks.latent_variants import resolution_profile
-from benchmarks.quality import _settings_differ, load
+from benchmarks.quality import load, load_fit
 from benchmarks.tables import mean_sd
 from qbm_pyro.metrics import batch_mixing_entropy, clustering_scores, knn_accuracy
 from qbm_pyro.samplers import ParallelTemperingSampler
@@ -185,20 +185,13 @@ def landscape_scores(model, data, labels: np.ndarray, seed: int, methods=ATTRACT
 
 def _saved_fit(fits: Path | None, data, dataset: str, seed: int, settings: dict, epochs: int):
     """``(model, history, seconds)`` of a fit saved under ``fits/<dataset>/seed<k>`` (written by
-    benchmarks/landscape.py with a ``DONE`` marker), or ``None``. The saved model's arguments must
-    be ``settings``; its training settings are not saved with it: the folder must hold fits of the
-    method's (checked by the caller's choice of folder, and said in the table's note)."""
+    benchmarks/landscape.py with a ``DONE`` marker; :func:`benchmarks.quality.load_fit` checks it),
+    or ``None``. Its training settings are not saved with it: the folder must hold fits of the
+    method's (the caller's choice of folder, said in the table's note)."""
     folder = None if fits is None else Path(fits) / dataset / f"seed{seed}"
     if folder is None or not (folder / "DONE").exists():
         return None
-    model = qbm_pyro.QBMVAE.load(folder, data)
-    differs = _settings_differ(model.init_args, {**settings, "seed": seed})
-    ran = len(model.history_["epoch"])
-    if differs or ran > epochs:
-        raise ValueError(f"{folder} was fitted with other settings: {differs} ({ran} epochs, run: {epochs})")
-    meta = folder / "meta.json"
-    seconds = json.loads(meta.read_text())["seconds"] if meta.exists() else float("nan")
-    return model, model.history_, seconds
+    return load_fit(folder, data, {**settings, "seed": seed}, epochs)
 
 
 def run(
@@ -268,10 +261,10 @@ def run(
     row["n_heldout"] = len(held)
     labels = data.obs[label_key].astype(str).to_numpy()
     row["n_labels"] = int(len(np.unique(labels)))
-    row["joint_knn"] = knn_accuracy(model.get_latent_representation(), labels, seed=seed)["accuracy"]
+    latent = model.get_latent_representation()
+    row["joint_knn"] = knn_accuracy(latent, labels, seed=seed)["accuracy"]
     if batch_key:
-        batches = data.obs[batch_key].astype(str).to_numpy()
-        row["batch_mixing"] = batch_mixing_entropy(model.get_latent_representation(), batches)
+        row["batch_mixing"] = batch_mixing_entropy(latent, data.obs[batch_key].astype(str).to_numpy())
     probs = model.get_latent_representation(representation="probs")
     row["hard_knn"] = knn_accuracy((probs > 0.5).astype(np.float32), labels, seed=seed)["accuracy"]
     q = np.clip(probs, 1e-7, 1 - 1e-7)

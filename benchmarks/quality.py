@@ -87,6 +87,22 @@ def saved_fit(reuse: Path | None, dataset: str, method: str, seed: int) -> Path 
     return folder if (folder / "model.pt").exists() else None
 
 
+def load_fit(folder: Path, data, settings: dict, epochs: int):
+    """``(model, history, seconds)`` of the fit saved in ``folder``, attached to ``data``: its
+    model arguments must be ``settings`` (the others at their defaults) and it must have run at
+    most ``epochs`` epochs, else ``ValueError``. ``seconds``: the fit's own wall time from its
+    ``meta.json`` (NaN without one)."""
+    model = qbm_pyro.QBMVAE.load(folder, data)
+    history = model.history_
+    differs = _settings_differ(model.init_args, settings)
+    ran = len(history["epoch"])
+    if differs or ran > epochs:
+        raise ValueError(f"{folder} was fitted with other settings: {differs} ({ran} epochs, run: {epochs})")
+    meta = Path(folder) / "meta.json"
+    seconds = json.loads(meta.read_text())["seconds"] if meta.exists() else float("nan")
+    return model, history, seconds
+
+
 def _settings_differ(init_args: dict, expected: dict) -> dict:
     """``{setting: (saved, expected)}`` where a saved model's ``init_args`` (which leave out
     settings at their defaults) differ from the ``expected`` ones (the others at their defaults)."""
@@ -124,14 +140,9 @@ def run(
             model = qbm_pyro.QBMVAE(data, batch_key=batch_key, seed=seed, **kwargs, **METHODS[method])
             history = model.train(max_epochs=epochs, progress_bar=False)
         else:  # the same fit, saved: only the representation and the scores are computed again
-            model = qbm_pyro.QBMVAE.load(folder, data)
-            history = model.history_
-            differs = _settings_differ(model.init_args, {**METHODS[method], "seed": seed})
-            if differs or len(history["epoch"]) > epochs:
-                raise ValueError(f"{folder} was fitted with other settings than {method}: {differs}")
-            meta = folder / "meta.json"
-            if meta.exists():  # the fit's own wall time, where it ran (not a timing of this run)
-                extra["fit_seconds"] = json.loads(meta.read_text())["seconds"]
+            model, history, seconds = load_fit(folder, data, {**METHODS[method], "seed": seed}, epochs)
+            if not math.isnan(seconds):  # the fit's own wall time, where it ran (not this run's)
+                extra["fit_seconds"] = seconds
             extra["reused_fit"] = str(folder)
         latent = model.get_latent_representation()
         extra["epochs_run"] = len(history["epoch"])
