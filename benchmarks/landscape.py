@@ -39,6 +39,7 @@ import time
 import warnings
 from pathlib import Path
 
+import networkx as nx
 import numpy as np
 import torch
 from scipy.stats import spearmanr
@@ -52,7 +53,7 @@ from benchmarks.trajectory import A549_ROOT, A549_TRUTH, PAUL15_ROOT, PAUL15_TRU
 from benchmarks.trajectory_models import energy_root_check  # noqa: E402
 from qbm_pyro.metrics import clustering_scores  # noqa: E402
 from qbm_pyro.samplers.gibbs import gibbs_sweep_  # noqa: E402
-from qbm_pyro.tl._barriers import MIN_BARRIER, coarse_grain  # noqa: E402
+from qbm_pyro.tl._barriers import MIN_BARRIER  # noqa: E402
 from qbm_pyro.tl._energy_landscape import EnergyLandscape  # noqa: E402
 from qbm_pyro.tl._meanfield_attractors import flow_to_states, line_barriers  # noqa: E402
 
@@ -85,11 +86,25 @@ def gibbs_persistence(h, J_sym, centres, group, seed: int) -> float:
     return float((landed.reshape(k, PERSISTENCE_CHAINS) == np.arange(k)[:, None]).mean())
 
 
+def single_linkage(energies: np.ndarray, barriers: np.ndarray, min_barrier: float) -> np.ndarray:
+    """The states' grouping before the elder rule: join every pair whose barrier is below
+    ``min_barrier`` above the higher of the two, chained; groups numbered by their lowest energy."""
+    graph = nx.Graph()
+    graph.add_nodes_from(range(energies.size))
+    near = barriers - np.maximum.outer(energies, energies) < min_barrier
+    graph.add_edges_from(zip(*np.nonzero(np.triu(near, 1)), strict=True))
+    groups = sorted(nx.connected_components(graph), key=lambda c: energies[list(c)].min())
+    label = np.empty(energies.size, dtype=np.int64)
+    for g, members in enumerate(groups):
+        label[list(members)] = g
+    return label
+
+
 def persistence_rows(data, info: dict, seed: int) -> dict:
     """The persistence of the attractors' states and of the straight-line, single-linkage ones."""
     land = EnergyLandscape.from_data(data, None, "qbm")
     centres, energies = info["state_magnetisations"], info["minima_energies"]
-    line = coarse_grain(energies, line_barriers(land.h, land.J_sym, centres), MIN_BARRIER)
+    line = single_linkage(energies, line_barriers(land.h, land.J_sym, centres), MIN_BARRIER)
     return {
         "persistence": gibbs_persistence(land.h, land.J_sym, centres, info["minimum_attractor"], seed),
         "line_n_states": int(line.max()) + 1,

@@ -13,8 +13,8 @@ import torch
 import qbm_pyro
 from qbm_pyro.tl._barriers import (
     barrier_search,
-    coarse_grain,
     enumerate_landscape,
+    merge_by_persistence,
     pairwise_barriers,
 )
 from qbm_pyro.tl._energy_landscape import EnergyLandscape
@@ -90,12 +90,12 @@ def test_search_finds_the_exact_barrier_and_never_undercuts_it(seed):
     np.testing.assert_allclose(search, full["barriers"])
 
 
-def test_coarse_grain_joins_shallow_minima_only():
+def test_merge_by_persistence_joins_shallow_minima_only():
     energies = np.array([0.0, 0.5, 1.0])
     barriers = np.array([[0.0, 1.0, 5.0], [1.0, 0.5, 5.0], [5.0, 5.0, 1.0]])
-    np.testing.assert_array_equal(coarse_grain(energies, barriers, 1.0), [0, 0, 1])
-    np.testing.assert_array_equal(coarse_grain(energies, barriers, 0.0), [0, 1, 2])
-    np.testing.assert_array_equal(coarse_grain(energies, barriers, 10.0), [0, 0, 0])
+    np.testing.assert_array_equal(merge_by_persistence(energies, barriers, 1.0), [0, 0, 1])
+    np.testing.assert_array_equal(merge_by_persistence(energies, barriers, 0.0), [0, 1, 2])
+    np.testing.assert_array_equal(merge_by_persistence(energies, barriers, 10.0), [0, 0, 0])
 
 
 def cells_at(land: EnergyLandscape, codes: np.ndarray, per: int, seed: int = 0):
@@ -131,11 +131,11 @@ def test_attractors_recover_minima_barriers_and_basin_weights(seed):
         path = info["paths"][f"A{g}-A{f}"]
         assert land.energy(path.astype(float)).max() == pytest.approx(value)
         assert (path[0] == codes[g]).all() and (path[-1] == codes[f]).all()
-    # coarse-graining agrees with the exact criterion
+    # merging agrees with the elder rule on the exact barriers
     qbm_pyro.tl.attractors(
         adata, min_barrier=1.5, n_prior_samples=500, n_markers=0, key_added="coarse", method="greedy"
     )
-    expected = coarse_grain(full["energies"][full["minima"]], full["barriers"], 1.5)
+    expected = merge_by_persistence(full["energies"][full["minima"]], full["barriers"], 1.5)
     got = adata.uns["coarse"]["minimum_attractor"]
     np.testing.assert_array_equal(got, expected)
     assert adata.uns["coarse"]["table"]["n_minima"].sum() == k

@@ -383,14 +383,17 @@ def test_path_barriers_between_far_states_go_through_the_near_ones(monkeypatch):
 def test_a_shallow_state_joins_a_deep_one_without_chaining_two_deep_ones():
     """Two deep states (free energy 0) 1.5 kT apart, and a shallow one (0.9) between them, 0.6 kT
     below its passes: the shallow state joins one deep state, the deep ones stay apart (single
-    linkage, ``coarse_grain``, would chain all three through the shallow one)."""
-    from qbm_pyro.tl._barriers import coarse_grain, merge_by_persistence
+    linkage would chain all three through the shallow one)."""
+    from qbm_pyro.tl._barriers import merge_by_persistence
 
     energies = np.array([0.0, 0.0, 0.9])
     barriers = np.array([[0.0, 1.5, 1.5], [1.5, 0.0, 1.5], [1.5, 1.5, 0.9]])
     group = merge_by_persistence(energies, barriers, 1.0)
     assert group[0] != group[1] and group[2] in (group[0], group[1])
-    assert (coarse_grain(energies, barriers, 1.0) == 0).all()
+    from benchmarks.landscape import single_linkage  # the rule of the landscape table's "line" row
+
+    assert (single_linkage(energies, barriers, 1.0) == 0).all()
+    np.testing.assert_array_equal(single_linkage(energies, barriers, 0.5), [0, 1, 2])
     assert (merge_by_persistence(energies, barriers, 1.6) == 0).all()
     np.testing.assert_array_equal(merge_by_persistence(energies, barriers, 0.5), [0, 1, 2])
 

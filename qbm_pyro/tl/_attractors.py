@@ -6,8 +6,9 @@ energy most, until none does) ends in the minimum whose basin holds the code. ``
 first runs simulated annealing (dwave-samplers) from the code down to T≈0, then the same descent.
 
 Minima that a small barrier separates are one state at the prior's temperature: the minima are
-coarse-grained (:func:`~qbm_pyro.tl._barriers.coarse_grain`) by joining two when the barrier
-between them, measured from the higher one, is below ``min_barrier`` energy units (kT). Each
+merged by the elder rule of persistence (:func:`~qbm_pyro.tl._barriers.merge_by_persistence`):
+the two groups whose barrier, measured from the higher of their floors, is lowest join first, while
+it is below ``min_barrier`` energy units (kT). Each
 attractor (group of minima) then gets its code (its lowest minimum), its energy, its member cells,
 its basin weight under the prior (the fraction of codes drawn from the prior with the model's
 sampler that descend into it), the barriers to the other attractors (minimax paths of single
@@ -40,8 +41,8 @@ from qbm_pyro.tl._barriers import (
     EXACT_MAX_N,
     MIN_BARRIER,
     barrier_to_nearest,
-    coarse_grain,
     group_barriers,
+    merge_by_persistence,
     minimax_path,
     pairwise_barriers,
     spanning_edges,
@@ -311,7 +312,7 @@ def attractors(
     raw, raw_energy, inverse = raw[order], raw_energy[order], rank[inverse]
 
     pair = pairwise_barriers(landscape, raw, method=barrier_method, budget=search_budget)
-    group = coarse_grain(raw_energy, pair["barriers"], min_barrier)
+    group = merge_by_persistence(raw_energy, pair["barriers"], min_barrier)
     k = int(group.max()) + 1
     reps = np.array([np.flatnonzero(group == g)[0] for g in range(k)])  # lowest minimum of each group
     barriers = group_barriers(pair["barriers"], group)

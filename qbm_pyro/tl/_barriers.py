@@ -33,7 +33,6 @@ from qbm_pyro.tl._graph_basins import merge_levels
 
 __all__ = [
     "barrier_search",
-    "coarse_grain",
     "enumerate_landscape",
     "group_barriers",
     "merge_by_persistence",
@@ -280,28 +279,6 @@ def minimax_path(landscape: EnergyLandscape, a, b, barrier: float, *, exact: boo
     return barrier_search(landscape, a, b, budget=budget)[1]
 
 
-def coarse_grain(energies: np.ndarray, barriers: np.ndarray, min_barrier: float) -> np.ndarray:
-    """Group minima whose barrier, measured from the higher of the two, is below ``min_barrier``.
-
-    Two minima ``i, j`` are joined when ``B(i, j) - max(E_i, E_j) < min_barrier`` (the shallower
-    one escapes into the other over less than ``min_barrier`` energy units, i.e. kT at the prior's
-    temperature), and joins are chained (single linkage). Returns the group of each minimum,
-    numbered by the group's lowest energy (0 = deepest).
-    """
-    k = energies.size
-    graph = nx.Graph()
-    graph.add_nodes_from(range(k))
-    for i in range(k):
-        for j in range(i + 1, k):
-            if barriers[i, j] - max(energies[i], energies[j]) < min_barrier:
-                graph.add_edge(i, j)
-    groups = sorted((sorted(c) for c in nx.connected_components(graph)), key=lambda c: energies[c].min())
-    label = np.empty(k, dtype=np.int64)
-    for g, members in enumerate(groups):
-        label[members] = g
-    return label
-
-
 def _elder_joins(energies: np.ndarray, barriers: np.ndarray):
     """The joins of the elder rule, lowest first: ``(label, height)`` after each join, where
     ``label`` is each minimum's group so far (the id of a group's first member) and ``height``
@@ -333,7 +310,8 @@ def merge_by_persistence(energies: np.ndarray, barriers: np.ndarray, min_barrier
     (each group's lowest member), is the lowest, and repeat while it is below ``min_barrier``.
 
     A shallow minimum joins a deeper neighbour it escapes to; two deep minima it lies between stay
-    apart unless the barrier between them is low (:func:`coarse_grain` chains them through it).
+    apart unless the barrier between them is low (single linkage, joining every pair whose barrier
+    is below ``min_barrier`` above the higher of the two, would chain them through it).
     Returns the group of each minimum, numbered by the group's floor (0 = deepest).
     """
     energies = np.asarray(energies, dtype=np.float64)
