@@ -74,6 +74,9 @@ METHODS = {
     # among the cells, and a prior of fewer units to fit
     "qbm_b32": dict(prior="boltzmann", n_latent=32, train=dict(continuous_kl_weight=3.0)),
     "qbm_b16": dict(prior="boltzmann", n_latent=16, train=dict(continuous_kl_weight=3.0)),
+    # 32 binary units and the Gaussian units' KL ×2: a smaller code, and a lighter Gaussian
+    # penalty so that its units need not clump to pay for themselves
+    "qbm_b32_ckl2": dict(prior="boltzmann", n_latent=32, train=dict(continuous_kl_weight=2.0)),
     # the encoders see depth-normalised counts (cells that differ only in depth look alike)
     "qbm_depth": dict(prior="boltzmann", encoder_input="depth"),
     "qbm_depth_ckl3": dict(prior="boltzmann", encoder_input="depth", train=dict(continuous_kl_weight=3.0)),
@@ -378,6 +381,7 @@ REPORT_NAMES = {
     "qbm_ckl2": "learned, Gaussian units' KL ×2",
     "qbm_b32": "learned, 32 binary units (not 64), Gaussian units' KL ×3",
     "qbm_b16": "learned, 16 binary units (not 64), Gaussian units' KL ×3",
+    "qbm_b32_ckl2": "learned, 32 binary units, Gaussian units' KL ×2",
     "qbm_depth_ckl3": "learned, depth-normalised input and Gaussian units' KL ×3",
     "bernoulli_balanced": "fixed, KL balance α = 0.8",
     "qbm_balanced": "learned, KL balance α = 0.8",
