@@ -338,9 +338,16 @@ def test_landscape_and_attractor_plots_draw():
     n = len(info["minima"])
     np.testing.assert_array_equal(values, n - np.arange(n))
     np.testing.assert_allclose(edges[1:-1], info["merge_heights"])
+    # code minima merge by the same rule: one step down at each of their joins
     qbm_pyro.tl.attractors(adata, method="greedy", n_prior_samples=0, n_markers=0, key_added="g")
-    with pytest.raises(KeyError, match="method='meanfield'"):
-        qbm_pyro.pl.persistence(adata, key="g")
+    info = adata.uns["g"]
+    values, edges, _ = qbm_pyro.pl.persistence(adata, key="g").patches[0].get_data()
+    n = len(info["minima"])
+    np.testing.assert_array_equal(values, n - np.arange(n))
+    np.testing.assert_allclose(edges[1:-1], info["merge_heights"])
+    qbm_pyro.tl.attractors(adata, method="graph", n_prior_samples=0, n_markers=0, key_added="gb")
+    with pytest.raises(KeyError, match="graph basins have none"):
+        qbm_pyro.pl.persistence(adata, key="gb")
     with pytest.raises(KeyError, match="X_tsne"):
         qbm_pyro.pl.landscape(adata, basis="tsne")
     plt.close("all")

@@ -173,7 +173,8 @@ def persistence(
     show: bool = False,
     save: str | Path | None = None,
 ) -> Axes:
-    """How many mean-field states are left when those a barrier below ``t`` separates are merged,
+    """How many states (mean-field states, or code minima) are left when those a barrier below ``t``
+    separates are merged,
     for every threshold ``t`` (kT): a step down at each of ``uns[key]['merge_heights']``, the
     threshold :func:`qbm_pyro.tl.attractors` used dashed. A long plateau is a scale at which the
     prior has that many distinct states; short even steps are a continuum.
@@ -181,7 +182,8 @@ def persistence(
     Parameters
     ----------
     data
-        Data on which :func:`qbm_pyro.tl.attractors` ran with ``method="meanfield"``.
+        Data on which :func:`qbm_pyro.tl.attractors` ran with ``method="meanfield"`` (the
+        default), ``"greedy"`` or ``"anneal"``.
     key
         Its ``key_added``.
     ax, show, save
@@ -194,7 +196,8 @@ def persistence(
     info = _attractor_info(data, key)
     if "merge_heights" not in info:
         raise KeyError(
-            f"uns[{key!r}] has no merge_heights: run qbm_pyro.tl.attractors with method='meanfield'"
+            f"uns[{key!r}] has no merge_heights: run qbm_pyro.tl.attractors with method='meanfield', "
+            "'greedy' or 'anneal' (graph basins have none)"
         )
     heights = np.sort(np.asarray(info["merge_heights"], dtype=float))
     n_states = len(info["minima"])

@@ -43,6 +43,7 @@ from qbm_pyro.tl._barriers import (
     barrier_to_nearest,
     group_barriers,
     merge_by_persistence,
+    merge_heights,
     minimax_path,
     pairwise_barriers,
     spanning_edges,
@@ -206,8 +207,10 @@ def attractors(
         attractors, the diagonal their energies), ``barrier_exact`` ``(k, k)``, ``edges``
         ``(e, 2)`` (the barrier tree: minimum spanning tree of the barriers), ``edge_barrier``,
         ``paths`` (``"Ai-Aj"`` → the path's codes), ``minima`` / ``minima_energies`` /
-        ``minimum_attractor`` (before merging), ``markers`` (long table: attractor, rank,
-        feature, log2_ratio, value), ``profiles`` (attractor × feature), ``params``.
+        ``minimum_attractor`` (before merging), ``merge_heights`` (the barrier of each join of
+        the elder rule, from the higher floor, lowest first; not with ``"graph"``), ``markers``
+        (long table: attractor, rank, feature, log2_ratio, value), ``profiles`` (attractor ×
+        feature), ``params``.
 
         With ``method="graph"`` the attractor's code is the hard code of its floor cell;
         ``energies`` and ``barriers`` are levels of the smoothed cell energy (the barrier between
@@ -355,6 +358,7 @@ def attractors(
         "minima": raw,
         "minima_energies": raw_energy,
         "minimum_attractor": group,
+        "merge_heights": merge_heights(raw_energy, pair["barriers"]),
         "method": method,
         "params": {
             "min_barrier": float(min_barrier),
