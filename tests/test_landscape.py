@@ -90,6 +90,19 @@ def test_search_finds_the_exact_barrier_and_never_undercuts_it(seed):
     np.testing.assert_allclose(search, full["barriers"])
 
 
+def test_pairwise_search_shows_progress_only_when_asked(capsys):
+    land = random_machine(10, 2, scale=3.0)
+    full = enumerate_landscape(land)
+    codes = full["codes"][full["minima"]]
+    k = codes.shape[0]
+    quiet = pairwise_barriers(land, codes, method="search")["barriers"]
+    assert capsys.readouterr().err == ""
+    shown = pairwise_barriers(land, codes, method="search", progress_bar=True)["barriers"]
+    err = capsys.readouterr().err
+    assert "barriers between minima" in err and f"0/{k * (k - 1) // 2}" in err  # every pair counted
+    np.testing.assert_array_equal(shown, quiet)
+
+
 def test_merge_by_persistence_joins_shallow_minima_only():
     energies = np.array([0.0, 0.5, 1.0])
     barriers = np.array([[0.0, 1.0, 5.0], [1.0, 0.5, 5.0], [5.0, 5.0, 1.0]])

@@ -122,6 +122,7 @@ def attractors(
     seed: int = 0,
     key_added: str = "qbm_attractor",
     copy: bool = False,
+    progress_bar: bool = True,
 ) -> md.MuData | ad.AnnData | None:
     """Cell states as attractors of the learned energy: minima, basins, barriers and markers.
 
@@ -186,6 +187,9 @@ def attractors(
         Name of the outputs.
     copy
         Return a modified copy instead of writing into ``data``.
+    progress_bar
+        Show a progress bar over the barrier searches between code minima (``"greedy"``,
+        ``"anneal"``; above 14 units, where ~100 minima of a trained prior take minutes).
 
     Returns
     -------
@@ -314,7 +318,9 @@ def attractors(
     rank[order] = np.arange(order.size)
     raw, raw_energy, inverse = raw[order], raw_energy[order], rank[inverse]
 
-    pair = pairwise_barriers(landscape, raw, method=barrier_method, budget=search_budget)
+    pair = pairwise_barriers(
+        landscape, raw, method=barrier_method, budget=search_budget, progress_bar=progress_bar
+    )
     group = merge_by_persistence(raw_energy, pair["barriers"], min_barrier)
     k = int(group.max()) + 1
     reps = np.array([np.flatnonzero(group == g)[0] for g in range(k)])  # lowest minimum of each group
