@@ -182,4 +182,12 @@ def provenance_section() -> list[str]:
         "were fitted once each (main 181add6's package code). Every other table stands as stop 15 "
         "left it.",
         "",
+        '**2026-12-04, stop 17: `tl.attractors(method="greedy")` merges its code minima by the '
+        "elder rule** (single linkage before), as the mean-field states and graph basins do; no "
+        "default changed. Re-run with it: the landscape table on the same default fits "
+        "(/work/fitsK), now with all three methods (greedy not on a549: hours of barrier search); "
+        "its mean-field columns and pseudotimes reproduce stop 14's to the last digit. New in the "
+        "code-size table: 32 binary units with the Gaussian units' KL x2, fitted once each. Every "
+        "other table stands as stop 16 left it.",
+        "",
     ]
