@@ -408,3 +408,20 @@ def test_exact_barriers_between_any_codes_not_only_minima():
     for i, a in enumerate(picks):
         for j, b in enumerate(picks):
             assert got[i, j] == pytest.approx(_brute_minimax(land, int(a), int(b)))
+
+
+def test_greedy_warns_before_a_quadratic_number_of_searches(monkeypatch):
+    """Above ``MANY_PAIRS`` pairs of code minima to search, tl.attractors says how many first (a
+    flat 16-unit prior: every cell's code is its own minimum, 12 codes, 66 pairs)."""
+    from qbm_pyro.tl import _attractors
+
+    land = EnergyLandscape.from_boltzmann(np.zeros(16), np.zeros((16, 16)))
+    codes = np.random.default_rng(0).integers(0, 2, (12, 16))
+    adata = cells_at(land, np.unique(codes, axis=0), per=1)
+    k = adata.n_obs
+    kwargs = dict(method="greedy", n_prior_samples=0, n_markers=0, progress_bar=False)
+    qbm_pyro.tl.attractors(adata, **kwargs)  # 66 pairs: no warning at the default threshold
+    monkeypatch.setattr(_attractors, "MANY_PAIRS", 10)
+    with pytest.warns(UserWarning, match=f"{k} code minima, {k * (k - 1) // 2} pairwise"):
+        qbm_pyro.tl.attractors(adata, **kwargs)
+    assert len(adata.uns["qbm_attractor"]["minima"]) == k

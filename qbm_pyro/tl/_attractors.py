@@ -29,6 +29,7 @@ prior to have separate minima over codes.
 from __future__ import annotations
 
 import logging
+import warnings
 
 import anndata as ad
 import mudata as md
@@ -55,6 +56,10 @@ from qbm_pyro.tl._meanfield_attractors import meanfield_attractors
 __all__ = ["attractors", "descend"]
 
 log = logging.getLogger(__name__)
+
+#: Above this many pairs of code minima to search (``"greedy"``, ``"anneal"``), warn first: each
+#: search expands up to ``search_budget`` codes, so ~200 minima of a trained 64-unit prior take hours.
+MANY_PAIRS = 20_000
 
 #: The values of ``method``.
 METHODS = ("meanfield", "graph", "greedy", "anneal")
@@ -318,6 +323,17 @@ def attractors(
     rank[order] = np.arange(order.size)
     raw, raw_energy, inverse = raw[order], raw_energy[order], rank[inverse]
 
+    n_pairs = raw.shape[0] * (raw.shape[0] - 1) // 2
+    searched = barrier_method == "search" or (barrier_method == "auto" and n > EXACT_MAX_N)
+    if searched and n_pairs > MANY_PAIRS:
+        warnings.warn(
+            f"tl.attractors(method={method!r}): the cells descend to {raw.shape[0]} code minima, "
+            f"{n_pairs:,} pairwise barrier searches (up to search_budget={search_budget} codes "
+            "each; hours on a trained prior). method='meanfield' (the default) reads the prior's "
+            "states at its temperature in seconds.",
+            UserWarning,
+            stacklevel=2,
+        )
     pair = pairwise_barriers(
         landscape, raw, method=barrier_method, budget=search_budget, progress_bar=progress_bar
     )
