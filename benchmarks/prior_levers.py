@@ -77,6 +77,8 @@ METHODS = {
     # 32 binary units and the Gaussian units' KL ×2: a smaller code, and a lighter Gaussian
     # penalty so that its units need not clump to pay for themselves
     "qbm_b32_ckl2": dict(prior="boltzmann", n_latent=32, train=dict(continuous_kl_weight=2.0)),
+    # the lighter KL with half the Gaussian units: less room for the Gaussian channel to overfit
+    "qbm_c8_ckl2": dict(prior="boltzmann", n_continuous=8, train=dict(continuous_kl_weight=2.0)),
     # the encoders see depth-normalised counts (cells that differ only in depth look alike)
     "qbm_depth": dict(prior="boltzmann", encoder_input="depth"),
     "qbm_depth_ckl3": dict(prior="boltzmann", encoder_input="depth", train=dict(continuous_kl_weight=3.0)),
@@ -382,6 +384,7 @@ REPORT_NAMES = {
     "qbm_b32": "learned, 32 binary units (not 64), Gaussian units' KL ×3",
     "qbm_b16": "learned, 16 binary units (not 64), Gaussian units' KL ×3",
     "qbm_b32_ckl2": "learned, 32 binary units, Gaussian units' KL ×2",
+    "qbm_c8_ckl2": "learned, 8 Gaussian units (not 16), their KL ×2",
     "qbm_depth_ckl3": "learned, depth-normalised input and Gaussian units' KL ×3",
     "bernoulli_balanced": "fixed, KL balance α = 0.8",
     "qbm_balanced": "learned, KL balance α = 0.8",
