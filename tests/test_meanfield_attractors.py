@@ -384,14 +384,13 @@ def test_a_shallow_state_joins_a_deep_one_without_chaining_two_deep_ones():
     """Two deep states (free energy 0) 1.5 kT apart, and a shallow one (0.9) between them, 0.6 kT
     below its passes: the shallow state joins one deep state, the deep ones stay apart (single
     linkage would chain all three through the shallow one)."""
+    from benchmarks.landscape import single_linkage  # the rule of the landscape table's "line" row
     from qbm_pyro.tl._barriers import merge_by_persistence
 
     energies = np.array([0.0, 0.0, 0.9])
     barriers = np.array([[0.0, 1.5, 1.5], [1.5, 0.0, 1.5], [1.5, 1.5, 0.9]])
     group = merge_by_persistence(energies, barriers, 1.0)
     assert group[0] != group[1] and group[2] in (group[0], group[1])
-    from benchmarks.landscape import single_linkage  # the rule of the landscape table's "line" row
-
     assert (single_linkage(energies, barriers, 1.0) == 0).all()
     np.testing.assert_array_equal(single_linkage(energies, barriers, 0.5), [0, 1, 2])
     assert (merge_by_persistence(energies, barriers, 1.6) == 0).all()

@@ -42,9 +42,8 @@ from qbm_pyro.tl._barriers import (
     EXACT_MAX_N,
     MIN_BARRIER,
     barrier_to_nearest,
+    elder_rule,
     group_barriers,
-    merge_by_persistence,
-    merge_heights,
     minimax_path,
     pairwise_barriers,
     spanning_edges,
@@ -337,7 +336,7 @@ def attractors(
     pair = pairwise_barriers(
         landscape, raw, method=barrier_method, budget=search_budget, progress_bar=progress_bar
     )
-    group = merge_by_persistence(raw_energy, pair["barriers"], min_barrier)
+    group, heights = elder_rule(raw_energy, pair["barriers"], min_barrier)
     k = int(group.max()) + 1
     reps = np.array([np.flatnonzero(group == g)[0] for g in range(k)])  # lowest minimum of each group
     barriers = group_barriers(pair["barriers"], group)
@@ -380,7 +379,7 @@ def attractors(
         "minima": raw,
         "minima_energies": raw_energy,
         "minimum_attractor": group,
-        "merge_heights": merge_heights(raw_energy, pair["barriers"]),
+        "merge_heights": heights,
         "method": method,
         "params": {
             "min_barrier": float(min_barrier),

@@ -34,6 +34,7 @@ from qbm_pyro.tl._graph_basins import merge_levels
 
 __all__ = [
     "barrier_search",
+    "elder_rule",
     "enumerate_landscape",
     "group_barriers",
     "merge_by_persistence",
@@ -308,6 +309,27 @@ def _elder_joins(energies: np.ndarray, barriers: np.ndarray):
         yield label.copy(), float(height[i, j])
 
 
+def elder_rule(
+    energies: np.ndarray, barriers: np.ndarray, min_barrier: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """One pass of the elder rule: ``(group, heights)``, :func:`merge_by_persistence`'s groups at
+    ``min_barrier`` and every join's height (:func:`merge_heights`), for callers that need both."""
+    energies = np.asarray(energies, dtype=np.float64)
+    label = np.arange(energies.size)
+    heights = []
+    merging = True
+    for joined, height in _elder_joins(energies, barriers):
+        merging = merging and height < min_barrier  # the joins below it come first
+        if merging:
+            label = joined
+        heights.append(height)
+    order = sorted(set(label.tolist()), key=lambda g: energies[label == g].min())  # by floor
+    out = np.empty(energies.size, dtype=np.int64)
+    for rank, g in enumerate(order):
+        out[label == g] = rank
+    return out, np.array(heights, dtype=np.float64)
+
+
 def merge_by_persistence(energies: np.ndarray, barriers: np.ndarray, min_barrier: float) -> np.ndarray:
     """Group minima by the elder rule of topological persistence: join the two groups whose
     barrier (the lowest between their members), counted from the higher of the two groups' floors
@@ -318,17 +340,7 @@ def merge_by_persistence(energies: np.ndarray, barriers: np.ndarray, min_barrier
     is below ``min_barrier`` above the higher of the two, would chain them through it).
     Returns the group of each minimum, numbered by the group's floor (0 = deepest).
     """
-    energies = np.asarray(energies, dtype=np.float64)
-    label = np.arange(energies.size)
-    for joined, height in _elder_joins(energies, barriers):
-        if not height < min_barrier:
-            break
-        label = joined
-    order = sorted(set(label.tolist()), key=lambda g: energies[label == g].min())  # by floor
-    out = np.empty(energies.size, dtype=np.int64)
-    for rank, g in enumerate(order):
-        out[label == g] = rank
-    return out
+    return elder_rule(energies, barriers, min_barrier)[0]
 
 
 def merge_heights(energies: np.ndarray, barriers: np.ndarray) -> np.ndarray:
@@ -337,7 +349,7 @@ def merge_heights(energies: np.ndarray, barriers: np.ndarray) -> np.ndarray:
     for ``k`` connected minima. ``merge_by_persistence(..., t)`` leaves one group more than the
     number of heights below ``t``. A gap in the heights is a scale at which the states are
     distinct; heights that rise evenly are a continuum with no such scale."""
-    return np.array([height for _, height in _elder_joins(energies, barriers)], dtype=np.float64)
+    return elder_rule(energies, barriers, 0.0)[1]
 
 
 def group_barriers(barriers: np.ndarray, label: np.ndarray) -> np.ndarray:

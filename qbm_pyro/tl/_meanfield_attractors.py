@@ -34,9 +34,8 @@ from scipy.special import expit, logit
 
 from qbm_pyro.tl._barriers import (
     barrier_to_nearest,
+    elder_rule,
     group_barriers,
-    merge_by_persistence,
-    merge_heights,
     pairwise_barriers,
 )
 from qbm_pyro.tl._energy_landscape import EnergyLandscape
@@ -178,13 +177,15 @@ class MergedStates(NamedTuple):
     """The mean-field states of a set of rows and their grouping (:func:`merged_states`)."""
 
     #: Each row's state, the states' magnetisations and free energies, whether each row's flow
-    #: converged, the states' barriers (:func:`path_barriers`), and each state's group.
+    #: converged, the states' barriers (:func:`path_barriers`), each state's group, and the
+    #: heights of the elder rule's joins (:func:`~qbm_pyro.tl._barriers.merge_heights`).
     cell_state: np.ndarray
     centres: np.ndarray
     energy_f: np.ndarray
     converged: np.ndarray
     state_barriers: np.ndarray
     group: np.ndarray
+    heights: np.ndarray
 
     @property
     def representatives(self) -> np.ndarray:
@@ -266,8 +267,8 @@ def merged_states(h: np.ndarray, J_sym: np.ndarray, probs: np.ndarray, min_barri
     0 first."""
     cell_state, centres, energy_f, converged = mean_field_states(h, J_sym, probs)
     state_barriers = path_barriers(h, J_sym, centres)
-    group = merge_by_persistence(energy_f, state_barriers, min_barrier)
-    return MergedStates(cell_state, centres, energy_f, converged, state_barriers, group)
+    group, heights = elder_rule(energy_f, state_barriers, min_barrier)
+    return MergedStates(cell_state, centres, energy_f, converged, state_barriers, group, heights)
 
 
 def meanfield_attractors(
@@ -295,7 +296,7 @@ def meanfield_attractors(
         raise ValueError("method='meanfield' needs a quadratic prior (h, J), not one with hidden units")
     h, J_sym = landscape.h, landscape.J_sym
     merged = merged_states(h, J_sym, probs, min_barrier)
-    cell_state, centres, energy_f, converged, state_barriers, group = merged
+    cell_state, centres, energy_f, converged, state_barriers, group, heights = merged
     reps = merged.representatives
     k = len(reps)
     cell_group = group[cell_state]
@@ -342,7 +343,7 @@ def meanfield_attractors(
         "code_minima": minima,
         "state_magnetisations": centres,
         "state_barriers": state_barriers,
-        "merge_heights": merge_heights(energy_f, state_barriers),
+        "merge_heights": heights,
         "method": "meanfield",
         "params": {
             "min_barrier": float(min_barrier),
