@@ -13,8 +13,11 @@ import torch
 import qbm_pyro
 from qbm_pyro.tl._barriers import (
     barrier_search,
+    chained_path,
     enumerate_landscape,
     merge_by_persistence,
+    minimax_closure,
+    near_pairs,
     pairwise_barriers,
 )
 from qbm_pyro.tl._energy_landscape import EnergyLandscape
@@ -101,6 +104,67 @@ def test_pairwise_search_shows_progress_only_when_asked(capsys):
     err = capsys.readouterr().err
     assert "barriers between minima" in err and f"0/{k * (k - 1) // 2}" in err  # every pair counted
     np.testing.assert_array_equal(shown, quiet)
+
+
+@pytest.mark.parametrize("seed", [20, 25, 27, 34])  # machines with 6-13 minima
+def test_minimax_closure_rebuilds_every_barrier_from_the_barrier_tree(seed):
+    """Exact barriers are closed under chaining (a path through a third minimum is a path), and
+    the barrier tree's edges alone give back every pair: ground truth by enumeration."""
+    land = random_machine(12, seed, scale=3.0)
+    full = enumerate_landscape(land)
+    truth = full["barriers"]
+    k = truth.shape[0]
+    assert k >= 4
+    closed, via = minimax_closure(truth)
+    np.testing.assert_array_equal(closed, truth)
+    assert (via == -1).all()
+    tree = nx.minimum_spanning_tree(nx.from_numpy_array(np.where(np.eye(k, dtype=bool), 0, truth + 100)))
+    sparse = np.full((k, k), np.inf)
+    np.fill_diagonal(sparse, truth.diagonal())
+    for a, b in tree.edges:
+        sparse[a, b] = sparse[b, a] = truth[a, b]
+    closed, via = minimax_closure(sparse)
+    np.testing.assert_allclose(closed, truth)
+    assert ((via >= 0) == ~np.isfinite(sparse)).all()  # every pair off the tree came from a chain
+
+
+def test_near_pairs_are_each_codes_nearest():
+    codes = np.array([[0, 0, 0, 0], [1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 1], [0, 1, 1, 1]])
+    # nearest: 0-1, 1-0 (a tie with 2: the lower index), 2-1, 3-4, 4-3; the spanning tree adds a
+    # closest link between {0, 1, 2} and {3, 4} (2-3 and 2-4 are both 2 flips apart)
+    got = near_pairs(codes, 1)
+    assert got[:2] == [(0, 1), (1, 2)] and got[-1] == (3, 4) and len(got) == 4
+    assert got[2] in [(2, 3), (2, 4)]
+    assert near_pairs(codes, 4) == [(i, j) for i in range(5) for j in range(i + 1, 5)]
+    assert near_pairs(codes[:1], 3) == []
+
+
+@pytest.mark.parametrize("seed", [20, 25, 27, 34])
+def test_near_pair_search_bounds_every_barrier_and_chains_real_paths(seed):
+    """Searching each minimum against its 2 nearest and chaining the rest: never below the exact
+    barrier, exact where searched, and every chained barrier is the top of a real path."""
+    land = random_machine(12, seed, scale=3.0)
+    full = enumerate_landscape(land)
+    codes = full["codes"][full["minima"]].astype(np.int8)
+    k = codes.shape[0]
+    assert k >= 5
+    pair = pairwise_barriers(land, codes, method="search", neighbours=2)
+    searched = near_pairs(codes, 2)
+    assert len(searched) < k * (k - 1) // 2
+    assert (pair["barriers"] >= full["barriers"] - 1e-9).all()
+    assert np.isfinite(pair["barriers"]).all()  # the near pairs connect every minimum here
+    for i, j in searched:
+        assert pair["barriers"][i, j] == pytest.approx(full["barriers"][i, j])
+    chained = pair["via"] >= 0
+    assert chained.any() and not pair["exact"][chained].any()
+    for i in range(k):
+        for j in range(i + 1, k):
+            path = chained_path(land, codes, pair, i, j)
+            assert (path[0] == codes[i]).all() and (path[-1] == codes[j]).all()
+            assert (np.abs(np.diff(path, axis=0)).sum(1) == 1).all()
+            assert land.energy(path.astype(float)).max() == pytest.approx(pair["barriers"][i, j])
+    with pytest.raises(ValueError, match="neighbours must be"):
+        pairwise_barriers(land, codes, method="search", neighbours=0)
 
 
 def test_merge_by_persistence_joins_shallow_minima_only():
@@ -411,8 +475,9 @@ def test_exact_barriers_between_any_codes_not_only_minima():
 
 
 def test_greedy_warns_before_a_quadratic_number_of_searches(monkeypatch):
-    """Above ``MANY_PAIRS`` pairs of code minima to search, tl.attractors says how many first (a
-    flat 16-unit prior: every cell's code is its own minimum, 12 codes, 66 pairs)."""
+    """Above ``MANY_PAIRS`` barrier searches between code minima, tl.attractors says how many first
+    (a flat 16-unit prior: every cell's code is its own minimum, 12 codes, each searched to its
+    16 nearest)."""
     from qbm_pyro.tl import _attractors
 
     land = EnergyLandscape.from_boltzmann(np.zeros(16), np.zeros((16, 16)))
@@ -420,8 +485,10 @@ def test_greedy_warns_before_a_quadratic_number_of_searches(monkeypatch):
     adata = cells_at(land, np.unique(codes, axis=0), per=1)
     k = adata.n_obs
     kwargs = dict(method="greedy", n_prior_samples=0, n_markers=0, progress_bar=False)
-    qbm_pyro.tl.attractors(adata, **kwargs)  # 66 pairs: no warning at the default threshold
+    qbm_pyro.tl.attractors(adata, **kwargs)  # at most 66 pairs: no warning at the default threshold
     monkeypatch.setattr(_attractors, "MANY_PAIRS", 10)
-    with pytest.warns(UserWarning, match=f"{k} code minima, {k * (k - 1) // 2} pairwise"):
+    searched = len(near_pairs(adata.uns["qbm_attractor"]["minima"], _attractors.SEARCH_NEIGHBOURS))
+    assert 0 < searched <= k * (k - 1) // 2
+    with pytest.warns(UserWarning, match=f"{k} code minima, {searched} barrier searches"):
         qbm_pyro.tl.attractors(adata, **kwargs)
     assert len(adata.uns["qbm_attractor"]["minima"]) == k

@@ -36,6 +36,7 @@ from qbm_pyro.tl._barriers import (
     barrier_to_nearest,
     elder_rule,
     group_barriers,
+    minimax_closure,
     pairwise_barriers,
 )
 from qbm_pyro.tl._energy_landscape import EnergyLandscape
@@ -254,9 +255,7 @@ def path_barriers(h: np.ndarray, J_sym: np.ndarray, centres: np.ndarray) -> np.n
         top = free_energy(h, J_sym, expit(dense.reshape(-1, n))).reshape(len(g), -1).max(axis=1)
         top = np.maximum(top, np.maximum(out[g, g], out[f, f]))
         out[g, f] = out[f, g] = np.minimum(out[g, f], top)
-    for via in range(k):  # minimax closure: the best chain of paths through other states
-        out = np.minimum(out, np.maximum(out[:, via, None], out[None, via, :]))
-    return out
+    return minimax_closure(out)[0]  # the best chain of paths through other states
 
 
 def merged_states(h: np.ndarray, J_sym: np.ndarray, probs: np.ndarray, min_barrier: float) -> MergedStates:
