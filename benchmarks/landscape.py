@@ -266,7 +266,8 @@ def report_section(results: Path) -> list[str]:
         '`tl.attractors` with the model: `method="meanfield"` (the default since this table: the '
         "fixed points of the mean-field equations at the prior's temperature that the cells' "
         'posteriors flow to), `method="greedy"` (code minima, merged below 1 kT by the same elder '
-        "rule) and "
+        "rule; barriers searched from each minimum to its 16 nearest, the other pairs chained "
+        "through them) and "
         '`method="graph"` (basins of the cells\' smoothed energy on their kNN graph, 1 kT). Leiden ARI: '
         "the same latent (`obsm['X_qbm']`: code probabilities and Gaussian means), resolution chosen by "
         "NMI; on scVI's latent: the stored `baselines.json` rows. Seed-to-seed: ARI between the attractor "

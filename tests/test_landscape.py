@@ -167,6 +167,31 @@ def test_near_pair_search_bounds_every_barrier_and_chains_real_paths(seed):
         pairwise_barriers(land, codes, method="search", neighbours=0)
 
 
+@pytest.mark.parametrize("seed", [1, 10])  # 16 and 10 minima
+def test_greedy_chains_barriers_above_the_exact_enumeration_and_its_tree_paths_attain_them(monkeypatch, seed):
+    """16 units, so tl.attractors searches: with each minimum searched to its nearest one only, the
+    chained barriers bound the exact ones from above, and every barrier-tree path (joined from the
+    chain) climbs exactly to its edge's barrier."""
+    from qbm_pyro.tl import _attractors
+
+    monkeypatch.setattr(_attractors, "SEARCH_NEIGHBOURS", 1)
+    land = random_machine(16, seed, scale=3.0)
+    full = enumerate_landscape(land)
+    codes = full["codes"][full["minima"]]
+    adata = cells_at(land, codes, per=3)
+    qbm_pyro.tl.attractors(adata, method="greedy", min_barrier=0.0, n_prior_samples=0, n_markers=0)
+    info = adata.uns["qbm_attractor"]
+    np.testing.assert_array_equal(info["states"], codes.astype(np.int8))
+    assert (info["barriers"] >= full["barriers"] - 1e-9).all()
+    assert np.isfinite(info["barriers"]).all()
+    assert not info["barrier_exact"][~np.eye(len(codes), dtype=bool)].all()  # some barriers are chained
+    for (g, f), value in zip(info["edges"], info["edge_barrier"], strict=True):
+        path = info["paths"][f"A{g}-A{f}"]
+        assert (path[0] == codes[g]).all() and (path[-1] == codes[f]).all()
+        assert (np.abs(np.diff(path.astype(int), axis=0)).sum(1) == 1).all()
+        assert land.energy(path.astype(float)).max() == pytest.approx(value)
+
+
 def test_merge_by_persistence_joins_shallow_minima_only():
     energies = np.array([0.0, 0.5, 1.0])
     barriers = np.array([[0.0, 1.0, 5.0], [1.0, 0.5, 5.0], [5.0, 5.0, 1.0]])

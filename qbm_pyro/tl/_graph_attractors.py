@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from qbm_pyro.tl._barriers import barrier_to_nearest, minimax_path, pairwise_barriers, spanning_edges
+from qbm_pyro.tl._barriers import barrier_to_nearest, chained_path, pairwise_barriers, spanning_edges
 from qbm_pyro.tl._energy_landscape import EnergyLandscape
 from qbm_pyro.tl._graph_basins import graph_barriers, persistence_basins, smooth_on_graph
 from qbm_pyro.tl._neighbors import _knn
@@ -125,17 +125,11 @@ def graph_attractors(
 
 
 def _tree_and_paths(landscape, states, barriers, pair, names, budget):
-    """Minimum spanning tree of the graph barriers; each tree edge's single-flip path over codes."""
+    """Minimum spanning tree of the graph barriers; each tree edge's single-flip path over codes
+    (the searched path, or the chain of paths behind a chained barrier: ``_barriers.chained_path``)."""
     edges, values, paths = [], [], {}
     for g, f in spanning_edges(barriers):
-        paths[f"{names[g]}-{names[f]}"] = minimax_path(
-            landscape,
-            states[g],
-            states[f],
-            pair["barriers"][g, f],
-            exact=bool(pair["exact"][g, f]),
-            budget=budget,
-        )
+        paths[f"{names[g]}-{names[f]}"] = chained_path(landscape, states, pair, g, f, budget=budget)
         edges.append((g, f))
         values.append(barriers[g, f])
     return np.asarray(edges, dtype=np.int64).reshape(-1, 2), np.asarray(values, dtype=np.float64), paths
