@@ -178,6 +178,12 @@ def _parser() -> argparse.ArgumentParser:
         "3: the binary code, and so the prior's landscape, carries more of the cells' states; "
         "1: the plain ELBO)",
     )
+    fit.add_argument(
+        "--continuous-free-bits",
+        type=_non_negative_float,
+        default=None,
+        help="free bits of each Gaussian unit's KL, in nats (default: the library's; 0: off)",
+    )
     fit.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (default 0)")
     fit.add_argument(
         "--device",
@@ -232,14 +238,24 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _positive_float(text: str) -> float:
+def _finite_float(text: str, *, strict: bool) -> float:
+    """A finite number above 0 (``strict``) or at least 0."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text!r}")
+    if not (math.isfinite(value) and (value > 0 if strict else value >= 0)):
+        kind = "positive" if strict else "non-negative"
+        raise argparse.ArgumentTypeError(f"must be a {kind} finite number, got {text!r}")
     return value
+
+
+def _positive_float(text: str) -> float:
+    return _finite_float(text, strict=True)
+
+
+def _non_negative_float(text: str) -> float:
+    return _finite_float(text, strict=False)
 
 
 def _n_top_genes(text: str) -> int | str | None:
@@ -333,6 +349,7 @@ def _fit(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         prior_refit_steps=args.prior_refit_steps,
         **({} if args.continuous_kl_weight is None else {"continuous_kl_weight": args.continuous_kl_weight}),
+        **({} if args.continuous_free_bits is None else {"continuous_free_bits": args.continuous_free_bits}),
         progress_bar=not args.quiet,
         checkpoint_path=None if args.checkpoint is None else str(args.checkpoint),
         resume=args.resume,

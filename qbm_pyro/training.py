@@ -99,6 +99,7 @@ class TrainingConfig:
     prior_lr_factor: float = 1.0
     kl_balance: float | None = None
     continuous_kl_weight: float = 3.0
+    continuous_free_bits: float = 0.0
     weight_decay: float = 0.0
     kl_warmup_epochs: int | None = None
     validation_fraction: float = 0.1
@@ -124,6 +125,9 @@ class TrainingConfig:
         beta = self.continuous_kl_weight
         if not (math.isfinite(beta) and beta > 0):
             raise ValueError(f"continuous_kl_weight must be positive and finite, got {beta}")
+        free = self.continuous_free_bits
+        if not (math.isfinite(free) and free >= 0):
+            raise ValueError(f"continuous_free_bits must be a finite number of nats >= 0, got {free}")
         if not 0 <= self.validation_fraction < 1:
             raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
         if self.prior_refit_steps < 0:
@@ -340,7 +344,12 @@ class Trainer:
             # = AnalyticKL_ELBO().differentiable_loss(module.model, module.guide, ...), untraced
             beta = self.config.continuous_kl_weight  # the Gaussian units' KL weighed β times
             weights = kl_weight if beta == 1.0 else {"z": kl_weight, "c": beta * kl_weight}
-            return self.module.loss(batch, weights, kl_balance=self.config.kl_balance)
+            return self.module.loss(
+                batch,
+                weights,
+                kl_balance=self.config.kl_balance,
+                free_bits=self.config.continuous_free_bits or None,  # nats per Gaussian unit
+            )
         except ValueError as err:
             if "to satisfy the constraint" not in str(err):
                 raise
@@ -351,7 +360,8 @@ class Trainer:
 
     def evaluate(self, indices: np.ndarray) -> float:
         """Mean negative ELBO per cell (KL weight 1) over ``indices``, in eval mode: the training
-        objective (its ``likelihood_weights`` and ``continuous_kl_weight``), which early stopping follows."""
+        objective (its ``likelihood_weights``, ``continuous_kl_weight`` and ``continuous_free_bits``),
+        which early stopping follows."""
         if len(indices) == 0:
             return math.nan
         self.module.eval()

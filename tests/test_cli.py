@@ -217,6 +217,23 @@ def test_fit_prior_refit_steps(cite, tmp_path, capsys):
     assert digest(path) == sha
 
 
+def test_fit_continuous_free_bits(cite, tmp_path, capsys):
+    """``--continuous-free-bits`` reaches training (another objective: another latent from the
+    same seed); negative numbers and non-numbers exit 2 naming the option."""
+    path, sha = cite
+    latents = {}
+    for floor in ("0", "3"):
+        out = tmp_path / f"f{floor}.h5mu"
+        assert main(["fit", str(path), "-o", str(out), "--continuous-free-bits", floor, *FAST]) == 0
+        latents[floor] = md.read_h5mu(out).obsm["X_qbm"]
+    assert not np.allclose(latents["0"], latents["3"])
+    for bad in ("-1", "inf", "x"):
+        argv = ["fit", str(path), "-o", str(tmp_path / "x.h5mu"), "--continuous-free-bits", bad, *FAST]
+        assert main(argv) == 2
+        assert "--continuous-free-bits" in capsys.readouterr().err
+    assert digest(path) == sha
+
+
 def test_fit_continuous_kl_weight(cite, tmp_path, capsys):
     """``--continuous-kl-weight`` reaches training (another objective: another latent from the
     same seed); 0 and non-numbers exit 2 naming the option."""

@@ -270,7 +270,10 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
             epoch the Boltzmann prior alone is fitted to convergence on the final encoder's
             aggregate posterior (``Trainer.refit_prior``; what it did: ``model.prior_refit_``),
             ``continuous_kl_weight`` (``β``, default 3: the Gaussian units' KL weighed ``β`` times,
-            so the code and its prior carry more of the cells' states; 1: the ELBO; docs/landscape.rst).
+            so the code and its prior carry more of the cells' states; 1: the ELBO; docs/landscape.rst),
+            ``continuous_free_bits`` (``λ`` nats per Gaussian unit, default 0: off; the first
+            ``λ`` nats of each unit's minibatch-mean KL are free, so the units do not collapse
+            under ``β``; ``qbm_pyro.module.free_bits``).
 
         Warns
         -----

@@ -51,6 +51,7 @@ from .._checks import check_choice
 from .._constants import PRIORS, REGISTRY_KEYS
 from ..distributions.kl import kl_balanced_code
 from ..distributions.relaxed_boltzmann import RELAXATION_KINDS as RELAXATIONS
+from .free_bits import free_bits_kl
 from .likelihoods import NegativeBinomialMixture, atac_likelihood, resolve_likelihood_weights, rna_likelihood
 from .nets import MLP, one_hot_batches
 from .priors import BoltzmannPrior
@@ -417,7 +418,11 @@ class MultiVAE(PyroModule):
     # ------------------------------------------------------------------ the ELBO
 
     def loss_terms(
-        self, batch: dict[str, torch.Tensor], inference_outputs: dict | None = None, kl_balance=None
+        self,
+        batch: dict[str, torch.Tensor],
+        inference_outputs: dict | None = None,
+        kl_balance=None,
+        free_bits: float | None = None,
     ) -> dict[str, dict[str, torch.Tensor]]:
         """The ELBO's terms per cell, untraced: ``{"kl": {site: (B,)}, "log_likelihood":
         {kind: (B,)}}``, from the same :meth:`posterior`, :meth:`latent_prior` and
@@ -430,6 +435,8 @@ class MultiVAE(PyroModule):
         :class:`~qbm_pyro.module.AnalyticKL_ELBO`. ``kl_balance``: the codes' KL is
         ``kl_balanced_code`` with that ``α`` (the same value; the
         prior's gradient ``α``, the posterior's ``1 - α`` times the plain one); ``None``: plain.
+        ``free_bits``: the Gaussian units' KL with a floor of that many nats per unit
+        (:func:`free_bits_kl`; training's ``continuous_free_bits``); ``None`` or 0: plain.
         """
         if inference_outputs is None:
             inference_outputs = self.inference(batch)
@@ -444,27 +451,37 @@ class MultiVAE(PyroModule):
         # them after the model's trace (a prior with hidden units draws codes for its KL)
         latent = self.latent_prior(posterior_draw, batch[K.BATCH_KEY].shape[0])
         likelihoods = self.likelihoods(latent, batch)
+        kl = {}
+        for site, fn in q.items():
+            if kl_balance is not None and site == "z":  # the same value, its gradient split
+                kl[site] = kl_balanced_code(fn.base_dist.logits, priors[site].base, kl_balance)
+            elif free_bits and site == "c":
+                kl[site] = free_bits_kl(fn.base_dist, priors[site].base_dist, free_bits)
+            else:
+                kl[site] = kl_divergence(fn, priors[site])
         return {
-            "kl": {  # the code's KL balanced: the same value, its gradient split
-                site: kl_balanced_code(fn.base_dist.logits, priors[site].base, kl_balance)
-                if kl_balance is not None and site == "z"
-                else kl_divergence(fn, priors[site])
-                for site, fn in q.items()
-            },
+            "kl": kl,
             "log_likelihood": {kind: fn.log_prob(batch[K.x_key(kind)]) for kind, fn in likelihoods.items()},
         }
 
     def loss(
-        self, batch: dict[str, torch.Tensor], kl_weight=1.0, inference_outputs=None, kl_balance=None
+        self,
+        batch: dict[str, torch.Tensor],
+        kl_weight=1.0,
+        inference_outputs=None,
+        kl_balance=None,
+        free_bits: float | None = None,
     ) -> torch.Tensor:
         """The negative ELBO of a minibatch (summed over cells) from :meth:`loss_terms`, each
         latent site's KL scaled by ``kl_weight`` (as in :meth:`model`): the training loop's hot path.
 
         The same number as ``AnalyticKL_ELBO().differentiable_loss(self.model, self.guide, batch,
         kl_weight=...)`` on the same latent draws (``tests/test_elbo_parity.py``), without Pyro's
-        tracing. ``kl_balance``: as in :meth:`loss_terms` (training's KL balancing; off by default).
+        tracing. ``kl_balance``, ``free_bits``: as in :meth:`loss_terms` (training's KL balancing
+        and the Gaussian units' free bits; off by default; with ``free_bits`` the loss is a
+        training objective, not the ELBO).
         """
-        terms = self.loss_terms(batch, inference_outputs, kl_balance)
+        terms = self.loss_terms(batch, inference_outputs, kl_balance, free_bits)
         elbo = 0.0  # in AnalyticKL_ELBO's order: the latent sites' KLs, then the likelihoods
         for site, kl in terms["kl"].items():
             elbo = elbo - scale_and_mask(kl, site_weight(kl_weight, site)).sum()
