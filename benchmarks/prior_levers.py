@@ -79,6 +79,11 @@ METHODS = {
     "qbm_b32_ckl2": dict(prior="boltzmann", n_latent=32, train=dict(continuous_kl_weight=2.0)),
     # the lighter KL with half the Gaussian units: less room for the Gaussian channel to overfit
     "qbm_c8_ckl2": dict(prior="boltzmann", n_continuous=8, train=dict(continuous_kl_weight=2.0)),
+    # free bits on the Gaussian units' KL (nats per unit, minibatch mean): at the default β = 3 the
+    # Gaussian units collapse where the code can carry the cells alone (paul15), and the latent
+    # is the code's clumps; the floor keeps some continuous variation in each unit
+    "qbm_fb05": dict(prior="boltzmann", train=dict(continuous_kl_weight=3.0, continuous_free_bits=0.5)),
+    "qbm_fb10": dict(prior="boltzmann", train=dict(continuous_kl_weight=3.0, continuous_free_bits=1.0)),
     # the encoders see depth-normalised counts (cells that differ only in depth look alike)
     "qbm_depth": dict(prior="boltzmann", encoder_input="depth"),
     "qbm_depth_ckl3": dict(prior="boltzmann", encoder_input="depth", train=dict(continuous_kl_weight=3.0)),
@@ -385,6 +390,8 @@ REPORT_NAMES = {
     "qbm_b16": "learned, 16 binary units (not 64), Gaussian units' KL ×3",
     "qbm_b32_ckl2": "learned, 32 binary units, Gaussian units' KL ×2",
     "qbm_c8_ckl2": "learned, 8 Gaussian units (not 16), their KL ×2",
+    "qbm_fb05": "learned, Gaussian units' KL ×3 with 0.5 free nats per unit",
+    "qbm_fb10": "learned, Gaussian units' KL ×3 with 1 free nat per unit",
     "qbm_depth_ckl3": "learned, depth-normalised input and Gaussian units' KL ×3",
     "bernoulli_balanced": "fixed, KL balance α = 0.8",
     "qbm_balanced": "learned, KL balance α = 0.8",

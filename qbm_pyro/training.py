@@ -99,7 +99,7 @@ class TrainingConfig:
     prior_lr_factor: float = 1.0
     kl_balance: float | None = None
     continuous_kl_weight: float = 3.0
-    continuous_free_bits: float = 0.0
+    continuous_free_bits: float = 0.5
     weight_decay: float = 0.0
     kl_warmup_epochs: int | None = None
     validation_fraction: float = 0.1
@@ -151,7 +151,7 @@ class TrainingConfig:
 
 
 #: Settings whose default has changed, with the value training used before it changed.
-_EARLIER_DEFAULTS = {"continuous_kl_weight": 1.0}
+_EARLIER_DEFAULTS = {"continuous_kl_weight": 1.0, "continuous_free_bits": 0.0}
 
 
 def recorded_config(record: dict | None) -> dict:

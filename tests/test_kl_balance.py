@@ -163,7 +163,7 @@ def test_continuous_kl_weight_is_the_objective_trained_and_validated():
     batch = next(iter(MinibatchLoader(adata, registry, batch_size=64, seed=0)))
     losses = {}
     for beta in (1.0, 3.0):
-        config = TrainingConfig(continuous_kl_weight=beta, progress_bar=False)
+        config = TrainingConfig(continuous_kl_weight=beta, continuous_free_bits=0.0, progress_bar=False)
         trainer = Trainer(module, adata, registry, np.arange(200), np.arange(0), config)
         torch.manual_seed(0)
         losses[beta] = trainer._loss(batch, 0.5)
