@@ -60,20 +60,30 @@ METHODS = {
         prior="boltzmann",
         n_latent=64,
         n_continuous=16,
-        train=dict(prior_lr_factor=0.1, continuous_kl_weight=1.0),
+        train=dict(prior_lr_factor=0.1, continuous_kl_weight=1.0, continuous_free_bits=0.0),
     ),
     "qbm_lr03": dict(
         prior="boltzmann",
         n_latent=64,
         n_continuous=16,
-        train=dict(prior_lr_factor=0.3, continuous_kl_weight=1.0),
+        train=dict(prior_lr_factor=0.3, continuous_kl_weight=1.0, continuous_free_bits=0.0),
     ),
     # the plain ELBO (continuous_kl_weight 1: the training default until stop 13)
-    "qbm_elbo": dict(prior="boltzmann", n_latent=64, n_continuous=16, train=dict(continuous_kl_weight=1.0)),
-    "bernoulli_elbo": dict(
-        prior="bernoulli", n_latent=64, n_continuous=16, train=dict(continuous_kl_weight=1.0)
+    "qbm_elbo": dict(
+        prior="boltzmann",
+        n_latent=64,
+        n_continuous=16,
+        train=dict(continuous_kl_weight=1.0, continuous_free_bits=0.0),
     ),
-    "gaussian_elbo": dict(prior="gaussian", n_continuous=16, train=dict(continuous_kl_weight=1.0)),
+    "bernoulli_elbo": dict(
+        prior="bernoulli",
+        n_latent=64,
+        n_continuous=16,
+        train=dict(continuous_kl_weight=1.0, continuous_free_bits=0.0),
+    ),
+    "gaussian_elbo": dict(
+        prior="gaussian", n_continuous=16, train=dict(continuous_kl_weight=1.0, continuous_free_bits=0.0)
+    ),
     "bernoulli": dict(prior="bernoulli", n_latent=64, n_continuous=16),
     "binary": dict(prior="boltzmann", n_latent=64, n_continuous=0),
     "binary_fast": dict(prior="boltzmann", n_latent=64, n_continuous=0, train=dict(prior_lr_factor=30.0)),

@@ -117,6 +117,11 @@ def build(results: Path, out_dir: Path = ROOT) -> tuple[str, list[Path]]:
     md += prior_levers.report_section(
         results, "prior_levers_code_size.json", "The size of the binary code at the defaults"
     )
+    md += prior_levers.report_section(
+        results,
+        "prior_levers_free_bits.json",
+        "Free bits on the Gaussian units' KL (the default since stop 18)",
+    )
     md += code_separation.report_section(results)
     md += prior_refit.report_section(results)
     md += _cost_with_figure(_load(results, "cost"), results, out_dir, figures)

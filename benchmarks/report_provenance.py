@@ -194,10 +194,20 @@ def provenance_section() -> list[str]:
         "",
         '**2026-12-04, stop 18: `tl.attractors(method="greedy"|"anneal")` searches each code '
         "minimum's barriers to its 16 nearest minima and chains the rest** (every searched "
-        "barrier matrix is now closed under chaining); no default changed. Re-run with it: the "
-        "landscape table on the same default fits (/work/fitsK), greedy now on a549 too; its "
-        "mean-field and graph columns and pseudotimes reproduce stop 17's to the last digit, and "
-        "greedy's paul15 ARI moves from 0.386 to 0.345 (tighter barriers, same state counts). "
-        "Every other table stands as stop 17 left it.",
+        "barrier matrix is now closed under chaining); on the stop-17 fits it left the mean-field "
+        "and graph columns and the pseudotimes unchanged to the last digit and moved greedy's "
+        "paul15 ARI from 0.386 to 0.345 (tighter barriers, same state counts). **Then the training "
+        "default became `continuous_free_bits=0.5`** (the first 0.5 nats of each Gaussian unit's KL "
+        "free beside the 3x weight; measured first as a lever, `prior_levers_free_bits.json`). "
+        "Re-run at it (fits /work/fitsF, 3 seeds, one machine, main 6c59a01): the QBM-VAE rows of "
+        "the first section on all four sets, their scib-metrics and PCA rows, Leiden at every "
+        "resolution, the landscape table (all three methods), the one-root-cell study, the "
+        "code-separation table (a new column), which latent units the fits use (a new setting), "
+        "the QBM-VAE rows of reference mapping (all three splits) and the learned-prior study at "
+        "400 epochs (learned, fixed prior and Gaussian twin at the new default). Not re-run at it: "
+        "the latent-representation section, differential expression, the small-data rows and "
+        "queries lacking a modality (stop 14, at continuous_kl_weight 3 without free bits), and "
+        "the older tables listed above. Speed: the floor is one mean and one `where` over the "
+        "Gaussian units' KL per minibatch.",
         "",
     ]

@@ -176,7 +176,7 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="weight of the Gaussian units' KL in the training objective (default: the library's, "
         "3: the binary code, and so the prior's landscape, carries more of the cells' states; "
-        "1: the plain ELBO)",
+        "1 with --continuous-free-bits 0: the plain ELBO)",
     )
     fit.add_argument(
         "--continuous-free-bits",

@@ -89,7 +89,7 @@ def test_lever_report_shows_the_grid_leiden_mixing_and_the_pairing_with_the_defa
     assert grid.endswith("| 0.350 ± 0.071 | 0.550 ± 0.071 |")
     mixing = next(line for line in lines if line.startswith("| batch mixing"))
     assert mixing.endswith("| 0.750 ± 0.071 | 0.800 ± 0.141 |")
-    paired = next(line for line in lines if line.startswith("| log p(x) minus the default's"))
+    paired = next(line for line in lines if line.startswith("| log p(x) minus continuous_kl_weight 3"))
     assert paired.endswith("| 0.000 ± 0.000 | 2.000 ± 1.414 |")  # +1 and +3, seed by seed
 
 

@@ -436,7 +436,8 @@ class MultiVAE(PyroModule):
         ``kl_balanced_code`` with that ``α`` (the same value; the
         prior's gradient ``α``, the posterior's ``1 - α`` times the plain one); ``None``: plain.
         ``free_bits``: the Gaussian units' KL with a floor of that many nats per unit
-        (:func:`free_bits_kl`; training's ``continuous_free_bits``); ``None`` or 0: plain.
+        (:func:`~qbm_pyro.module.free_bits.free_bits_kl`; training's ``continuous_free_bits``);
+        ``None`` or 0: plain.
         """
         if inference_outputs is None:
             inference_outputs = self.inference(batch)
