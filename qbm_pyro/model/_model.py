@@ -271,10 +271,8 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
             aggregate posterior (``Trainer.refit_prior``; what it did: ``model.prior_refit_``),
             ``continuous_kl_weight`` (``β``, default 3: the Gaussian units' KL weighed ``β`` times,
             so the code and its prior carry more of the cells' states; 1: the ELBO; docs/landscape.rst),
-            ``continuous_free_bits`` (``λ`` nats per Gaussian unit, default 0.5; 0: off): the
-            first ``λ`` nats of each unit's minibatch-mean KL are free, so the Gaussian units do not
-            collapse under ``β`` where the code could carry the cells alone (paul15), which left
-            the latent the code's clumps and Leiden over-splitting; ``qbm_pyro.module.free_bits``).
+            ``continuous_free_bits`` (``λ`` nats per Gaussian unit, default 0.5; 0: off: the first
+            ``λ`` nats of each unit's KL are free, so no Gaussian unit collapses under ``β``).
 
         Warns
         -----

@@ -418,11 +418,7 @@ class MultiVAE(PyroModule):
     # ------------------------------------------------------------------ the ELBO
 
     def loss_terms(
-        self,
-        batch: dict[str, torch.Tensor],
-        inference_outputs: dict | None = None,
-        kl_balance=None,
-        free_bits: float | None = None,
+        self, batch: dict, inference_outputs: dict | None = None, kl_balance=None, free_bits=None
     ) -> dict[str, dict[str, torch.Tensor]]:
         """The ELBO's terms per cell, untraced: ``{"kl": {site: (B,)}, "log_likelihood":
         {kind: (B,)}}``, from the same :meth:`posterior`, :meth:`latent_prior` and
@@ -433,11 +429,9 @@ class MultiVAE(PyroModule):
         term is its registered analytic ``KL(q ‖ p)`` (``qbm_pyro.distributions.kl``; that of
         the codes for the relaxed sites, the smoothing being shared), as in
         :class:`~qbm_pyro.module.AnalyticKL_ELBO`. ``kl_balance``: the codes' KL is
-        ``kl_balanced_code`` with that ``α`` (the same value; the
-        prior's gradient ``α``, the posterior's ``1 - α`` times the plain one); ``None``: plain.
-        ``free_bits``: the Gaussian units' KL with a floor of that many nats per unit
-        (:func:`~qbm_pyro.module.free_bits.free_bits_kl`; training's ``continuous_free_bits``);
-        ``None`` or 0: plain.
+        ``kl_balanced_code`` with that ``α`` (the same value; the prior's gradient ``α``, the
+        posterior's ``1 - α`` times the plain one). ``free_bits``: the Gaussian units' KL floored
+        at that many nats per unit (:mod:`~qbm_pyro.module.free_bits`). ``None``: plain.
         """
         if inference_outputs is None:
             inference_outputs = self.inference(batch)
@@ -452,35 +446,27 @@ class MultiVAE(PyroModule):
         # them after the model's trace (a prior with hidden units draws codes for its KL)
         latent = self.latent_prior(posterior_draw, batch[K.BATCH_KEY].shape[0])
         likelihoods = self.likelihoods(latent, batch)
-        kl = {}
-        for site, fn in q.items():
-            if kl_balance is not None and site == "z":  # the same value, its gradient split
-                kl[site] = kl_balanced_code(fn.base_dist.logits, priors[site].base, kl_balance)
-            elif free_bits and site == "c":
-                kl[site] = free_bits_kl(fn.base_dist, priors[site].base_dist, free_bits)
-            else:
-                kl[site] = kl_divergence(fn, priors[site])
         return {
-            "kl": kl,
+            "kl": {  # the code's KL balanced (the same value, its gradient split), the Gaussians' floored
+                site: kl_balanced_code(fn.base_dist.logits, priors[site].base, kl_balance)
+                if kl_balance is not None and site == "z"
+                else free_bits_kl(fn.base_dist, priors[site].base_dist, free_bits)
+                if free_bits and site == "c"
+                else kl_divergence(fn, priors[site])
+                for site, fn in q.items()
+            },
             "log_likelihood": {kind: fn.log_prob(batch[K.x_key(kind)]) for kind, fn in likelihoods.items()},
         }
 
     def loss(
-        self,
-        batch: dict[str, torch.Tensor],
-        kl_weight=1.0,
-        inference_outputs=None,
-        kl_balance=None,
-        free_bits: float | None = None,
+        self, batch: dict, kl_weight=1.0, inference_outputs=None, kl_balance=None, free_bits=None
     ) -> torch.Tensor:
         """The negative ELBO of a minibatch (summed over cells) from :meth:`loss_terms`, each
         latent site's KL scaled by ``kl_weight`` (as in :meth:`model`): the training loop's hot path.
 
         The same number as ``AnalyticKL_ELBO().differentiable_loss(self.model, self.guide, batch,
         kl_weight=...)`` on the same latent draws (``tests/test_elbo_parity.py``), without Pyro's
-        tracing. ``kl_balance``, ``free_bits``: as in :meth:`loss_terms` (training's KL balancing
-        and the Gaussian units' free bits; off by default; with ``free_bits`` the loss is a
-        training objective, not the ELBO).
+        tracing. ``kl_balance``, ``free_bits``: as in :meth:`loss_terms` (training's options).
         """
         terms = self.loss_terms(batch, inference_outputs, kl_balance, free_bits)
         elbo = 0.0  # in AnalyticKL_ELBO's order: the latent sites' KLs, then the likelihoods
@@ -539,12 +525,8 @@ class MultiVAE(PyroModule):
     def posterior_latent(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Decoder input at the posterior mean: ``(q, loc)`` concatenated."""
         posterior = self.encode(batch)
-        parts = []
-        if self.n_binary:
-            parts.append(torch.sigmoid(posterior["logits"]))
-        if self.n_continuous:
-            parts.append(posterior["loc"])
-        return torch.cat(parts, -1)
+        binary = [torch.sigmoid(posterior["logits"])] if self.n_binary else []
+        return torch.cat(binary + ([posterior["loc"]] if self.n_continuous else []), -1)
 
     def sample_posterior_latent(self, batch: dict[str, torch.Tensor], n_samples: int) -> torch.Tensor:
         """``n_samples`` decoder inputs per cell drawn from the guide, ``(n_samples, B, d)``: the
