@@ -37,3 +37,19 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def paul15_module_batch():
+    """200 paul15 cells, their registry, a small untrained ``MultiVAE`` (8 binary, 4 Gaussian
+    units; eval mode) and one minibatch of 64: for checks of the trainer's objective."""
+    from qbm_pyro import datasets
+    from qbm_pyro.data import MinibatchLoader, setup_data
+    from qbm_pyro.module import MultiVAE
+
+    adata = datasets.paul15_myeloid()[:200].copy()
+    registry = setup_data(adata)
+    n_vars = {spec.kind: spec.n_vars for spec in registry.modalities.values()}
+    module = MultiVAE(n_vars, registry.n_batch, n_latent=8, n_continuous=4).eval()
+    batch = next(iter(MinibatchLoader(adata, registry, batch_size=64, seed=0)))
+    return adata, registry, module, batch

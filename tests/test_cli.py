@@ -217,35 +217,26 @@ def test_fit_prior_refit_steps(cite, tmp_path, capsys):
     assert digest(path) == sha
 
 
-def test_fit_continuous_free_bits(cite, tmp_path, capsys):
-    """``--continuous-free-bits`` reaches training (another objective: another latent from the
-    same seed); negative numbers and non-numbers exit 2 naming the option."""
+@pytest.mark.parametrize(
+    ("option", "values", "bad"),
+    [
+        ("--continuous-kl-weight", ("1", "4"), ("0", "nan", "x")),
+        ("--continuous-free-bits", ("0", "3"), ("-1", "inf", "x")),
+    ],
+)
+def test_fit_objective_options(cite, tmp_path, capsys, option, values, bad):
+    """``--continuous-kl-weight`` and ``--continuous-free-bits`` reach training (another objective:
+    another latent from the same seed); out-of-range numbers and non-numbers exit 2 naming the
+    option."""
     path, sha = cite
-    latents = {}
-    for floor in ("0", "3"):
-        out = tmp_path / f"f{floor}.h5mu"
-        assert main(["fit", str(path), "-o", str(out), "--continuous-free-bits", floor, *FAST]) == 0
-        latents[floor] = md.read_h5mu(out).obsm["X_qbm"]
-    assert not np.allclose(latents["0"], latents["3"])
-    for bad in ("-1", "inf", "x"):
-        argv = ["fit", str(path), "-o", str(tmp_path / "x.h5mu"), "--continuous-free-bits", bad, *FAST]
+    latents = []
+    for value in values:
+        out = tmp_path / f"o{value}.h5mu"
+        assert main(["fit", str(path), "-o", str(out), option, value, *FAST]) == 0
+        latents.append(md.read_h5mu(out).obsm["X_qbm"])
+    assert not np.allclose(*latents)
+    for value in bad:
+        argv = ["fit", str(path), "-o", str(tmp_path / "x.h5mu"), option, value, *FAST]
         assert main(argv) == 2
-        assert "--continuous-free-bits" in capsys.readouterr().err
-    assert digest(path) == sha
-
-
-def test_fit_continuous_kl_weight(cite, tmp_path, capsys):
-    """``--continuous-kl-weight`` reaches training (another objective: another latent from the
-    same seed); 0 and non-numbers exit 2 naming the option."""
-    path, sha = cite
-    latents = {}
-    for beta in ("1", "4"):
-        out = tmp_path / f"o{beta}.h5mu"
-        assert main(["fit", str(path), "-o", str(out), "--continuous-kl-weight", beta, *FAST]) == 0
-        latents[beta] = md.read_h5mu(out).obsm["X_qbm"]
-    assert not np.allclose(latents["1"], latents["4"])
-    for bad in ("0", "nan", "x"):
-        argv = ["fit", str(path), "-o", str(tmp_path / "x.h5mu"), "--continuous-kl-weight", bad, *FAST]
-        assert main(argv) == 2
-        assert "--continuous-kl-weight" in capsys.readouterr().err
+        assert option in capsys.readouterr().err
     assert digest(path) == sha

@@ -78,20 +78,13 @@ def test_training_config_checks_and_records_continuous_free_bits():
     assert recorded_config(old)["continuous_free_bits"] == 0.0
 
 
-def test_free_bits_are_the_objective_trained_and_validated():
+def test_free_bits_are_the_objective_trained_and_validated(paul15_module_batch):
     """``continuous_free_bits=λ``: the trainer's loss is the module's loss with the Gaussian units'
     KL floored at ``λ`` per unit (then weighed as before), in training and validation; 0 is the
     objective without it."""
-    from qbm_pyro import datasets
-    from qbm_pyro.data import MinibatchLoader, setup_data
-    from qbm_pyro.module import MultiVAE
     from qbm_pyro.training import Trainer, TrainingConfig
 
-    adata = datasets.paul15_myeloid()[:200].copy()
-    registry = setup_data(adata)
-    n_vars = {spec.kind: spec.n_vars for spec in registry.modalities.values()}
-    module = MultiVAE(n_vars, registry.n_batch, n_latent=8, n_continuous=4).eval()
-    batch = next(iter(MinibatchLoader(adata, registry, batch_size=64, seed=0)))
+    adata, registry, module, batch = paul15_module_batch
     losses = {}
     for floor in (0.0, 2.0):
         config = TrainingConfig(continuous_free_bits=floor, progress_bar=False)

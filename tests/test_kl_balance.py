@@ -147,20 +147,13 @@ def test_checkpoint_records_written_before_the_default_changed_read_as_trained()
     assert recorded_config(None)["lr"] == TrainingConfig().lr
 
 
-def test_continuous_kl_weight_is_the_objective_trained_and_validated():
+def test_continuous_kl_weight_is_the_objective_trained_and_validated(paul15_module_batch):
     """``continuous_kl_weight=β``: the trainer's loss is the module's loss with the Gaussian units'
     KL weighed ``β`` times the warm-up weight (the code's KL as before), in training and in the
     validation loss that early stopping follows; ``β = 1`` is the plain ELBO."""
-    from qbm_pyro import datasets
-    from qbm_pyro.data import MinibatchLoader, setup_data
-    from qbm_pyro.module import MultiVAE
     from qbm_pyro.training import Trainer, TrainingConfig
 
-    adata = datasets.paul15_myeloid()[:200].copy()
-    registry = setup_data(adata)
-    n_vars = {spec.kind: spec.n_vars for spec in registry.modalities.values()}
-    module = MultiVAE(n_vars, registry.n_batch, n_latent=8, n_continuous=4).eval()
-    batch = next(iter(MinibatchLoader(adata, registry, batch_size=64, seed=0)))
+    adata, registry, module, batch = paul15_module_batch
     losses = {}
     for beta in (1.0, 3.0):
         config = TrainingConfig(continuous_kl_weight=beta, continuous_free_bits=0.0, progress_bar=False)
