@@ -33,6 +33,7 @@ from collections import deque
 
 import networkx as nx
 import numpy as np
+from scipy.sparse.csgraph import minimum_spanning_tree
 from tqdm.auto import tqdm
 
 from qbm_pyro.tl._energy_landscape import EnergyLandscape
@@ -304,18 +305,19 @@ def near_pairs(codes: np.ndarray, neighbours: int) -> list[tuple[int, int]]:
     """The pairs ``(i, j)``, ``i < j``, where ``j`` is among ``i``'s ``neighbours`` nearest codes
     in Hamming distance or ``i`` among ``j``'s (ties broken by index), and the edges of the
     minimum spanning tree of the Hamming distances, so that the pairs connect every code."""
-    codes = np.atleast_2d(np.asarray(codes, dtype=np.int8))
+    codes = np.atleast_2d(np.asarray(codes, dtype=np.float32))
     k = codes.shape[0]
     if k < 2:
         return []
-    distance = (codes[:, None, :] != codes[None, :, :]).sum(axis=2)
+    ones = codes.sum(axis=1)
+    # Hamming distances from one (k, k) product, not a (k, k, n) comparison: thousands of minima fit
+    distance = np.rint(ones[:, None] + ones[None, :] - 2.0 * (codes @ codes.T)).astype(np.int32)
     np.fill_diagonal(distance, codes.shape[1] + 1)
     near = np.argsort(distance, axis=1, kind="stable")[:, : min(neighbours, k - 1)]
     pairs = {(min(i, int(j)), max(i, int(j))) for i in range(k) for j in near[i]}
-    graph = nx.from_numpy_array(
-        distance + 1 - (codes.shape[1] + 2) * np.eye(k, dtype=np.int64)
-    )  # 1 + Hamming
-    pairs |= {(min(e), max(e)) for e in nx.minimum_spanning_edges(graph, data=False)}
+    np.fill_diagonal(distance, 0)
+    tree = minimum_spanning_tree(distance + 1 - np.eye(k, dtype=np.int32)).tocoo()  # 1 + Hamming > 0
+    pairs |= {(min(int(a), int(b)), max(int(a), int(b))) for a, b in zip(tree.row, tree.col, strict=True)}
     return sorted(pairs)
 
 
