@@ -148,7 +148,7 @@ def test_near_pair_search_bounds_every_barrier_and_chains_real_paths(seed):
     codes = full["codes"][full["minima"]].astype(np.int8)
     k = codes.shape[0]
     assert k >= 5
-    pair = pairwise_barriers(land, codes, method="search", neighbours=2)
+    pair = pairwise_barriers(land, codes, method="search", pairs=near_pairs(codes, 2))
     searched = near_pairs(codes, 2)
     assert len(searched) < k * (k - 1) // 2
     assert (pair["barriers"] >= full["barriers"] - 1e-9).all()
@@ -164,7 +164,7 @@ def test_near_pair_search_bounds_every_barrier_and_chains_real_paths(seed):
             assert (np.abs(np.diff(path, axis=0)).sum(1) == 1).all()
             assert land.energy(path.astype(float)).max() == pytest.approx(pair["barriers"][i, j])
     with pytest.raises(ValueError, match="neighbours must be"):
-        pairwise_barriers(land, codes, method="search", neighbours=0)
+        near_pairs(codes, 0)
 
 
 @pytest.mark.parametrize("seed", [1, 10])  # 16 and 10 minima

@@ -336,7 +336,8 @@ def attractors(
     raw, raw_energy, inverse = raw[order], raw_energy[order], rank[inverse]
 
     searched = barrier_method == "search" or (barrier_method == "auto" and n > EXACT_MAX_N)
-    n_pairs = len(near_pairs(raw, SEARCH_NEIGHBOURS)) if searched else 0
+    todo = near_pairs(raw, SEARCH_NEIGHBOURS) if searched else None
+    n_pairs = len(todo) if searched else 0
     if n_pairs > MANY_PAIRS:
         warnings.warn(
             f"tl.attractors(method={method!r}): the cells descend to {raw.shape[0]} code minima, "
@@ -351,7 +352,7 @@ def attractors(
         raw,
         method=barrier_method,
         budget=search_budget,
-        neighbours=SEARCH_NEIGHBOURS if searched else None,
+        pairs=todo,
         progress_bar=progress_bar,
     )
     group, heights = elder_rule(raw_energy, pair["barriers"], min_barrier)

@@ -20,8 +20,8 @@ and the path that attains it is a minimum-energy path. Two ways to get it:
   true barrier may be lower along a detour the search did not reach.
 
 Between many minima (a trained 64-unit prior's cells descend to hundreds), :func:`pairwise_barriers`
-with ``neighbours`` searches each minimum against its nearest minima (Hamming distance) only; every
-other pair gets the lowest chain of searched barriers through other minima
+searches only the pairs :func:`near_pairs` gives (each minimum and its nearest minima in Hamming
+distance); every other pair gets the lowest chain of searched barriers through other minima
 (:func:`minimax_closure`: a path through a third minimum is a path too, so the chain bounds the
 barrier from above), and :func:`chained_path` joins the chain's paths.
 """
@@ -231,7 +231,7 @@ def pairwise_barriers(
     *,
     method: str = "auto",
     budget: int = 5000,
-    neighbours: int | None = None,
+    pairs: list[tuple[int, int]] | None = None,
     progress_bar: bool = False,
 ) -> dict[str, np.ndarray]:
     """Barrier matrix between given minima.
@@ -249,10 +249,10 @@ def pairwise_barriers(
         (exact up to :data:`EXACT_MAX_N` units).
     budget
         Search budget per pair.
-    neighbours
-        Search each minimum against its ``neighbours`` nearest minima only (Hamming distance,
-        :func:`near_pairs`; about ``k * neighbours / 2`` searches instead of ``k (k - 1) / 2``);
-        default every pair. Either way each pair then gets the lower of its search and the lowest
+    pairs
+        The pairs ``(i, j)`` to search, e.g. :func:`near_pairs` (each minimum and its nearest
+        minima: about ``k * neighbours / 2`` searches instead of ``k (k - 1) / 2``); default every
+        pair. Either way each pair then gets the lower of its search and the lowest
         chain of searched barriers through other minima (:func:`minimax_closure`: a search that
         stopped at its budget is often beaten by a chain). Ignored by the exact sweep, which gets
         every pair at once.
@@ -268,8 +268,6 @@ def pairwise_barriers(
     """
     if method not in ("auto", "exact", "search"):
         raise ValueError(f"method must be 'auto', 'exact' or 'search', got {method!r}")
-    if neighbours is not None and (int(neighbours) != neighbours or neighbours < 1):
-        raise ValueError(f"neighbours must be a positive integer or None, got {neighbours!r}")
     minima = np.atleast_2d(np.asarray(minima, dtype=np.float64))
     k = minima.shape[0]
     energies = landscape.energy(minima) if k else np.zeros(0)
@@ -288,10 +286,7 @@ def pairwise_barriers(
     barriers = np.full((k, k), np.inf)
     barriers[np.arange(k), np.arange(k)] = energies
     exact = np.eye(k, dtype=bool)
-    if neighbours is None:
-        todo = [(i, j) for i in range(k) for j in range(i + 1, k)]
-    else:
-        todo = near_pairs(minima, int(neighbours))
+    todo = [(i, j) for i in range(k) for j in range(i + 1, k)] if pairs is None else pairs
     for i, j in tqdm(todo, desc="barriers between minima", disable=not progress_bar, leave=False):
         value, _, proven = barrier_search(landscape, minima[i], minima[j], budget=budget)
         barriers[i, j] = barriers[j, i] = value
@@ -305,6 +300,8 @@ def near_pairs(codes: np.ndarray, neighbours: int) -> list[tuple[int, int]]:
     """The pairs ``(i, j)``, ``i < j``, where ``j`` is among ``i``'s ``neighbours`` nearest codes
     in Hamming distance or ``i`` among ``j``'s (ties broken by index), and the edges of the
     minimum spanning tree of the Hamming distances, so that the pairs connect every code."""
+    if int(neighbours) != neighbours or neighbours < 1:
+        raise ValueError(f"neighbours must be a positive integer, got {neighbours!r}")
     codes = np.atleast_2d(np.asarray(codes, dtype=np.float32))
     k = codes.shape[0]
     if k < 2:
