@@ -308,10 +308,11 @@ def report_section(results: Path) -> list[str]:
         "",
         "Pseudotime (Spearman with the known time; paul15: myeloid / erythroid reference lineages). "
         "Rooted: the known root group (a549 0 h, paul15 multipotent progenitors). Root-free: "
-        '`root="auto_energy"` (the prior\'s mean-field state of highest free energy; where the prior has one '
-        "state at its temperature, the cell state of highest mean energy). Auto root evidence: the "
-        "free-energy margin of the root state over the next (kT), or the effect size of the energy rule "
-        "(`d`), per seed. "
+        '`root="auto_energy"` (the state from which the energy falls most along the pseudotime: '
+        "each Leiden state tried as the root group, the most negative Spearman of the cells' energy "
+        "with the pseudotime wins). Auto root evidence: that Spearman per seed (`ρ`, clear at -0.5 or "
+        "below; rows before stop 19 hold the earlier rules' evidence: the free-energy margin in kT or "
+        "the mean-energy rule's effect size `d`). "
         "Single cell: 3 seeded cells of the "
         "root group, alone (`root_expand=0`) / expanded to 15 neighbours / to their state / with their "
         'side directions down-weighted (`root_expand="sides"`, the default for a root cell).',
@@ -342,7 +343,10 @@ def report_section(results: Path) -> list[str]:
 
 
 def _evidence(auto_root: dict) -> str:
-    """The auto root's evidence in a cell: the free-energy margin (kT) or the energy rule's ``d``."""
+    """The auto root's evidence in a cell: the descent rule's Spearman ``ρ`` (or, in rows of the
+    earlier rules, the free-energy margin in kT or the mean-energy rule's ``d``)."""
+    if auto_root.get("evidence_method") == "descent":
+        return f"ρ {auto_root['evidence_spearman']:.2f}"
     if auto_root.get("evidence_method") == "free_energy":
         return f"{auto_root['evidence_margin']:.2f} kT"
     return f"d {auto_root.get('evidence_effect_size', float('nan')):.2f}"

@@ -319,8 +319,44 @@ def test_root_free_ordering_follows_the_landscape():
     adata = landscape_path()
     qbm_pyro.tl.trajectory(adata, "auto_energy")
     evidence = adata.uns["qbm_trajectory"]["root"]["evidence"]
-    assert evidence["clear"] and evidence["z"] > 1.0
+    assert evidence["clear"] and evidence["spearman"] < -0.8
+    # the root is the candidate of the most negative correlation, and every candidate is listed
+    rhos = evidence["state_spearman"]
+    assert evidence["root_state"] == min(rhos, key=rhos.get) and len(rhos) == evidence["n_states"] > 2
+    assert evidence["margin"] == pytest.approx(evidence["runner_up_spearman"] - evidence["spearman"])
     assert adata.obs["qbm_pseudotime"].corr(adata.obs["t"], method="spearman") > 0.95
+
+
+def test_root_free_ignores_a_high_energy_side_state():
+    """A path whose energy falls with time and a small side branch off its middle whose energy is
+    the highest of all (rare cells): the state of highest mean energy is the side branch, but the
+    energy falls along the ordering only from the path's start, which is the root."""
+    n_path, n_side = 300, 40
+    rng = np.random.default_rng(0)
+    t = np.sort(rng.uniform(0, 1, n_path))
+    s = np.sort(rng.uniform(0, 1, n_side))
+    path_units = np.linspace(0.0, 1.0, 16)[None, :]
+    q_path = 1.0 / (1.0 + np.exp(-20.0 * (t[:, None] - path_units)))
+    q_side = np.hstack(
+        [
+            np.repeat(1.0 / (1.0 + np.exp(-20.0 * (0.5 - path_units))), n_side, 0),
+            1.0 / (1.0 + np.exp(-20.0 * (s[:, None] - np.linspace(0.0, 1.0, 4)[None, :]))),
+        ]
+    )
+    q = np.vstack([np.hstack([q_path, np.zeros((n_path, 4))]), q_side])
+    q = np.clip(q + rng.normal(0, 0.02, q.shape), 0, 1)
+    states = np.concatenate([np.minimum((t * 6).astype(int), 5).astype(str), np.full(n_side, "side")])
+    energy = np.concatenate([-3.0 * t, 2.0 + s]) + rng.normal(0, 0.2, n_path + n_side)
+    names = [f"c{i}" for i in range(n_path + n_side)]
+    adata = ad.AnnData(obs=pd.DataFrame({"state": states, "qbm_energy": energy}, index=names))
+    adata.obsm["X_qbm"] = q
+    assert adata.obs.groupby("state")["qbm_energy"].mean().idxmax() == "side"
+    qbm_pyro.tl.trajectory(adata, "auto_energy", groups_key="state")
+    evidence = adata.uns["qbm_trajectory"]["root"]["evidence"]
+    assert evidence["root_state"] == "0" and evidence["clear"]
+    on_path = np.arange(n_path)
+    pt = adata.obs["qbm_pseudotime"].to_numpy()[on_path]
+    assert pd.Series(pt).corr(pd.Series(t), method="spearman") > 0.95
 
 
 def test_flat_landscape_warns_no_clear_root():

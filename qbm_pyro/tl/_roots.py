@@ -8,24 +8,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from scipy.stats import rankdata
 
-from qbm_pyro.tl._barriers import MIN_BARRIER
-from qbm_pyro.tl._diffusion import MAX_ROOT_CELLS
-from qbm_pyro.tl._energy_landscape import EnergyLandscape
-from qbm_pyro.tl._meanfield_attractors import merged_states
+from qbm_pyro.tl._diffusion import MAX_ROOT_CELLS, _pseudotime
 
 Data = Any  # anndata.AnnData | mudata.MuData; both expose obs, obs_names, n_obs.
 
 AUTO_ROOTS = ("auto_energy", "auto_diffusion")
 
-#: ``root="auto_energy"`` warns when the highest-energy state's mean energy exceeds the runner-up's
-#: by less than this many pooled standard deviations (Cohen's d): no clear answer.
-MIN_ROOT_EFFECT = 0.5
+#: ``root="auto_energy"`` warns when, from the best start, the energy falls along the pseudotime
+#: with a Spearman correlation weaker than ``-MIN_ROOT_DESCENT`` (0.5: a large correlation by
+#: Cohen's convention; the energy then explains under a quarter of the ordering's rank variance).
+MIN_ROOT_DESCENT = 0.5
 
-#: ``root="auto_energy"`` from the prior's mean-field states warns when the highest free energy
-#: exceeds the runner-up's by less than this (kT): the two states' weights within a factor e, the
-#: scale below which ``tl.attractors`` does not even count two states as distinct (``MIN_BARRIER``).
-MIN_ROOT_FREE_ENERGY_MARGIN = 1.0
+#: ``root="auto_energy"`` ranks each candidate state from at most this many of its cells.
+DESCENT_RANKING_CELLS = 64
 
 #: States smaller than this fraction of the root component (and than 5 cells) cannot be the root.
 MIN_ROOT_STATE_FRACTION = 0.01
@@ -93,8 +90,8 @@ def _find_root(
     if isinstance(root, str) and root == "auto_diffusion":
         dc1 = psi[:, 0]
         return int(np.abs(dc1 - np.median(dc1)).argmax()), "auto_diffusion"
-    if isinstance(root, str) and root == "auto_energy":  # chosen by energy_root_group instead
-        raise ValueError("root='auto_energy' is resolved by energy_root_group")
+    if isinstance(root, str) and root == "auto_energy":  # chosen by descent_root_group instead
+        raise ValueError("root='auto_energy' is resolved by descent_root_group")
     if isinstance(root, str):
         return int(data.obs_names.get_loc(root)), "cell"
     return int(root) % data.n_obs, "cell"
@@ -162,128 +159,74 @@ def side_weights(psi: np.ndarray, root: int, states: np.ndarray, component: np.n
     return 1.0 - (1.0 - extreme) * np.clip(ratio, 0.0, 1.0)
 
 
-def energy_root_group(
-    states: np.ndarray, energy: np.ndarray, comp_labels: np.ndarray, seed: int
+def descent_root_group(
+    states: np.ndarray,
+    energy: np.ndarray,
+    psi: np.ndarray,
+    weights: np.ndarray,
+    comp_labels: np.ndarray,
+    seed: int,
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Root group for ``root="auto_energy"``: the state of highest mean cell energy, and the evidence.
+    """Root group for ``root="auto_energy"``: the state from which the energy falls most along the
+    pseudotime, and the evidence.
 
-    Only states of the largest connected component with at least ``max(5, 1%)`` of its cells
-    compete. The evidence: the root state's mean energy, the runner-up's, their margin, the margin
-    in pooled standard deviations (``effect_size``, Cohen's d) and the root state's z-score
-    against all cells of the component; :class:`AmbiguousRootWarning` when the effect size is
-    below :data:`MIN_ROOT_EFFECT` (or only one state competes).
+    Each state of the largest connected component with at least ``max(5, 1%)`` of its cells is
+    tried as the root group: the mean diffusion pseudotime from its cells (a seeded sample of at
+    most :data:`DESCENT_RANKING_CELLS`) is ranked against the cells' energies over the component
+    (Spearman). The root is the state of the most negative correlation: the start from which
+    the ordering runs downhill in energy, the reading of the energy as a potential that falls as
+    cells differentiate. It uses every cell's energy along the ordering rather than one state's
+    mean, so a small high-energy state off the main path (rare cells, an outlying cluster) does
+    not take the root. The evidence: each candidate's correlation (``state_spearman``), the
+    root's (``spearman``), the runner-up's and the margin; :class:`AmbiguousRootWarning` when the
+    root's correlation is weaker than ``-MIN_ROOT_DESCENT`` (the energy explains less than a
+    quarter of the ordering's rank variance from any start) or only one state competes.
     """
     main = comp_labels == np.bincount(comp_labels).argmax()
     finite = main & np.isfinite(energy)
+    if finite.sum() < 3:
+        raise ValueError("root='auto_energy' needs finite energies on the main component of the cell graph.")
     names, counts = np.unique(states[finite], return_counts=True)
     min_cells = max(5, int(np.ceil(MIN_ROOT_STATE_FRACTION * finite.sum())))
     eligible = names[counts >= min_cells] if (counts >= min_cells).any() else names
-    stats = []
+    energy_rank = rankdata(energy[finite])
+    rng = np.random.default_rng(seed)
+    anchor = int(np.flatnonzero(finite)[0])  # any cell of the main component
+    rhos = {}
     for name in eligible:
-        e = energy[finite & (states == name)]
-        stats.append((float(e.mean()), float(e.var(ddof=1)) if e.size > 1 else 0.0, e.size, str(name)))
-    stats.sort(key=lambda s: -s[0])
-    top = stats[0]
-    e_all = energy[finite]
-    sd_all = float(e_all.std()) or 1.0
+        members = np.flatnonzero(finite & (states == name))
+        if members.size > DESCENT_RANKING_CELLS:
+            members = np.sort(rng.choice(members, DESCENT_RANKING_CELLS, replace=False))
+        pt = _pseudotime(psi, weights, anchor, comp_labels, members)[finite]
+        rho = np.corrcoef(rankdata(pt), energy_rank)[0, 1]
+        rhos[str(name)] = float(rho) if np.isfinite(rho) else 0.0
+    ranked = sorted(rhos, key=lambda k: rhos[k])
+    top = ranked[0]
     evidence: dict[str, Any] = {
-        "root_state": top[3],
-        "root_mean_energy": top[0],
-        "z": (top[0] - float(e_all.mean())) / sd_all,
-        "n_states": len(stats),
+        "method": "descent",
+        "root_state": top,
+        "spearman": rhos[top],
+        "state_spearman": {k: rhos[k] for k in ranked},
+        "n_states": len(ranked),
+        "runner_up_state": ranked[1] if len(ranked) > 1 else "",
+        "runner_up_spearman": rhos[ranked[1]] if len(ranked) > 1 else float("nan"),
     }
-    if len(stats) > 1:
-        second = stats[1]
-        pooled = np.sqrt(
-            ((top[2] - 1) * top[1] + (second[2] - 1) * second[1]) / max(top[2] + second[2] - 2, 1)
-        )
-        evidence |= {
-            "runner_up_state": second[3],
-            "runner_up_mean_energy": second[0],
-            "margin": top[0] - second[0],
-            "effect_size": (top[0] - second[0]) / pooled if pooled > 0 else float("inf"),
-        }
-    else:
-        evidence |= {"runner_up_state": "", "runner_up_mean_energy": float("nan"), "margin": float("nan")}
-        evidence["effect_size"] = float("nan")
-    evidence["clear"] = bool(
-        np.isfinite(evidence["effect_size"]) and evidence["effect_size"] >= MIN_ROOT_EFFECT
-    )
+    evidence["margin"] = evidence["runner_up_spearman"] - evidence["spearman"]
+    evidence["clear"] = bool(len(ranked) > 1 and rhos[top] <= -MIN_ROOT_DESCENT)
     if not evidence["clear"]:
+        why = (
+            "only one state competes"
+            if len(ranked) < 2
+            else f"from the best start, state {top!r}, the energy falls with Spearman {rhos[top]:.2f} "
+            f"along the pseudotime, weaker than -{MIN_ROOT_DESCENT}"
+        )
         warnings.warn(
-            f"root='auto_energy': the highest-energy state {top[3]!r} is not clearly above the next "
-            f"(effect size {evidence['effect_size']:.2f} < {MIN_ROOT_EFFECT}); the landscape gives no "
-            "clear root. Give a root cell or group if you know one.",
+            f"root='auto_energy': {why}; the landscape gives no clear root. Give a root cell or "
+            "group if you know one.",
             AmbiguousRootWarning,
             stacklevel=3,
         )
-    members = np.flatnonzero(finite & (states == top[3]))
+    members = np.flatnonzero(finite & (states == top))
     if members.size > MAX_ROOT_CELLS:
-        members = np.sort(np.random.default_rng(seed).choice(members, MAX_ROOT_CELLS, replace=False))
-    return members, evidence
-
-
-def free_energy_root_group(
-    data: Data, probs: np.ndarray, prior_key: str, comp_labels: np.ndarray, seed: int
-) -> tuple[np.ndarray, dict[str, Any]] | None:
-    """Root group for ``root="auto_energy"`` from the prior's states at its temperature: the cells
-    of the mean-field state (``tl.attractors(method="meanfield")``) of highest free energy, the
-    least stable state of the landscape.
-
-    Only states of the largest connected component with at least ``max(5, 1%)`` of its cells
-    compete. ``None`` when ``uns[prior_key]`` holds no quadratic prior over ``probs``' units or
-    the prior has fewer than two such states at its temperature (the caller then falls back to
-    :func:`energy_root_group`). The evidence: the states' free energies, the root's margin over
-    the runner-up (kT) and its cells; :class:`AmbiguousRootWarning` below
-    :data:`MIN_ROOT_FREE_ENERGY_MARGIN`.
-    """
-    try:  # the prior tl.qbm stored; none, one with hidden units, or malformed: no landscape root
-        landscape = EnergyLandscape.from_data(data, None, prior_key)
-    except (KeyError, NotImplementedError, ValueError):
-        return None
-    if probs.shape[1] != landscape.n:
-        return None
-    # the states of tl.attractors' default: mean-field states less than MIN_BARRIER apart merged,
-    # each group at the free energy of its lowest state
-    merged = merged_states(landscape.h, landscape.J_sym, probs, MIN_BARRIER)
-    label = merged.group[merged.cell_state]
-    energy_f = merged.group_energy
-    main = comp_labels == np.bincount(comp_labels).argmax()
-    counts = np.bincount(label[main], minlength=len(energy_f))
-    min_cells = max(5, int(np.ceil(MIN_ROOT_STATE_FRACTION * main.sum())))
-    eligible = np.flatnonzero(counts >= min_cells)
-    if eligible.size < 2:
-        warnings.warn(
-            f"root='auto_energy': the prior has {eligible.size} state(s) at its temperature (mean "
-            "field), so its landscape gives no root; falling back to the cell state of highest "
-            "mean energy. Give a root cell or group if you know one.",
-            AmbiguousRootWarning,
-            stacklevel=3,
-        )
-        return None
-    ranked = eligible[np.argsort(-energy_f[eligible], kind="stable")]
-    top, second = int(ranked[0]), int(ranked[1])
-    margin = float(energy_f[top] - energy_f[second])
-    evidence: dict[str, Any] = {
-        "method": "free_energy",
-        "root_state": f"mean-field state of free energy {energy_f[top]:.2f}",
-        "free_energies": [float(f) for f in np.sort(energy_f[eligible])[::-1]],
-        "root_free_energy": float(energy_f[top]),
-        "runner_up_free_energy": float(energy_f[second]),
-        "margin": margin,
-        "n_states": int(eligible.size),
-        "root_cells": int(counts[top]),
-        "clear": bool(margin >= MIN_ROOT_FREE_ENERGY_MARGIN),
-    }
-    if not evidence["clear"]:
-        warnings.warn(
-            f"root='auto_energy': the prior's least stable state is not clearly above the next "
-            f"(free energy margin {margin:.2f} kT < {MIN_ROOT_FREE_ENERGY_MARGIN}); the landscape "
-            "gives no clear root. Give a root cell or group if you know one.",
-            AmbiguousRootWarning,
-            stacklevel=3,
-        )
-    members = np.flatnonzero(main & (label == top))
-    if members.size > MAX_ROOT_CELLS:
-        members = np.sort(np.random.default_rng(seed).choice(members, MAX_ROOT_CELLS, replace=False))
+        members = np.sort(rng.choice(members, MAX_ROOT_CELLS, replace=False))
     return members, evidence

@@ -38,9 +38,8 @@ from qbm_pyro.tl._neighbors import EXACT_KNN_MAX_CELLS, _gaussian_affinities, _k
 from qbm_pyro.tl._roots import (
     _check_root_args,
     _find_root,
-    energy_root_group,
+    descent_root_group,
     expand_root,
-    free_energy_root_group,
     root_group,
     side_weights,
 )
@@ -77,7 +76,7 @@ def trajectory(
     root_key: str | None = None,
     root_value: Any = None,
     energy_key: str = "qbm_energy",
-    prior_key: str = "qbm",
+    prior_key: str | None = None,
     groups_key: str | None = None,
     resolution: float = 1.0,
     knn_method: KnnMethod = "auto",
@@ -177,21 +176,22 @@ def trajectory(
       raised the Spearman with the reference pseudotime from 0.856 ± 0.064 (one cell: the
       group's tip along the line joining the centroids) to 0.897 ± 0.018 on paul15, and with
       the time from 0.641 ± 0.077 to 0.659 ± 0.040 on a549;
-    * ``"auto_energy"``: the root group is read from the landscape, not one cell. When
-      ``uns[prior_key]["prior"]`` holds the quadratic prior over the code (written by
-      :func:`~qbm_pyro.tl.qbm`), it is the prior's least stable state: of the states at the
-      prior's temperature that the cells fall into (the mean-field states of
-      :func:`~qbm_pyro.tl.attractors`, of at least 5 cells and 1% of the main component), the
-      one of highest free energy. The evidence (``uns[...]["root"]["evidence"]``) holds the
-      states' free energies and the root's margin over the runner-up (kT); an
-      :class:`~qbm_pyro.tl._roots.AmbiguousRootWarning` says when the margin is below 1 kT.
-      When there is no such prior, or it has a single state at its temperature (a warning says
-      so), the root group is the cell state (Leiden cluster or ``groups_key`` group, same size
-      rule) of highest mean prior energy ``obs[energy_key]``, with the two states' mean
-      energies, their margin in pooled standard deviations (``effect_size``, warned below 0.5)
-      and the root state's z-score as evidence. Whether progenitors are the least stable state
-      is a hypothesis about the data: ``benchmarks/landscape.py`` measures it against known
-      roots (``docs/landscape.rst``); check it with :func:`energy_along_pseudotime`;
+    * ``"auto_energy"``: the root group is read from the energy landscape, not one cell: the
+      state (Leiden cluster or ``groups_key`` group of the main component, of at least 5 cells
+      and 1% of it) from which the prior energy ``obs[energy_key]`` falls most along the
+      pseudotime. Each state is tried as the root group and the mean DPT from its cells is
+      ranked against the cells' energies; the root is the state of the most negative Spearman
+      correlation, the reading of the energy as a potential that falls as cells differentiate
+      (high for progenitors, low for differentiated cells). It uses the energy of every cell
+      along the ordering, so a small high-energy state off the main path does not take the
+      root (the rule before 2026-12-04, the state of highest mean energy, did: on paul15 it
+      reversed a lineage in every seed). The evidence (``uns[...]["root"]["evidence"]``) holds
+      every candidate's correlation, the root's, the runner-up's and their margin; an
+      :class:`~qbm_pyro.tl._roots.AmbiguousRootWarning` says when the best correlation is
+      weaker than -0.5 (``MIN_ROOT_DESCENT``): the energy is then no potential along this
+      graph. Measured in ``benchmarks/landscape.py`` (``docs/landscape.rst``): it holds on
+      paul15 (the progenitors' state in every seed) and not on a549, whose energy is unrelated
+      to time (it warns there). Check it with :func:`energy_along_pseudotime`;
     * ``"auto_diffusion"``: the extreme cell of the first diffusion component, at the end
       furthest from its median. Its orientation is arbitrary: check it.
 
@@ -239,8 +239,8 @@ def trajectory(
         ``obs`` column of per-cell prior energies (lower = more probable), used by
         ``root="auto_energy"`` and for the per-state mean energies (``NaN`` when absent).
     prior_key
-        Where :func:`~qbm_pyro.tl.qbm` stored the prior (``uns[prior_key]["prior"]``), from which
-        ``root="auto_energy"`` takes the prior's states.
+        Deprecated and unused: ``root="auto_energy"`` no longer reads the prior's states (see
+        **Root**). Passing it warns; it will be removed.
     groups_key
         ``obs`` column of given states; ``None`` runs Leiden on the kNN graph.
     resolution
@@ -339,6 +339,13 @@ def trajectory(
     if n_dcs + 1 >= n_obs:
         raise ValueError(f"`n_dcs` must be smaller than n_obs - 1 = {n_obs - 1}, got {n_dcs}.")
     _check_root_args(data, root, root_key, root_value, energy_key)
+    if prior_key is not None:
+        warnings.warn(
+            "`prior_key` is unused and will be removed: root='auto_energy' now roots where the "
+            "energy falls most along the pseudotime, not at the prior's least stable state.",
+            FutureWarning,
+            stacklevel=2,
+        )
     if groups_key is not None and groups_key not in data.obs:
         raise KeyError(f"`groups_key` {groups_key!r} not found in `.obs`.")
     n_binary = _resolve_n_binary(data, use_rep, rep, n_binary)
@@ -365,10 +372,7 @@ def trajectory(
     energy = _get_energy(data, energy_key)
     evidence = None
     if isinstance(root, str) and root == "auto_energy":
-        found = None
-        if n_binary > 0:
-            found = free_energy_root_group(data, rep[:, :n_binary], prior_key, comp_labels, seed)
-        group, evidence = found or energy_root_group(states, energy, comp_labels, seed)
+        group, evidence = descent_root_group(states, energy, psi, weights, comp_labels, seed)
         root_index, root_method = int(group[0]), "auto_energy"
     else:
         root_index, root_method = _find_root(
