@@ -128,6 +128,48 @@ def test_minimax_closure_rebuilds_every_barrier_from_the_barrier_tree(seed):
     assert ((via >= 0) == ~np.isfinite(sparse)).all()  # every pair off the tree came from a chain
 
 
+def _floyd_bottleneck(barriers: np.ndarray) -> np.ndarray:
+    """Reference closure: Floyd-Warshall in the (min, max) semiring."""
+    out = barriers.copy()
+    for v in range(out.shape[0]):
+        out = np.minimum(out, np.maximum(out[:, v, None], out[None, v, :]))
+    return out
+
+
+def _unroll(via: np.ndarray, i: int, j: int) -> list[tuple[int, int]]:
+    stack, hops = [(i, j)], []
+    while stack:
+        a, b = stack.pop()
+        if via[a, b] < 0:
+            hops.append((a, b))
+        else:
+            stack.extend([(int(via[a, b]), b), (a, int(via[a, b]))])
+    return hops
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_minimax_closure_matches_floyd_and_its_chains_unroll(seed):
+    """Against the cubic Floyd-Warshall closure on random symmetric barrier matrices with missing
+    pairs and ties: the same values, and every chained pair unrolls through ``via`` into given
+    pairs whose highest barrier is the closed value, ending where it starts."""
+    rng = np.random.default_rng(seed)
+    k = int(rng.integers(2, 40))
+    sym = np.round(rng.normal(size=(k, k)), 1)  # rounded: ties
+    sym = np.triu(sym, 1) + np.triu(sym, 1).T
+    np.fill_diagonal(sym, -5.0)
+    missing = np.triu(rng.random((k, k)) < rng.uniform(0.0, 0.9), 1)
+    sym[missing | missing.T] = np.inf
+    closed, via = minimax_closure(sym)
+    np.testing.assert_array_equal(closed, _floyd_bottleneck(sym))
+    np.testing.assert_array_equal(closed, closed.T)
+    assert (via[~np.isfinite(closed)] == -1).all() and (np.diagonal(via) == -1).all()
+    for i, j in zip(*np.nonzero(via >= 0), strict=True):
+        hops = _unroll(via, int(i), int(j))
+        assert hops[0][0] == i and hops[-1][1] == j
+        assert all(a[1] == b[0] for a, b in zip(hops, hops[1:]))
+        assert max(sym[a, b] for a, b in hops) == closed[i, j] < sym[i, j]
+
+
 def test_near_pairs_are_each_codes_nearest():
     codes = np.array([[0, 0, 0, 0], [1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 1], [0, 1, 1, 1]])
     # nearest: 0-1, 1-0 (a tie with 2: the lower index), 2-1, 3-4, 4-3; the spanning tree adds a

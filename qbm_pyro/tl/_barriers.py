@@ -320,21 +320,39 @@ def near_pairs(codes: np.ndarray, neighbours: int) -> list[tuple[int, int]]:
 
 def minimax_closure(barriers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Lowest chains of barriers: ``B[i, j] <- min(B[i, j], max(B[i, v], B[v, j]))`` over every
-    intermediate ``v`` (Floyd-Warshall in the bottleneck semiring; ``inf`` for pairs not computed).
+    chain of intermediates (the bottleneck closure; ``inf`` for pairs not computed).
 
     A path from ``i`` to ``v`` followed by one from ``v`` to ``j`` is a path from ``i`` to ``j``,
-    so each chained value bounds the barrier from above. Returns the closed matrix and ``via``
-    ``(k, k)``: the intermediate of the last improvement of each pair, ``-1`` where the given
-    value stands (:func:`chained_path` unrolls it).
+    so each chained value bounds the barrier from above. The closure of a symmetric matrix is the
+    largest barrier on the path of its minimum spanning tree: the pairs are joined in order of
+    their barrier (Kruskal), and when the pair ``(u, v)`` at level ``b`` first joins two groups,
+    every pair across them gets ``b``, O(k²) in all. Returns the closed matrix and ``via``
+    ``(k, k)``: for a chained pair ``(a, b)`` across ``(u, v)``, ``u`` (or ``v`` when ``a`` is
+    ``u``), so that the chain splits into a pair within a group and one nearer the joining pair;
+    ``-1`` where the given value stands (:func:`chained_path` unrolls it).
     """
-    out = np.array(barriers, dtype=np.float64)
-    k = out.shape[0]
+    given = np.array(barriers, dtype=np.float64)
+    k = given.shape[0]
+    out = given.copy()
     via = np.full((k, k), -1, dtype=np.int64)
-    for v in range(k):
-        through = np.maximum(out[:, v, None], out[None, v, :])
-        better = through < out
-        out = np.where(better, through, out)
-        via[better] = v
+    rows, cols = np.triu_indices(k, 1)
+    level = np.minimum(given[rows, cols], given[cols, rows])
+    finite = np.isfinite(level)
+    order = np.argsort(level[finite], kind="stable")
+    group = np.arange(k)
+    members = [np.array([v]) for v in range(k)]
+    for u, v, height in zip(rows[finite][order], cols[finite][order], level[finite][order], strict=True):
+        gu, gv = group[u], group[v]
+        if gu == gv:
+            continue
+        A, B = members[gu], members[gv]
+        chained = given[np.ix_(A, B)] > height
+        out[np.ix_(A, B)] = np.where(chained, height, given[np.ix_(A, B)])
+        out[np.ix_(B, A)] = out[np.ix_(A, B)].T
+        via[np.ix_(A, B)] = np.where(chained, np.where(A == u, v, u)[:, None], -1)
+        via[np.ix_(B, A)] = np.where(chained.T, np.where(B == v, u, v)[:, None], -1)
+        members[gu] = np.concatenate([A, B])
+        group[B] = gu
     return out, via
 
 
