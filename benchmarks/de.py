@@ -1,7 +1,9 @@
 """Differential expression: QBM-VAE (and scVI) against scanpy's Wilcoxon test on paul15.
 
 Usage: ``python benchmarks/de.py [--seeds 0 1 2] [--epochs 100] [--methods qbm scvi]
-[--out benchmarks/results/de.json]``.
+[--fits DIR] [--note TEXT] [--out benchmarks/results/de.json]``. ``--fits``: QBM-VAE fits of the
+package defaults saved with :meth:`~qbm_pyro.QBMVAE.save` under ``DIR/paul15/seed<k>/`` are loaded
+instead of fitted (a seed without one is fitted). Rows of methods not run are kept from ``--out``.
 
 For every cell type of the bundled paul15 set (``obs["cell_type"]``, 7 types, 240 genes), each
 method ranks the genes up in that type against the rest; the reference is scanpy's Wilcoxon
@@ -62,15 +64,19 @@ def up_ranking(de, group: str) -> list[str]:
     return [str(x) for x in d.sort_values(["proba_de", "lfc_mean"], ascending=False, kind="stable").index]
 
 
-def fit_qbm(adata, seed: int, epochs: int):
+def fit_qbm(adata, seed: int, epochs: int, fits: Path | None = None):
     import qbm_pyro
 
-    model = qbm_pyro.QBMVAE(adata, seed=seed)
-    model.train(max_epochs=epochs, progress_bar=False)
+    saved = None if fits is None else fits / "paul15" / f"seed{seed}"
+    if saved is not None and (saved / "DONE").exists():
+        model = qbm_pyro.QBMVAE.load(saved, adata)
+    else:
+        model = qbm_pyro.QBMVAE(adata, seed=seed)
+        model.train(max_epochs=epochs, progress_bar=False)
     return model.differential_expression(groupby="cell_type", seed=seed)
 
 
-def fit_scvi(adata, seed: int, epochs: int):
+def fit_scvi(adata, seed: int, epochs: int, fits: Path | None = None):
     import scvi
 
     scvi.settings.seed = seed
@@ -89,7 +95,7 @@ def scores(ranking: list[str], reference: list[str], group: str, genes: set[str]
     return out
 
 
-def run(seeds, epochs, methods, log=print) -> dict:
+def run(seeds, epochs, methods, log=print, fits: Path | None = None) -> dict:
     import torch
 
     import qbm_pyro
@@ -103,11 +109,11 @@ def run(seeds, epochs, methods, log=print) -> dict:
         rows.append(
             {"method": "wilcoxon", "seed": None, "group": group, **scores(ranking, ranking, group, genes)}
         )
-    fits = {"qbm": fit_qbm, "scvi": fit_scvi}
+    fitters = {"qbm": fit_qbm, "scvi": fit_scvi}
     for method in methods:
         for seed in seeds:
             start = time.perf_counter()
-            de = fits[method](adata, seed, epochs)
+            de = fitters[method](adata, seed, epochs, fits)
             seconds = time.perf_counter() - start
             for group, ranking in reference.items():
                 row = {"method": method, "seed": seed, "group": group, "seconds": seconds}
@@ -189,6 +195,8 @@ def main(argv=None) -> None:
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--methods", nargs="+", choices=("qbm", "scvi"), default=["qbm", "scvi"])
     parser.add_argument("--out", type=Path, default=HERE / "results" / "de.json")
+    parser.add_argument("--fits", type=Path, default=None, help="saved QBM-VAE fits: DIR/paul15/seed<k>/")
+    parser.add_argument("--note", default=None, help="provenance note in meta (shown in BENCHMARKS.md)")
     args = parser.parse_args(argv)
     methods = list(args.methods)
     if "scvi" in methods:
@@ -199,7 +207,16 @@ def main(argv=None) -> None:
             methods.remove("scvi")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = run(args.seeds, args.epochs, methods, log=lambda line: print(line, flush=True))
+        result = run(
+            args.seeds, args.epochs, methods, log=lambda line: print(line, flush=True), fits=args.fits
+        )
+    if args.out.exists():  # rows of the methods not run here stay
+        kept = [
+            r for r in json.loads(args.out.read_text())["rows"] if r["method"] not in methods + ["wilcoxon"]
+        ]
+        result["rows"] = kept + result["rows"]
+    if args.note:
+        result["meta"]["note"] = args.note
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print("\n".join(report_section(result)))

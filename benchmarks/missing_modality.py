@@ -2,7 +2,7 @@
 protein-only queries, accuracy and calibration of the uncertainty.
 
 Usage: ``python benchmarks/missing_modality.py [--seeds 0 1] [--ref-epochs 100]
-[--query-epochs 50] [--out benchmarks/results/missing_modality.json]``.
+[--query-epochs 50] [--cache DIR] [--note TEXT] [--out benchmarks/results/missing_modality.json]``.
 
 Data: the bundled CITE-seq set (``qbm_pyro.datasets.pbmc_cite_2batch``); reference ``pbmc10k``,
 query ``pbmc5k`` (200 cells each), with the coarse protein-gated labels of
@@ -278,6 +278,7 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--cache", type=Path, default=None, help="keep the fitted latents there (npz) and reuse them"
     )
+    parser.add_argument("--note", default=None, help="provenance note in meta (shown in BENCHMARKS.md)")
     args = parser.parse_args(argv)
     rows, done = [], []
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -308,6 +309,7 @@ def main(argv=None) -> None:
             "ref_epochs": args.ref_epochs,
             "query_epochs": args.query_epochs,
             "versions": package_versions(),
+            **({"note": args.note} if args.note else {}),
         }
         args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))  # after every seed
     print("\n".join(report_section({"meta": meta, "rows": rows})))
