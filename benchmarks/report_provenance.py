@@ -210,4 +210,14 @@ def provenance_section() -> list[str]:
         "the older tables listed above. Speed: the floor is one mean and one `where` over the "
         "Gaussian units' KL per minibatch.",
         "",
+        '**2026-12-04, stop 19: `root="auto_energy"` roots at the state from which the energy '
+        "falls most along the pseudotime** (each state tried as the root group; before: the "
+        "prior's least stable mean-field state, else the state of highest mean energy); no "
+        "training default changed. Re-run with it: the landscape table's paul15 and a549 rows "
+        "(the same fits, /work/fitsF; every other column reproduces stop 18's). Re-run at the "
+        "free-bits default on the same fits (/work/fitsF): the latent-representation section, "
+        "the QBM-VAE rows of differential expression; refitted at it: queries lacking a modality. "
+        "Still at stop 14's default (continuous_kl_weight 3 without free bits): the small-data "
+        "rows, and the older tables listed above.",
+        "",
     ]

@@ -265,6 +265,14 @@ def test_auto_energy_without_energy_raises():
         trajectory(adata, "auto_energy")
 
 
+def test_prior_key_is_deprecated_and_changes_nothing():
+    adata = make_adata(100)
+    with pytest.warns(FutureWarning, match="prior_key"):
+        given = trajectory(adata, "auto_energy", prior_key="qbm", copy=True)
+    plain = trajectory(adata, "auto_energy", copy=True)
+    np.testing.assert_array_equal(given.obs["qbm_pseudotime"], plain.obs["qbm_pseudotime"])
+
+
 def test_values_outside_unit_interval_need_n_binary():
     adata = make_adata(200)
     continuous = np.random.default_rng(0).normal(size=(200, 3)) * 3
