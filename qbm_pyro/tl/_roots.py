@@ -178,7 +178,8 @@ def descent_root_group(
     cells differentiate. It uses every cell's energy along the ordering rather than one state's
     mean, so a small high-energy state off the main path (rare cells, an outlying cluster) does
     not take the root. The evidence: each candidate's correlation (``state_spearman``), the
-    root's (``spearman``), the runner-up's and the margin; :class:`AmbiguousRootWarning` when the
+    root's (``spearman``), the runner-up's and the margin, the root state's mean energy and its
+    z-score against every cell of the component (``z``: how much higher the start sits); :class:`AmbiguousRootWarning` when the
     root's correlation is weaker than ``-MIN_ROOT_DESCENT`` (the energy explains less than a
     quarter of the ordering's rank variance from any start) or only one state competes.
     """
@@ -202,9 +203,13 @@ def descent_root_group(
         rhos[str(name)] = float(rho) if np.isfinite(rho) else 0.0
     ranked = sorted(rhos, key=lambda k: rhos[k])
     top = ranked[0]
+    e_all = energy[finite]
+    e_root = energy[finite & (states == top)]
     evidence: dict[str, Any] = {
         "method": "descent",
         "root_state": top,
+        "root_mean_energy": float(e_root.mean()),
+        "z": float((e_root.mean() - e_all.mean()) / (e_all.std() or 1.0)),
         "spearman": rhos[top],
         "state_spearman": {k: rhos[k] for k in ranked},
         "n_states": len(ranked),

@@ -186,7 +186,8 @@ def trajectory(
       along the ordering, so a small high-energy state off the main path does not take the
       root (the rule before 2026-12-04, the state of highest mean energy, did: on paul15 it
       reversed a lineage in every seed). The evidence (``uns[...]["root"]["evidence"]``) holds
-      every candidate's correlation, the root's, the runner-up's and their margin; an
+      every candidate's correlation, the root's, the runner-up's and their margin, and the root
+      state's mean energy with its z-score against all cells (how much higher it sits); an
       :class:`~qbm_pyro.tl._roots.AmbiguousRootWarning` says when the best correlation is
       weaker than -0.5 (``MIN_ROOT_DESCENT``): the energy is then no potential along this
       graph. Measured in ``benchmarks/landscape.py`` (``docs/landscape.rst``): it holds on
