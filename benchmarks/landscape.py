@@ -5,9 +5,12 @@ For each data set and seed: fit the QBM-VAE (the package defaults; ``--epochs``)
 score
 
 - attractor ARI against the known types (paul15 cell types, mixology cell lines, a549 time
-  points; the CITE-seq set has no labels), attractor and minimum counts, the fraction of prior
+  points; the CITE-seq set against the coarse protein-gated types of ``benchmarks/mapping.py``,
+  T, B, monocyte and NK, as its query benchmark labels them), attractor and minimum counts, the fraction of prior
   samples that fall outside the cells' attractors, whether the barriers were proven exact;
-- Leiden ARI on the same latent (``qbm_pyro.metrics.clustering_scores``, resolution chosen by NMI);
+- Leiden ARI on the same latent (``qbm_pyro.metrics.clustering_scores``, resolution chosen by NMI),
+  and on scVI's and totalVI's latents of the CITE-seq set (``--baseline-latents``; the other sets'
+  scVI rows come from ``baselines.json``);
 - seed-to-seed ARI between the attractor labels of every pair of seeds;
 - the prior's own dynamics as the check of the states: of ``PERSISTENCE_CHAINS`` Gibbs chains at
   β = 1 started in each state (codes drawn from its lowest fixed point), the fraction whose
@@ -21,7 +24,7 @@ score
   (``root_expand="sides"``, the default for a root cell), against the root group.
 
 Usage: ``python benchmarks/landscape.py [--datasets ...] [--seeds 0 1 2] [--epochs N] [--fits DIR]
-[--others [greedy] [graph]]`` (``--others``: the attractor methods scored beside the mean-field states;
+[--others [greedy] [graph]] [--baseline-latents DIR]`` (``--others``: the attractor methods scored beside the mean-field states;
 with no names, the mean-field states only)
 (``--fits``: reuse models saved with :meth:`~qbm_pyro.QBMVAE.save` under ``DIR/<set>/seed<k>/``,
 marked finished by a ``DONE`` file; sets and seeds without one are fitted here and saved there)
@@ -48,6 +51,7 @@ from sklearn.metrics import adjusted_rand_score
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import qbm_pyro  # noqa: E402
 from benchmarks.environment import run_meta  # noqa: E402
+from benchmarks.mapping import cite_labels  # noqa: E402
 from benchmarks.quality import load  # noqa: E402
 from benchmarks.trajectory import A549_ROOT, A549_TRUTH, PAUL15_ROOT, PAUL15_TRUTH, score_pseudotime  # noqa: E402
 from benchmarks.trajectory_models import energy_root_check  # noqa: E402
@@ -167,12 +171,44 @@ def _model(data, dataset: str, seed: int, epochs: int, batch_key, kwargs, fits: 
     return model, meta["epochs_run"], str(saved)
 
 
+#: Data sets without labels in ``obs`` scored against derived types: the CITE-seq set against the
+#: coarse protein-gated types of ``benchmarks/mapping.py`` (T, B, monocyte, NK).
+DERIVED_TYPES = {"cite": cite_labels}
+
+#: Baselines fitted here (``--baseline-latents``) where ``baselines.json`` has no Leiden ARI
+#: against the types: scVI (RNA) and totalVI (RNA + protein) on the CITE-seq set.
+BASELINE_FITS = {"cite": ("scvi", "totalvi")}
+
+
+def _types(data, dataset: str, label_key: str | None) -> np.ndarray | None:
+    if label_key:
+        return data.obs[label_key].astype(str).to_numpy()
+    return DERIVED_TYPES[dataset](data) if dataset in DERIVED_TYPES else None
+
+
+def baseline_leiden(dataset: str, seed: int, epochs: int, truth: np.ndarray, latents: Path) -> dict:
+    """Leiden ARI against ``truth`` on the latents of :data:`BASELINE_FITS` for ``dataset``:
+    ``latents/<set>_<method>_<seed>.npy`` when saved, else fitted (``baselines.fit_latent``, at
+    ``epochs``, each package's defaults) and saved there."""
+    from benchmarks.baselines import fit_latent
+
+    out = {}
+    for method in BASELINE_FITS.get(dataset, ()):
+        path = latents / f"{dataset}_{method}_{seed}.npy"
+        if not path.exists():
+            latents.mkdir(parents=True, exist_ok=True)
+            np.save(path, fit_latent(dataset, method, seed, epochs)[0])
+        out[f"{method}_leiden_ari"] = float(clustering_scores(np.load(path), truth, seed=seed)["ari"])
+    return out
+
+
 def run(
     dataset: str,
     seed: int,
     epochs: int,
     fits: Path | None = None,
     others: tuple[str, ...] = ("greedy", "graph"),
+    baseline_latents: Path | None = None,
 ) -> tuple[dict, dict]:
     data, label_key, batch_key, kwargs = load(dataset)
     start = time.perf_counter()
@@ -210,13 +246,15 @@ def run(
             off = ~np.eye(len(found["states"]), dtype=bool)
             row["n_minima"] = int(len(found["minima"]))
             row["barrier_exact_fraction"] = float(found["barrier_exact"][off].mean()) if off.any() else 1.0
-    if label_key:
-        truth = data.obs[label_key].astype(str).to_numpy()
+    truth = _types(data, dataset, label_key)
+    if truth is not None:
         row["attractor_ari"] = float(adjusted_rand_score(truth, labels["meanfield"]))
         for method in others:
             row[f"{method}_attractor_ari"] = float(adjusted_rand_score(truth, labels[method]))
         leiden = clustering_scores(np.asarray(data.obsm["X_qbm"]), truth, seed=seed)
         row["leiden_ari"], row["leiden_n_clusters"] = leiden["ari"], leiden["n_clusters"]
+        if baseline_latents is not None:
+            row |= baseline_leiden(dataset, seed, epochs, truth, baseline_latents)
     if batch_key:
         row["attractor_batch_ari"] = float(
             adjusted_rand_score(data.obs[batch_key].astype(str), labels["meanfield"])
@@ -299,7 +337,7 @@ def report_section(results: Path) -> list[str]:
             f"/ {col('graph_n_attractors')} "
             f"| {col('n_minima')} "
             f"| {col('attractor_ari')} / {col('greedy_attractor_ari')} / {col('graph_attractor_ari')} "
-            f"| {col('leiden_ari')} | {_ms(scvi.get(dataset, []))} "
+            f"| {col('leiden_ari')} | {_ms(scvi.get(dataset) or [r.get('scvi_leiden_ari') for r in sel])} "
             f"| {col('attractor_ari', stab)} / {col('greedy_ari', stab)} / {col('graph_ari', stab)} "
             f"| {_ms(tv)} | {col('prior_unassigned')} "
             f"| {col('persistence')} / {col('line_persistence')} ({col('line_n_states')}) |"
@@ -390,6 +428,13 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/landscape.json"))
     parser.add_argument("--note", default=None, help="provenance note in meta (shown in BENCHMARKS.md)")
     parser.add_argument(
+        "--baseline-latents",
+        type=Path,
+        default=None,
+        help="score Leiden on scVI/totalVI latents of the sets in BASELINE_FITS: "
+        "DIR/<set>_<method>_<seed>.npy (fitted and saved there when missing)",
+    )
+    parser.add_argument(
         "--others",
         nargs="*",
         default=["greedy", "graph"],
@@ -412,7 +457,9 @@ def main(argv=None) -> None:
     for dataset in args.datasets:
         labels = {}
         for seed in args.seeds:  # the file is rewritten after every fit
-            row, labels[seed] = run(dataset, seed, args.epochs, args.fits, tuple(args.others))
+            row, labels[seed] = run(
+                dataset, seed, args.epochs, args.fits, tuple(args.others), args.baseline_latents
+            )
             rows.append(row)
             brief = {k: v for k, v in row.items() if k not in ("markers", "trajectory")}
             print(json.dumps(brief, default=float), flush=True)

@@ -182,8 +182,9 @@ def _parser() -> argparse.ArgumentParser:
         "--continuous-free-bits",
         type=_non_negative_float,
         default=None,
-        help="free bits of each Gaussian unit's KL, in nats (default: the library's, 0.5: the "
-        "Gaussian units keep some of the cells' continuous variation; 0: off)",
+        help="free bits of each Gaussian unit's KL, in nats (default: the library's, 0.5 from "
+        "1,000 cells and 0 below: the Gaussian units keep some of the cells' continuous "
+        "variation; 0: off)",
     )
     fit.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (default 0)")
     fit.add_argument(

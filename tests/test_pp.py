@@ -147,6 +147,7 @@ def test_size_defaults(n_cells, epochs, val, stop, latent):
     assert (d["max_epochs"], d["validation_fraction"], d["early_stopping"]) == (epochs, val, stop)
     assert (d["n_latent"], d["n_continuous"]) == latent
     assert d["small_data"] == (n_cells < 1000)
+    assert d["continuous_free_bits"] == (0.0 if n_cells < 1000 else 0.5)
 
 
 def test_size_defaults_keep_given_values():
@@ -154,6 +155,8 @@ def test_size_defaults_keep_given_values():
     assert (d["n_latent"], d["n_continuous"], d["max_epochs"]) == (64, 0, 7)
     assert d["validation_fraction"] == 0.2 and d["early_stopping"] is True
     assert size_defaults(5000, validation_fraction=0.0)["early_stopping"] is False
+    assert size_defaults(271, continuous_free_bits=0.5)["continuous_free_bits"] == 0.5
+    assert size_defaults(5000, continuous_free_bits=0.0)["continuous_free_bits"] == 0.0
     with pytest.raises(ValueError, match="n_cells"):
         size_defaults(0)
 
@@ -287,3 +290,25 @@ def test_train_without_max_epochs_follows_the_size_rule():
     assert seen == [(expected, expected // 2)]
     model.train(max_epochs=10, kl_warmup_epochs=3, progress_bar=False, trainer_cls=OneEpoch)
     assert seen[-1] == (10, 3)
+
+
+@pytest.mark.parametrize(
+    "n_cells, given, expected", [(80, None, 0.0), (1000, None, 0.5), (80, 0.5, 0.5), (1000, 0.0, 0.0)]
+)
+def test_train_takes_the_free_bits_from_the_size_rule(n_cells, given, expected):
+    """No free bits below ``SMALL_DATA_CELLS`` unless asked for, 0.5 nats from there on; a given
+    value is kept (the trainer is stopped before its first epoch)."""
+    from qbm_pyro.training import Trainer
+
+    seen = []
+
+    class NoEpoch(Trainer):
+        def run(self):
+            seen.append(self.config.continuous_free_bits)
+            self.config.max_epochs = 1
+            return super().run()
+
+    model = qbm_pyro.QBMVAE(two_groups(n_cells=n_cells, n_genes=60), n_latent=4, n_continuous=2)
+    extra = {} if given is None else {"continuous_free_bits": given}
+    model.train(max_epochs=1, progress_bar=False, trainer_cls=NoEpoch, **extra)
+    assert seen == [expected]

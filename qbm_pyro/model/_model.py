@@ -271,8 +271,9 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
             aggregate posterior (``Trainer.refit_prior``; what it did: ``model.prior_refit_``),
             ``continuous_kl_weight`` (``β``, default 3: the Gaussian units' KL weighed ``β`` times,
             so the code and its prior carry more of the cells' states; 1: the ELBO; docs/landscape.rst),
-            ``continuous_free_bits`` (``λ`` nats per Gaussian unit, default 0.5; 0: off: the first
-            ``λ`` nats of each unit's KL are free, so no Gaussian unit collapses under ``β``).
+            ``continuous_free_bits`` (``λ`` nats per Gaussian unit, the first ``λ`` of each unit's
+            KL free so none collapses under ``β``; default: 0.5 from 1,000 cells, 0 below, see
+            :func:`qbm_pyro.pp.size_defaults`).
 
         Warns
         -----
@@ -298,11 +299,10 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
             Bad settings, no cell to train on, or a checkpoint that does not fit this model.
         """
         sizes = size_defaults(
-            int(self.registry.n_obs),
-            max_epochs=max_epochs,
-            validation_fraction=validation_fraction,
-            early_stopping=early_stopping,
-        )
+            int(self.registry.n_obs), max_epochs=max_epochs, validation_fraction=validation_fraction,
+            early_stopping=early_stopping, continuous_free_bits=config.pop("continuous_free_bits", None),
+        )  # fmt: skip
+        config["continuous_free_bits"] = sizes["continuous_free_bits"]
         max_epochs = sizes["max_epochs"]
         validation_fraction, early_stopping = sizes["validation_fraction"], sizes["early_stopping"]
         cfg = TrainingConfig(

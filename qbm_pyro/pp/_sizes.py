@@ -18,6 +18,7 @@ def size_defaults(
     max_epochs: int | None = None,
     validation_fraction: float | None = None,
     early_stopping: bool | None = None,
+    continuous_free_bits: float | None = None,
 ) -> dict[str, Any]:
     """Resolve the ``None`` settings of :func:`qbm_pyro.tl.qbm` from the number of cells.
 
@@ -41,6 +42,15 @@ def size_defaults(
         instead. From 1,000 cells: ``0.1`` and ``True`` (as before). Early stopping is only on
         when there is a validation set; ``early_stopping=True`` asked for on small data brings
         its 10 % validation set.
+    ``continuous_free_bits``
+        From ``SMALL_DATA_CELLS`` cells: 0.5 nats per Gaussian unit (the first 0.5 nats of each
+        unit's KL are free, so no Gaussian unit collapses under the 3x KL weight; see
+        :meth:`qbm_pyro.QBMVAE.train`). Below: ``0.0`` (none). Where the units collapsed (paul15,
+        2,660 cells: 1 of 16 active) the floor mended the over-split clusters; on small data they
+        did not collapse without it (CITE-seq, 400 cells: 13 of 16 active), and the floor cost
+        what it was measured on (3 seeds or 5 draws, ``BENCHMARKS.md``): CITE-seq held-out log
+        p(x) 5-8 nats per cell in every seed, 300-cell paul15 subsamples' 15-NN accuracy 0.03-0.06
+        in every draw (300-cell a549 subsamples: no change).
     ``n_latent``, ``n_continuous``
         64 binary + 16 Gaussian units at every size. A smaller latent (16 + 8) was measured on
         300-cell subsamples and lost: on paul15 the pseudotime's Spearman with the lineage
@@ -52,12 +62,12 @@ def size_defaults(
     ----------
     n_cells
         Cells the model is fit on.
-    n_latent, n_continuous, max_epochs, validation_fraction, early_stopping
+    n_latent, n_continuous, max_epochs, validation_fraction, early_stopping, continuous_free_bits
         Given values, or ``None`` to resolve.
 
     Returns
     -------
-    A dict with the five settings resolved, plus ``n_cells`` and ``small_data`` (bool); it is
+    A dict with the six settings resolved, plus ``n_cells`` and ``small_data`` (bool); it is
     recorded in ``uns['qbm']['params']['size_defaults']`` by :func:`qbm_pyro.tl.qbm`.
 
     Examples
@@ -65,8 +75,8 @@ def size_defaults(
     >>> from qbm_pyro.pp import size_defaults
     >>> size_defaults(271)["max_epochs"], size_defaults(271)["validation_fraction"]
     (400, 0.0)
-    >>> size_defaults(2641)["n_latent"]
-    64
+    >>> size_defaults(2641)["n_latent"], size_defaults(2641)["continuous_free_bits"]
+    (64, 0.5)
     """
     if isinstance(n_cells, bool) or not isinstance(n_cells, int) or n_cells < 1:
         raise ValueError(f"n_cells must be a positive int, got {n_cells!r}")
@@ -78,6 +88,8 @@ def size_defaults(
         validation_fraction = 0.0 if small and not early_stopping else 0.1
     if early_stopping is None:
         early_stopping = validation_fraction > 0
+    if continuous_free_bits is None:
+        continuous_free_bits = 0.0 if small else 0.5
     if n_latent is None:
         n_latent = 64
     if n_continuous is None:
@@ -90,4 +102,5 @@ def size_defaults(
         "max_epochs": max_epochs,
         "validation_fraction": validation_fraction,
         "early_stopping": early_stopping,
+        "continuous_free_bits": continuous_free_bits,
     }

@@ -135,6 +135,7 @@ def qbm(
             max_epochs=max_epochs,
             validation_fraction=train_kwargs.pop("validation_fraction", None),
             early_stopping=train_kwargs.pop("early_stopping", None),
+            continuous_free_bits=train_kwargs.pop("continuous_free_bits", None),
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NonCountInputWarning)
@@ -157,6 +158,7 @@ def qbm(
             max_epochs=sizes["max_epochs"],
             validation_fraction=sizes["validation_fraction"],
             early_stopping=sizes["early_stopping"],
+            continuous_free_bits=sizes["continuous_free_bits"],
             progress_bar=progress_bar,
             **train_kwargs,
         )
