@@ -6,8 +6,9 @@ score
 
 - attractor ARI against the known types (paul15 cell types, mixology cell lines, a549 time
   points; the CITE-seq set against the coarse protein-gated types of ``benchmarks/mapping.py``,
-  T, B, monocyte and NK, as its query benchmark labels them), attractor and minimum counts, the fraction of prior
-  samples that fall outside the cells' attractors, whether the barriers were proven exact;
+  T, B, monocyte and NK, as its query benchmark labels them), attractor and minimum counts, the
+  fraction of prior samples that fall outside the cells' attractors, whether the barriers were
+  proven exact;
 - Leiden ARI on the same latent (``qbm_pyro.metrics.clustering_scores``, resolution chosen by NMI),
   and on scVI's and totalVI's latents of the CITE-seq set (``--baseline-latents``; the other sets'
   scVI rows come from ``baselines.json``);
@@ -24,8 +25,8 @@ score
   (``root_expand="sides"``, the default for a root cell), against the root group.
 
 Usage: ``python benchmarks/landscape.py [--datasets ...] [--seeds 0 1 2] [--epochs N] [--fits DIR]
-[--others [greedy] [graph]] [--baseline-latents DIR]`` (``--others``: the attractor methods scored beside the mean-field states;
-with no names, the mean-field states only)
+[--others [greedy] [graph]] [--baseline-latents DIR]`` (``--others``: the attractor methods scored
+beside the mean-field states; with no names, the mean-field states only)
 (``--fits``: reuse models saved with :meth:`~qbm_pyro.QBMVAE.save` under ``DIR/<set>/seed<k>/``,
 marked finished by a ``DONE`` file; sets and seeds without one are fitted here and saved there)
 → ``benchmarks/results/landscape.json`` (rows of other data sets already in the file are kept;

@@ -47,7 +47,7 @@ def size_defaults(
         unit's KL are free, so no Gaussian unit collapses under the 3x KL weight; see
         :meth:`qbm_pyro.QBMVAE.train`). Below: ``0.0`` (none). Where the units collapsed (paul15,
         2,660 cells: 1 of 16 active) the floor mended the over-split clusters; on small data they
-        did not collapse without it (CITE-seq, 400 cells: 13 of 16 active), and the floor cost
+        did not collapse without it (CITE-seq, 400 cells: 15.7 of 16 active), and the floor cost
         what it was measured on (3 seeds or 5 draws, ``BENCHMARKS.md``): CITE-seq held-out log
         p(x) 5-8 nats per cell in every seed, 300-cell paul15 subsamples' 15-NN accuracy 0.03-0.06
         in every draw (300-cell a549 subsamples: no change).

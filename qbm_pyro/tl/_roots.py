@@ -179,9 +179,10 @@ def descent_root_group(
     mean, so a small high-energy state off the main path (rare cells, an outlying cluster) does
     not take the root. The evidence: each candidate's correlation (``state_spearman``), the
     root's (``spearman``), the runner-up's and the margin, the root state's mean energy and its
-    z-score against every cell of the component (``z``: how much higher the start sits); :class:`AmbiguousRootWarning` when the
-    root's correlation is weaker than ``-MIN_ROOT_DESCENT`` (the energy explains less than a
-    quarter of the ordering's rank variance from any start) or only one state competes.
+    z-score against every cell of the component (``z``: how much higher the start sits);
+    :class:`AmbiguousRootWarning` when the root's correlation is weaker than
+    ``-MIN_ROOT_DESCENT`` (the energy explains less than a quarter of the ordering's rank
+    variance from any start) or only one state competes.
     """
     main = comp_labels == np.bincount(comp_labels).argmax()
     finite = main & np.isfinite(energy)
