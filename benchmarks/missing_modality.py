@@ -121,11 +121,12 @@ def _data():
     return ref, query
 
 
-def _reference(ref: md.MuData, seed: int, ref_epochs: int):
+def _reference(ref: md.MuData, seed: int, ref_epochs: int, modality_dropout: float = 0.0):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = qbm_pyro.QBMVAE(ref, batch_key="batch", seed=seed)
-        model.train(max_epochs=ref_epochs, progress_bar=False)
+        extra = {"modality_dropout": modality_dropout} if modality_dropout else {}
+        model.train(max_epochs=ref_epochs, progress_bar=False, **extra)
     return model
 
 
@@ -149,11 +150,11 @@ def add_reliability(out: dict, model, query: md.MuData) -> None:
     out["reference_obs_names"] = np.asarray(model.data.obs_names, dtype=str)
 
 
-def fit_latents(seed: int, ref_epochs: int, query_epochs: int) -> dict:
+def fit_latents(seed: int, ref_epochs: int, query_epochs: int, modality_dropout: float = 0.0) -> dict:
     """Fit the reference, map the three query kinds; latents, labels and warnings."""
     ref, query = _data()
     start = time.perf_counter()
-    model = _reference(ref, seed, ref_epochs)
+    model = _reference(ref, seed, ref_epochs, modality_dropout)
     out = {
         "reference": model.get_latent_representation(),
         "reference_labels": np.asarray(ref.obs["cell_type"], dtype=str),
@@ -279,6 +280,9 @@ def main(argv=None) -> None:
         "--cache", type=Path, default=None, help="keep the fitted latents there (npz) and reuse them"
     )
     parser.add_argument("--note", default=None, help="provenance note in meta (shown in BENCHMARKS.md)")
+    parser.add_argument(
+        "--modality-dropout", type=float, default=0.0, help="train the reference with modality_dropout=p"
+    )
     args = parser.parse_args(argv)
     rows, done = [], []
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -292,12 +296,12 @@ def main(argv=None) -> None:
                 same = np.allclose(model.get_latent_representation(), fitted["reference"], atol=1e-4)
                 print(f"seed {seed}: refitted reference reproduces the cached one: {same}", flush=True)
                 if not same:
-                    fitted = fit_latents(seed, args.ref_epochs, args.query_epochs)
+                    fitted = fit_latents(seed, args.ref_epochs, args.query_epochs, args.modality_dropout)
                 else:
                     add_reliability(fitted, model, query)
                 np.savez(cached, **fitted)
         else:
-            fitted = fit_latents(seed, args.ref_epochs, args.query_epochs)
+            fitted = fit_latents(seed, args.ref_epochs, args.query_epochs, args.modality_dropout)
             if cached is not None:
                 cached.parent.mkdir(parents=True, exist_ok=True)
                 np.savez(cached, **fitted)
@@ -310,6 +314,7 @@ def main(argv=None) -> None:
             "query_epochs": args.query_epochs,
             "versions": package_versions(),
             **({"note": args.note} if args.note else {}),
+            **({"modality_dropout": args.modality_dropout} if args.modality_dropout else {}),
         }
         args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))  # after every seed
     print("\n".join(report_section({"meta": meta, "rows": rows})))

@@ -21,7 +21,8 @@ class _REGISTRY_KEYS_NT(NamedTuple):  # noqa: N801 (scvi-tools naming)
 
     A minibatch holds, for each registered modality of kind ``k``, the entries
     ``x_key(k)`` (counts), ``mask_key(k)`` (which cells have the modality) and
-    ``library_key(k)`` (total counts per cell), plus ``BATCH_KEY`` and ``INDEX_KEY``.
+    ``library_key(k)`` (total counts per cell), plus ``BATCH_KEY`` and ``INDEX_KEY``; in training
+    with modality dropout also ``encoder_mask_key(k)`` (the modalities the encoders see).
     """
 
     RNA: str = "rna"
@@ -50,6 +51,11 @@ class _REGISTRY_KEYS_NT(NamedTuple):  # noqa: N801 (scvi-tools naming)
     def mask_key(self, kind: str) -> str:
         """Minibatch key of the has-modality mask of kind ``kind`` (``"mask_rna"``)."""
         return f"{self.MASK_KEY}_{kind}"
+
+    def encoder_mask_key(self, kind: str) -> str:
+        """Minibatch key of the modalities the encoders see, where it differs from
+        ``mask_key(kind)`` (``"encoder_mask_rna"``; :mod:`qbm_pyro.module.modality_dropout`)."""
+        return f"encoder_{self.MASK_KEY}_{kind}"
 
     def library_key(self, kind: str) -> str:
         """Minibatch key of the per-cell total of kind ``kind`` (``"library_rna"``)."""

@@ -91,7 +91,6 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from .device import batch_to
 from .flat_parameters import FlatAdam, FlatParameters
 from .torch_files import checksum
 from .training import NumericalError, Trainer
@@ -279,7 +278,7 @@ class DistributedTrainer(Trainer):
         self._step += 1
         self._phase = f"training step {self._step} of the epoch"
         self.flat.zero_grad()
-        batch = batch_to(batch, self.device)
+        batch = self._training_batch(batch)
         problem, detail, value = 0, "", math.nan
         try:
             with pyro.validation_enabled(False):

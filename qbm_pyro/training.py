@@ -39,6 +39,7 @@ from .data import MinibatchLoader
 from .device import batch_to
 from .flat_parameters import FlatAdam, FlatParameters
 from .module import MultiVAE
+from .module.modality_dropout import drop_modalities
 from .samplers import MixingMonitor, SamplerFallbackWarning
 from .torch_files import atomic_torch_save, atomic_write, load_torch_file
 
@@ -100,6 +101,7 @@ class TrainingConfig:
     kl_balance: float | None = None
     continuous_kl_weight: float = 3.0
     continuous_free_bits: float = 0.5
+    modality_dropout: float = 0.0
     weight_decay: float = 0.0
     kl_warmup_epochs: int | None = None
     validation_fraction: float = 0.1
@@ -128,6 +130,8 @@ class TrainingConfig:
         free = self.continuous_free_bits
         if not (math.isfinite(free) and free >= 0):
             raise ValueError(f"continuous_free_bits must be a finite number of nats >= 0, got {free}")
+        if not (math.isfinite(self.modality_dropout) and 0 <= self.modality_dropout < 1):
+            raise ValueError(f"modality_dropout must be in [0, 1), got {self.modality_dropout}")
         if not 0 <= self.validation_fraction < 1:
             raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
         if self.prior_refit_steps < 0:
@@ -379,6 +383,11 @@ class Trainer:
         """The module's device; minibatches are moved there."""
         return next(self.module.parameters()).device
 
+    def _training_batch(self, batch: dict) -> dict:
+        """A training minibatch on the module's device, its encoder masks drawn by
+        ``modality_dropout`` (:func:`~qbm_pyro.module.modality_dropout.drop_modalities`)."""
+        return drop_modalities(batch_to(batch, self.device), self.module.n_vars, self.config.modality_dropout)
+
     def step(self, batch: dict, kl_weight: float = 1.0) -> float:
         """One optimiser step on a minibatch; returns the summed loss of its cells.
 
@@ -388,7 +397,7 @@ class Trainer:
         self._step += 1
         self._phase = f"training step {self._step} of the epoch"
         self.flat.zero_grad()
-        batch = batch_to(batch, self.device)
+        batch = self._training_batch(batch)
         # Distribution argument checks cost a quarter of a small model's step; the data were
         # checked at setup, a diverging parameter shows up as a non-finite loss or gradient just
         # below, and the validation pass (checks on) names the distribution.

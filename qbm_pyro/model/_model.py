@@ -231,11 +231,10 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
             of the held-out cells at KL weight 1, watched from the first epoch, warm-up
             included, as scvi-tools' early stopping on ``elbo_validation``, with its patience
             of 45: with the log Z of each epoch's own prior in that loss, 30 stopped paul15 and
-            mixology 30-90 epochs earlier than before, on a loss no longer lowered by a stale
-            log Z, and mixed mixology's batches less). With a validation
-            set the state with the best validation loss is restored at the end, with or
-            without early stopping (``restore_best=False`` keeps the last state). ``None``: on
-            when there is a validation set.
+            mixology 30-90 epochs earlier, and mixed mixology's batches less). With a validation
+            set the state with the best validation loss is restored at the end, with or without
+            early stopping (``restore_best=False`` keeps the last state). ``None``: on when
+            there is a validation set.
         progress_bar
             Show a progress bar with the losses.
         checkpoint_path
@@ -244,12 +243,11 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
         resume
             Continue from ``checkpoint_path`` if it exists (else start from scratch). With the
             same seed and settings the result is bit-identical to that of an uninterrupted run
-            (on CPU, same torch thread count; a sampler whose randomness is not seeded, e.g.
-            hardware, or a ``FallbackSampler`` that falls back on time-outs, breaks this). A
-            checkpoint of another model or data is refused; other training settings
-            (``lr``...) are used with a warning. Without an explicit ``kl_warmup_epochs`` the
-            resumed fit keeps the checkpoint's warm-up (so a fit resumed to a larger
-            ``max_epochs`` does not lower its KL weight again).
+            (on CPU, same torch thread count; an unseeded sampler, e.g. hardware, or a
+            ``FallbackSampler`` falling back on time-outs breaks this). A checkpoint of another
+            model or data is refused; other training settings (``lr``...) are used with a
+            warning. Without an explicit ``kl_warmup_epochs`` the resumed fit keeps the
+            checkpoint's warm-up (a fit resumed to a larger ``max_epochs`` keeps its KL weight).
         skip_empty_cells
             Leave cells that are all-zero in a modality they have (see
             :meth:`~qbm_pyro.data.DataRegistry.nonempty_cells`; setup warns about them) out of
@@ -273,7 +271,9 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
             so the code and its prior carry more of the cells' states; 1: the ELBO; docs/landscape.rst),
             ``continuous_free_bits`` (``λ`` nats per Gaussian unit, the first ``λ`` of each unit's
             KL free so none collapses under ``β``; default: 0.5 from 1,000 cells, 0 below, see
-            :func:`qbm_pyro.pp.size_defaults`).
+            :func:`qbm_pyro.pp.size_defaults`), ``modality_dropout`` (``p``, default 0: each cell's
+            encoders miss each modality with probability ``p`` in training, never all; for queries
+            that lack one, :mod:`qbm_pyro.module.modality_dropout`).
 
         Warns
         -----

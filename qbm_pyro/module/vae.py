@@ -238,7 +238,7 @@ class MultiVAE(PyroModule):
         weighted_loc = cov.new_zeros(B, self.n_continuous)
         out = {}
         for kind in self.n_vars:
-            observed = batch[K.mask_key(kind)]
+            observed = batch.get(K.encoder_mask_key(kind), batch[K.mask_key(kind)])
             # a minibatch in which every cell has the modality (the usual case) skips the masking
             mask = None if bool(observed.all()) else observed.to(cov.dtype).unsqueeze(-1)
             hidden = self.encoders[kind](self.encoder_input(kind, batch), cov)
