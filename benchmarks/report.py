@@ -141,6 +141,7 @@ def build(results: Path, out_dir: Path = ROOT) -> tuple[str, list[Path]]:
     md += de.report_section(_load(results, "de"))
     md += mapping.report_section(results)
     md += missing_modality.report_section(_load(results, "missing_modality"))
+    md += missing_modality.dropout_section(Path(results))
     md += small_data.section(results)
     md += bad_inputs.report_section(results)
     md += provenance_section()
