@@ -86,6 +86,10 @@ METHODS = {
     # is the code's clumps; the floor keeps some continuous variation in each unit
     "qbm_fb05": dict(prior="boltzmann", train=dict(continuous_kl_weight=3.0, continuous_free_bits=0.5)),
     "qbm_fb10": dict(prior="boltzmann", train=dict(continuous_kl_weight=3.0, continuous_free_bits=1.0)),
+    "qbm_fb05_md025": dict(
+        prior="boltzmann",
+        train=dict(continuous_kl_weight=3.0, continuous_free_bits=0.5, modality_dropout=0.25),
+    ),
     # the encoders see depth-normalised counts (cells that differ only in depth look alike)
     "qbm_depth": dict(prior="boltzmann", encoder_input="depth"),
     "qbm_depth_ckl3": dict(prior="boltzmann", encoder_input="depth", train=dict(continuous_kl_weight=3.0)),
@@ -394,6 +398,7 @@ REPORT_NAMES = {
     "qbm_c8_ckl2": "learned, 8 Gaussian units (not 16), their KL ×2",
     "qbm_fb05": "learned, Gaussian units' KL ×3 with 0.5 free nats per unit (the default now)",
     "qbm_fb10": "learned, Gaussian units' KL ×3 with 1 free nat per unit",
+    "qbm_fb05_md025": "the default (from 1,000 cells) with modality dropout 0.25 in training",
     "qbm_depth_ckl3": "learned, depth-normalised input and Gaussian units' KL ×3",
     "bernoulli_balanced": "fixed, KL balance α = 0.8",
     "qbm_balanced": "learned, KL balance α = 0.8",
