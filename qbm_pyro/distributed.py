@@ -560,7 +560,13 @@ def _worker(
         timeout=datetime.timedelta(seconds=timeout),
     )
     try:
-        history = train_rank(model, **train_kwargs)
+        try:
+            history = train_rank(model, **train_kwargs)
+        except NumericalError:
+            # every rank raised it at the same step (the flag travels with the all-reduce): meet
+            # once more so that no rank tears gloo down under another (SIGABRT at exit)
+            dist.barrier()
+            raise
         replicas = [None] * world_size
         dist.all_gather_object(replicas, prior_state(model.module))
         if rank == 0:

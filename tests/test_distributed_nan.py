@@ -34,6 +34,7 @@ def _worker(rank: int, store: str, out_dir: str) -> None:
     )
     try:
         _train_one_rank(rank, out_dir)
+        dist.barrier()  # both ranks stopped at the same step: tear down together
     finally:  # without it gloo's threads can abort the process at exit (SIGABRT)
         dist.destroy_process_group()
 
