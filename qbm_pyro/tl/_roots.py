@@ -191,20 +191,19 @@ def descent_root_group(
     names, counts = np.unique(states[finite], return_counts=True)
     min_cells = max(5, int(np.ceil(MIN_ROOT_STATE_FRACTION * finite.sum())))
     eligible = names[counts >= min_cells] if (counts >= min_cells).any() else names
-    energy_rank = rankdata(energy[finite])
+    e_all = energy[finite]
+    energy_rank = rankdata(e_all)
     rng = np.random.default_rng(seed)
-    anchor = int(np.flatnonzero(finite)[0])  # any cell of the main component
     rhos = {}
     for name in eligible:
         members = np.flatnonzero(finite & (states == name))
         if members.size > DESCENT_RANKING_CELLS:
             members = np.sort(rng.choice(members, DESCENT_RANKING_CELLS, replace=False))
-        pt = _pseudotime(psi, weights, anchor, comp_labels, members)[finite]
+        pt = _pseudotime(psi, weights, int(members[0]), comp_labels, members)[finite]
         rho = np.corrcoef(rankdata(pt), energy_rank)[0, 1]
         rhos[str(name)] = float(rho) if np.isfinite(rho) else 0.0
     ranked = sorted(rhos, key=lambda k: rhos[k])
     top = ranked[0]
-    e_all = energy[finite]
     e_root = energy[finite & (states == top)]
     evidence: dict[str, Any] = {
         "method": "descent",
