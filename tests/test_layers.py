@@ -165,6 +165,7 @@ MODEL_LAYER = {
     "_base": 0,
     "_save": 0,
     "_query": 1,
+    "_checkpoint": 1,
     "_expression": 2,
     "_generation": 2,
     "_mapping": 2,

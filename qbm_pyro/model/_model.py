@@ -8,7 +8,6 @@ arrays. Writing results into a MuData is the job of :func:`qbm_pyro.tl.qbm`.
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
@@ -32,11 +31,12 @@ from ..samplers import (
     default_sampler,
 )
 from ..samplers.serialize import sampler_from_config
-from ..training import Trainer, TrainingConfig, recorded_config
+from ..training import Trainer, TrainingConfig
+from ._checkpoint import check_checkpoint, checkpoint_meta
 from ._expression import ExpressionMixin
 from ._generation import GenerationMixin
 from ._mapping import ReferenceMappingMixin, _use_saved_levels
-from ._save import SAVE_KEYS, read_model_file, write_model_file
+from ._save import read_model_file, write_model_file
 
 __all__ = ["QBMVAE"]
 
@@ -299,9 +299,12 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
             Bad settings, no cell to train on, or a checkpoint that does not fit this model.
         """
         sizes = size_defaults(
-            int(self.registry.n_obs), max_epochs=max_epochs, validation_fraction=validation_fraction,
-            early_stopping=early_stopping, continuous_free_bits=config.pop("continuous_free_bits", None),
-        )  # fmt: skip
+            int(self.registry.n_obs),
+            max_epochs=max_epochs,
+            validation_fraction=validation_fraction,
+            early_stopping=early_stopping,
+            continuous_free_bits=config.pop("continuous_free_bits", None),
+        )
         config["continuous_free_bits"] = sizes["continuous_free_bits"]
         max_epochs = sizes["max_epochs"]
         validation_fraction, early_stopping = sizes["validation_fraction"], sizes["early_stopping"]
@@ -331,7 +334,7 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
                 "all-zero in a modality they have (pass skip_empty_cells=False to use them anyway)"
             )
         train_pos, val_pos = train_validation_split(len(cells), validation_fraction, seed=self.seed)
-        meta = self._checkpoint_meta()
+        meta = checkpoint_meta(self)
         trainer = trainer_cls(
             self.module, self.data, self.registry, cells[train_pos], cells[val_pos], cfg, meta=meta
         )
@@ -342,7 +345,7 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
                 if kl_warmup_epochs is None and isinstance(saved_warmup, int) and saved_warmup >= 1:
                     # the default follows max_epochs; a fit resumed to go further keeps its own
                     cfg.kl_warmup_epochs = saved_warmup
-                self._check_checkpoint(state, cfg, checkpoint_path)
+                check_checkpoint(self, state, cfg, checkpoint_path)
                 trainer.load_state(state)
                 log.info("resuming from %s at epoch %d", checkpoint_path, trainer.epoch)
         self.train_indices_, self.validation_indices_ = cells[train_pos], cells[val_pos]
@@ -353,38 +356,6 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
         self.is_trained_ = True
         check_fit(self, stopped_early=len(self.history_.get("epoch", ())) < max_epochs)  # NotConvergedWarning
         return self.history_
-
-    def _checkpoint_meta(self) -> dict:
-        return {
-            SAVE_KEYS.CLASS_NAME: type(self).__name__,
-            SAVE_KEYS.INIT_ARGS: self.init_args,
-            SAVE_KEYS.SETUP_ARGS: self.registry.setup_args,
-            "n_obs": self.registry.n_obs,
-            SAVE_KEYS.VAR_NAMES: {n: list(s.var_names) for n, s in self.registry.modalities.items()},
-        }
-
-    def _check_checkpoint(self, state: dict, cfg: TrainingConfig, path) -> None:
-        """Refuse a checkpoint of another model or data; warn about changed settings."""
-        saved = state.get("meta")
-        if not isinstance(saved, dict):
-            raise ValueError(f"{path} is not a qbm_pyro training checkpoint (no model description)")
-        mine = self._checkpoint_meta()
-        differ = [k for k in mine if saved.get(k) != mine[k]]
-        if differ:
-            detail = "; ".join(f"{k}: checkpoint {saved.get(k)!r}, this model {mine[k]!r}" for k in differ)
-            if len(detail) > 600:
-                detail = detail[:600] + "..."
-            raise ValueError(f"{path} was written by another model or for other data ({detail})")
-        now = cfg.record()
-        then = recorded_config(state.get("config"))
-        changed = {k: (then.get(k), v) for k, v in now.items() if then.get(k) != v}
-        if changed:
-            warnings.warn(
-                f"resuming {path} with other training settings {changed} (checkpoint, now); the "
-                "result will differ from an uninterrupted run",
-                UserWarning,
-                stacklevel=3,
-            )
 
     # ------------------------------------------------------------------ outputs
 
