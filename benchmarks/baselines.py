@@ -73,12 +73,14 @@ def scvi_tools_model(method: str, data, batch_key: str | None):
     return totalvi_model(data, batch_key)
 
 
-def totalvi_model(data, batch_key: str):
-    """An untrained ``scvi.model.TOTALVI`` on a copy of ``data`` (MuData with ``rna`` and ``prot``)."""
+def totalvi_model(data, batch_key: str | None):
+    """An untrained ``scvi.model.TOTALVI`` on a copy of ``data`` (MuData with ``rna`` and ``prot``;
+    ``batch_key=None``: one batch)."""
     scvi = _scvi()
     mdata = data.copy()
-    mdata.obs[batch_key] = data.obs[batch_key].to_numpy()
-    mdata["rna"].obs[batch_key] = mdata.obs[batch_key].to_numpy()
+    if batch_key:
+        mdata.obs[batch_key] = data.obs[batch_key].to_numpy()
+        mdata["rna"].obs[batch_key] = mdata.obs[batch_key].to_numpy()
     prot = mdata["prot"].X  # totalVI's protein background prior (a GMM) needs it dense
     mdata["prot"].X = np.asarray(prot.toarray() if hasattr(prot, "toarray") else prot, dtype=np.float32)
     scvi.model.TOTALVI.setup_mudata(

@@ -82,13 +82,17 @@ CITE_MARKERS = {"T": "CD3", "B": "CD19", "monocyte": "CD14", "NK": "CD56"}
 
 
 def cite_labels(mdata) -> np.ndarray:
-    """Coarse protein-gated types: argmax of the within-batch z-scored CLR of the markers."""
+    """Coarse protein-gated types: argmax of the within-batch z-scored CLR of the markers (one
+    batch where ``obs`` has no ``batch``; a marker is found by its name before any ``_``, as in
+    ``CD3_TotalSeqB``)."""
     prot = mdata["prot"]
     x = prot.X.toarray() if hasattr(prot.X, "toarray") else np.asarray(prot.X)
     clr = np.log1p(x) - np.log1p(x).mean(1, keepdims=True)
-    columns = [list(prot.var_names).index(m) for m in CITE_MARKERS.values()]
+    names = [str(v).split("_")[0] for v in prot.var_names]
+    columns = [names.index(m) for m in CITE_MARKERS.values()]
     scores = clr[:, columns]
-    batches = mdata.obs["batch"].astype(str).to_numpy()
+    has_batch = "batch" in mdata.obs
+    batches = mdata.obs["batch"].astype(str).to_numpy() if has_batch else np.zeros(mdata.n_obs, dtype=str)
     for b in np.unique(batches):
         rows = batches == b
         scores[rows] = (scores[rows] - scores[rows].mean(0)) / scores[rows].std(0)

@@ -51,6 +51,8 @@ def load(name: str):
         return datasets.a549_scicar(), "time", None, {"layers": {"rna": "counts"}}
     if name == "cite":
         return datasets.pbmc_cite_2batch(), None, "batch", {}
+    if name == "cite1k":  # one batch, 100 genes + 17 proteins; scored against protein-gated types
+        return datasets.pbmc_cite_1k(), None, None, {}
     raise ValueError(name)
 
 

@@ -133,6 +133,7 @@ def build(results: Path, out_dir: Path = ROOT) -> tuple[str, list[Path]]:
     md += ["## Trajectories on the fitted latents (benchmarks/trajectory_models.py)", ""]
     md += _trajectory_models_section((_load(results, "trajectory_models") or {}).get("rows"))
     md += landscape.report_section(results)
+    md += landscape.heldout_section(results)
     md += landscape_levers.report_section(results)
     md += landscape_reading.report_section(results)
     md += throughput.report_lines(_load(results, "throughput"))

@@ -276,3 +276,50 @@ def test_consensus_codes_share_when_majorities_agree():
     probs = np.array([[0.9, 0.2, 0.6], [0.7, 0.4, 0.8], [0.6, 0.1, 0.9], [0.2, 0.3, 0.7]])
     labels = np.array(["a", "a", "b", "c"])
     assert consensus_distances(probs, labels) == {("a", "b"): 0, ("a", "c"): 1, ("b", "c"): 1}
+
+
+def test_heldout_landscape_section_one_row_per_training_setting(tmp_path):
+    landscape = pytest.importorskip("benchmarks.landscape")
+    assert landscape.heldout_section(tmp_path) == []  # no run, no section
+
+    def payload(n_states, aris, note=None):
+        rows = [
+            {
+                "dataset": "cite1k",
+                "seed": s,
+                "n_attractors": n,
+                "attractor_ari": a,
+                "graph_n_attractors": n,
+                "graph_attractor_ari": a,
+                "leiden_ari": 0.5,
+                "totalvi_leiden_ari": 0.8,
+            }
+            for s, (n, a) in enumerate(zip(n_states, aris, strict=True))
+        ]
+        stab = [{"dataset": "cite1k", "seeds": [0, 1], "attractor_ari": 0.25, "graph_ari": 0.5}]
+        return {"meta": {"note": note} if note else {}, "rows": rows, "seed_stability": stab}
+
+    (tmp_path / "landscape_heldout.json").write_text(json.dumps(payload([1, 1], [0.0, 0.0], "run one")))
+    (tmp_path / "landscape_heldout_nofb.json").write_text(json.dumps(payload([2, 4], [0.4, 0.8])))
+    text = "\n".join(landscape.heldout_section(tmp_path))
+    assert "_run one._" in text
+    lines = text.splitlines()
+    default, nofb = (line for line in lines if line.startswith("| default") or "free_bits=0" in line)
+    assert "| 2 | 1.000 ± 0.000 / — / 1.000 ± 0.000 | 0.000 ± 0.000 / — / 0.000 ± 0.000 |" in default
+    assert "| 3.000 ± 1.414 / — / 3.000 ± 1.414 | 0.600 ± 0.283 / — / 0.600 ± 0.283 |" in nofb
+    assert nofb.endswith("| 0.250 / — / 0.500 | 0.500 ± 0.000 / — / 0.800 ± 0.000 |")
+
+
+def test_protein_gated_types_without_a_batch_column():
+    import anndata as ad
+    import mudata as md
+
+    mapping = pytest.importorskip("benchmarks.mapping")
+    names = ["CD3_TotalSeqB", "CD19_TotalSeqB", "CD14_TotalSeqB", "CD56_TotalSeqB", "IgG1_control_TotalSeqB"]
+    x = np.full((8, 5), 2.0)
+    for cell in range(8):
+        x[cell, cell % 4] = 200.0  # each cell high in one marker
+    prot = ad.AnnData(x)
+    prot.var_names = names
+    mdata = md.MuData({"prot": prot})
+    assert list(mapping.cite_labels(mdata)) == ["T", "B", "monocyte", "NK"] * 2
