@@ -3,7 +3,8 @@ expression sampled from the posterior.
 
 Both follow scvi-tools' semantics (``get_normalized_expression`` and ``differential_expression``
 of scVI/totalVI/PeakVI, see ``docs/scvi_tools.rst``); the decoding maths is
-:meth:`qbm_pyro.module.MultiVAE.normalized_expression`.
+:meth:`qbm_pyro.module.denoised.DenoisedExpressionMixin.normalized_expression` (a method of
+:class:`~qbm_pyro.module.MultiVAE`).
 """
 
 from __future__ import annotations
