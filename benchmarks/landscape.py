@@ -156,9 +156,12 @@ def _model(data, dataset: str, seed: int, epochs: int, batch_key, kwargs, fits: 
     (``train``: settings of ``train()`` beside the epochs, e.g. ``continuous_free_bits``)."""
     saved = None if fits is None else Path(fits) / dataset / f"seed{seed}"
     if saved is not None and (saved / "DONE").exists():
-        meta = saved / "meta.json"
-        done = json.loads(meta.read_text()).get("epochs_run", epochs) if meta.exists() else epochs
-        return qbm_pyro.QBMVAE.load(saved, data), int(done), str(saved)
+        meta = json.loads((saved / "meta.json").read_text()) if (saved / "meta.json").exists() else {}
+        if meta.get("train", {}) != (train or {}):  # a fit of other settings is not this row's
+            raise ValueError(
+                f"{saved} was fitted with train() settings {meta.get('train', {})}, not {train or {}}"
+            )
+        return qbm_pyro.QBMVAE.load(saved, data), int(meta.get("epochs_run", epochs)), str(saved)
     model = qbm_pyro.QBMVAE(data, batch_key=batch_key, seed=seed, **kwargs)
     start = time.perf_counter()
     history = model.train(max_epochs=epochs, progress_bar=False, **(train or {}))
@@ -167,7 +170,7 @@ def _model(data, dataset: str, seed: int, epochs: int, batch_key, kwargs, fits: 
     # saved for the next run: model.pt, then meta.json (epochs, wall time), then DONE
     model.save(saved, overwrite=True)
     seconds = round(time.perf_counter() - start, 1)
-    meta = {"epochs_run": len(history["epoch"]), "seconds": seconds, "seed": seed}
+    meta = {"epochs_run": len(history["epoch"]), "seconds": seconds, "seed": seed, "train": train or {}}
     (saved / "meta.json").write_text(json.dumps(meta))
     (saved / "DONE").touch()
     return model, meta["epochs_run"], str(saved)
@@ -503,7 +506,8 @@ def main(argv=None) -> None:
         type=json.loads,
         default=None,
         help="settings of train() beside the epochs for fits made here, as JSON, e.g. "
-        "'{\"continuous_free_bits\": 0}' (recorded in meta; saved fits are taken as they are)",
+        "'{\"continuous_free_bits\": 0}' (recorded in meta and beside each fit saved here; a "
+        "saved fit of other settings is refused)",
     )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

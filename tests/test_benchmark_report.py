@@ -323,3 +323,15 @@ def test_protein_gated_types_without_a_batch_column():
     prot.var_names = names
     mdata = md.MuData({"prot": prot})
     assert list(mapping.cite_labels(mdata)) == ["T", "B", "monocyte", "NK"] * 2
+
+
+def test_landscape_refuses_a_saved_fit_of_other_training_settings(tmp_path):
+    landscape = pytest.importorskip("benchmarks.landscape")
+    folder = tmp_path / "cite1k" / "seed0"
+    folder.mkdir(parents=True)
+    (folder / "meta.json").write_text(json.dumps({"epochs_run": 400, "train": {"continuous_free_bits": 0}}))
+    (folder / "DONE").touch()
+    with pytest.raises(ValueError, match="continuous_free_bits"):  # a default row must not read it
+        landscape._model(None, "cite1k", 0, 400, None, {}, tmp_path, train=None)
+    with pytest.raises(ValueError, match="0.25"):
+        landscape._model(None, "cite1k", 0, 400, None, {}, tmp_path, train={"continuous_free_bits": 0.25})
