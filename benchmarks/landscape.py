@@ -422,13 +422,13 @@ def heldout_section(results: Path) -> list[str]:
         "| seed to seed meanfield / greedy / graph | Leiden ARI: ours / scVI / totalVI |",
         "|---|---|---|---|---|---|",
     ]
+
+    def cols(keys, group):
+        return " / ".join(_ms([r.get(k) for r in group]) for k in keys)
+
+    methods = ("", "greedy_", "graph_")
     for name, payload in runs.items():
         rows, stab = payload["rows"], payload.get("seed_stability", [])
-
-        def cols(keys, group):
-            return " / ".join(_ms([r.get(k) for r in group]) for k in keys)
-
-        methods = ("", "greedy_", "graph_")
         out.append(
             f"| {HELDOUT_FILES[name]} | {len(rows)} "
             f"| {cols([m + 'n_attractors' for m in methods], rows)} "
