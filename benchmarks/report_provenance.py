@@ -233,7 +233,8 @@ def provenance_section() -> list[str]:
         "**2026-12-04, stop 20: no default changed.** New: the landscape on a set no setting was "
         "chosen on (`pbmc_cite_1k`, its own section; the defaults and two other free-bits floors, "
         "3 seeds each, with scVI's and totalVI's Leiden). No other table was re-run: the package "
-        "code of this stop changes a log message and moves the checkpoint checks into their own "
-        "module.",
+        "code of this stop changes a log message and moves two pieces into modules of their own "
+        "(the checkpoint checks, `MultiVAE.normalized_expression`), the same code, so every table "
+        "still describes main.",
         "",
     ]
