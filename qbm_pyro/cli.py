@@ -176,15 +176,15 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="weight of the Gaussian units' KL in the training objective (default: the library's, "
         "3: the binary code, and so the prior's landscape, carries more of the cells' states; "
-        "1 with --continuous-free-bits 0: the plain ELBO)",
+        "1: the plain ELBO)",
     )
     fit.add_argument(
         "--continuous-free-bits",
         type=_non_negative_float,
         default=None,
-        help="free bits of each Gaussian unit's KL, in nats (default: the library's, 0.5 from "
-        "1,000 cells and 0 below: the Gaussian units keep some of the cells' continuous "
-        "variation; 0: off)",
+        help="free bits of each Gaussian unit's KL, in nats (default: the library's, 0: off; "
+        "0.5 keeps the Gaussian units from collapsing but moves the cells' states out of the "
+        "binary code)",
     )
     fit.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (default 0)")
     fit.add_argument(

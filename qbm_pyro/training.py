@@ -100,7 +100,7 @@ class TrainingConfig:
     prior_lr_factor: float = 1.0
     kl_balance: float | None = None
     continuous_kl_weight: float = 3.0
-    continuous_free_bits: float = 0.5
+    continuous_free_bits: float = 0.0
     modality_dropout: float = 0.0
     weight_decay: float = 0.0
     kl_warmup_epochs: int | None = None

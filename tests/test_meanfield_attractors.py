@@ -212,7 +212,18 @@ def test_tl_attractors_says_when_the_prior_has_one_state(caplog):
             _adata(hopfield(PATTERNS, strength=0.5), q, truth), n_prior_samples=0, n_markers=0
         )
     assert "one state at its temperature" in caplog.text and "merge_heights" in caplog.text
-    assert "continuous_free_bits=0" in caplog.text  # the training setting that keeps states in the code
+    assert "free bits" not in caplog.text  # no training record: nothing said about it
+    caplog.clear()
+    trained = _adata(hopfield(PATTERNS, strength=0.5), q, truth)
+    trained.uns["qbm"]["params"] = {"size_defaults": {"continuous_free_bits": 0.5}}
+    with caplog.at_level("WARNING", logger="qbm_pyro.tl._attractors"):
+        qbm_pyro.tl.attractors(trained, n_prior_samples=0, n_markers=0)
+    assert "continuous_free_bits=0.5" in caplog.text  # the fit's own setting, which flattens states
+    caplog.clear()
+    trained.uns["qbm"]["params"] = {"size_defaults": {"continuous_free_bits": 0.0}}
+    with caplog.at_level("WARNING", logger="qbm_pyro.tl._attractors"):
+        qbm_pyro.tl.attractors(trained, n_prior_samples=0, n_markers=0)
+    assert "one state" in caplog.text and "free bits" not in caplog.text
     caplog.clear()
     with caplog.at_level("WARNING", logger="qbm_pyro.tl._attractors"):
         qbm_pyro.tl.attractors(

@@ -147,7 +147,7 @@ def test_size_defaults(n_cells, epochs, val, stop, latent):
     assert (d["max_epochs"], d["validation_fraction"], d["early_stopping"]) == (epochs, val, stop)
     assert (d["n_latent"], d["n_continuous"]) == latent
     assert d["small_data"] == (n_cells < 1000)
-    assert d["continuous_free_bits"] == (0.0 if n_cells < 1000 else 0.5)
+    assert d["continuous_free_bits"] == 0.0  # no free bits at any size (stop 21)
 
 
 def test_size_defaults_keep_given_values():
@@ -293,11 +293,11 @@ def test_train_without_max_epochs_follows_the_size_rule():
 
 
 @pytest.mark.parametrize(
-    "n_cells, given, expected", [(80, None, 0.0), (1000, None, 0.5), (80, 0.5, 0.5), (1000, 0.0, 0.0)]
+    "n_cells, given, expected", [(80, None, 0.0), (1000, None, 0.0), (80, 0.5, 0.5), (1000, 0.25, 0.25)]
 )
 def test_train_takes_the_free_bits_from_the_size_rule(n_cells, given, expected):
-    """No free bits below ``SMALL_DATA_CELLS`` unless asked for, 0.5 nats from there on; a given
-    value is kept (the trainer is stopped before its first epoch)."""
+    """No free bits at any size unless asked for; a given value is kept (the trainer is stopped
+    before its first epoch)."""
     from qbm_pyro.training import Trainer
 
     seen = []

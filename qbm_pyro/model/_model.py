@@ -270,9 +270,10 @@ class QBMVAE(GenerationMixin, ExpressionMixin, ReferenceMappingMixin):
             ``continuous_kl_weight`` (``β``, default 3: the Gaussian units' KL weighed ``β`` times,
             so the code and its prior carry more of the cells' states; 1: the ELBO; docs/landscape.rst),
             ``continuous_free_bits`` (``λ`` nats per Gaussian unit, the first ``λ`` of each unit's
-            KL free so none collapses under ``β``; default: 0.5 from 1,000 cells, 0 below, see
-            :func:`qbm_pyro.pp.size_defaults`), ``modality_dropout`` (``p``, default 0: each cell's
-            encoders miss each modality with probability ``p`` in training, never all; for queries
+            KL free so none collapses under ``β``; default 0: the floor moves the cells' states
+            out of the code, see :func:`qbm_pyro.pp.size_defaults`), ``modality_dropout``
+            (``p``, default 0: each cell's encoders miss each modality with probability ``p`` in
+            training, never all; for queries
             that lack one, :mod:`qbm_pyro.module.modality_dropout`).
 
         Warns

@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Mapping
+from numbers import Real
 
 import anndata as ad
 import mudata as md
@@ -114,6 +116,21 @@ def _anneal(z: np.ndarray, h: np.ndarray, J: np.ndarray, seed: int, num_sweeps: 
     order = sorted(result.variables)
     samples = result.record.sample[:, [list(result.variables).index(v) for v in order]]
     return samples.astype(np.float64)
+
+
+def _free_bits_hint(record) -> str:
+    """A sentence for the one-state warning when the fit recorded in ``uns[key]`` (by
+    :func:`~qbm_pyro.tl.qbm`) trained with free bits on the Gaussian units, else ``""``."""
+    params = record.get("params", {}) if isinstance(record, Mapping) else {}
+    sizes = params.get("size_defaults", {}) if isinstance(params, Mapping) else {}
+    free = sizes.get("continuous_free_bits") if isinstance(sizes, Mapping) else None
+    if not isinstance(free, Real) or not free > 0:
+        return ""
+    return (
+        f" This fit trained with free bits on the Gaussian units (continuous_free_bits={free:g}): "
+        "they move part of the cells' states out of the code. On a 1,024-cell PBMC set the prior "
+        "had one state with 0.5 in every seed and the coarse types (3 states) with 0, the default."
+    )
 
 
 def attractors(
@@ -295,14 +312,12 @@ def attractors(
                 "point(s), joined by passes under min_barrier=%g kT; the joins' heights, uns[%r]"
                 "['merge_heights']: %s): the cells' types are not separate attractors here (a "
                 "continuum?). Cluster them with Leiden, order them with tl.trajectory, or lower "
-                "min_barrier to see the sub-states. Free bits on the Gaussian units (train()'s "
-                "continuous_free_bits, 0.5 by default from 1,000 cells) leave less of the cells' "
-                "states in the code: on two PBMC CITE-seq sets the prior's states were their coarse "
-                "types (3-4) when trained with continuous_free_bits=0, and 1-3 with 0.5.",
+                "min_barrier to see the sub-states.%s",
                 len(out["minima"]),
                 min_barrier,
                 key_added,
                 np.array2string(out["merge_heights"], precision=2, separator=", "),
+                _free_bits_hint(data.uns.get(key, {})),
             )
         return _write(data, model, out, cell_group, inverse, key_added, n_markers, modality, seed, copy)
     if method == "graph":
