@@ -278,36 +278,45 @@ def test_consensus_codes_share_when_majorities_agree():
     assert consensus_distances(probs, labels) == {("a", "b"): 0, ("a", "c"): 1, ("b", "c"): 1}
 
 
-def test_heldout_landscape_section_one_row_per_training_setting(tmp_path):
-    landscape = pytest.importorskip("benchmarks.landscape")
-    assert landscape.heldout_section(tmp_path) == []  # no run, no section
+def _landscape_run(dataset, n_states, aris, note=None):
+    rows = [
+        {
+            "dataset": dataset,
+            "seed": s,
+            "n_attractors": n,
+            "attractor_ari": a,
+            "graph_n_attractors": n,
+            "graph_attractor_ari": a,
+            "leiden_ari": 0.5,
+            "totalvi_leiden_ari": 0.8,
+        }
+        for s, (n, a) in enumerate(zip(n_states, aris, strict=True))
+    ]
+    stab = [{"dataset": dataset, "seeds": [0, 1], "attractor_ari": 0.25, "graph_ari": 0.5}]
+    return {"meta": {"note": note} if note else {}, "rows": rows, "seed_stability": stab}
 
-    def payload(n_states, aris, note=None):
-        rows = [
-            {
-                "dataset": "cite1k",
-                "seed": s,
-                "n_attractors": n,
-                "attractor_ari": a,
-                "graph_n_attractors": n,
-                "graph_attractor_ari": a,
-                "leiden_ari": 0.5,
-                "totalvi_leiden_ari": 0.8,
-            }
-            for s, (n, a) in enumerate(zip(n_states, aris, strict=True))
-        ]
-        stab = [{"dataset": "cite1k", "seeds": [0, 1], "attractor_ari": 0.25, "graph_ari": 0.5}]
-        return {"meta": {"note": note} if note else {}, "rows": rows, "seed_stability": stab}
 
-    (tmp_path / "landscape_heldout.json").write_text(json.dumps(payload([1, 1], [0.0, 0.0], "run one")))
-    (tmp_path / "landscape_heldout_nofb.json").write_text(json.dumps(payload([2, 4], [0.4, 0.8])))
-    text = "\n".join(landscape.heldout_section(tmp_path))
-    assert "_run one._" in text
-    lines = text.splitlines()
-    default, nofb = (line for line in lines if line.startswith("| default") or "free_bits=0" in line)
-    assert "| 2 | 1.000 ± 0.000 / — / 1.000 ± 0.000 | 0.000 ± 0.000 / — / 0.000 ± 0.000 |" in default
-    assert "| 3.000 ± 1.414 / — / 3.000 ± 1.414 | 0.600 ± 0.283 / — / 0.600 ± 0.283 |" in nofb
-    assert nofb.endswith("| 0.250 / — / 0.500 | 0.500 ± 0.000 / — / 0.800 ± 0.000 |")
+def test_free_bits_section_groups_the_settings_by_data_set(tmp_path):
+    report_landscape = pytest.importorskip("benchmarks.report_landscape")
+    assert report_landscape.free_bits_section(tmp_path) == []  # no run, no section
+    off = _landscape_run("paul15", [2, 2], [0.5, 0.5])
+    held = _landscape_run("cite1k", [2, 4], [0.4, 0.8])
+    off["rows"] += held["rows"]
+    (tmp_path / "landscape_free_bits_off.json").write_text(json.dumps(off))
+    floor = _landscape_run("cite1k", [1, 1], [0.0, 0.0], note="one")
+    (tmp_path / "landscape_free_bits_05.json").write_text(json.dumps(floor))
+    lines = report_landscape.free_bits_section(tmp_path)
+    assert "_one._" in lines
+    rows = [line for line in lines if line.startswith("| ") and "|---" not in line][1:]
+    assert [r.split(" | ")[:3] for r in rows] == [  # by data set, then in the files' order
+        ["| paul15", "no free bits (the default since stop 21)", "2"],
+        ["| cite1k", "no free bits (the default since stop 21)", "2"],
+        ["| cite1k", "continuous_free_bits=0.5 (stops 18-20)", "2"],
+    ]
+    assert "| 3.000 ± 1.414 / — / 3.000 ± 1.414 | 0.600 ± 0.283 / — / 0.600 ± 0.283 |" in rows[1]
+    assert rows[1].endswith("| — / — / — | 0.500 ± 0.000 / — / 0.800 ± 0.000 |")  # no cite1k seed pair in it
+    assert "| 1.000 ± 0.000 / — / 1.000 ± 0.000 | 0.000 ± 0.000 / — / 0.000 ± 0.000 |" in rows[2]
+    assert "| 0.250 / — / 0.500 |" in rows[2]  # each run's own seed pairs
 
 
 def test_protein_gated_types_without_a_batch_column():
