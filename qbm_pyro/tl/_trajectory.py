@@ -190,9 +190,11 @@ def trajectory(
       state's mean energy with its z-score against all cells (how much higher it sits); an
       :class:`~qbm_pyro.tl._roots.AmbiguousRootWarning` says when the best correlation is
       weaker than -0.5 (``MIN_ROOT_DESCENT``): the energy is then no potential along this
-      graph. Measured in ``benchmarks/landscape.py`` (``docs/landscape.rst``): it holds on
-      paul15 (the progenitors' state in every seed) and not on a549, whose energy is unrelated
-      to time (it warns there). Check it with :func:`energy_along_pseudotime`;
+      graph. Measured in ``benchmarks/landscape.py`` (``docs/landscape.rst``), 3 seeds at the
+      defaults: on paul15 it follows the myeloid lineage (0.94) but reversed the erythroid one
+      in one seed whose evidence was clear (-0.64); on a549 it started in the 0 h state in
+      every seed but warned every time (the energy barely falls along time). Check it with
+      :func:`energy_along_pseudotime` and a known marker before trusting its direction;
     * ``"auto_diffusion"``: the extreme cell of the first diffusion component, at the end
       furthest from its median. Its orientation is arbitrary: check it.
 
