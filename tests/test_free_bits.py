@@ -67,7 +67,7 @@ def test_bad_floor_is_refused(bad):
 def test_training_config_checks_and_records_continuous_free_bits():
     from qbm_pyro.training import TrainingConfig, recorded_config
 
-    assert TrainingConfig().continuous_free_bits == 0.0  # off since stop 21 (0.5 for stops 18-20; BENCHMARKS.md)
+    assert TrainingConfig().continuous_free_bits == 0.0  # off since stop 21 (0.5 for stops 18-20)
     assert TrainingConfig(continuous_free_bits=0.5).record()["continuous_free_bits"] == 0.5
     for bad in (-1.0, float("inf"), float("nan")):
         with pytest.raises(ValueError, match="continuous_free_bits"):
