@@ -9,13 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def _ms(values) -> str:
-    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=float)
-    if v.size == 0:
-        return "—"
-    return f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if v.size > 1 else f"{v[0]:.3f}"
-
+from benchmarks.tables import mean_sd as _ms  # mean ± sd, None and non-finite values left out
 
 SPEARMAN_KEYS = {"a549": ("spearman",), "paul15": ("spearman_myeloid", "spearman_erythroid")}
 ENERGY_KEYS = {
