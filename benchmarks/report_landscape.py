@@ -117,7 +117,7 @@ def report_section(results: Path) -> list[str]:
             f"| {both('single_cell_expand_0')} | {both('single_cell_expand_15')} "
             f"| {both('single_cell_expand_state')} | {both('single_cell_expand_sides')} |"
         )
-    return [*out, "", *_root_expansion_section(Path(results))]
+    return [*out, "", *_root_expansion_section(Path(results)), *_root_fits_section(Path(results))]
 
 
 #: The free bits against the landscape: the same fits' protocol on every set, one file per setting.
@@ -226,4 +226,48 @@ def _root_expansion_section(results: Path) -> list[str]:
             sel = [r for r in rows if r["dataset"] == dataset]
             cells.append(" / ".join(_ms([r[name][k] for r in sel]) for k in keys) if sel else "—")
         out.append(f"| {name} | {cells[0]} | {cells[1]} |")
+    return [*out, ""]
+
+
+#: Rows of :func:`_root_fits_section`: the known root group, one fit's energy, three fits' energies.
+ROOT_FITS_VARIANTS = {
+    "rooted": "known root group",
+    "one_fit": "auto_energy, this seed's energy",
+    "fits": "auto_energy, the three seeds' energies",
+}
+
+
+def _root_fits_section(results: Path) -> list[str]:
+    """Table of ``results/root_fits.json`` (``benchmarks/root_fits.py``), if present."""
+    path = results / "root_fits.json"
+    if not path.exists():
+        return []
+    payload = json.loads(path.read_text())
+    rows, meta = payload["rows"], payload.get("meta", {})
+    out = [
+        "Root-free pseudotime from one fit and from several (`benchmarks/root_fits.py`): on each "
+        "seed's cell graph, the root chosen by `root=\"auto_energy\"` from that seed's energy and "
+        "from the three seeds' energies together (`energy_key=[...]`: their consensus; each fit's "
+        "own root on this graph in brackets), against the known root group. Spearman with the "
+        "truth per graph seed, then mean ± sd; warned: an `AmbiguousRootWarning` (weak descent, or "
+        "the fits root in different states)." + (f" {meta['note']}." if meta.get("note") else ""),
+        "",
+        "| data set | root from | Spearman per graph seed | mean ± sd | warned | roots (fits' own) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for dataset, keys in SPEARMAN_KEYS.items():
+        sel = [r for r in rows if r["dataset"] == dataset]
+        for variant, label in ROOT_FITS_VARIANTS.items():
+            runs = [r[variant] for r in sel if variant in r]
+            if not runs:
+                continue
+            per_seed = ", ".join(" / ".join(f"{run[k]:.2f}" for k in keys) for run in runs)
+            mean = " / ".join(_ms([run[k] for run in runs]) for k in keys)
+            roots = ", ".join(
+                run["root_state"]
+                + (f" ({' '.join(run['fit_root_states'])})" if "fit_root_states" in run else "")
+                for run in runs
+            )
+            warned = f"{sum(run['warned'] for run in runs)}/{len(runs)}"
+            out.append(f"| {dataset} | {label} | {per_seed} | {mean} | {warned} | {roots} |")
     return [*out, ""]

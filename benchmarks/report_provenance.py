@@ -253,4 +253,9 @@ def provenance_section() -> list[str]:
         "never trained with them). New: a549's refits scored for held-out log p(x) beside the "
         "free-bits table.",
         "",
+        '**2026-12-04, stop 22: no default changed.** New: `root="auto_energy"` over several '
+        "fits (`energy_key=[...]`) and its table under the landscape's one-root-cell study "
+        "(`root_fits.json`: the landscape table's paul15 and a549 fits, /work/fits21/nofb). "
+        "One fit's root is chosen as before, so no other table changed.",
+        "",
     ]

@@ -344,3 +344,33 @@ def test_landscape_refuses_a_saved_fit_of_other_training_settings(tmp_path):
         landscape._model(None, "cite1k", 0, 400, None, {}, tmp_path, train=None)
     with pytest.raises(ValueError, match="0.25"):
         landscape._model(None, "cite1k", 0, 400, None, {}, tmp_path, train={"continuous_free_bits": 0.25})
+
+
+def test_root_fits_section_lists_each_graph_seed_and_the_fits_roots(tmp_path):
+    report_landscape = pytest.importorskip("benchmarks.report_landscape")
+    assert report_landscape._root_fits_section(tmp_path) == []  # no run, no section
+
+    def run(spearman, state, warned, fits=None):
+        out = {"spearman": spearman, "root_state": state, "warned": warned}
+        return out | ({"fit_root_states": fits} if fits else {})
+
+    rows = [
+        {
+            "dataset": "a549",
+            "graph_seed": seed,
+            "rooted": run(0.8, "S0", False),
+            "one_fit": run(value, "S1", seed == 0),
+            "fits": run(0.7, "S0", True, ["S0", "S1"]),
+        }
+        for seed, value in ((0, 0.5), (1, -0.5))
+    ]
+    (tmp_path / "root_fits.json").write_text(json.dumps({"meta": {"note": "two"}, "rows": rows}))
+    lines = report_landscape._root_fits_section(tmp_path)
+    assert lines[0].endswith(" two.")
+    table = [line for line in lines if line.startswith("| a549")]
+    assert table == [
+        "| a549 | known root group | 0.80, 0.80 | 0.800 ± 0.000 | 0/2 | S0, S0 |",
+        "| a549 | auto_energy, this seed's energy | 0.50, -0.50 | 0.000 ± 0.707 | 1/2 | S1, S1 |",
+        "| a549 | auto_energy, the three seeds' energies | 0.70, 0.70 | 0.700 ± 0.000 | 2/2 "
+        "| S0 (S0 S1), S0 (S0 S1) |",
+    ]

@@ -166,6 +166,7 @@ def descent_root_group(
     weights: np.ndarray,
     comp_labels: np.ndarray,
     seed: int,
+    warn: bool = True,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Root group for ``root="auto_energy"``: the state from which the energy falls most along the
     pseudotime, and the evidence.
@@ -182,7 +183,8 @@ def descent_root_group(
     z-score against every cell of the component (``z``: how much higher the start sits);
     :class:`AmbiguousRootWarning` when the root's correlation is weaker than
     ``-MIN_ROOT_DESCENT`` (the energy explains less than a quarter of the ordering's rank
-    variance from any start) or only one state competes.
+    variance from any start) or only one state competes (``warn=False``: no warning, the
+    evidence says the same).
     """
     main = comp_labels == np.bincount(comp_labels).argmax()
     finite = main & np.isfinite(energy)
@@ -218,20 +220,26 @@ def descent_root_group(
     }
     evidence["margin"] = evidence["runner_up_spearman"] - evidence["spearman"]
     evidence["clear"] = bool(len(ranked) > 1 and rhos[top] <= -MIN_ROOT_DESCENT)
-    if not evidence["clear"]:
-        why = (
-            "only one state competes"
-            if len(ranked) < 2
-            else f"from the best start, state {top!r}, the energy falls with Spearman {rhos[top]:.2f} "
-            f"along the pseudotime, weaker than -{MIN_ROOT_DESCENT}"
-        )
-        warnings.warn(
-            f"root='auto_energy': {why}; the landscape gives no clear root. Give a root cell or "
-            "group if you know one.",
-            AmbiguousRootWarning,
-            stacklevel=3,
-        )
+    if warn and not evidence["clear"]:
+        warn_unclear_root(evidence, stacklevel=4)
     members = np.flatnonzero(finite & (states == top))
     if members.size > MAX_ROOT_CELLS:
         members = np.sort(rng.choice(members, MAX_ROOT_CELLS, replace=False))
     return members, evidence
+
+
+def warn_unclear_root(evidence: dict[str, Any], stacklevel: int) -> None:
+    """:class:`AmbiguousRootWarning` for a root whose descent is weak or has no competitor."""
+    top = evidence["root_state"]
+    why = (
+        "only one state competes"
+        if evidence["n_states"] < 2
+        else f"from the best start, state {top!r}, the energy falls with Spearman {evidence['spearman']:.2f} "
+        f"along the pseudotime, weaker than -{MIN_ROOT_DESCENT}"
+    )
+    warnings.warn(
+        f"root='auto_energy': {why}; the landscape gives no clear root. Give a root cell or "
+        "group if you know one.",
+        AmbiguousRootWarning,
+        stacklevel=stacklevel,
+    )

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import anndata as ad
@@ -35,6 +35,7 @@ from scipy.sparse.csgraph import connected_components
 from qbm_pyro._checks import check_choice, check_positive_int
 from qbm_pyro.tl._diffusion import _diffusion_components, _dpt_weights, _pseudotime
 from qbm_pyro.tl._neighbors import EXACT_KNN_MAX_CELLS, _gaussian_affinities, _knn, _knn_matrix
+from qbm_pyro.tl._root_fits import consensus_root_group, energy_keys, ensemble_energy
 from qbm_pyro.tl._roots import (
     _check_root_args,
     _find_root,
@@ -75,7 +76,7 @@ def trajectory(
     n_dcs: int = 10,
     root_key: str | None = None,
     root_value: Any = None,
-    energy_key: str = "qbm_energy",
+    energy_key: str | Sequence[str] = "qbm_energy",
     prior_key: str | None = None,
     groups_key: str | None = None,
     resolution: float = 1.0,
@@ -194,7 +195,18 @@ def trajectory(
       defaults: on paul15 it follows the myeloid lineage (0.94) but reversed the erythroid one
       in one seed whose evidence was clear (-0.64); on a549 it started in the 0 h state in
       every seed but warned every time (the energy barely falls along time). Check it with
-      :func:`energy_along_pseudotime` and a known marker before trusting its direction;
+      :func:`energy_along_pseudotime` and a known marker before trusting its direction, and
+      with several fits: given a list of ``energy_key`` columns, one per fit (seed), each
+      fit's energy picks its own root state on this graph, the root is picked from their
+      consensus energy, and the evidence adds ``fits``, ``fit_root_states``,
+      ``fit_spearman``, ``fit_pseudotime_spearman`` (each fit's ordering against the
+      consensus one) and ``fits_agree``; the root is ``clear`` only when every fit roots in
+      the consensus state, and a warning names the fits' roots when they differ. On paul15 the
+      three seeds' energies rooted three different states on every seed's graph (a warning
+      each time) and their consensus reversed no lineage (erythroid 0.38-0.49 on the three
+      graphs, myeloid 0.94; one fit alone: -0.28 to 0.90); on a549 the three fits agreed on
+      the 0 h state on two of the three graphs, and their consensus started there on all three
+      (``benchmarks/root_fits.py``);
     * ``"auto_diffusion"``: the extreme cell of the first diffusion component, at the end
       furthest from its median. Its orientation is arbitrary: check it.
 
@@ -240,7 +252,12 @@ def trajectory(
         gave Spearman 0.48 ± 0.09 with time, the group 0.66 ± 0.04).
     energy_key
         ``obs`` column of per-cell prior energies (lower = more probable), used by
-        ``root="auto_energy"`` and for the per-state mean energies (``NaN`` when absent).
+        ``root="auto_energy"`` and for the per-state mean energies (``NaN`` when absent). A
+        list of columns holds the energies of several fits of the same cells (e.g. other seeds,
+        written by :func:`qbm_pyro.tl.qbm` with ``key_added``): ``root="auto_energy"`` then
+        roots from their consensus, each cell's energy quantile averaged over the fits (also
+        the per-state mean energies, in ``[0, 1]``), and checks that every fit alone roots in
+        the same state (see **Root**).
     prior_key
         Deprecated and unused: ``root="auto_energy"`` no longer reads the prior's states (see
         **Root**). Passing it warns; it will be removed.
@@ -341,7 +358,9 @@ def trajectory(
         raise ValueError(f"`n_neighbors` must be smaller than n_obs={n_obs}, got {n_neighbors}.")
     if n_dcs + 1 >= n_obs:
         raise ValueError(f"`n_dcs` must be smaller than n_obs - 1 = {n_obs - 1}, got {n_dcs}.")
-    _check_root_args(data, root, root_key, root_value, energy_key)
+    auto_energy = isinstance(root, str) and root == "auto_energy"
+    keys = energy_keys(data, energy_key, required=auto_energy)
+    _check_root_args(data, root, root_key, root_value, keys[0])
     if prior_key is not None:
         warnings.warn(
             "`prior_key` is unused and will be removed: root='auto_energy' now roots where the "
@@ -372,10 +391,15 @@ def trajectory(
         states = data.obs[groups_key].astype(str).to_numpy()
 
     # Root and pseudotime.
-    energy = _get_energy(data, energy_key)
+    energies = {key: _get_energy(data, key) for key in keys}
+    energy = energies[keys[0]] if len(keys) == 1 else ensemble_energy(list(energies.values()))
     evidence = None
-    if isinstance(root, str) and root == "auto_energy":
-        group, evidence = descent_root_group(states, energy, psi, weights, comp_labels, seed)
+    if auto_energy:
+        group, evidence = (
+            descent_root_group(states, energy, psi, weights, comp_labels, seed)
+            if len(keys) == 1
+            else consensus_root_group(states, energies, psi, weights, comp_labels, seed)
+        )
         root_index, root_method = int(group[0]), "auto_energy"
     else:
         root_index, root_method = _find_root(
@@ -435,7 +459,7 @@ def trajectory(
             "root": "" if root is None else str(root),
             "root_key": "" if root_key is None else root_key,
             "root_value": "" if root_value is None else str(root_value),
-            "energy_key": energy_key,
+            "energy_key": keys[0] if len(keys) == 1 else np.asarray(keys, dtype=str),
             "groups_key": "" if groups_key is None else groups_key,
             "resolution": float(resolution),
             "knn_method": knn_method,

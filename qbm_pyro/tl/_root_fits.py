@@ -1,0 +1,117 @@
+"""``root="auto_energy"`` over several fits: each fit's root, their consensus and agreement.
+
+One fit's energy can put its peak in a state that a refit with another seed does not: on paul15
+the three seeds' energies, read on one cell graph, rooted three different states, and one of
+them reversed the erythroid lineage with evidence that counted as clear. Several fits of the
+same cells (``tl.qbm`` with other seeds and ``key_added``) measure that: each fit's energy picks
+its own root state, the root is chosen from their consensus energy, and the fits' agreement is
+part of the evidence.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from scipy.stats import rankdata
+
+from qbm_pyro.tl._diffusion import _pseudotime
+from qbm_pyro.tl._roots import AmbiguousRootWarning, descent_root_group, warn_unclear_root
+
+Data = Any  # anndata.AnnData | mudata.MuData; both expose obs.
+
+
+def energy_keys(data: Data, energy_key: str | Sequence[str], required: bool) -> list[str]:
+    """``energy_key`` as a list of ``obs`` columns, checked: one name or several distinct names,
+    every one of them present when ``required`` or when several are given."""
+    if isinstance(energy_key, str):
+        keys = [energy_key]
+    elif isinstance(energy_key, Sequence) and all(isinstance(k, str) for k in energy_key):
+        keys = list(energy_key)
+    else:
+        raise TypeError(f"`energy_key` must be an obs column name or a list of them, got {energy_key!r}.")
+    if not keys:
+        raise ValueError("`energy_key` is an empty list; give at least one obs column of energies.")
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"`energy_key` names a column more than once: {keys}.")
+    missing = [k for k in keys if k not in data.obs]
+    if missing and (required or len(keys) > 1):
+        raise KeyError(
+            f"Energy column(s) {missing} not found in `.obs`. Run `qbm_pyro.tl.qbm` first "
+            "(with `key_added=` for each further fit: it writes obs[f'{key_added}_energy'])."
+        )
+    return keys
+
+
+def ensemble_energy(energies: Sequence[np.ndarray]) -> np.ndarray:
+    """Each cell's energy quantile in every fit (its rank among the finite energies over
+    ``n``: near 0 for the lowest, 1 for the highest), averaged over the fits; ``NaN`` where any
+    fit's energy is not finite. Ranks, not raw energies: fits differ in scale and offset."""
+    energies = [np.asarray(e, dtype=np.float64) for e in energies]
+    finite = np.logical_and.reduce([np.isfinite(e) for e in energies])
+    out = np.full(finite.size, np.nan)
+    if finite.any():
+        out[finite] = np.mean([rankdata(e[finite]) / finite.sum() for e in energies], axis=0)
+    return out
+
+
+def consensus_root_group(
+    states: np.ndarray,
+    energies: dict[str, np.ndarray],
+    psi: np.ndarray,
+    weights: np.ndarray,
+    comp_labels: np.ndarray,
+    seed: int,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Root group from several fits' energies and its evidence.
+
+    Each fit's energy picks its own root state (:func:`~qbm_pyro.tl._roots.descent_root_group`
+    on this graph); the root is the state picked from the consensus energy
+    (:func:`ensemble_energy`), with the same evidence as for one fit plus ``fits`` (the keys),
+    ``fit_root_states``, ``fit_spearman`` (each fit's descent from its own root),
+    ``fit_pseudotime_spearman`` (the Spearman correlation between the pseudotime from each
+    fit's root and from the consensus root: how much the disagreement changes the ordering) and
+    ``fits_agree``. ``clear`` needs every fit to root in the consensus state besides a strong
+    consensus descent; :class:`~qbm_pyro.tl._roots.AmbiguousRootWarning` names the fits' roots
+    when they differ.
+    """
+    own = {}
+    for key, energy in energies.items():
+        own[key] = descent_root_group(states, energy, psi, weights, comp_labels, seed, warn=False)
+    consensus = ensemble_energy(list(energies.values()))
+    members, evidence = descent_root_group(states, consensus, psi, weights, comp_labels, seed, warn=False)
+    pt = _pseudotime(psi, weights, int(members[0]), comp_labels, members)
+    agreement = []
+    for fit_members, _ in own.values():
+        other = _pseudotime(psi, weights, int(fit_members[0]), comp_labels, fit_members)
+        ok = np.isfinite(pt) & np.isfinite(other)
+        rho = np.corrcoef(rankdata(pt[ok]), rankdata(other[ok]))[0, 1] if ok.sum() > 2 else np.nan
+        agreement.append(float(rho))
+    roots = [ev["root_state"] for _, ev in own.values()]
+    agree = all(r == evidence["root_state"] for r in roots)
+    evidence |= {
+        "fits": np.asarray(list(energies), dtype=str),
+        "fit_root_states": np.asarray(roots, dtype=str),
+        "fit_spearman": np.asarray([ev["spearman"] for _, ev in own.values()], dtype=np.float64),
+        "fit_pseudotime_spearman": np.asarray(agreement, dtype=np.float64),
+        "fits_agree": bool(agree),
+    }
+    descent_clear = evidence["clear"]
+    evidence["clear"] = bool(descent_clear and agree)
+    if not descent_clear:
+        warn_unclear_root(evidence, stacklevel=4)
+    if not agree:
+        picks = ", ".join(
+            f"{key}: {root} (pseudotime Spearman {rho:.2f} with the consensus)"
+            for key, root, rho in zip(energies, roots, agreement, strict=True)
+        )
+        warnings.warn(
+            f"root='auto_energy': the {len(energies)} fits do not agree on the root state ({picks}); "
+            f"the consensus energy roots in {evidence['root_state']!r}. The direction is not stable "
+            "across fits: give a root cell or group if you know one.",
+            AmbiguousRootWarning,
+            stacklevel=3,
+        )
+    return members, evidence
