@@ -211,6 +211,15 @@ def _parser() -> argparse.ArgumentParser:
     root.add_argument("--root-key", help="obs column defining the root group (with --root-value)")
     traj.add_argument("--root-value", help="value of --root-key of the root group")
     traj.add_argument("--use-rep", default="X_qbm", help="obsm key of the latent (default X_qbm)")
+    traj.add_argument(
+        "--energy-key",
+        nargs="+",
+        default=["qbm_energy"],
+        metavar="KEY",
+        help="obs column(s) of prior energies for --root auto_energy (default qbm_energy); several, "
+        "one per fit (e.g. other seeds' `fit --key-added`), root from their consensus and warn "
+        "when the fits root in different states",
+    )
     traj.add_argument("--metric", choices=("hellinger", "hamming", "euclidean"), default="hellinger")
     traj.add_argument("--n-neighbors", type=_positive_int, default=15)
     traj.add_argument("--n-dcs", type=_positive_int, default=10)
@@ -398,6 +407,7 @@ def _trajectory(args: argparse.Namespace) -> int:
             n_dcs=args.n_dcs,
             root_key=args.root_key,
             root_value=root_value,
+            energy_key=args.energy_key[0] if len(args.energy_key) == 1 else args.energy_key,
             groups_key=args.groups_key,
             resolution=args.resolution,
             key_added=args.key_added,

@@ -126,6 +126,20 @@ def test_trajectory_and_info(fitted, tmp_path, capsys):
     assert digest(fitted) == sha
 
 
+def test_trajectory_roots_from_several_energy_columns(fitted, tmp_path, capsys):
+    mdata = md.read_h5mu(fitted)
+    mdata.obs["other_energy"] = 2.0 * mdata.obs["qbm_energy"] + 1.0  # a second fit's, same ranks
+    two = tmp_path / "two.h5mu"
+    mdata.write_h5mu(two)
+    out = tmp_path / "traj.h5mu"
+    argv = ["trajectory", str(two), "-o", str(out), "--root", "auto_energy", "-q", "--energy-key"]
+    assert main([*argv, "qbm_energy", "no_such_energy"]) == 2
+    assert "no_such_energy" in capsys.readouterr().err and not out.exists()
+    assert main([*argv, "qbm_energy", "other_energy"]) == 0
+    evidence = md.read_h5mu(out).uns["qbm_trajectory"]["root"]["evidence"]
+    assert list(evidence["fits"]) == ["qbm_energy", "other_energy"] and evidence["fits_agree"]
+
+
 def test_subprocess(cite):
     path, sha = cite
     run = subprocess.run(
