@@ -233,7 +233,7 @@ def _root_expansion_section(results: Path) -> list[str]:
 ROOT_FITS_VARIANTS = {
     "rooted": "known root group",
     "one_fit": "auto_energy, this seed's energy",
-    "fits": "auto_energy, the three seeds' energies",
+    "fits": "auto_energy, all the fits' energies",
 }
 
 
@@ -247,19 +247,25 @@ def _root_fits_section(results: Path) -> list[str]:
     out = [
         "Root-free pseudotime from one fit and from several (`benchmarks/root_fits.py`): on each "
         "seed's cell graph, the root chosen by `root=\"auto_energy\"` from that seed's energy and "
-        "from the three seeds' energies together (`energy_key=[...]`: their consensus; each fit's "
+        "from the energies of all the fits of the row (`energy_key=[...]`: their consensus; each fit's "
         "own root on this graph in brackets), against the known root group. Spearman with the "
         "truth per graph seed, then mean ± sd; warned: an `AmbiguousRootWarning` (weak descent, or "
         "the fits root in different states)." + (f" {meta['note']}." if meta.get("note") else ""),
         "",
-        "| data set | root from | Spearman per graph seed | mean ± sd | warned | roots (fits' own) |",
-        "|---|---|---|---|---|---|",
+        "| data set | fits (seeds) | root from | Spearman per graph seed | mean ± sd | warned "
+        "| roots (fits' own) |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for dataset, keys in SPEARMAN_KEYS.items():
-        sel = [r for r in rows if r["dataset"] == dataset]
+
+    def seeds_of(row):  # rows before the seed sets were recorded are seeds 0-2's
+        return tuple(row.get("fit_seeds", (0, 1, 2)))
+
+    for dataset, seeds in dict.fromkeys((r["dataset"], seeds_of(r)) for r in rows):
+        keys = SPEARMAN_KEYS.get(dataset)
+        sel = [r for r in rows if r["dataset"] == dataset and seeds_of(r) == seeds]
         for variant, label in ROOT_FITS_VARIANTS.items():
             runs = [r[variant] for r in sel if variant in r]
-            if not runs:
+            if not runs or keys is None:
                 continue
             per_seed = ", ".join(" / ".join(f"{run[k]:.2f}" for k in keys) for run in runs)
             mean = " / ".join(_ms([run[k] for run in runs]) for k in keys)
@@ -269,5 +275,6 @@ def _root_fits_section(results: Path) -> list[str]:
                 for run in runs
             )
             warned = f"{sum(run['warned'] for run in runs)}/{len(runs)}"
-            out.append(f"| {dataset} | {label} | {per_seed} | {mean} | {warned} | {roots} |")
+            seed_list = ", ".join(map(str, seeds))
+            out.append(f"| {dataset} | {seed_list} | {label} | {per_seed} | {mean} | {warned} | {roots} |")
     return [*out, ""]

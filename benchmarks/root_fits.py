@@ -11,8 +11,8 @@ with a known start (paul15: two lineages from the multipotent progenitors; a549:
 
 and each is scored against the truth (``benchmarks.trajectory.score_pseudotime``). The fits are
 those of ``benchmarks/landscape.py`` (``--fits DIR``: ``DIR/<set>/seed<k>/``, fitted and saved
-there when missing) → ``benchmarks/results/root_fits.json`` (rendered by
-``benchmarks/report.py``).
+there when missing) → ``benchmarks/results/root_fits.json`` (rows of other data sets or seed
+sets already in the file are kept; rendered by ``benchmarks/report.py``).
 """
 
 from __future__ import annotations
@@ -74,6 +74,7 @@ def run(dataset: str, seeds: list[int], epochs: int, fits: Path | None, train: d
         rows.append(
             {
                 "dataset": dataset,
+                "fit_seeds": list(seeds),
                 "graph_seed": seed,
                 "fit_from": sources[seed],
                 "rooted": _run(data, truth, seed, **root),
@@ -83,6 +84,11 @@ def run(dataset: str, seeds: list[int], epochs: int, fits: Path | None, train: d
         )
         print(json.dumps(rows[-1], default=float), flush=True)
     return rows
+
+
+def _seeds(row: dict) -> list[int]:
+    """The seeds of the fits a row's consensus read (rows before this was recorded: 0, 1, 2)."""
+    return row.get("fit_seeds", [0, 1, 2])
 
 
 def main(argv=None) -> None:
@@ -98,7 +104,9 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     meta = run_meta("scanpy", torch_threads=args.threads, seeds=args.seeds, note=args.note, train=args.train)
-    rows = []
+    # rows of other data sets or seed sets already in the file are kept
+    old = json.loads(args.out.read_text())["rows"] if args.out.exists() else []
+    rows = [r for r in old if r["dataset"] not in args.datasets or _seeds(r) != args.seeds]
     for dataset in args.datasets:
         rows += run(dataset, args.seeds, args.epochs, args.fits, args.train)
     args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1, default=float) + "\n")

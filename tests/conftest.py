@@ -1,5 +1,8 @@
-"""Shared fixtures: small random Boltzmann machines with exact ground truth."""
+"""Shared fixtures: small random Boltzmann machines with exact ground truth; cells on a path."""
 
+import anndata as ad
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -20,6 +23,27 @@ def total_variation(samples: torch.Tensor, h: torch.Tensor, J: torch.Tensor) -> 
     p = exact_log_probs(h.double(), J.double()).exp()
     counts = torch.bincount(state_index(samples), minlength=2**n).double()
     return 0.5 * float((counts / counts.sum() - p).abs().sum())
+
+
+def _path_cells(n_cells: int = 300, seed: int = 0, energies=None) -> ad.AnnData:
+    """Cells along a path of known order ``obs["t"]`` (16 sigmoid units in ``obsm["X_qbm"]``) with
+    energies ``obs[key] = slope * t + N(0, 0.3²)`` for each ``key: slope`` of ``energies``
+    (default ``{"qbm_energy": -3.0}``: the energy falls with time, a landscape of known order)."""
+    rng = np.random.default_rng(seed)
+    t = np.sort(rng.uniform(0, 1, n_cells))
+    q = 1.0 / (1.0 + np.exp(-20.0 * (t[:, None] - np.linspace(0.0, 1.0, 16)[None, :])))
+    q = np.clip(q + rng.normal(0, 0.02, q.shape), 0, 1)
+    adata = ad.AnnData(obs=pd.DataFrame({"t": t}, index=[f"c{i}" for i in range(n_cells)]))
+    adata.obsm["X_qbm"] = q
+    for key, slope in (energies or {"qbm_energy": -3.0}).items():
+        adata.obs[key] = slope * t + rng.normal(0, 0.3, n_cells)
+    return adata
+
+
+@pytest.fixture
+def path_cells():
+    """Factory of :func:`_path_cells`: cells along a path with energies of known slope."""
+    return _path_cells
 
 
 @pytest.fixture

@@ -364,13 +364,15 @@ def test_root_fits_section_lists_each_graph_seed_and_the_fits_roots(tmp_path):
         }
         for seed, value in ((0, 0.5), (1, -0.5))
     ]
+    rows.append({"dataset": "a549", "fit_seeds": [3, 4], "graph_seed": 3, "rooted": run(0.9, "S2", False)})
     (tmp_path / "root_fits.json").write_text(json.dumps({"meta": {"note": "two"}, "rows": rows}))
     lines = report_landscape._root_fits_section(tmp_path)
     assert lines[0].endswith(" two.")
     table = [line for line in lines if line.startswith("| a549")]
     assert table == [
-        "| a549 | known root group | 0.80, 0.80 | 0.800 ± 0.000 | 0/2 | S0, S0 |",
-        "| a549 | auto_energy, this seed's energy | 0.50, -0.50 | 0.000 ± 0.707 | 1/2 | S1, S1 |",
-        "| a549 | auto_energy, the three seeds' energies | 0.70, 0.70 | 0.700 ± 0.000 | 2/2 "
+        "| a549 | 0, 1, 2 | known root group | 0.80, 0.80 | 0.800 ± 0.000 | 0/2 | S0, S0 |",
+        "| a549 | 0, 1, 2 | auto_energy, this seed's energy | 0.50, -0.50 | 0.000 ± 0.707 | 1/2 | S1, S1 |",
+        "| a549 | 0, 1, 2 | auto_energy, all the fits' energies | 0.70, 0.70 | 0.700 ± 0.000 | 2/2 "
         "| S0 (S0 S1), S0 (S0 S1) |",
+        "| a549 | 3, 4 | known root group | 0.90 | 0.900 | 0/1 | S2 |",
     ]

@@ -345,20 +345,8 @@ def test_attractors_bad_input():
 # --------------------------------------------------------------------------- roots
 
 
-def landscape_path(n_cells: int = 300, seed: int = 0):
-    """Cells along a path whose energy falls with time: a synthetic landscape of known order."""
-    rng = np.random.default_rng(seed)
-    t = np.sort(rng.uniform(0, 1, n_cells))
-    q = 1.0 / (1.0 + np.exp(-20.0 * (t[:, None] - np.linspace(0.0, 1.0, 16)[None, :])))
-    q = np.clip(q + rng.normal(0, 0.02, q.shape), 0, 1)
-    adata = ad.AnnData(obs=pd.DataFrame({"t": t}, index=[f"c{i}" for i in range(n_cells)]))
-    adata.obsm["X_qbm"] = q
-    adata.obs["qbm_energy"] = -3.0 * t + rng.normal(0, 0.3, n_cells)
-    return adata
-
-
-def test_root_free_ordering_follows_the_landscape():
-    adata = landscape_path()
+def test_root_free_ordering_follows_the_landscape(path_cells):
+    adata = path_cells()
     qbm_pyro.tl.trajectory(adata, "auto_energy")
     evidence = adata.uns["qbm_trajectory"]["root"]["evidence"]
     assert evidence["clear"] and evidence["spearman"] < -0.8 and evidence["z"] > 1.0
@@ -401,8 +389,8 @@ def test_root_free_ignores_a_high_energy_side_state():
     assert pd.Series(pt).corr(pd.Series(t), method="spearman") > 0.95
 
 
-def test_flat_landscape_warns_no_clear_root():
-    adata = landscape_path()
+def test_flat_landscape_warns_no_clear_root(path_cells):
+    adata = path_cells()
     adata.obs["qbm_energy"] = np.random.default_rng(1).normal(0, 1, adata.n_obs)
     with pytest.warns(AmbiguousRootWarning, match="no\nclear|no clear"):
         qbm_pyro.tl.trajectory(adata, "auto_energy")

@@ -6,7 +6,6 @@ import warnings
 
 import anndata as ad
 import numpy as np
-import pandas as pd
 import pytest
 from scipy.stats import rankdata
 
@@ -15,26 +14,18 @@ from qbm_pyro.tl._root_fits import ensemble_energy
 from qbm_pyro.tl._roots import AmbiguousRootWarning
 
 
-def path_with_fits(slopes, n_cells: int = 300, seed: int = 0) -> ad.AnnData:
+def path_with_fits(path_cells, slopes):
     """Cells along a path of known order ``t``; fit ``k``'s energy is ``slopes[k] * t`` plus its own
     noise (a negative slope: the energy falls with time, the root is at ``t = 0``)."""
-    rng = np.random.default_rng(seed)
-    t = np.sort(rng.uniform(0, 1, n_cells))
-    q = 1.0 / (1.0 + np.exp(-20.0 * (t[:, None] - np.linspace(0.0, 1.0, 16)[None, :])))
-    q = np.clip(q + rng.normal(0, 0.02, q.shape), 0, 1)
-    adata = ad.AnnData(obs=pd.DataFrame({"t": t}, index=[f"c{i}" for i in range(n_cells)]))
-    adata.obsm["X_qbm"] = q
-    for k, slope in enumerate(slopes):
-        adata.obs[f"fit{k}_energy"] = slope * t + rng.normal(0, 0.3, n_cells)
-    return adata
+    return path_cells(energies={f"fit{k}_energy": slope for k, slope in enumerate(slopes)})
 
 
 def spearman_with_time(adata) -> float:
     return adata.obs["qbm_pseudotime"].corr(adata.obs["t"], method="spearman")
 
 
-def test_fits_that_agree_give_a_clear_root_and_no_warning():
-    adata = path_with_fits([-3.0, -2.0, -30.0])  # other scales: the consensus reads ranks
+def test_fits_that_agree_give_a_clear_root_and_no_warning(path_cells):
+    adata = path_with_fits(path_cells, [-3.0, -2.0, -30.0])  # other scales: the consensus reads ranks
     keys = ["fit0_energy", "fit1_energy", "fit2_energy"]
     with warnings.catch_warnings():
         warnings.simplefilter("error", AmbiguousRootWarning)
@@ -52,10 +43,10 @@ def test_fits_that_agree_give_a_clear_root_and_no_warning():
     assert adata.uns["qbm_trajectory"]["states"][np.argmax(means)] == evidence["root_state"]
 
 
-def test_fits_that_disagree_warn_and_are_not_clear():
+def test_fits_that_disagree_warn_and_are_not_clear(path_cells):
     """Two fits whose energies fall with time and one whose energy rises with it: the third
     fit alone roots at the far end; the consensus keeps the start and says the fits differ."""
-    adata = path_with_fits([-3.0, -3.0, 3.0])
+    adata = path_with_fits(path_cells, [-3.0, -3.0, 3.0])
     alone = qbm_pyro.tl.trajectory(adata, "auto_energy", energy_key="fit2_energy", copy=True)
     assert alone.obs["qbm_pseudotime"].corr(alone.obs["t"], method="spearman") < -0.9
     assert alone.uns["qbm_trajectory"]["root"]["evidence"]["clear"]  # one fit alone: no warning
@@ -69,8 +60,8 @@ def test_fits_that_disagree_warn_and_are_not_clear():
     assert spearman_with_time(adata) > 0.9
 
 
-def test_one_key_in_a_list_is_the_single_fit_call():
-    adata = path_with_fits([-3.0])
+def test_one_key_in_a_list_is_the_single_fit_call(path_cells):
+    adata = path_with_fits(path_cells, [-3.0])
     listed = qbm_pyro.tl.trajectory(adata, "auto_energy", energy_key=["fit0_energy"], copy=True)
     plain = qbm_pyro.tl.trajectory(adata, "auto_energy", energy_key="fit0_energy", copy=True)
     np.testing.assert_array_equal(listed.obs["qbm_pseudotime"], plain.obs["qbm_pseudotime"])
@@ -86,16 +77,16 @@ def test_one_key_in_a_list_is_the_single_fit_call():
         (["fit0_energy", 3], TypeError, "energy_key"),
     ],
 )
-def test_bad_energy_keys_raise_before_anything_is_written(energy_key, error, match):
-    adata = path_with_fits([-3.0, -2.0])
+def test_bad_energy_keys_raise_before_anything_is_written(path_cells, energy_key, error, match):
+    adata = path_with_fits(path_cells, [-3.0, -2.0])
     before = set(adata.obs.columns), set(adata.uns)
     with pytest.raises(error, match=match):
         qbm_pyro.tl.trajectory(adata, "auto_energy", energy_key=energy_key)
     assert (set(adata.obs.columns), set(adata.uns)) == before
 
 
-def test_a_missing_key_in_a_list_raises_without_auto_energy():
-    adata = path_with_fits([-3.0])
+def test_a_missing_key_in_a_list_raises_without_auto_energy(path_cells):
+    adata = path_with_fits(path_cells, [-3.0])
     with pytest.raises(KeyError, match="missing_energy"):
         qbm_pyro.tl.trajectory(adata, 0, energy_key=["fit0_energy", "missing_energy"])
 
@@ -114,8 +105,8 @@ def test_ensemble_energy_is_the_mean_quantile_and_ignores_scale():
     np.testing.assert_allclose(np.delete(out, 3), expected)
 
 
-def test_consensus_evidence_survives_h5ad(tmp_path):
-    adata = path_with_fits([-3.0, -2.0])
+def test_consensus_evidence_survives_h5ad(path_cells, tmp_path):
+    adata = path_with_fits(path_cells, [-3.0, -2.0])
     qbm_pyro.tl.trajectory(adata, "auto_energy", energy_key=["fit0_energy", "fit1_energy"])
     adata.write_h5ad(tmp_path / "a.h5ad")
     back = ad.read_h5ad(tmp_path / "a.h5ad").uns["qbm_trajectory"]
