@@ -255,7 +255,8 @@ def provenance_section() -> list[str]:
         "",
         '**2026-12-04, stop 22: no default changed.** New: `root="auto_energy"` over several '
         "fits (`energy_key=[...]`) and its table under the landscape's one-root-cell study "
-        "(`root_fits.json`: the landscape table's paul15 and a549 fits, /work/fits21/nofb). "
-        "One fit's root is chosen as before, so no other table changed.",
+        "(`root_fits.json`: seeds 0-2 are the landscape table's paul15 and a549 fits, "
+        "/work/fits21/nofb; seeds 3-5 were fitted at this stop at the same defaults on a 2-core "
+        "machine). One fit's root is chosen as before, so no other table changed.",
         "",
     ]

@@ -60,6 +60,20 @@ def test_fits_that_disagree_warn_and_are_not_clear(path_cells):
     assert spearman_with_time(adata) > 0.9
 
 
+def test_fits_of_weak_descent_are_not_clear_even_when_their_consensus_is(path_cells):
+    """Three fits that agree on the start but each descend weakly from it (noise as large as the
+    slope): averaging their ranks removes noise, so the consensus alone would pass -0.5."""
+    adata = path_with_fits(path_cells, [-0.5, -0.5, -0.5])
+    with pytest.warns(AmbiguousRootWarning, match="alone falls in energy"):
+        qbm_pyro.tl.trajectory(adata, "auto_energy", energy_key=["fit0_energy", "fit1_energy", "fit2_energy"])
+    evidence = adata.uns["qbm_trajectory"]["root"]["evidence"]
+    assert evidence["fits_agree"] and evidence["spearman"] < -0.5  # the consensus alone: clear
+    assert np.all(evidence["fit_spearman"] > -0.5) and not evidence["clear"]
+    for key in ("fit0_energy", "fit1_energy", "fit2_energy"):  # each fit alone warns as well
+        with pytest.warns(AmbiguousRootWarning, match="weaker than"):
+            qbm_pyro.tl.trajectory(adata, "auto_energy", energy_key=key, copy=True)
+
+
 def test_one_key_in_a_list_is_the_single_fit_call(path_cells):
     adata = path_with_fits(path_cells, [-3.0])
     listed = qbm_pyro.tl.trajectory(adata, "auto_energy", energy_key=["fit0_energy"], copy=True)

@@ -18,7 +18,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 from qbm_pyro.tl._diffusion import _pseudotime
-from qbm_pyro.tl._roots import AmbiguousRootWarning, descent_root_group, warn_unclear_root
+from qbm_pyro.tl._roots import MIN_ROOT_DESCENT, AmbiguousRootWarning, descent_root_group, warn_unclear_root
 
 Data = Any  # anndata.AnnData | mudata.MuData; both expose obs.
 
@@ -73,9 +73,11 @@ def consensus_root_group(
     ``fit_root_states``, ``fit_spearman`` (each fit's descent from its own root),
     ``fit_pseudotime_spearman`` (the Spearman correlation between the pseudotime from each
     fit's root and from the consensus root: how much the disagreement changes the ordering) and
-    ``fits_agree``. ``clear`` needs every fit to root in the consensus state besides a strong
-    consensus descent; :class:`~qbm_pyro.tl._roots.AmbiguousRootWarning` names the fits' roots
-    when they differ.
+    ``fits_agree``. ``clear`` needs every fit to root in the consensus state and every fit's own
+    descent, not only the consensus's, to be at least ``MIN_ROOT_DESCENT`` (averaging the fits
+    strengthens the consensus's correlation, so it alone would pass starts no fit supports);
+    :class:`~qbm_pyro.tl._roots.AmbiguousRootWarning` names the fits' roots when they differ
+    and the weakest fit when one descends weakly.
     """
     own = {}
     for key, energy in energies.items():
@@ -98,10 +100,23 @@ def consensus_root_group(
         "fit_pseudotime_spearman": np.asarray(agreement, dtype=np.float64),
         "fits_agree": bool(agree),
     }
-    descent_clear = evidence["clear"]
-    evidence["clear"] = bool(descent_clear and agree)
-    if not descent_clear:
+    # The consensus averages the fits' noise away, so its descent is stronger than theirs: on a549
+    # three fits of weak descent (-0.31 to -0.46) that agreed on a wrong start gave a consensus of
+    # -0.50. A clear root needs every fit alone to descend clearly from it.
+    weakest = int(np.argmax(evidence["fit_spearman"]))
+    fits_clear = evidence["fit_spearman"][weakest] <= -MIN_ROOT_DESCENT
+    if not evidence["clear"]:
         warn_unclear_root(evidence, stacklevel=4)
+    elif not fits_clear:
+        warnings.warn(
+            f"root='auto_energy': from its root state {roots[weakest]!r}, fit {list(energies)[weakest]!r} "
+            f"alone falls in energy with Spearman {evidence['fit_spearman'][weakest]:.2f} along the "
+            f"pseudotime, weaker than -{MIN_ROOT_DESCENT} (the consensus: {evidence['spearman']:.2f}); "
+            "the landscape gives no clear root. Give a root cell or group if you know one.",
+            AmbiguousRootWarning,
+            stacklevel=3,
+        )
+    evidence["clear"] = bool(evidence["clear"] and fits_clear and agree)
     if not agree:
         picks = ", ".join(
             f"{key}: {root} (pseudotime Spearman {rho:.2f} with the consensus)"

@@ -191,22 +191,22 @@ def trajectory(
       state's mean energy with its z-score against all cells (how much higher it sits); an
       :class:`~qbm_pyro.tl._roots.AmbiguousRootWarning` says when the best correlation is
       weaker than -0.5 (``MIN_ROOT_DESCENT``): the energy is then no potential along this
-      graph. Measured in ``benchmarks/landscape.py`` (``docs/landscape.rst``), 3 seeds at the
-      defaults: on paul15 it follows the myeloid lineage (0.94) but reversed the erythroid one
-      in one seed whose evidence was clear (-0.64); on a549 it started in the 0 h state in
-      every seed but warned every time (the energy barely falls along time). Check it with
-      :func:`energy_along_pseudotime` and a known marker before trusting its direction, and
-      with several fits: given a list of ``energy_key`` columns, one per fit (seed), each
-      fit's energy picks its own root state on this graph, the root is picked from their
-      consensus energy, and the evidence adds ``fits``, ``fit_root_states``,
-      ``fit_spearman``, ``fit_pseudotime_spearman`` (each fit's ordering against the
-      consensus one) and ``fits_agree``; the root is ``clear`` only when every fit roots in
-      the consensus state, and a warning names the fits' roots when they differ. On paul15 the
-      three seeds' energies rooted three different states on every seed's graph (a warning
-      each time) and their consensus reversed no lineage (erythroid 0.38-0.49 on the three
-      graphs, myeloid 0.94; one fit alone: -0.28 to 0.90); on a549 the three fits agreed on
-      the 0 h state on two of the three graphs, and their consensus started there on all three
-      (``benchmarks/root_fits.py``);
+      graph. Measured at the defaults on 6 seeds (``benchmarks/landscape.py``,
+      ``benchmarks/root_fits.py``, ``docs/landscape.rst``): on paul15 it follows the myeloid
+      lineage (0.84-0.95) but reversed or half-reversed the erythroid one on two seeds whose
+      evidence was clear (-0.28 and 0.49; the rooted pseudotime: 0.90); on a549 it started in
+      the 0 h state in three seeds and elsewhere in three (-0.34 to 0.13), warning every time
+      (the energy barely falls along time). One fit's ``clear`` is not enough: check the
+      direction with :func:`energy_along_pseudotime` and a known marker, and with several
+      fits. Given a list of ``energy_key`` columns, one per fit (seed), each fit's energy picks
+      its own root state on this graph, the root is picked from their consensus energy, and
+      the evidence adds ``fits``, ``fit_root_states``, ``fit_spearman``,
+      ``fit_pseudotime_spearman`` (each fit's ordering against the consensus one) and
+      ``fits_agree``; the root is ``clear`` only when every fit roots in the consensus state
+      and descends from it at -0.5 or below on its own, and a warning says which condition
+      failed. On the same 6 seeds (two sets of three) it warned on all 12 graphs and passed
+      none of the wrong directions as clear; it reversed no paul15 lineage (erythroid 0.38 to
+      0.91), and on a549 it was as right or wrong as the fits (three agreed on a wrong start);
     * ``"auto_diffusion"``: the extreme cell of the first diffusion component, at the end
       furthest from its median. Its orientation is arbitrary: check it.
 
