@@ -201,13 +201,19 @@ def _evidence(auto_root: dict) -> str:
     return f"d {auto_root.get('evidence_effect_size', float('nan')):.2f}"
 
 
+def _rows_and_meta(path: Path) -> tuple[list[dict], dict] | None:
+    """A result file's ``rows`` and ``meta`` (``{}`` when it has none), or ``None`` if it is absent."""
+    if not path.exists():
+        return None
+    payload = json.loads(path.read_text())
+    return payload["rows"], payload.get("meta", {})
+
+
 def _root_expansion_section(results: Path) -> list[str]:
     """Table of ``results/root_expansion.json`` (``benchmarks/root_expansion.py``), if present."""
-    path = results / "root_expansion.json"
-    if not path.exists():
+    if (loaded := _rows_and_meta(results / "root_expansion.json")) is None:
         return []
-    payload = json.loads(path.read_text())
-    rows, meta = payload["rows"], payload.get("meta", {})
+    rows, meta = loaded
     names = [k for k in rows[0] if isinstance(rows[0][k], dict)]
     out = [
         "One root cell, every variant tried (`benchmarks/root_expansion.py`: the same saved fits, "
@@ -239,11 +245,9 @@ ROOT_FITS_VARIANTS = {
 
 def _root_fits_section(results: Path) -> list[str]:
     """Table of ``results/root_fits.json`` (``benchmarks/root_fits.py``), if present."""
-    path = results / "root_fits.json"
-    if not path.exists():
+    if (loaded := _rows_and_meta(results / "root_fits.json")) is None:
         return []
-    payload = json.loads(path.read_text())
-    rows, meta = payload["rows"], payload.get("meta", {})
+    rows, meta = loaded
     out = [
         "Root-free pseudotime from one fit and from several (`benchmarks/root_fits.py`): on each "
         "seed's cell graph, the root chosen by `root=\"auto_energy\"` from that seed's energy and "
@@ -257,12 +261,9 @@ def _root_fits_section(results: Path) -> list[str]:
         "|---|---|---|---|---|---|---|",
     ]
 
-    def seeds_of(row):  # rows before the seed sets were recorded are seeds 0-2's
-        return tuple(row.get("fit_seeds", (0, 1, 2)))
-
-    for dataset, seeds in dict.fromkeys((r["dataset"], seeds_of(r)) for r in rows):
+    for dataset, seeds in dict.fromkeys((r["dataset"], tuple(r["fit_seeds"])) for r in rows):
         keys = SPEARMAN_KEYS.get(dataset)
-        sel = [r for r in rows if r["dataset"] == dataset and seeds_of(r) == seeds]
+        sel = [r for r in rows if r["dataset"] == dataset and tuple(r["fit_seeds"]) == seeds]
         for variant, label in ROOT_FITS_VARIANTS.items():
             runs = [r[variant] for r in sel if variant in r]
             if not runs or keys is None:

@@ -86,11 +86,6 @@ def run(dataset: str, seeds: list[int], epochs: int, fits: Path | None, train: d
     return rows
 
 
-def _seeds(row: dict) -> list[int]:
-    """The seeds of the fits a row's consensus read (rows before this was recorded: 0, 1, 2)."""
-    return row.get("fit_seeds", [0, 1, 2])
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=list(TRAJECTORIES))
@@ -106,7 +101,7 @@ def main(argv=None) -> None:
     meta = run_meta("scanpy", torch_threads=args.threads, seeds=args.seeds, note=args.note, train=args.train)
     # rows of other data sets or seed sets already in the file are kept
     old = json.loads(args.out.read_text())["rows"] if args.out.exists() else []
-    rows = [r for r in old if r["dataset"] not in args.datasets or _seeds(r) != args.seeds]
+    rows = [r for r in old if r["dataset"] not in args.datasets or r["fit_seeds"] != args.seeds]
     for dataset in args.datasets:
         rows += run(dataset, args.seeds, args.epochs, args.fits, args.train)
     args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1, default=float) + "\n")

@@ -407,7 +407,7 @@ def _trajectory(args: argparse.Namespace) -> int:
             n_dcs=args.n_dcs,
             root_key=args.root_key,
             root_value=root_value,
-            energy_key=args.energy_key[0] if len(args.energy_key) == 1 else args.energy_key,
+            energy_key=args.energy_key,
             groups_key=args.groups_key,
             resolution=args.resolution,
             key_added=args.key_added,

@@ -357,6 +357,7 @@ def test_root_fits_section_lists_each_graph_seed_and_the_fits_roots(tmp_path):
     rows = [
         {
             "dataset": "a549",
+            "fit_seeds": [0, 1, 2],
             "graph_seed": seed,
             "rooted": run(0.8, "S0", False),
             "one_fit": run(value, "S1", seed == 0),

@@ -84,14 +84,21 @@ def consensus_root_group(
         own[key] = descent_root_group(states, energy, psi, weights, comp_labels, seed, warn=False)
     consensus = ensemble_energy(list(energies.values()))
     members, evidence = descent_root_group(states, consensus, psi, weights, comp_labels, seed, warn=False)
-    pt = _pseudotime(psi, weights, int(members[0]), comp_labels, members)
+    roots = [ev["root_state"] for _, ev in own.values()]
+    pseudotimes = {}  # by root group: fits that root in the consensus state share its members
+
+    def pseudotime_from(group: np.ndarray) -> np.ndarray:
+        if group.tobytes() not in pseudotimes:
+            pseudotimes[group.tobytes()] = _pseudotime(psi, weights, int(group[0]), comp_labels, group)
+        return pseudotimes[group.tobytes()]
+
+    pt = pseudotime_from(members)
     agreement = []
     for fit_members, _ in own.values():
-        other = _pseudotime(psi, weights, int(fit_members[0]), comp_labels, fit_members)
+        other = pseudotime_from(fit_members)
         ok = np.isfinite(pt) & np.isfinite(other)
         rho = np.corrcoef(rankdata(pt[ok]), rankdata(other[ok]))[0, 1] if ok.sum() > 2 else np.nan
         agreement.append(float(rho))
-    roots = [ev["root_state"] for _, ev in own.values()]
     agree = all(r == evidence["root_state"] for r in roots)
     evidence |= {
         "fits": np.asarray(list(energies), dtype=str),
