@@ -50,11 +50,19 @@ def install_package(session: nox.Session, *extras: str) -> None:
     session.install("-e", f".{suffix}")
 
 
+# pytest-xdist: a worker per core (tests/conftest.py caps "auto" at 4), each test sent to the next
+# free worker (the tests take from milliseconds to minutes)
+PARALLEL = ("-n", "auto", "--dist", "worksteal")
+
+
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    """Run the tests and the docstring examples; arguments after ``--`` go to pytest."""
+    """Run the tests and the docstring examples; arguments after ``--`` go to pytest.
+
+    The tests run in parallel, one pytest-xdist worker per core (at most 4; ``-- -n 0`` runs them
+    in one process)."""
     install_package(session, "test")
-    session.run("python", "-m", "pytest", *session.posargs)
+    session.run("python", "-m", "pytest", *PARALLEL, *session.posargs)
 
 
 @nox.session(name="tests-lowest", python=PYTHON)
@@ -77,7 +85,7 @@ def tests_lowest(session: nox.Session) -> None:
     session.install("--prefer-binary", "-c", constraints, "-e", ".[test]")
     session.run("python", "-W", "ignore", "-c", CHECK_TORCH)
     session.run("python", "-m", "pip", "list")
-    session.run("python", "-m", "pytest", *session.posargs)
+    session.run("python", "-m", "pytest", *PARALLEL, *session.posargs)
 
 
 @nox.session(python=PYTHON)

@@ -1,5 +1,7 @@
 """Shared fixtures: small random Boltzmann machines with exact ground truth; cells on a path."""
 
+import os
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -51,6 +53,13 @@ def machine10():
     return random_machine(10, seed=0)
 
 
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto`` (``nox -s tests``): one worker per core, at most 4. Each worker imports torch
+    and scanpy and trains with one torch thread (the test modules set it), so more workers add
+    memory faster than speed."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests marked ``slow`` (they train for minutes or start processes) are skipped unless a
     marker expression is given: ``pytest -m slow`` runs them (CI's second step, ``.ci/run``),
@@ -61,6 +70,48 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+# The prior's last fit (``prior_refit_steps``, 2000 steps by default) costs 6-8 s per training
+# call even on a 100-cell model that trains in half a second: most of the fast suite's time. A
+# plain ``pytest`` run (the fast tests) trains with 100 steps (the same code path, a shorter fit);
+# a call that passes ``prior_refit_steps`` keeps its value. The package default holds for a run
+# with a marker expression (``pytest -m slow``: the tests on real data), for the tests of the fit
+# itself (tests/test_prior_refit.py) and for tests marked ``full_prior_refit``.
+TEST_PRIOR_REFIT_STEPS = 100
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _short_prior_refit(request):
+    """The real ``TrainingConfig`` while ``QBMVAE.train`` builds a short-refit one; else ``None``."""
+    if request.config.getoption("markexpr"):
+        yield None
+        return
+    from qbm_pyro.model import _model
+
+    config_cls = _model.TrainingConfig
+
+    def short_refit_config(*args, **kwargs):
+        kwargs.setdefault("prior_refit_steps", TEST_PRIOR_REFIT_STEPS)
+        return config_cls(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_model, "TrainingConfig", short_refit_config)
+        yield config_cls
+
+
+@pytest.fixture(autouse=True)
+def _full_prior_refit(request, _short_prior_refit):
+    """The package default for the tests of the fit itself and those marked ``full_prior_refit``."""
+    full = "full_prior_refit" in request.keywords or request.path.name == "test_prior_refit.py"
+    if _short_prior_refit is None or not full:
+        yield
+        return
+    from qbm_pyro.model import _model
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_model, "TrainingConfig", _short_prior_refit)
+        yield
 
 
 @pytest.fixture
