@@ -467,7 +467,9 @@ def test_side_weights_narrow_the_gap_of_a_single_root_cell():
         f: np.abs([np.corrcoef(psi[:, k], adata.obs[f])[0, 1] for k in range(psi.shape[1])]) for f in "tu"
     }
     mean_w = np.mean(weights, axis=0)
-    assert mean_w[follows["u"] > 0.5].mean() < mean_w[follows["t"] > 0.5].mean() - 0.1
+    # measured: 0.78 against 0.97 with the tested versions, 0.88 against 0.98 at the lowest
+    # versions pyproject allows (nox -s tests-lowest)
+    assert mean_w[follows["u"] > 0.5].mean() < mean_w[follows["t"] > 0.5].mean() - 0.05
 
 
 # --------------------------------------------------------------------------- plots
