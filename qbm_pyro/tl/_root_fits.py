@@ -18,7 +18,13 @@ import numpy as np
 from scipy.stats import rankdata
 
 from qbm_pyro.tl._diffusion import _pseudotime
-from qbm_pyro.tl._roots import MIN_ROOT_DESCENT, AmbiguousRootWarning, descent_root_group, warn_unclear_root
+from qbm_pyro.tl._roots import (
+    MIN_ROOT_DESCENT,
+    AmbiguousRootWarning,
+    descent_root_group,
+    warn_no_clear_root,
+    warn_unclear_root,
+)
 
 Data = Any  # anndata.AnnData | mudata.MuData; both expose obs.
 
@@ -115,12 +121,10 @@ def consensus_root_group(
     if not evidence["clear"]:
         warn_unclear_root(evidence, stacklevel=4)
     elif not fits_clear:
-        warnings.warn(
-            f"root='auto_energy': from its root state {roots[weakest]!r}, fit {list(energies)[weakest]!r} "
-            f"alone falls in energy with Spearman {evidence['fit_spearman'][weakest]:.2f} along the "
-            f"pseudotime, weaker than -{MIN_ROOT_DESCENT} (the consensus: {evidence['spearman']:.2f}); "
-            "the landscape gives no clear root. Give a root cell or group if you know one.",
-            AmbiguousRootWarning,
+        warn_no_clear_root(
+            f"from its root state {roots[weakest]!r}, fit {list(energies)[weakest]!r} alone falls in "
+            f"energy with Spearman {evidence['fit_spearman'][weakest]:.2f} along the pseudotime, "
+            f"weaker than -{MIN_ROOT_DESCENT} (the consensus: {evidence['spearman']:.2f})",
             stacklevel=3,
         )
     evidence["clear"] = bool(evidence["clear"] and fits_clear and agree)

@@ -237,9 +237,15 @@ def warn_unclear_root(evidence: dict[str, Any], stacklevel: int) -> None:
         else f"from the best start, state {top!r}, the energy falls with Spearman {evidence['spearman']:.2f} "
         f"along the pseudotime, weaker than -{MIN_ROOT_DESCENT}"
     )
+    warn_no_clear_root(why, stacklevel)
+
+
+def warn_no_clear_root(why: str, stacklevel: int) -> None:
+    """:class:`AmbiguousRootWarning` that the landscape gives no clear root, because ``why``
+    (``stacklevel`` counted from the caller of this function)."""
     warnings.warn(
         f"root='auto_energy': {why}; the landscape gives no clear root. Give a root cell or "
         "group if you know one.",
         AmbiguousRootWarning,
-        stacklevel=stacklevel,
+        stacklevel=stacklevel + 1,
     )
