@@ -60,11 +60,17 @@ def pytest_xdist_auto_num_workers(config):
     return max(1, min(4, os.cpu_count() or 1))
 
 
+def _marker_expression(config) -> bool:
+    """A marker expression was given (``pytest -m ...``): the slow tests are not skipped, and
+    training keeps its default last fit of the prior."""
+    return bool(config.getoption("markexpr"))
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests marked ``slow`` (they train for minutes or start processes) are skipped unless a
     marker expression is given: ``pytest -m slow`` runs them (CI's second step, ``.ci/run``),
     ``pytest -m "slow or not slow"`` runs everything."""
-    if config.getoption("markexpr"):
+    if _marker_expression(config):
         return
     skip = pytest.mark.skip(reason="slow: run with pytest -m slow")
     for item in items:
@@ -84,7 +90,7 @@ TEST_PRIOR_REFIT_STEPS = 100
 @pytest.fixture(scope="session", autouse=True)
 def _short_prior_refit(request):
     """The real ``TrainingConfig`` while ``QBMVAE.train`` builds a short-refit one; else ``None``."""
-    if request.config.getoption("markexpr"):
+    if _marker_expression(request.config):
         yield None
         return
     from qbm_pyro.model import _model
