@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks import (  # noqa: E402
     active_units,
     bad_inputs,
+    cluster_splits,
     code_separation,
     de,
     landscape_levers,
@@ -104,6 +105,7 @@ def build(results: Path, out_dir: Path = ROOT) -> tuple[str, list[Path]]:
     md += _hierarchical_section(_load(results, "hierarchical_posterior"), light_rows)
     md += _latent_variants_section(results)
     md += leiden_resolutions.report_section(results)
+    md += cluster_splits.report_section(results)
     md += active_units.report_section(results)
     md += _suite_section(suite, baselines, results, out_dir, figures)
     md += prior_matters.report_section(results)

@@ -259,4 +259,8 @@ def provenance_section() -> list[str]:
         "/work/fits21/nofb; seeds 3-5 were fitted at this stop at the same defaults on a 2-core "
         "machine). One fit's root is chosen as before, so no other table changed.",
         "",
+        "**2026-12-05, stop 24: no default changed.** New: 'What the extra Leiden clusters split' "
+        "(`cluster_splits.json`), on default fits refitted at this stop on a 2-core machine "
+        "(/work/exp24/fitsD) beside scVI refitted there; no other table changed.",
+        "",
     ]

@@ -377,3 +377,32 @@ def test_root_fits_section_lists_each_graph_seed_and_the_fits_roots(tmp_path):
         "| S0 (S0 S1), S0 (S0 S1) |",
         "| a549 | 3, 4 | known root group | 0.90 | 0.900 | 0/1 | S2 |",
     ]
+
+
+def test_eta_squared_is_the_share_of_variance_between_clusters():
+    """Clusters that hold one value each explain all of it, clusters with equal means none of it;
+    a cluster below the size floor is left out, and one cluster left gives NaN."""
+    from benchmarks.cluster_splits import eta_squared
+
+    values = np.r_[np.zeros(10), np.ones(10)]
+    assert eta_squared(values, np.r_[["a"] * 10, ["b"] * 10]) == pytest.approx(1.0)
+    assert eta_squared(values, np.tile(["a", "b"], 10)) == pytest.approx(0.0)
+    # a worked case: means 0 and 2 over 10 cells each around 1, within-cluster spread 1
+    mixed = np.r_[np.tile([-1.0, 1.0], 5), np.tile([1.0, 3.0], 5)]
+    assert eta_squared(mixed, np.r_[["a"] * 10, ["b"] * 10]) == pytest.approx(20 / 40)
+    # a 3-cell cluster is under the floor of 10: only "a" is left, so no split to measure
+    assert np.isnan(eta_squared(values[:13], np.r_[["a"] * 10, ["c"] * 3]))
+    assert np.isnan(eta_squared(values, np.r_[["a"] * 20]))
+
+
+def test_within_label_weights_the_labels_by_their_cells():
+    """Per-label measures are averaged with the labels' cell counts as weights; a label whose
+    measure is NaN (one cluster) counts only in the cluster count."""
+    from benchmarks.cluster_splits import within_label
+
+    labels = np.r_[["x"] * 20, ["y"] * 30]
+    clusters = np.r_[["a"] * 10, ["b"] * 10, ["c"] * 30]
+    depth = np.r_[np.zeros(10), np.ones(10), np.arange(30.0)]
+    out = within_label(clusters, labels, {"log_depth": depth})
+    assert out["clusters_per_label"] == pytest.approx((2 * 20 + 1 * 30) / 50)
+    assert out["eta2_log_depth"] == pytest.approx(1.0)  # only x has two clusters: they split it fully
