@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 import qbm_pyro  # noqa: E402
 from benchmarks.latent_variants import resolution_profile  # noqa: E402
 from benchmarks.quality import load  # noqa: E402
-from benchmarks.tables import mean_sd  # noqa: E402
+from benchmarks.tables import mean_sd, read_results  # noqa: E402
 from qbm_pyro.metrics import active_units  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "active_units.json"
@@ -66,10 +66,9 @@ def run(fits: Path, setting: str, dataset: str, seed: int) -> dict:
 
 def report_section(results: Path) -> list[str]:
     """Markdown lines of the section (nothing if the results file is missing)."""
-    path = Path(results) / OUT.name
-    if not path.exists():
+    result = read_results(results, OUT.name)
+    if result is None:
         return []
-    result = json.loads(path.read_text())
     rows = result["rows"]
     md = [
         "## Which latent units the fits use (benchmarks/active_units.py)",

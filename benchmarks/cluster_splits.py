@@ -43,7 +43,7 @@ import numpy as np  # noqa: E402
 import qbm_pyro  # noqa: E402
 from benchmarks.landscape import _types  # noqa: E402
 from benchmarks.quality import load  # noqa: E402
-from benchmarks.tables import mean_sd  # noqa: E402
+from benchmarks.tables import mean_sd, read_results  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "cluster_splits.json"
 LATENTS = Path(__file__).resolve().parent / "results" / "latents"
@@ -238,10 +238,9 @@ METHODS = {
 
 def report_section(results: Path) -> list[str]:
     """Markdown lines of the section (nothing if the results file is missing)."""
-    path = Path(results) / OUT.name
-    if not path.exists():
+    result = read_results(results, OUT.name)
+    if result is None:
         return []
-    result = json.loads(path.read_text())
     rows = result["rows"]
     md = [
         "## What the extra Leiden clusters split (benchmarks/cluster_splits.py)",

@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 
 import qbm_pyro  # noqa: E402
 from benchmarks.quality import load  # noqa: E402
-from benchmarks.tables import mean_sd  # noqa: E402
+from benchmarks.tables import mean_sd, read_results  # noqa: E402
 from qbm_pyro.metrics import knn_accuracy  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "code_separation.json"
@@ -62,10 +62,9 @@ def run(fits: Path, dataset: str, seed: int) -> dict:
 
 def report_section(results: Path) -> list[str]:
     """Markdown lines of the section (nothing if the results file is missing)."""
-    path = Path(results) / OUT.name
-    if not path.exists():
+    result = read_results(results, OUT.name)
+    if result is None:
         return []
-    result = json.loads(path.read_text())
     md = [
         "## What the binary code separates (benchmarks/code_separation.py)",
         "",

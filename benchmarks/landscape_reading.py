@@ -33,7 +33,7 @@ from sklearn.metrics import adjusted_rand_score  # noqa: E402
 import qbm_pyro  # noqa: E402
 from benchmarks.environment import run_meta  # noqa: E402
 from benchmarks.quality import load  # noqa: E402
-from benchmarks.tables import mean_sd  # noqa: E402
+from benchmarks.tables import mean_sd, read_results  # noqa: E402
 from qbm_pyro.tl._barriers import MIN_BARRIER, merge_by_persistence, merge_heights  # noqa: E402
 from qbm_pyro.tl._energy_landscape import EnergyLandscape  # noqa: E402
 from qbm_pyro.tl._meanfield_attractors import mean_field_states, merged_states, path_barriers  # noqa: E402
@@ -92,10 +92,9 @@ def seed_to_seed(labels: dict[int, dict]) -> dict[str, float]:
 
 def report_section(results: Path) -> list[str]:
     """Markdown lines of the section (nothing if the results file is missing)."""
-    path = Path(results) / OUT.name
-    if not path.exists():
+    result = read_results(results, OUT.name)
+    if result is None:
         return []
-    result = json.loads(path.read_text())
     rows, stability = result["rows"], result["seed_to_seed"]
     names = list(rows[0]["states"])
     md = [

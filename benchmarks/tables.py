@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 
-__all__ = ["mean_sd"]
+__all__ = ["mean_sd", "read_results"]
+
+
+def read_results(results, name: str) -> dict | None:
+    """The JSON results file ``name`` in the folder ``results``; ``None`` when it is missing (a
+    section of the report whose study was not run is left out)."""
+    path = Path(results) / name
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def mean_sd(values, *, digits: int = 3, missing: str = "—", ddof: int = 1, drop_nan: bool = True) -> str:
