@@ -87,7 +87,7 @@ def within_label(clusters, labels, covariates: dict[str, np.ndarray], batches=No
         members = labels == label
         if members.sum() < MIN_CELLS:
             continue
-        names, counts = np.unique(clusters[members], return_counts=True)
+        _, counts = np.unique(clusters[members], return_counts=True)
         found = {"clusters_per_label": float((counts >= MIN_CELLS).sum())}
         for name, values in covariates.items():
             found[f"eta2_{name}"] = eta_squared(values[members], clusters[members])
