@@ -39,6 +39,7 @@ from benchmarks import (  # noqa: E402
     prior_refit,
     report_landscape,
     small_data,
+    states_vs_leiden,
     throughput,
     training_length,
 )
@@ -140,6 +141,7 @@ def build(results: Path, out_dir: Path = ROOT) -> tuple[str, list[Path]]:
     md += ["## Trajectories on the fitted latents (benchmarks/trajectory_models.py)", ""]
     md += _trajectory_models_section((_load(results, "trajectory_models") or {}).get("rows"))
     md += report_landscape.report_section(results)
+    md += states_vs_leiden.report_section(results)
     md += report_landscape.free_bits_section(results)
     md += landscape_levers.report_section(results)
     md += landscape_reading.report_section(results)

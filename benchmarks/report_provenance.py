@@ -260,7 +260,8 @@ def provenance_section() -> list[str]:
         "machine). One fit's root is chosen as before, so no other table changed.",
         "",
         "**2026-12-05, stop 24: no default changed.** New: 'What the extra Leiden clusters split' "
-        "(`cluster_splits.json`), on default fits refitted at this stop on a 2-core machine "
+        "(`cluster_splits.json`) and 'The prior's states against Leiden at the same count' "
+        "(`states_vs_leiden.json`), on default fits refitted at this stop on a 2-core machine "
         "(/work/exp24/fitsD) beside scVI refitted there; no other table changed.",
         "",
     ]

@@ -406,3 +406,43 @@ def test_within_label_weights_the_labels_by_their_cells():
     out = within_label(clusters, labels, {"log_depth": depth})
     assert out["clusters_per_label"] == pytest.approx((2 * 20 + 1 * 30) / 50)
     assert out["eta2_log_depth"] == pytest.approx(1.0)  # only x has two clusters: they split it fully
+
+
+def test_leiden_at_finds_the_resolution_of_a_given_cluster_count():
+    """Four well-separated blobs: bisection over the resolution lands on 4 clusters, each a blob."""
+    from sklearn.metrics import adjusted_rand_score
+
+    from benchmarks.cluster_splits import leiden_at
+
+    rng = np.random.default_rng(0)
+    blobs = np.repeat(np.arange(4), 50)
+    latent = rng.normal(size=(200, 5)) * 0.3 + 10.0 * np.eye(4, 5)[blobs]
+    clusters, resolution = leiden_at(latent, seed=0, n_clusters=4)
+    assert len(set(clusters)) == 4 and adjusted_rand_score(blobs, clusters) == 1.0
+    assert 0.05 <= resolution <= 5.0
+    at_one, one = leiden_at(latent, seed=0)
+    assert one == 1.0 and len(set(at_one)) >= 4
+
+
+def test_states_vs_leiden_section_averages_each_method_over_its_fits(tmp_path):
+    from benchmarks.states_vs_leiden import report_section
+
+    rows = [
+        {
+            "dataset": "paul15",
+            "seed": s,
+            "method": "graph",
+            "n_states": 4,
+            "states_ari": a,
+            "leiden_ari": 0.4,
+            "leiden_n": 4,
+            "scvi_leiden_ari": 0.5,
+            "scvi_leiden_n": 4,
+        }
+        for s, a in enumerate([0.4, 0.6])
+    ]
+    (tmp_path / "states_vs_leiden.json").write_text(json.dumps({"meta": {}, "rows": rows}))
+    section = "\n".join(report_section(tmp_path))
+    assert "| paul15 | graph | 2 | 4.000 ± 0.000 | 0.500 ± 0.141 | 0.400 ± 0.000 | 0.500 ± 0.000 |" in section
+    assert "meanfield" not in section.split("|---|")[-1]  # no row for a method without fits
+    assert report_section(tmp_path / "missing") == []
