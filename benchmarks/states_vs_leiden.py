@@ -16,8 +16,6 @@ reads (saved default fits).
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -26,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `benchmarks` 
 from sklearn.metrics import adjusted_rand_score  # noqa: E402
 
 import qbm_pyro  # noqa: E402
-from benchmarks.cluster_splits import LATENTS, leiden_at, scvi_latent  # noqa: E402
+from benchmarks.cluster_splits import leiden_at, scvi_latent, study_main  # noqa: E402
 from benchmarks.landscape import _types  # noqa: E402
 from benchmarks.quality import load  # noqa: E402
 from benchmarks.tables import mean_sd, read_results  # noqa: E402
@@ -102,19 +100,7 @@ def report_section(results: Path) -> list[str]:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--fits", type=Path, required=True, help="saved fits: DIR/<set>/seed<k>/")
-    parser.add_argument("--datasets", nargs="+", default=["paul15", "mixology", "cite"])
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--latents", type=Path, default=LATENTS, help="scVI latents, saved and reused")
-    parser.add_argument("--out", type=Path, default=OUT)
-    parser.add_argument("--note", default=None, help="provenance note in meta (shown in BENCHMARKS.md)")
-    args = parser.parse_args(argv)
-    rows = [row for d in args.datasets for s in args.seeds for row in run(args.fits, d, s, args.latents)]
-    for row in rows:
-        print(json.dumps(row), flush=True)
-    meta = {"qbm_pyro": qbm_pyro.__version__, "fits": str(args.fits), "note": args.note or ""}
-    args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+    study_main(argv, __doc__, run, OUT)
 
 
 if __name__ == "__main__":
