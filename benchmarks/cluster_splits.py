@@ -114,7 +114,7 @@ def _covariates(data, dataset: str) -> dict[str, np.ndarray]:
     return out
 
 
-def depth_r2(latent, data, dataset: str, label_key: str, batch_key: str | None, seed: int) -> dict:
+def depth_r2(latent, data, dataset: str, label_key: str | None, batch_key: str | None, seed: int) -> dict:
     """15-NN regression R² (5-fold) of log depth from ``latent``, and of its residual after a ridge
     fit on the labels, the known pseudotimes (a cubic each, and whether a cell has one) and the
     batches."""
