@@ -44,6 +44,7 @@ import qbm_pyro  # noqa: E402
 from benchmarks.landscape import _types  # noqa: E402
 from benchmarks.quality import load  # noqa: E402
 from benchmarks.tables import mean_sd, read_results  # noqa: E402
+from qbm_pyro.metrics import leiden_clusters, neighbour_graph  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "cluster_splits.json"
 LATENTS = Path(__file__).resolve().parent / "results" / "latents"
@@ -142,31 +143,18 @@ def depth_r2(latent, data, dataset: str, label_key: str | None, batch_key: str |
     return out
 
 
-def leiden_at(latent: np.ndarray, seed: int, resolution: float | None = RESOLUTION, n_clusters=None):
-    """Leiden labels on the protocol's 15-NN graph of ``latent`` (one run) and the resolution used:
-    ``resolution``, or with ``n_clusters`` the resolution found by bisection (``MATCH_STEPS``
-    halvings of ``MATCH_RANGE``) whose cluster count is nearest it."""
-    import anndata as ad
-    import scanpy as sc
-
-    from qbm_pyro.device import keep_torch_threads
-
-    adata = ad.AnnData(np.zeros((latent.shape[0], 1), dtype=np.float32))
-    adata.obsm["X_latent"] = np.asarray(latent, dtype=np.float32)
-    with keep_torch_threads():
-        sc.pp.neighbors(adata, n_neighbors=15, use_rep="X_latent", random_state=seed)
-
-    def cluster(r):
-        sc.tl.leiden(adata, resolution=r, random_state=seed, flavor="igraph", n_iterations=2, directed=False)
-        return adata.obs["leiden"].astype(str).to_numpy()
-
+def leiden_at(graph, seed: int, resolution: float = RESOLUTION, n_clusters=None):
+    """Leiden labels on ``graph`` (``qbm_pyro.metrics.neighbour_graph``: the protocol's 15-NN
+    graph; one run) and the resolution used: ``resolution``, or with ``n_clusters`` the resolution
+    found by bisection (``MATCH_STEPS`` halvings of ``MATCH_RANGE``) whose cluster count is
+    nearest it."""
     if n_clusters is None:
-        return cluster(resolution), resolution
+        return leiden_clusters(graph, resolution, seed=seed).astype(str), resolution
     low, high = MATCH_RANGE
     best = None
     for _ in range(MATCH_STEPS):
         middle = (low + high) / 2
-        labels = cluster(middle)
+        labels = leiden_clusters(graph, middle, seed=seed).astype(str)
         k = len(set(labels))
         if best is None or abs(k - n_clusters) < abs(best[2] - n_clusters):
             best = (labels, middle, k)
@@ -176,20 +164,17 @@ def leiden_at(latent: np.ndarray, seed: int, resolution: float | None = RESOLUTI
     return best[0], best[1]
 
 
-def score(latent, data, dataset: str, label_key, batch_key, seed: int, n_clusters=None) -> dict:
-    """The measures of one latent at :data:`RESOLUTION`, or at the resolution whose cluster count
-    is nearest ``n_clusters``."""
+def cluster_row(graph, labels, covariates, batches, seed: int, n_clusters=None) -> dict:
+    """The cluster measures of one graph at :data:`RESOLUTION`, or at the resolution whose
+    cluster count is nearest ``n_clusters``."""
     from sklearn.metrics import adjusted_rand_score
 
-    labels = _types(data, dataset, label_key)
-    clusters, resolution = leiden_at(latent, seed, n_clusters=n_clusters)
-    batches = data.obs[batch_key].astype(str).to_numpy() if batch_key else None
+    clusters, resolution = leiden_at(graph, seed, n_clusters=n_clusters)
     return {
         "resolution": float(resolution),
         "n_clusters": int(len(set(clusters))),
         "ari": float(adjusted_rand_score(labels, clusters)),
-        **within_label(clusters, labels, _covariates(data, dataset), batches),
-        **depth_r2(latent, data, dataset, label_key, batch_key, seed),
+        **within_label(clusters, labels, covariates, batches),
     }
 
 
@@ -205,15 +190,24 @@ def scvi_latent(dataset: str, seed: int, latents: Path) -> np.ndarray:
 
 def run(fits: Path, dataset: str, seed: int, latents: Path) -> list[dict]:
     """QBM-VAE's and scVI's rows at resolution 1.0, and scVI's at QBM-VAE's cluster count
-    (``scvi_matched``): more clusters explain more of any covariate, so η² compares at one count."""
+    (``scvi_matched``): more clusters explain more of any covariate, so η² compares at one count.
+    Each latent's graph and depth R² are computed once."""
     data, label_key, batch_key, _ = load(dataset)
     model = qbm_pyro.QBMVAE.load(fits / dataset / f"seed{seed}", data)
-    ours = model.get_latent_representation()
-    theirs = scvi_latent(dataset, seed, latents)
-    rows = [{"method": "qbm"} | score(ours, data, dataset, label_key, batch_key, seed)]
-    rows.append({"method": "scvi"} | score(theirs, data, dataset, label_key, batch_key, seed))
-    matched = score(theirs, data, dataset, label_key, batch_key, seed, n_clusters=rows[0]["n_clusters"])
-    rows.append({"method": "scvi_matched"} | matched)
+    labels = _types(data, dataset, label_key)
+    covariates = _covariates(data, dataset)
+    batches = data.obs[batch_key].astype(str).to_numpy() if batch_key else None
+    rows = []
+    for method, latent in (
+        ("qbm", model.get_latent_representation()),
+        ("scvi", scvi_latent(dataset, seed, latents)),
+    ):
+        graph = neighbour_graph(latent, seed=seed)
+        depth = depth_r2(latent, data, dataset, label_key, batch_key, seed)
+        rows.append({"method": method} | cluster_row(graph, labels, covariates, batches, seed) | depth)
+        if method == "scvi":
+            matched = cluster_row(graph, labels, covariates, batches, seed, n_clusters=rows[0]["n_clusters"])
+            rows.append({"method": "scvi_matched"} | matched | depth)
     return [{"dataset": dataset, "seed": seed} | row for row in rows]
 
 

@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import qbm_pyro  # noqa: E402
 from benchmarks.environment import package_versions  # noqa: E402
 from benchmarks.quality import load  # noqa: E402
-from qbm_pyro.metrics import clustering_scores  # noqa: E402
+from qbm_pyro.metrics import clustering_scores, leiden_clusters, neighbour_graph  # noqa: E402
 from qbm_pyro.tl._energy_landscape import EnergyLandscape  # noqa: E402
 from qbm_pyro.tl._graph_attractors import cell_graph_adjacency  # noqa: E402
 from qbm_pyro.tl._graph_basins import persistence_basins, smooth_on_graph  # noqa: E402
@@ -128,21 +128,8 @@ def levers(data, model, truth: np.ndarray, seed: int, which=LEVERS) -> dict:
 
 def _leiden(rep: np.ndarray, truth: np.ndarray, seed: int) -> np.ndarray:
     """Leiden labels at the resolution ``clustering_scores`` picks (by NMI)."""
-    import scanpy as sc
-
     best = clustering_scores(rep, truth, seed=seed)
-    adata = ad.AnnData(np.zeros((rep.shape[0], 1), dtype=np.float32))
-    adata.obsm["X_latent"] = rep.astype(np.float32)
-    sc.pp.neighbors(adata, n_neighbors=15, use_rep="X_latent", random_state=seed)
-    sc.tl.leiden(
-        adata,
-        resolution=best["resolution"],
-        random_state=seed,
-        flavor="igraph",
-        n_iterations=2,
-        directed=False,
-    )
-    return adata.obs["leiden"].to_numpy()
+    return leiden_clusters(neighbour_graph(rep, seed=seed), best["resolution"], seed=seed)
 
 
 def _ms(values) -> str:

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `benchmarks` 
 import numpy as np  # noqa: E402
 
 from benchmarks.quality import load, pca_latent, score  # noqa: E402
-from qbm_pyro.device import keep_torch_threads  # noqa: E402
+from qbm_pyro.metrics import leiden_clusters, neighbour_graph  # noqa: E402
 
 warnings.filterwarnings("ignore")
 
@@ -141,27 +141,14 @@ def resolution_profile(latent: np.ndarray, labels, seed: int, leiden_seeds: int 
     One dict per resolution: ``resolution``, ``ari`` and ``nmi`` (means over the Leiden seeds),
     ``n_clusters`` (mean), ``n_clusters_first`` (the first Leiden seed's: the protocol's run).
     """
-    import anndata as ad
-    import scanpy as sc
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-    adata = ad.AnnData(np.zeros((latent.shape[0], 1), dtype=np.float32))
-    adata.obsm["X_latent"] = np.asarray(latent, dtype=np.float32)
-    with keep_torch_threads():  # so that a later fit in this process keeps its thread count
-        sc.pp.neighbors(adata, n_neighbors=15, use_rep="X_latent", random_state=seed)
+    graph = neighbour_graph(latent, seed=seed)
     out = []
     for resolution in RESOLUTIONS:
         ari, nmi, counts = [], [], []
         for k in range(leiden_seeds):
-            sc.tl.leiden(
-                adata,
-                resolution=resolution,
-                random_state=seed + 1000 * k,
-                flavor="igraph",
-                n_iterations=2,
-                directed=False,
-            )
-            clusters = adata.obs["leiden"].to_numpy()
+            clusters = leiden_clusters(graph, resolution, seed=seed + 1000 * k)
             ari.append(adjusted_rand_score(labels, clusters))
             nmi.append(normalized_mutual_info_score(labels, clusters))
             counts.append(int(len(set(clusters))))

@@ -4,10 +4,10 @@ The landscape table compares the attractors' ARI with Leiden's at the resolution
 is usually another number of clusters, and ARI moves with that number. Here, for each saved fit,
 ``tl.attractors`` (``method="graph"``: basins of the cells' smoothed energy on their kNN graph; and
 the mean-field states, the default) gives k states; Leiden on the protocol's 15-NN graph of
-QBM-VAE's latent and of scVI's latent (``cluster_splits.scvi_latent``) is then run at the resolution
-whose cluster count is nearest k (``cluster_splits.leiden_at``), and all three are scored against
-the labels (CITE-seq: its coarse protein-gated types). A fit whose method finds one state has no
-row for it.
+QBM-VAE's latent and of scVI's latent (``cluster_splits.scvi_latent``; each graph built once) is
+then run at the resolution whose cluster count is nearest k (``cluster_splits.leiden_at``), and
+all three are scored against the labels (CITE-seq: its coarse protein-gated types). A fit whose
+method finds one state has no row for it.
 
 Usage: ``python benchmarks/states_vs_leiden.py --fits DIR [--datasets paul15 mixology cite]
 [--seeds 0 1 2] [--latents DIR] [--note TEXT]``; ``DIR/<set>/seed<k>`` as ``quality.py --reuse``
@@ -28,6 +28,7 @@ from benchmarks.cluster_splits import leiden_at, scvi_latent, study_main  # noqa
 from benchmarks.landscape import _types  # noqa: E402
 from benchmarks.quality import load  # noqa: E402
 from benchmarks.tables import mean_sd, read_results  # noqa: E402
+from qbm_pyro.metrics import neighbour_graph  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "states_vs_leiden.json"
 METHODS = ("graph", "meanfield")
@@ -37,8 +38,8 @@ def run(fits: Path, dataset: str, seed: int, latents: Path) -> list[dict]:
     data, label_key, _, _ = load(dataset)
     model = qbm_pyro.QBMVAE.load(fits / dataset / f"seed{seed}", data)
     truth = _types(data, dataset, label_key)
-    ours = model.get_latent_representation()
-    theirs = scvi_latent(dataset, seed, latents)
+    ours = neighbour_graph(model.get_latent_representation(), seed=seed)
+    theirs = neighbour_graph(scvi_latent(dataset, seed, latents), seed=seed)
     qbm_pyro.tl.qbm(data, model)
     rows = []
     for method in METHODS:

@@ -13,7 +13,14 @@ from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
 
 from .device import keep_torch_threads
 
-__all__ = ["active_units", "batch_mixing_entropy", "clustering_scores", "knn_accuracy"]
+__all__ = [
+    "active_units",
+    "batch_mixing_entropy",
+    "clustering_scores",
+    "knn_accuracy",
+    "leiden_clusters",
+    "neighbour_graph",
+]
 
 
 def knn_accuracy(
@@ -75,6 +82,35 @@ def batch_mixing_entropy(latent: np.ndarray, batches, *, k: int = 30) -> float:
     return float(entropy.mean() / -(freq * np.log(freq)).sum())
 
 
+def neighbour_graph(latent: np.ndarray, *, k: int = 15, seed: int = 0):
+    """The protocol's graph: scanpy's ``k``-NN graph (UMAP connectivities) of ``latent``.
+
+    Returns
+    -------
+    An :class:`~anndata.AnnData` with one empty column per cell, ``latent`` in
+    ``obsm["X_latent"]`` and the graph in ``obsp``; cluster it with :func:`leiden_clusters`.
+    """
+    import anndata as ad
+    import scanpy as sc
+
+    graph = ad.AnnData(np.zeros((latent.shape[0], 1), dtype=np.float32))
+    graph.obsm["X_latent"] = np.asarray(latent, dtype=np.float32)
+    with keep_torch_threads():  # scanpy's graph runs numba code that resets torch's thread count
+        sc.pp.neighbors(graph, n_neighbors=k, use_rep="X_latent", random_state=seed)
+    return graph
+
+
+def leiden_clusters(graph, resolution: float, *, seed: int = 0) -> np.ndarray:
+    """Leiden labels on a :func:`neighbour_graph` at ``resolution`` (the protocol's settings:
+    igraph, two iterations, undirected); also written to ``graph.obs["leiden"]``."""
+    import scanpy as sc
+
+    sc.tl.leiden(
+        graph, resolution=resolution, random_state=seed, flavor="igraph", n_iterations=2, directed=False
+    )
+    return graph.obs["leiden"].to_numpy()
+
+
 def clustering_scores(
     latent: np.ndarray,
     labels,
@@ -92,20 +128,11 @@ def clustering_scores(
     -------
     ``{"ari", "nmi", "n_clusters", "resolution"}`` at the chosen resolution.
     """
-    import anndata as ad
-    import scanpy as sc
-
-    adata = ad.AnnData(np.zeros((latent.shape[0], 1), dtype=np.float32))
-    adata.obsm["X_latent"] = np.asarray(latent, dtype=np.float32)
-    with keep_torch_threads():  # scanpy's graph runs numba code that resets torch's thread count
-        sc.pp.neighbors(adata, n_neighbors=k, use_rep="X_latent", random_state=seed)
+    graph = neighbour_graph(latent, k=k, seed=seed)
     labels = np.asarray(labels)
     best = None
     for resolution in resolutions:
-        sc.tl.leiden(
-            adata, resolution=resolution, random_state=seed, flavor="igraph", n_iterations=2, directed=False
-        )
-        clusters = adata.obs["leiden"].to_numpy()
+        clusters = leiden_clusters(graph, resolution, seed=seed)
         result = {
             "ari": float(adjusted_rand_score(labels, clusters)),
             "nmi": float(normalized_mutual_info_score(labels, clusters)),

@@ -413,14 +413,16 @@ def test_leiden_at_finds_the_resolution_of_a_given_cluster_count():
     from sklearn.metrics import adjusted_rand_score
 
     from benchmarks.cluster_splits import leiden_at
+    from qbm_pyro.metrics import neighbour_graph
 
     rng = np.random.default_rng(0)
     blobs = np.repeat(np.arange(4), 50)
     latent = rng.normal(size=(200, 5)) * 0.3 + 10.0 * np.eye(4, 5)[blobs]
-    clusters, resolution = leiden_at(latent, seed=0, n_clusters=4)
+    graph = neighbour_graph(latent, seed=0)
+    clusters, resolution = leiden_at(graph, seed=0, n_clusters=4)
     assert len(set(clusters)) == 4 and adjusted_rand_score(blobs, clusters) == 1.0
     assert 0.05 <= resolution <= 5.0
-    at_one, one = leiden_at(latent, seed=0)
+    at_one, one = leiden_at(graph, seed=0)
     assert one == 1.0 and len(set(at_one)) >= 4
 
 
