@@ -28,6 +28,7 @@ from benchmarks import (  # noqa: E402
     cluster_splits,
     code_separation,
     de,
+    graph_readout,
     landscape_levers,
     landscape_reading,
     leiden_resolutions,
@@ -142,6 +143,7 @@ def build(results: Path, out_dir: Path = ROOT) -> tuple[str, list[Path]]:
     md += _trajectory_models_section((_load(results, "trajectory_models") or {}).get("rows"))
     md += report_landscape.report_section(results)
     md += states_vs_leiden.report_section(results)
+    md += graph_readout.report_section(results)
     md += report_landscape.free_bits_section(results)
     md += landscape_levers.report_section(results)
     md += landscape_reading.report_section(results)

@@ -264,4 +264,8 @@ def provenance_section() -> list[str]:
         "(`states_vs_leiden.json`), on default fits refitted at this stop on a 2-core machine "
         "(/work/exp24/fitsD) beside scVI refitted there; no other table changed.",
         "",
+        "**2026-12-05, stop 25: no default changed.** New: 'Reading the graph states another way' "
+        "(`graph_readout.json`): stop 24's refits re-read over a grid of `method=\"graph\"`'s "
+        "settings, no training; no other table changed.",
+        "",
     ]

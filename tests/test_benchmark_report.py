@@ -448,3 +448,75 @@ def test_states_vs_leiden_section_averages_each_method_over_its_fits(tmp_path):
     assert "| paul15 | graph | 2 | 4.000 ± 0.000 | 0.500 ± 0.141 | 0.400 ± 0.000 | 0.500 ± 0.000 |" in section
     assert "meanfield" not in section.split("|---|")[-1]  # no row for a method without fits
     assert report_section(tmp_path / "missing") == []
+
+
+def test_graph_readout_reproduces_tl_attractors_and_each_setting_from_scratch():
+    import anndata as ad
+    import pandas as pd
+
+    import qbm_pyro
+    from benchmarks.graph_readout import DEFAULT, readout
+    from qbm_pyro.tl._energy_landscape import EnergyLandscape
+    from qbm_pyro.tl._graph_attractors import cell_graph_adjacency
+    from qbm_pyro.tl._graph_basins import persistence_basins, smooth_on_graph
+
+    # two wells (codes 0...0 and 1...1) and noisy cells along the line between them: many graph minima
+    n, rng = 6, np.random.default_rng(0)
+    h, J = np.full(n, -(n - 1) / 2.0), np.triu(np.full((n, n), 1.0), 1)
+    t = np.sort(rng.uniform(0.02, 0.98, 300))
+    q = np.clip(t[:, None] + rng.normal(0, 0.08, (300, n)), 0.001, 0.999)
+    adata = ad.AnnData(obs=pd.DataFrame(index=[f"c{i}" for i in range(300)]))
+    adata.obsm["X_qbm"], adata.uns["qbm"] = q, {"prior": {"h": h, "J": J}}
+    energy = EnergyLandscape.from_boltzmann(h, J).energy(q)
+    noisy = energy + rng.normal(0, 1.0, energy.size)  # many shallow graph minima
+    settings = [(15, 1, 1.0), (15, 1, 0.0), (15, 3, 0.0), (15, 10, 0.5), (30, 1, 0.0), (30, 3, 2.0)]
+    read = readout(q, noisy, n, 0, settings)
+    assert set(read) == set(settings)
+    for k, rounds, b in settings:  # the incremental averaging equals averaging from scratch
+        adj = cell_graph_adjacency(q, n, k, "hellinger", 0)
+        f = noisy
+        for _ in range(rounds):
+            f = smooth_on_graph(f, adj)
+        np.testing.assert_array_equal(read[(k, rounds, b)], persistence_basins(f, adj, b))
+    assert (
+        len(np.unique(read[(15, 1, 0.0)])) > len(np.unique(read[(15, 10, 0.5)])) >= 1
+    )  # averaging removes minima
+    # the default setting on the cells' own energy is tl.attractors(method="graph")
+    read = readout(q, energy, n, 0, [DEFAULT])
+    qbm_pyro.tl.attractors(adata, method="graph", n_prior_samples=0, n_markers=0, seed=0)
+    labels = adata.obs["qbm_attractor"].astype(str).to_numpy()
+    assert DEFAULT == (15, 1, 1.0)
+    assert pd.crosstab(labels, read[DEFAULT]).astype(bool).sum().eq(1).all()  # one state per basin
+    assert pd.crosstab(read[DEFAULT], labels).astype(bool).sum().eq(1).all()
+
+
+def test_graph_readout_section_marks_the_default_and_reads_seed_to_seed(tmp_path):
+    from benchmarks.graph_readout import report_section
+
+    def row(dataset, setting, n_states, ari, s2s):
+        k, rounds, b = setting
+        return {"dataset": dataset, "n_neighbors": k, "rounds": rounds, "min_barrier": b, "seeds": [0, 1]} | {
+            "n_states": n_states,
+            "ari": ari,
+            "seed_to_seed": s2s,
+            "default_matches": None,
+        }
+
+    rows = [
+        row("paul15", (15, 1, 1.0), [4, 4], [0.4, 0.6], 0.66),
+        row("paul15", (30, 3, 2.0), [2, 3], [0.2, 0.3], None),
+        row("cite", (15, 1, 1.0), [5, 5], [0.6, 0.6], 0.9),
+    ]
+    (tmp_path / "graph_readout.json").write_text(json.dumps({"meta": {"note": "refits"}, "rows": rows}))
+    section = "\n".join(report_section(tmp_path))
+    assert (
+        "| k | rounds | min barrier | paul15: states; ARI; seed to seed | cite: states; ARI; seed to seed |"
+        in section
+    )
+    assert (
+        "| **15** | **1** | **1.0** | **4.0 ± 0.0; 0.500 ± 0.141; 0.660** "
+        "| **5.0 ± 0.0; 0.600 ± 0.000; 0.900** |" in section
+    )
+    assert "| 30 | 3 | 2.0 | 2.5 ± 0.7; 0.250 ± 0.071; — | — |" in section  # no CITE-seq row at that setting
+    assert "_refits_" in section
+    assert report_section(tmp_path / "missing") == []
