@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 import qbm_pyro  # noqa: E402
 from benchmarks.latent_variants import resolution_profile  # noqa: E402
 from benchmarks.quality import load  # noqa: E402
-from benchmarks.tables import mean_sd, read_results  # noqa: E402
+from benchmarks.tables import mean_sd, note_lines, read_results  # noqa: E402
 from qbm_pyro.metrics import active_units  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "active_units.json"
@@ -79,7 +79,7 @@ def report_section(results: Path) -> list[str]:
         "Leiden on the protocol's 15-NN graph of the joint latent (resolution 1.0, scanpy's "
         "default, and the mean over the grid 0.1-1.0; one Leiden seed). Mean ± sd over seeds (n).",
         "",
-        *([f"_{result['meta']['note']}_", ""] if result["meta"].get("note") else []),
+        *note_lines(result),
         "| data set | setting | n | active Gaussian units | active binary units | Gaussian share of "
         "variance | sharp probabilities | distinct codes | Leiden clusters at 1.0 (labels) | Leiden ARI "
         "at 1.0 | Leiden ARI, grid |",

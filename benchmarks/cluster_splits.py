@@ -43,7 +43,7 @@ import numpy as np  # noqa: E402
 import qbm_pyro  # noqa: E402
 from benchmarks.landscape import _types  # noqa: E402
 from benchmarks.quality import load  # noqa: E402
-from benchmarks.tables import mean_sd, read_results  # noqa: E402
+from benchmarks.tables import mean_sd, note_lines, read_results  # noqa: E402
 from qbm_pyro.metrics import leiden_clusters, neighbour_graph  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "cluster_splits.json"
@@ -249,7 +249,7 @@ def report_section(results: Path) -> list[str]:
         "labels, known pseudotimes and batches. CITE-seq: the coarse protein-gated types (T, B, "
         "monocyte, NK) as labels; scVI sees the RNA only. Mean ± sd over seeds (n).",
         "",
-        *([f"_{result['meta']['note']}_", ""] if result["meta"].get("note") else []),
+        *note_lines(result),
     ]
     for dataset in sorted({r["dataset"] for r in rows}):
         sub = [r for r in rows if r["dataset"] == dataset]

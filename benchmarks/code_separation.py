@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 
 import qbm_pyro  # noqa: E402
 from benchmarks.quality import load  # noqa: E402
-from benchmarks.tables import mean_sd, read_results  # noqa: E402
+from benchmarks.tables import mean_sd, note_lines, read_results  # noqa: E402
 from qbm_pyro.metrics import knn_accuracy  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "code_separation.json"
@@ -72,7 +72,7 @@ def report_section(results: Path) -> list[str]:
         "probability above 1/2). Two labels whose consensus codes are equal share a code: no state "
         "of the prior can tell them apart. Mean ± sd over seeds (n).",
         "",
-        *([f"_{result['meta']['note']}_", ""] if result["meta"].get("note") else []),
+        *note_lines(result),
         "| data set | n | label pairs sharing a code | smallest Hamming distance | 15-NN acc., hard code "
         "| 15-NN acc., joint latent | posterior entropy per unit (bits) | shared pairs (every seed's) |",
         "|---|---|---|---|---|---|---|---|",

@@ -32,7 +32,7 @@ from sklearn.metrics import adjusted_rand_score  # noqa: E402
 import qbm_pyro  # noqa: E402
 from benchmarks.landscape import _types  # noqa: E402
 from benchmarks.quality import load  # noqa: E402
-from benchmarks.tables import mean_sd, read_results  # noqa: E402
+from benchmarks.tables import mean_sd, note_lines, read_results  # noqa: E402
 from qbm_pyro.tl._energy_landscape import EnergyLandscape  # noqa: E402
 from qbm_pyro.tl._graph_attractors import cell_graph_adjacency  # noqa: E402
 from qbm_pyro.tl._graph_basins import persistence_basins, smooth_on_graph  # noqa: E402
@@ -124,7 +124,7 @@ def report_section(results: Path) -> list[str]:
         "1, 1 kT), whose labels equal `tl.attractors`' on every fit "
         "(`default_matches` in the results).",
         "",
-        *([f"_{result['meta']['note']}_", ""] if result["meta"].get("note") else []),
+        *note_lines(result),
     ]
     rows = result["rows"]
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))

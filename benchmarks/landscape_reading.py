@@ -33,7 +33,7 @@ from sklearn.metrics import adjusted_rand_score  # noqa: E402
 import qbm_pyro  # noqa: E402
 from benchmarks.environment import run_meta  # noqa: E402
 from benchmarks.quality import load  # noqa: E402
-from benchmarks.tables import mean_sd, read_results  # noqa: E402
+from benchmarks.tables import mean_sd, note_lines, read_results  # noqa: E402
 from qbm_pyro.tl._barriers import MIN_BARRIER, merge_by_persistence, merge_heights  # noqa: E402
 from qbm_pyro.tl._energy_landscape import EnergyLandscape  # noqa: E402
 from qbm_pyro.tl._meanfield_attractors import mean_field_states, merged_states, path_barriers  # noqa: E402
@@ -108,7 +108,7 @@ def report_section(results: Path) -> list[str]:
         "between consecutive joins (from 0 for the first) with the height it ends at. "
         "Mean ± sd over seeds; seed to seed: ARI between two seeds' states, all pairs.",
         "",
-        *([f"_{result['meta']['note']}_", ""] if result["meta"].get("note") else []),
+        *note_lines(result),
         "| data set | seed | fixed points | merge heights (kT) | widest gap (kT, ending at) |",
         "|---|---|---|---|---|",
     ]

@@ -27,7 +27,7 @@ import qbm_pyro  # noqa: E402
 from benchmarks.cluster_splits import leiden_at, scvi_latent, study_main  # noqa: E402
 from benchmarks.landscape import _types  # noqa: E402
 from benchmarks.quality import load  # noqa: E402
-from benchmarks.tables import mean_sd, read_results  # noqa: E402
+from benchmarks.tables import mean_sd, note_lines, read_results  # noqa: E402
 from qbm_pyro.metrics import neighbour_graph  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "states_vs_leiden.json"
@@ -83,7 +83,7 @@ def report_section(results: Path) -> list[str]:
         "clusters the nearest count is used (`leiden_n` in the results). Fits with one state have "
         "no row (n counts the fits with a row). Mean ± sd over seeds.",
         "",
-        *([f"_{result['meta']['note']}_", ""] if result["meta"].get("note") else []),
+        *note_lines(result),
         "| data set | states from | n | states (k) | states ARI | Leiden ARI, our latent, k clusters "
         "| Leiden ARI, scVI's latent, k clusters |",
         "|---|---|---|---|---|---|---|",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["mean_sd", "read_results"]
+__all__ = ["mean_sd", "note_lines", "read_results"]
 
 
 def read_results(results, name: str) -> dict | None:
@@ -15,6 +15,13 @@ def read_results(results, name: str) -> dict | None:
     section of the report whose study was not run is left out)."""
     path = Path(results) / name
     return json.loads(path.read_text()) if path.exists() else None
+
+
+def note_lines(result: dict) -> list[str]:
+    """The provenance note of a results file (``result["meta"]["note"]``) as an italic paragraph of
+    its report section, or nothing when it has none."""
+    note = result["meta"].get("note")
+    return [f"_{note}_", ""] if note else []
 
 
 def mean_sd(values, *, digits: int = 3, missing: str = "—", ddof: int = 1, drop_nan: bool = True) -> str:
