@@ -265,23 +265,38 @@ def report_section(results: Path) -> list[str]:
     return md
 
 
-def study_main(argv, description: str, run, out: Path) -> None:
-    """The command line of a study of saved default fits beside scVI's latents (this one and
-    ``states_vs_leiden.py``): ``run(fits, dataset, seed, latents)`` gives each fit's rows, written
-    to ``out`` with the provenance note."""
+def study_parser(description: str, out: Path, *, latents: bool = True) -> argparse.ArgumentParser:
+    """The arguments of a study of saved default fits (this one, ``states_vs_leiden.py``,
+    ``graph_readout.py``): ``--fits``, ``--datasets``, ``--seeds``, ``--out``, ``--note``; and
+    ``--latents`` where it reads scVI's latents beside them."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--fits", type=Path, required=True, help="saved fits: DIR/<set>/seed<k>/")
     parser.add_argument("--datasets", nargs="+", default=["paul15", "mixology", "cite"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--latents", type=Path, default=LATENTS, help="scVI latents, saved and reused")
+    if latents:
+        parser.add_argument("--latents", type=Path, default=LATENTS, help="scVI latents, saved and reused")
     parser.add_argument("--out", type=Path, default=out)
     parser.add_argument("--note", default=None, help="provenance note in meta (shown in BENCHMARKS.md)")
-    args = parser.parse_args(argv)
-    rows = [row for d in args.datasets for s in args.seeds for row in run(args.fits, d, s, args.latents)]
+    return parser
+
+
+def write_study(args: argparse.Namespace, rows: list[dict]) -> None:
+    """Print ``rows`` and write them to ``args.out`` with the provenance (package version, fits,
+    note)."""
     for row in rows:
         print(json.dumps(row), flush=True)
     meta = {"qbm_pyro": qbm_pyro.__version__, "fits": str(args.fits), "note": args.note or ""}
     args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+
+
+def study_main(argv, description: str, run, out: Path) -> None:
+    """The command line of a study of saved default fits beside scVI's latents (this one and
+    ``states_vs_leiden.py``): ``run(fits, dataset, seed, latents)`` gives each fit's rows, written
+    to ``out`` with the provenance note."""
+    args = study_parser(description, out).parse_args(argv)
+    write_study(
+        args, [row for d in args.datasets for s in args.seeds for row in run(args.fits, d, s, args.latents)]
+    )
 
 
 def main(argv=None) -> None:

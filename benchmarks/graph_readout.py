@@ -18,9 +18,7 @@ default fits).
 
 from __future__ import annotations
 
-import argparse
 import itertools
-import json
 import sys
 from pathlib import Path
 
@@ -30,6 +28,7 @@ import numpy as np  # noqa: E402
 from sklearn.metrics import adjusted_rand_score  # noqa: E402
 
 import qbm_pyro  # noqa: E402
+from benchmarks.cluster_splits import study_parser, write_study  # noqa: E402
 from benchmarks.landscape import _types  # noqa: E402
 from benchmarks.quality import load  # noqa: E402
 from benchmarks.tables import mean_sd, note_lines, read_results  # noqa: E402
@@ -153,18 +152,8 @@ def report_section(results: Path) -> list[str]:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--fits", type=Path, required=True, help="saved fits: DIR/<set>/seed<k>/")
-    parser.add_argument("--datasets", nargs="+", default=["paul15", "mixology", "cite"])
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--out", type=Path, default=OUT)
-    parser.add_argument("--note", default=None, help="provenance note in meta (shown in BENCHMARKS.md)")
-    args = parser.parse_args(argv)
-    rows = [row for d in args.datasets for row in run(args.fits, d, args.seeds)]
-    for row in rows:
-        print(json.dumps(row), flush=True)
-    meta = {"qbm_pyro": qbm_pyro.__version__, "fits": str(args.fits), "note": args.note or ""}
-    args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+    args = study_parser(__doc__, OUT, latents=False).parse_args(argv)
+    write_study(args, [row for d in args.datasets for row in run(args.fits, d, args.seeds)])
 
 
 if __name__ == "__main__":
