@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `benchmarks` 
 import numpy as np  # noqa: E402
 
 import qbm_pyro  # noqa: E402
-from benchmarks.landscape import _types  # noqa: E402
+from benchmarks.landscape import _types, baseline_latent  # noqa: E402
 from benchmarks.quality import load  # noqa: E402
 from benchmarks.tables import mean_sd, note_lines, read_results  # noqa: E402
 from qbm_pyro.metrics import leiden_clusters, neighbour_graph  # noqa: E402
@@ -179,13 +179,8 @@ def cluster_row(graph, labels, covariates, batches, seed: int, n_clusters=None) 
 
 
 def scvi_latent(dataset: str, seed: int, latents: Path) -> np.ndarray:
-    from benchmarks.baselines import fit_latent
-
-    path = latents / f"{dataset}_scvi_{seed}.npy"
-    if not path.exists():
-        latents.mkdir(parents=True, exist_ok=True)
-        np.save(path, fit_latent(dataset, "scvi", seed, 400)[0])
-    return np.load(path)
+    """scVI's latent of ``dataset`` at 400 epochs (saved under ``latents`` and reused)."""
+    return baseline_latent(dataset, "scvi", seed, 400, latents)
 
 
 def run(fits: Path, dataset: str, seed: int, latents: Path) -> list[dict]:

@@ -191,19 +191,25 @@ def _types(data, dataset: str, label_key: str | None) -> np.ndarray | None:
     return DERIVED_TYPES[dataset](data) if dataset in DERIVED_TYPES else None
 
 
-def baseline_leiden(dataset: str, seed: int, epochs: int, truth: np.ndarray, latents: Path) -> dict:
-    """Leiden ARI against ``truth`` on the latents of :data:`BASELINE_FITS` for ``dataset``:
-    ``latents/<set>_<method>_<seed>.npy`` when saved, else fitted (``baselines.fit_latent``, at
-    ``epochs``, each package's defaults) and saved there."""
+def baseline_latent(dataset: str, method: str, seed: int, epochs: int, latents: Path) -> np.ndarray:
+    """A baseline's latent of ``dataset``: ``latents/<set>_<method>_<seed>.npy`` when saved, else
+    fitted (``baselines.fit_latent``, at ``epochs``, the package's defaults) and saved there."""
     from benchmarks.baselines import fit_latent
 
+    path = latents / f"{dataset}_{method}_{seed}.npy"
+    if not path.exists():
+        latents.mkdir(parents=True, exist_ok=True)
+        np.save(path, fit_latent(dataset, method, seed, epochs)[0])
+    return np.load(path)
+
+
+def baseline_leiden(dataset: str, seed: int, epochs: int, truth: np.ndarray, latents: Path) -> dict:
+    """Leiden ARI against ``truth`` on the latents of :data:`BASELINE_FITS` for ``dataset``
+    (:func:`baseline_latent`)."""
     out = {}
     for method in BASELINE_FITS.get(dataset, ()):
-        path = latents / f"{dataset}_{method}_{seed}.npy"
-        if not path.exists():
-            latents.mkdir(parents=True, exist_ok=True)
-            np.save(path, fit_latent(dataset, method, seed, epochs)[0])
-        out[f"{method}_leiden_ari"] = float(clustering_scores(np.load(path), truth, seed=seed)["ari"])
+        latent = baseline_latent(dataset, method, seed, epochs, latents)
+        out[f"{method}_leiden_ari"] = float(clustering_scores(latent, truth, seed=seed)["ari"])
     return out
 
 
